@@ -1,0 +1,1 @@
+"""runmesh.common: the library every runmesh process shares."""

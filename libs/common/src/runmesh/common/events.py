@@ -1,0 +1,309 @@
+"""Every message on runmesh's topics as pydantic v2 models: the single source of wire truth."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from runmesh.common.errors import DecodeError
+
+SCHEMA_VERSION = 1
+"""Version of the wire format; bumped only for changes old readers cannot ignore."""
+
+JsonObject: TypeAlias = dict[str, Any]  # free-form JSON: params, results, log data
+
+LogLevel = Literal["debug", "info", "warning", "error", "success"]
+RunState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (every timestamp on the wire is)."""
+    return datetime.now(UTC)
+
+
+class WireModel(BaseModel):
+    """Base of every message: immutable, unknown fields ignored on read (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+
+
+class RunRequest(WireModel):
+    """A request to run one plugin action; `run_id` is the idempotency key."""
+
+    run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    category: str = Field(min_length=1, description="Service category, e.g. upload, export")
+    plugin: str | None = Field(
+        default=None,
+        description="`code` or `code@version`; unset = the category's built-in plugin",
+    )
+    action: str = Field(min_length=1)
+    params: JsonObject = Field(default_factory=dict)
+    tenant: str = Field(default="default", min_length=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    parent_run_id: uuid.UUID | None = None
+    submitted_at: datetime = Field(default_factory=utcnow)
+
+
+class StartedPayload(BaseModel):
+    """Payload of `run.started`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    plugin: str
+    plugin_version: str
+    action: str
+    params: JsonObject = Field(description="Validated params with secrets redacted")
+
+
+class ProgressPayload(BaseModel):
+    """Payload of `run.progress`: `current` of `total` in one progress category."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    category: str
+    current: float = Field(ge=0)
+    total: float | None = Field(default=None, ge=0)
+
+
+class LogPayload(BaseModel):
+    """Payload of `run.log`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    level: LogLevel = "info"
+    message: str
+    code: str | None = None
+    data: JsonObject = Field(default_factory=dict)
+
+
+class MetricPayload(BaseModel):
+    """Payload of `run.metric`: named numbers in one metrics category, at an optional step."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    category: str
+    values: dict[str, float]
+    step: int | None = None
+
+
+class ArtifactPayload(BaseModel):
+    """Payload of `run.artifact`: a file the run wrote, by URI."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    uri: str
+    size: int | None = Field(default=None, ge=0)
+    checksum: str | None = None
+    media_type: str | None = None
+
+
+class SucceededPayload(BaseModel):
+    """Payload of `run.succeeded`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    result: JsonObject = Field(default_factory=dict)
+
+
+class FailedPayload(BaseModel):
+    """Payload of `run.failed`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    error_type: str
+    message: str
+    traceback: str | None = None
+    retryable: bool = False
+
+
+class CancelledPayload(BaseModel):
+    """Payload of `run.cancelled`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    reason: str = "cancelled"
+
+
+class RunEventBase(WireModel):
+    """Envelope shared by every run event; `seq` is gapless per run and attempt, from 1."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    run_id: uuid.UUID
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    ts: datetime = Field(default_factory=utcnow)
+    service: str
+    worker: str
+
+
+class RunStarted(RunEventBase):
+    """The attempt began executing the action."""
+
+    type: Literal["run.started"] = "run.started"
+    payload: StartedPayload
+
+
+class RunProgress(RunEventBase):
+    """Progress in one category (coalesced by the worker: ≤ 1 per category per 200 ms)."""
+
+    type: Literal["run.progress"] = "run.progress"
+    payload: ProgressPayload
+
+
+class RunLog(RunEventBase):
+    """A log line from the action or the runtime."""
+
+    type: Literal["run.log"] = "run.log"
+    payload: LogPayload
+
+
+class RunMetric(RunEventBase):
+    """Metric values reported by the action."""
+
+    type: Literal["run.metric"] = "run.metric"
+    payload: MetricPayload
+
+
+class RunArtifact(RunEventBase):
+    """A file produced by the run."""
+
+    type: Literal["run.artifact"] = "run.artifact"
+    payload: ArtifactPayload
+
+
+class RunSucceeded(RunEventBase):
+    """Terminal: the action returned a result."""
+
+    type: Literal["run.succeeded"] = "run.succeeded"
+    payload: SucceededPayload
+
+
+class RunFailed(RunEventBase):
+    """Terminal: the action or the runtime failed the run."""
+
+    type: Literal["run.failed"] = "run.failed"
+    payload: FailedPayload
+
+
+class RunCancelled(RunEventBase):
+    """Terminal: the run stopped because cancellation was requested."""
+
+    type: Literal["run.cancelled"] = "run.cancelled"
+    payload: CancelledPayload
+
+
+RunEvent = Annotated[
+    RunStarted
+    | RunProgress
+    | RunLog
+    | RunMetric
+    | RunArtifact
+    | RunSucceeded
+    | RunFailed
+    | RunCancelled,
+    Field(discriminator="type"),
+]
+"""Any event on `runmesh.events`, discriminated by `type`."""
+
+EventPayload: TypeAlias = (
+    StartedPayload
+    | ProgressPayload
+    | LogPayload
+    | MetricPayload
+    | ArtifactPayload
+    | SucceededPayload
+    | FailedPayload
+    | CancelledPayload
+)
+
+EVENT_TYPES: dict[str, type[RunEventBase]] = {
+    "run.started": RunStarted,
+    "run.progress": RunProgress,
+    "run.log": RunLog,
+    "run.metric": RunMetric,
+    "run.artifact": RunArtifact,
+    "run.succeeded": RunSucceeded,
+    "run.failed": RunFailed,
+    "run.cancelled": RunCancelled,
+}
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+
+
+class CancelRun(WireModel):
+    """A request to cancel one run, read by every worker from `runmesh.control`."""
+
+    run_id: uuid.UUID
+    tenant: str = "default"
+    reason: str = "cancelled by user"
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+class ActionManifest(BaseModel):
+    """What a worker publishes about one action: enough for the gateway to validate params."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    method: Literal["task", "job", "restapi"]
+    description: str = ""
+    params_schema: JsonObject
+    progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+
+
+class PluginManifest(WireModel):
+    """A plugin version available on a worker, announced on `runmesh.plugins` at start."""
+
+    code: str
+    name: str
+    version: str
+    category: str
+    description: str = ""
+    builtin: bool = False
+    data_types: list[str] = Field(default_factory=list)
+    annotation_types: list[str] = Field(default_factory=list)
+    actions: dict[str, ActionManifest]
+    service: str
+    worker: str
+    published_at: datetime = Field(default_factory=utcnow)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_RUN_EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialize a message to JSON bytes for the wire."""
+    return orjson.dumps(message.model_dump(mode="json"))
+
+
+def decode(data: bytes, model: type[M]) -> M:
+    """Parse JSON bytes into `model`; raise `DecodeError` with a readable reason."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid {model.__name__}: {_summarize(exc)}") from exc
+
+
+def decode_event(data: bytes) -> RunEvent:
+    """Parse JSON bytes into the matching `RunEvent` member; raise `DecodeError` if invalid."""
+    try:
+        return _RUN_EVENT_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid RunEvent: {_summarize(exc)}") from exc
+
+
+def _summarize(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

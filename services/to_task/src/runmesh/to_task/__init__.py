@@ -1,0 +1,1 @@
+"""runmesh.to_task service."""

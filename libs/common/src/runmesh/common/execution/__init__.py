@@ -1,0 +1,17 @@
+"""Running one action: in-process (`task`) or in an isolated child process (`job`)."""
+
+from runmesh.common.execution.job import JobSpec, execute_job
+from runmesh.common.execution.outcome import Cancelled, Failed, Outcome, Succeeded
+from runmesh.common.execution.stop import StopSignal
+from runmesh.common.execution.task import execute_task
+
+__all__ = [
+    "Cancelled",
+    "Failed",
+    "JobSpec",
+    "Outcome",
+    "StopSignal",
+    "Succeeded",
+    "execute_job",
+    "execute_task",
+]

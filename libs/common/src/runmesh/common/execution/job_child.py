@@ -1,0 +1,139 @@
+"""The child side of a `job`: load the plugin, run the action, pipe its reports to the parent."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import os
+import resource
+import signal
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from runmesh.common.events import EventPayload
+from runmesh.common.execution.outcome import (
+    Failed,
+    Outcome,
+    exception_outcome,
+    result_outcome,
+)
+from runmesh.common.plugins.loader import load_plugin
+from runmesh.common.plugins.run import Run
+
+
+@dataclass(slots=True, frozen=True)
+class JobSpec:
+    """Everything a job child needs, picklable (it crosses a spawn boundary)."""
+
+    plugin_dir: str
+    action: str
+    params: dict[str, Any]
+    run_id: uuid.UUID
+    attempt: int
+    memory_mb: int
+    progress_interval_s: float
+
+
+_PR_SET_PDEATHSIG = 1
+
+# Messages child → parent: ("event", type, payload) then one of ("outcome", Outcome).
+
+
+class PipeSink:
+    """A `RunSink` writing to the parent's pipe; the write blocks when the parent lags."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def emit(self, event_type: str, payload: EventPayload) -> None:
+        """Send one event to the parent."""
+        with self._lock:
+            self._conn.send(("event", event_type, payload))
+
+    def finish(self, outcome: Outcome) -> None:
+        """Send the attempt's outcome; nothing follows it."""
+        with self._lock:
+            self._conn.send(("outcome", outcome))
+
+
+def job_main(spec: JobSpec, conn: Connection, parent_pid: int) -> None:
+    """Entry point of the spawned child process."""
+    _die_with_parent(parent_pid)
+    limit = spec.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    cancel_flag = threading.Event()
+    # SIGTERM is the parent's cancel: let the action stop at its next check; the parent sends
+    # SIGKILL if it does not within the grace period.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: cancel_flag.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
+    sink = PipeSink(conn)
+    outcome = _run(spec, sink, cancel_flag)
+    sink.finish(outcome)
+    conn.close()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A job must not outlive a worker killed with SIGKILL (its run is redone elsewhere)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the worker died before the signal was armed
+
+
+def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome:
+    try:
+        plugin = load_plugin(Path(spec.plugin_dir))
+        loaded = plugin.action(spec.action)
+        params = loaded.cls.params_model.model_validate(spec.params)
+        run = Run(
+            run_id=spec.run_id,
+            attempt=spec.attempt,
+            sink=sink,
+            cancel_flag=cancel_flag,
+            progress_categories=loaded.cls.progress_categories,
+            metrics_categories=loaded.cls.metrics_categories,
+            log_messages=loaded.cls.log_messages,
+            progress_interval_s=spec.progress_interval_s,
+        )
+        action = loaded.cls(params, run)
+    except BaseException as exc:  # reported to the parent as the attempt's failure
+        return exception_outcome(exc)
+    done = threading.Event()
+    flusher = threading.Thread(
+        target=_flush_progress, args=(run, done, spec.progress_interval_s), daemon=True
+    )
+    flusher.start()
+    try:
+        result = action.start()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        outcome = result_outcome(result)
+    except MemoryError:
+        outcome = Failed(
+            "MemoryLimitExceeded",
+            f"the job exceeded its memory limit of {spec.memory_mb} MB (RUNMESH_JOB_MEMORY_MB)",
+        )
+    except BaseException as exc:  # reported to the parent as the attempt's failure
+        outcome = exception_outcome(exc)
+    finally:
+        done.set()
+        flusher.join()
+        run.flush_progress(force=True)
+    return outcome
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def _flush_progress(run: Run, done: threading.Event, interval_s: float) -> None:
+    while not done.wait(interval_s):
+        run.flush_progress()

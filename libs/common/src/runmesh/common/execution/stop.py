@@ -1,0 +1,43 @@
+"""A request to stop a running attempt: cancellation, timeout or worker shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from runmesh.common.execution.outcome import Cancelled, Failed, Outcome
+
+StopKind = Literal["cancel", "timeout", "shutdown"]
+
+
+class StopSignal:
+    """Set once; the first reason wins (a cancel after a timeout does not change the outcome)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.kind: StopKind | None = None
+        self.reason = ""
+
+    def request(self, kind: StopKind, reason: str) -> None:
+        """Ask the attempt to stop; later requests are ignored."""
+        if self.kind is None:
+            self.kind = kind
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop was requested."""
+        return self.kind is not None
+
+    async def wait(self) -> None:
+        """Return when a stop is requested."""
+        await self._event.wait()
+
+    def outcome(self) -> Outcome:
+        """The outcome of an attempt that stopped for this signal's reason."""
+        if self.kind == "timeout":
+            return Failed("Timeout", self.reason)
+        if self.kind == "shutdown":
+            return Failed("WorkerShutdown", self.reason, retryable=True)
+        return Cancelled(self.reason)

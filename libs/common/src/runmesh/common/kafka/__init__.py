@@ -1,0 +1,17 @@
+"""Thin wrappers over aiokafka: producer, tracked consumer, topic creation (DESIGN §3)."""
+
+from runmesh.common.kafka.admin import ensure_topics
+from runmesh.common.kafka.clients import consumer_config, make_consumer, make_producer
+from runmesh.common.kafka.offsets import OffsetTracker
+from runmesh.common.kafka.publisher import Publisher
+from runmesh.common.kafka.tracked_consumer import TrackedConsumer
+
+__all__ = [
+    "OffsetTracker",
+    "Publisher",
+    "TrackedConsumer",
+    "consumer_config",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+]

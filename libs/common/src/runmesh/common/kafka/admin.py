@@ -1,0 +1,43 @@
+"""Create the topics a process needs, tolerating topics that already exist."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from runmesh.common.settings import Settings
+
+
+async def ensure_topics(
+    settings: Settings, topics: Iterable[str], *, partitions: int | None = None
+) -> None:
+    """Create each missing topic with the configured partitions and replication factor."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("RUNMESH_KAFKA_BOOTSTRAP is not set")
+    wanted = sorted(set(topics))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    await asyncio.wait_for(admin.start(), timeout=settings.kafka_request_timeout_ms / 1000)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=partitions or settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+            for name in wanted
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica created it between our list and create: what we wanted
+    finally:
+        await admin.close()

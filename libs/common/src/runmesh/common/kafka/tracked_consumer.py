@@ -1,0 +1,153 @@
+"""A group consumer that hands out at most `capacity` records and commits only finished work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from runmesh.common.kafka.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: TrackedConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # Commit what is finished while we still own it; unfinished records are redone by the
+        # new owner (at-least-once), so their later completion must not commit anything.
+        await self._owner.commit()
+        self._owner.tracker.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._owner.tracker.forget(assigned)
+        self._owner.on_assigned(assigned)
+
+
+class TrackedConsumer:
+    """Manual-commit consumer for work that finishes out of order.
+
+    `fetch()` returns at most as many records as there are free slots; when every slot is busy
+    it pauses all assigned partitions (still polling, so the group keeps the member alive) and
+    resumes once `finish()` frees a slot. `commit()` commits, per partition, the lowest offset
+    still in flight: a crash can repeat finished work but never skip unfinished work.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, *topics: str, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._consumer = consumer
+        self._topics = topics
+        self.capacity = capacity
+        self.tracker = OffsetTracker()
+        self._busy = 0
+        self._slot_freed = asyncio.Event()
+        self._paused = False
+        self._commit_lock = asyncio.Lock()
+        self._assigned_event = asyncio.Event()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The underlying aiokafka consumer."""
+        return self._consumer
+
+    @property
+    def busy(self) -> int:
+        """Records handed out and not finished."""
+        return self._busy
+
+    async def start(self) -> None:
+        """Connect and join the group."""
+        await self._consumer.start()
+        self._consumer.subscribe(list(self._topics), listener=_Rebalance(self))
+
+    async def stop(self) -> None:
+        """Commit finished work and leave the group."""
+        try:
+            await self.commit()
+        finally:
+            await self._consumer.stop()
+
+    def on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Called after a rebalance; keeps a paused consumer paused on its new partitions."""
+        self._paused = False
+        if self._busy >= self.capacity and assigned:
+            self._consumer.pause(*assigned)
+            self._paused = True
+        self._assigned_event.set()
+
+    async def wait_assigned(self, timeout: float) -> None:
+        """Wait until the group has given this consumer its partitions (or fail)."""
+        await asyncio.wait_for(self._assigned_event.wait(), timeout)
+
+    async def fetch(self, timeout_ms: int = 500) -> list[Record]:
+        """Up to `capacity - busy` records in offset order per partition; may be empty."""
+        free = self.capacity - self._busy
+        if free <= 0:
+            self._pause()
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), timeout_ms / 1000)
+            except TimeoutError:
+                pass  # keep polling below so the group does not evict an idle-looking member
+            await self._consumer.getmany(timeout_ms=0)
+            return []
+        self._resume()
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=free)
+        records: list[Record] = []
+        for tp, batch in batches.items():
+            for record in batch:
+                self.tracker.start(tp, record.offset)
+                records.append(record)
+        self._busy += len(records)
+        return records
+
+    def finish(self, record: Record) -> None:
+        """Mark a record's work done (successfully or not): it may now be committed."""
+        self._busy -= 1
+        self.tracker.finish(TopicPartition(record.topic, record.partition), record.offset)
+        self._slot_freed.set()
+
+    def abandon(self, record: Record) -> None:
+        """Free a record's slot without marking it done: it stays uncommitted (redelivered)."""
+        self._busy -= 1
+        self._slot_freed.set()
+
+    async def commit(self) -> None:
+        """Commit every partition's safe position that moved since the last commit."""
+        async with self._commit_lock:
+            offsets = self.tracker.committable()
+            owned = self._consumer.assignment()
+            offsets = {tp: pos for tp, pos in offsets.items() if tp in owned}
+            if not offsets:
+                return
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # A rebalance is under way: the partitions' next owner redoes the uncommitted
+                # records, which is the at-least-once contract. Retried on the next commit.
+                log.warning("offset commit failed, will retry: %s", exc)
+                return
+            self.tracker.mark_committed(offsets)
+
+    def _pause(self) -> None:
+        if not self._paused:
+            assigned = self._consumer.assignment()
+            if assigned:
+                self._consumer.pause(*assigned)
+            self._paused = True
+
+    def _resume(self) -> None:
+        if self._paused:
+            paused = self._consumer.paused()
+            if paused:
+                self._consumer.resume(*paused)
+            self._paused = False

@@ -1,0 +1,71 @@
+"""The `config.yaml` schema of a plugin and its loading with errors that name the bad field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runmesh.common.errors import PluginError
+
+ExecutionMethod = Literal["task", "job", "restapi"]
+
+CONFIG_FILE = "config.yaml"
+
+
+class ActionConfig(BaseModel):
+    """One action of a plugin: where its class is and how it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entrypoint: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$",
+        description="`module.path.ClassName` or `module.path:ClassName`, relative to the plugin",
+    )
+    method: ExecutionMethod = "task"
+    description: str = ""
+
+
+class PluginConfig(BaseModel):
+    """A plugin's `config.yaml` (the Synapse plugin model)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100)
+    name: str = Field(min_length=1)
+    version: str = Field(pattern=r"^\d+(\.\d+){0,2}([-+.][0-9A-Za-z.-]+)?$")
+    category: str = Field(min_length=1)
+    description: str = ""
+    data_types: list[str] = Field(default_factory=list)
+    annotation_types: list[str] = Field(default_factory=list)
+    actions: dict[str, ActionConfig] = Field(min_length=1)
+
+
+def parse_config(text: str, *, source: str = CONFIG_FILE) -> PluginConfig:
+    """Parse config.yaml text; `PluginError` names the file, the field and what is wrong."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PluginError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PluginError(f"{source}: must be a mapping with code, name, version, actions")
+    try:
+        return PluginConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise PluginError(f"{source}: {problems}") from exc
+
+
+def load_config(directory: Path) -> PluginConfig:
+    """Read and validate `<directory>/config.yaml`."""
+    path = directory / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PluginError(f"{path}: cannot read plugin config: {exc.strerror}") from exc
+    return parse_config(text, source=str(path))

@@ -1,0 +1,105 @@
+"""The plugins one worker can run, and resolution of a request's `plugin` and `action`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from runmesh.common.errors import UnknownPluginError
+from runmesh.common.plugins.config import CONFIG_FILE
+from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin, load_plugin
+
+
+def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    # config.yaml's pattern guarantees a numeric core; a pre-release ("-rc1") sorts before
+    # its release, build metadata ("+abc") does not change the order.
+    match = re.match(r"^([\d.]+)(.*)$", version)
+    core, rest = match.groups() if match else ("0", version)
+    numbers = tuple(int(part) for part in core.split(".") if part)
+    return (numbers, 0 if rest.startswith("-") else 1, rest)
+
+
+class PluginRegistry:
+    """Plugins by code and version; the built-in plugin of each category is the default."""
+
+    def __init__(self, plugins: Iterable[LoadedPlugin] = ()) -> None:
+        self._plugins: dict[str, dict[str, LoadedPlugin]] = {}
+        for plugin in plugins:
+            self.add(plugin)
+
+    def add(self, plugin: LoadedPlugin) -> None:
+        """Register a plugin version (a later one with the same ref replaces it)."""
+        self._plugins.setdefault(plugin.code, {})[plugin.version] = plugin
+
+    def add_directory(self, directory: Path, *, builtin: bool = False) -> LoadedPlugin:
+        """Load and register the plugin in `directory`."""
+        plugin = load_plugin(directory, builtin=builtin)
+        self.add(plugin)
+        return plugin
+
+    def scan(self, paths: Iterable[Path]) -> list[LoadedPlugin]:
+        """Register every plugin found: each path is a plugin or a directory of plugins."""
+        found: list[LoadedPlugin] = []
+        for path in paths:
+            candidates = [path] if (path / CONFIG_FILE).is_file() else sorted(path.iterdir())
+            for candidate in candidates:
+                if (candidate / CONFIG_FILE).is_file():
+                    found.append(self.add_directory(candidate))
+        return found
+
+    def plugins(self, category: str | None = None) -> list[LoadedPlugin]:
+        """All registered plugin versions, optionally of one category."""
+        return [
+            plugin
+            for versions in self._plugins.values()
+            for plugin in versions.values()
+            if category is None or plugin.config.category == category
+        ]
+
+    def resolve(self, ref: str | None, category: str) -> LoadedPlugin:
+        """The plugin a request names (`code`, `code@version` or None for the built-in)."""
+        if ref is None:
+            builtins = [p for p in self.plugins(category) if p.builtin]
+            candidates = builtins or self.plugins(category)
+            if len(candidates) != 1:
+                raise UnknownPluginError(
+                    f"no plugin given and category {category!r} has "
+                    f"{'no plugins' if not candidates else 'several'}; known: {self._known()}"
+                )
+            return candidates[0]
+        code, _, version = ref.partition("@")
+        versions = self._plugins.get(code)
+        if not versions:
+            raise UnknownPluginError(f"unknown plugin {code!r}; known: {self._known()}")
+        if version:
+            plugin = versions.get(version)
+            if plugin is None:
+                raise UnknownPluginError(
+                    f"plugin {code!r} has no version {version!r}; "
+                    f"known versions: {', '.join(sorted(versions, key=_version_key))}"
+                )
+        else:
+            plugin = versions[max(versions, key=_version_key)]
+        if plugin.config.category != category:
+            raise UnknownPluginError(
+                f"plugin {plugin.ref} is a {plugin.config.category!r} plugin, not {category!r}"
+            )
+        return plugin
+
+    def resolve_action(
+        self, ref: str | None, category: str, action: str
+    ) -> tuple[LoadedPlugin, LoadedAction]:
+        """The plugin and action a request names, or `UnknownPluginError` naming the known."""
+        plugin = self.resolve(ref, category)
+        loaded = plugin.actions.get(action)
+        if loaded is None:
+            known = ", ".join(sorted(plugin.actions))
+            raise UnknownPluginError(
+                f"plugin {plugin.ref} has no action {action!r}; known actions: {known}"
+            )
+        return plugin, loaded
+
+    def _known(self) -> str:
+        refs = sorted(p.ref for p in self.plugins())
+        return ", ".join(refs) or "none"

@@ -1,0 +1,147 @@
+"""The sandbox's S3 server (moto in a child process) and bucket creation on any S3 endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runmesh.common.sandbox.errors import SandboxError
+from runmesh.common.sandbox.processes import LOOPBACK, ChildProcess, free_port
+
+_logger = logging.getLogger("runmesh.sandbox")
+
+
+@dataclass(slots=True, frozen=True)
+class S3Credentials:
+    """Static S3 credentials and region for a client of a sandbox S3 server."""
+
+    access_key_id: str
+    secret_access_key: str
+    region: str = "us-east-1"
+
+
+#: moto accepts any credentials; these are the ones its documentation uses.
+MOTO_CREDENTIALS = S3Credentials("testing", "testing")
+
+_CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
+)
+
+
+class MotoS3Server:
+    """moto's S3 server (`python -m moto.server`) on 127.0.0.1 on a free port; in memory.
+
+    Clients may use any credentials (`MOTO_CREDENTIALS` is a good choice). Its output goes to
+    `<data_dir>/moto.log`.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        start_timeout_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self.data_dir = data_dir
+        self._port = port
+        self._start_timeout_s = start_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._child = ChildProcess("s3 (moto)", data_dir / "moto.log")
+
+    @property
+    def port(self) -> int:
+        """The server's TCP port, fixed by `start()`."""
+        if self._port is None:
+            raise SandboxError("s3 (moto)", "has no port before start()")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        """The S3 endpoint URL: "http://127.0.0.1:PORT"."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The file receiving the server's output."""
+        return self._child.log_path
+
+    async def start(self) -> None:
+        """Start the server and wait until it answers HTTP."""
+        if self._port is None:
+            self._port = free_port()
+        argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self._port)]
+        _logger.info("starting moto S3 on %s", self.endpoint_url)
+        await self._child.spawn(argv)
+        try:
+            await self._child.wait_ready(self._ready, timeout_s=self._start_timeout_s)
+        except BaseException:
+            await self._child.stop(timeout_s=self._stop_timeout_s)
+            raise
+
+    async def _ready(self) -> bool:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(LOOPBACK, self.port), 1.0
+            )
+        except (OSError, TimeoutError):
+            return False
+        try:
+            request = f"GET /moto-api/ HTTP/1.1\r\nHost: {LOOPBACK}:{self.port}\r\n"
+            writer.write(f"{request}Connection: close\r\n\r\n".encode())
+            status_line = await asyncio.wait_for(reader.readline(), 5.0)
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return status_line.startswith(b"HTTP/1.")
+
+    async def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after the stop timeout). Safe to call twice."""
+        if self._child.running:
+            _logger.info("stopping moto S3 on %s", self.endpoint_url)
+        await self._child.stop(timeout_s=self._stop_timeout_s)
+
+
+async def ensure_bucket(
+    endpoint_url: str,
+    bucket: str,
+    *,
+    credentials: S3Credentials | None = MOTO_CREDENTIALS,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create `bucket` at `endpoint_url` unless it exists already.
+
+    `credentials=None` uses botocore's usual chain (AWS_* variables, profiles). Raises
+    SandboxError naming the bucket and endpoint when S3 refuses.
+    """
+    session = get_session()
+    extra: dict[str, str] = {}
+    if credentials is not None:
+        extra = {
+            "aws_access_key_id": credentials.access_key_id,
+            "aws_secret_access_key": credentials.secret_access_key,
+            "region_name": credentials.region,
+        }
+    try:
+        async with session.create_client(
+            "s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG, **extra
+        ) as client:
+            try:
+                await asyncio.wait_for(client.create_bucket(Bucket=bucket), timeout_s)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+    except (ClientError, BotoCoreError, TimeoutError) as exc:
+        raise SandboxError("s3", f"cannot create bucket {bucket!r} at {endpoint_url}: {exc}") from exc

@@ -1,0 +1,219 @@
+"""Turns one attempt's reports into numbered events on `runmesh.events`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from typing import Any
+
+from aiokafka.structs import RecordMetadata
+from pydantic_core import PydanticSerializationError
+
+from runmesh.common.errors import RunmeshError
+from runmesh.common.events import (
+    EVENT_TYPES,
+    CancelledPayload,
+    EventPayload,
+    FailedPayload,
+    LogPayload,
+    RunEventBase,
+    SucceededPayload,
+    encode,
+)
+from runmesh.common.execution.outcome import Cancelled, Failed, Outcome, Succeeded
+from runmesh.common.kafka.publisher import Publisher
+from runmesh.common.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+_QUEUE_SIZE = 1000  # reports buffered between an action and the publisher
+_TRUNCATED_SUFFIX = " … [truncated]"
+
+
+class EventBufferFullError(RunmeshError):
+    """An async action reported more events than the buffer holds without ever awaiting."""
+
+
+class RunEmitter:
+    """Numbers one attempt's events gaplessly from 1 and publishes them in order.
+
+    Reports from the action arrive through `emit` (any thread) or `emit_async` (the loop) into
+    a bounded queue drained by one publishing task, so `seq` order is publish order. `finish`
+    publishes the terminal event and waits until every event of the attempt is acknowledged.
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        topic: str,
+        run_id: uuid.UUID,
+        attempt: int,
+        service: str,
+        worker: str,
+        category: str,
+        headers: list[tuple[str, bytes]],
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._publisher = publisher
+        self._topic = topic
+        self._run_id = run_id
+        self._attempt = attempt
+        self._service = service
+        self._worker = worker
+        self._category = category
+        self._headers = headers
+        self._metrics = metrics
+        self._seq = 0
+        self._pending: list[asyncio.Future[RecordMetadata]] = []
+        self._queue: asyncio.Queue[tuple[str, EventPayload] | None] = asyncio.Queue(_QUEUE_SIZE)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def seq(self) -> int:
+        """The seq of the last event published."""
+        return self._seq
+
+    def start(self) -> None:
+        """Start draining reports."""
+        self._pump = asyncio.ensure_future(self._drain())
+
+    # RunSink
+    def emit(self, event_type: str, payload: EventPayload) -> None:
+        """Queue a report from the action; blocks a reporting thread while the queue is full."""
+        if threading.get_ident() != self._loop_thread:
+            asyncio.run_coroutine_threadsafe(
+                self._queue.put((event_type, payload)), self._loop
+            ).result()
+            return
+        try:
+            self._queue.put_nowait((event_type, payload))
+        except asyncio.QueueFull:
+            raise EventBufferFullError(
+                f"more than {_QUEUE_SIZE} events reported without awaiting; an async action "
+                "must await (e.g. `await asyncio.sleep(0)`) between bursts of reports"
+            ) from None
+
+    async def emit_async(self, event_type: str, payload: EventPayload) -> None:
+        """Queue a report, waiting while the queue is full (used for job pipes)."""
+        await self._queue.put((event_type, payload))
+
+    async def publish_now(self, event_type: str, payload: EventPayload) -> None:
+        """Publish directly; only before `start()` or after the pump stopped."""
+        await self._publish(event_type, payload)
+
+    async def finish(self, outcome: Outcome) -> bytes:
+        """Drain reports, publish the terminal event, wait for every ack; return its bytes."""
+        if self._pump is not None:
+            await self._queue.put(None)
+            await self._pump
+            self._pump = None
+        event_type, payload = _terminal(outcome)
+        value = await self._publish(event_type, payload)
+        await asyncio.gather(*self._pending)
+        self._pending.clear()
+        return value
+
+    async def abort(self) -> None:
+        """Stop draining without a terminal event (the attempt is abandoned for redelivery)."""
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
+
+    async def _drain(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            await self._publish(*item)
+
+    async def _publish(self, event_type: str, payload: EventPayload) -> bytes:
+        self._seq += 1
+        event_type, value = self._encode(event_type, payload)
+        future = await self._publisher.send_raw(
+            self._topic,
+            value,
+            key=str(self._run_id),
+            headers=[*self._headers, ("event-type", event_type.encode())],
+        )
+        self._pending.append(future)
+        if len(self._pending) >= 256:
+            await self._settle_done()
+        self._metrics.events_published.labels(self._category, event_type).inc()
+        return value
+
+    def _encode(self, event_type: str, payload: EventPayload) -> tuple[str, bytes]:
+        try:
+            value = encode(self._event(event_type, payload))
+        except (TypeError, ValueError, PydanticSerializationError) as exc:
+            event_type, payload = self._repair(event_type, payload, f"not JSON-serializable: {exc}")
+            value = encode(self._event(event_type, payload))
+        if len(value) > self._publisher.max_message_bytes:
+            reason = f"{len(value)} bytes, over RUNMESH_MAX_MESSAGE_BYTES"
+            event_type, payload = self._repair(event_type, payload, reason)
+            value = encode(self._event(event_type, payload))
+        return event_type, value
+
+    async def _settle_done(self) -> None:
+        # Keep the list short on long runs; a failed send surfaces here instead of at the end.
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        await asyncio.gather(*done)
+
+    def _event(self, event_type: str, payload: EventPayload) -> RunEventBase:
+        cls: Any = EVENT_TYPES[event_type]
+        event: RunEventBase = cls(
+            run_id=self._run_id,
+            attempt=self._attempt,
+            seq=self._seq,
+            service=self._service,
+            worker=self._worker,
+            payload=payload,
+        )
+        return event
+
+    def _repair(
+        self, event_type: str, payload: EventPayload, problem: str
+    ) -> tuple[str, EventPayload]:
+        """Make an event that cannot be sent as is fit, saying so, instead of losing the run."""
+        limit = self._publisher.max_message_bytes
+        if isinstance(payload, LogPayload):
+            return event_type, LogPayload(
+                level=payload.level,
+                message=payload.message[: limit // 2] + _TRUNCATED_SUFFIX,
+                code=payload.code,
+                data={"dropped": problem},
+            )
+        if isinstance(payload, SucceededPayload):
+            return "run.failed", FailedPayload(
+                error_type="InvalidResult",
+                message=f"the result could not be sent ({problem}); return JSON data, and write "
+                "large results to object storage and return their URI",
+            )
+        if isinstance(payload, FailedPayload):
+            return event_type, FailedPayload(
+                error_type=payload.error_type,
+                message=payload.message[: limit // 4] + _TRUNCATED_SUFFIX,
+                traceback=(payload.traceback or "")[-(limit // 4) :],
+                retryable=payload.retryable,
+            )
+        return "run.log", LogPayload(
+            level="warning", message=f"a {event_type} event was dropped: {problem}"
+        )
+
+
+def _terminal(outcome: Outcome) -> tuple[str, EventPayload]:
+    if isinstance(outcome, Succeeded):
+        return "run.succeeded", SucceededPayload(result=outcome.result)
+    if isinstance(outcome, Failed):
+        return "run.failed", FailedPayload(
+            error_type=outcome.error_type,
+            message=outcome.message,
+            traceback=outcome.traceback,
+            retryable=outcome.retryable,
+        )
+    if isinstance(outcome, Cancelled):
+        return "run.cancelled", CancelledPayload(reason=outcome.reason)
+    raise TypeError(f"not an outcome: {outcome!r}")

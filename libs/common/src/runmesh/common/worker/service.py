@@ -1,0 +1,64 @@
+"""Run a `Worker` as a process: settings, plugins, signals, tracing and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from prometheus_client import start_http_server
+
+from runmesh.common.errors import RunmeshError
+from runmesh.common.plugins.registry import PluginRegistry
+from runmesh.common.settings import Settings
+from runmesh.common.telemetry import setup_tracing
+from runmesh.common.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+async def serve(worker: Worker) -> None:
+    """Run `worker` until SIGTERM or SIGINT, then shut it down gracefully."""
+    provider = setup_tracing(worker.settings, worker.service)
+    if worker.settings.metrics_port is not None:
+        start_http_server(worker.settings.metrics_port, registry=worker.metrics.registry)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.request_stop)
+    try:
+        await worker.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if provider is not None:
+            provider.shutdown()
+
+
+def build_registry(settings: Settings, builtin_plugins: Sequence[Path] = ()) -> PluginRegistry:
+    """The service's built-in plugins plus the user plugins on `RUNMESH_PLUGIN_PATH`."""
+    registry = PluginRegistry()
+    for directory in builtin_plugins:
+        registry.add_directory(directory, builtin=True)
+    registry.scan(settings.plugin_path)
+    return registry
+
+
+def main(
+    category: str, *, service: str | None = None, builtin_plugins: Sequence[Path] = ()
+) -> None:
+    """Entry point of a category service (`python -m runmesh.<service>`)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = Settings()
+        registry = build_registry(settings, builtin_plugins)
+        worker = Worker(category, registry, settings, service=service)
+        asyncio.run(serve(worker))
+    except RunmeshError as exc:
+        # A person reads this: one line saying what is wrong, no traceback.
+        print(f"runmesh {service or category}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,134 @@
+"""Test-only actions: each exercises one path of the worker runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from pydantic import BaseModel, Field, SecretStr
+
+from runmesh.common.plugins import Action
+
+
+class Noop(Action):
+    """Returns at once (throughput benchmark)."""
+
+    name = "noop"
+
+    async def start(self) -> dict[str, bool]:
+        return {"ok": True}
+
+
+class EchoParams(BaseModel):
+    name: str = Field(min_length=1)
+    count: int = Field(gt=0, le=1000)
+    token: SecretStr | None = None
+
+
+class Echo(Action):
+    """Reports progress, metrics, logs and an artifact, and echoes its params."""
+
+    name = "echo"
+    params_model = EchoParams
+    progress_categories = {"echo": {"description": "Echoing", "proportion": 100}}
+    metrics_categories = {"echo": "Counters"}
+    log_messages = {"ECHO_DONE": {"message": "echoed {} times", "level": "success"}}
+
+    def start(self) -> dict[str, object]:
+        params: EchoParams = self.params  # type: ignore[assignment]
+        self.run.log_message(f"hello {params.name}")
+        for i in range(1, params.count + 1):
+            self.run.set_progress(i, params.count, category="echo")
+        self.run.set_metrics({"count": params.count}, category="echo", step=1)
+        self.run.log_artifact("echo.txt", f"s3://runmesh/echo/{self.run.run_id}.txt", size=4)
+        self.run.log_message_with_code("ECHO_DONE", params.count)
+        return {"name": params.name, "count": params.count}
+
+
+class SleepParams(BaseModel):
+    seconds: float = Field(default=1.0, ge=0)
+    steps: int = Field(default=10, ge=1)
+
+
+class Sleep(Action):
+    """Sleeps in steps, reporting progress and stopping when cancelled."""
+
+    name = "sleep"
+    params_model = SleepParams
+    progress_categories = {"sleep": "Sleeping"}
+
+    def start(self) -> dict[str, object]:
+        params: SleepParams = self.params  # type: ignore[assignment]
+        for step in range(params.steps):
+            self.run.check_cancelled()
+            time.sleep(params.seconds / params.steps)
+            self.run.set_progress(step + 1, params.steps)
+        return {"slept": params.seconds, "pid": os.getpid()}
+
+
+class AsyncSleep(Action):
+    """Sleeps on the event loop (cancelled at its await)."""
+
+    name = "async_sleep"
+    params_model = SleepParams
+
+    async def start(self) -> dict[str, object]:
+        params: SleepParams = self.params  # type: ignore[assignment]
+        await asyncio.sleep(params.seconds)
+        return {"slept": params.seconds}
+
+
+class FailParams(BaseModel):
+    message: str = "boom"
+
+
+class Fail(Action):
+    """Raises."""
+
+    name = "fail"
+    params_model = FailParams
+
+    def start(self) -> dict[str, object]:
+        params: FailParams = self.params  # type: ignore[assignment]
+        raise ValueError(params.message)
+
+
+class Crash(Action):
+    """Kills its own process without reporting."""
+
+    name = "crash"
+
+    def start(self) -> dict[str, object]:
+        self.run.log_message("about to crash")
+        os._exit(1)
+
+
+class HogParams(BaseModel):
+    mb: int = Field(default=4096, gt=0)
+
+
+class Hog(Action):
+    """Allocates far past the job memory limit."""
+
+    name = "hog"
+    params_model = HogParams
+
+    def start(self) -> dict[str, object]:
+        params: HogParams = self.params  # type: ignore[assignment]
+        blocks = [bytearray(1024 * 1024) for _ in range(params.mb)]
+        return {"allocated": len(blocks)}
+
+
+class Stubborn(Action):
+    """Ignores cancellation (only SIGKILL stops it)."""
+
+    name = "stubborn"
+    params_model = SleepParams
+
+    def start(self) -> dict[str, object]:
+        params: SleepParams = self.params  # type: ignore[assignment]
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"done": True}

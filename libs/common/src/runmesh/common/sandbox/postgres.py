@@ -127,7 +127,7 @@ class EmbeddedPostgres:
         await asyncio.to_thread(self.pgdata.mkdir, mode=0o700, parents=True, exist_ok=True)
         if self._user is not None:
             if not await asyncio.to_thread(_user_exists, self._user):
-                _logger.info("creating system user %s to run postgres (it refuses root)", self._user)
+                _logger.info("creating system user %s: postgres refuses to run as root", self._user)
                 await run_command(
                     _PART,
                     ["useradd", "--system", "--user-group", "--no-create-home", self._user],
@@ -205,7 +205,9 @@ class EmbeddedPostgres:
             await self._child.stop()
             return
         _logger.info("stopping postgres on %s:%d", LOOPBACK, self.port)
-        bin_dir = self._bin_dir or await asyncio.to_thread(_pgserver_bin_dir)
+        bin_dir = self._bin_dir
+        if bin_dir is None:
+            bin_dir = await asyncio.to_thread(_pgserver_bin_dir)
         with contextlib.suppress(SandboxError):
             # pg_ctl refuses root like postgres does, hence the same user.
             await run_command(

@@ -144,4 +144,5 @@ async def ensure_bucket(
                 if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
     except (ClientError, BotoCoreError, TimeoutError) as exc:
-        raise SandboxError("s3", f"cannot create bucket {bucket!r} at {endpoint_url}: {exc}") from exc
+        problem = f"cannot create bucket {bucket!r} at {endpoint_url}: {exc}"
+        raise SandboxError("s3", problem) from exc

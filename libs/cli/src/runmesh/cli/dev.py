@@ -1,0 +1,100 @@
+"""`runmesh dev`: run the embedded sandbox (and, later, the platform on it) until interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import TextIO
+
+from runmesh.common.sandbox import MOTO_CREDENTIALS, Sandbox
+from runmesh.common.settings import Settings
+
+BANNER = "runmesh sandbox (ephemeral: data is lost on exit)"
+
+
+def describe(sandbox: Sandbox) -> list[str]:
+    """The lines `runmesh dev` prints: what runs, and the variables that reach it."""
+    settings = sandbox.settings
+    lines = [BANNER, ""]
+    parts: dict[str, object] = {
+        "kafka": sandbox.broker,
+        "postgres": sandbox.postgres,
+        "s3": sandbox.s3,
+    }
+    external = [name for name, part in parts.items() if part is None]
+    if external:
+        lines += [f"  external (from RUNMESH_* settings): {', '.join(external)}", ""]
+    lines += [
+        "  To reach it from another shell:",
+        f"    export RUNMESH_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}",
+        f"    export RUNMESH_DATABASE_URL={settings.database_url}",
+        f"    export RUNMESH_S3_ENDPOINT_URL={settings.s3_endpoint_url}",
+        f"    export RUNMESH_S3_BUCKET={settings.s3_bucket}",
+    ]
+    if sandbox.s3 is not None:
+        # moto accepts any key; S3 clients still refuse to sign without one.
+        lines += [
+            f"    export AWS_ACCESS_KEY_ID={MOTO_CREDENTIALS.access_key_id}",
+            f"    export AWS_SECRET_ACCESS_KEY={MOTO_CREDENTIALS.secret_access_key}",
+        ]
+    lines += ["", f"  Logs: {sandbox.directory}", "", "Press Ctrl-C to stop"]
+    return lines
+
+
+async def run_dev(
+    settings: Settings,
+    *,
+    demo: bool,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Run the sandbox until SIGINT/SIGTERM (or until `stop` is set), then stop it cleanly.
+
+    Every long-lived part enters one AsyncExitStack, so the processes `runmesh dev` will also
+    run (gateway, one replica of each service) join it after the sandbox and stop before it.
+    `demo` asks for the demo plugins; there are none yet, so it changes nothing today.
+    `ready` is set once everything runs and the panel is printed. A signal during start-up
+    cancels the start (the parts already up are stopped) and returns normally.
+    Raises SandboxError when a part cannot start.
+    """
+    stream = out if out is not None else sys.stdout
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    started = False
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        if interrupted:
+            return
+        interrupted = True
+        print("stopping...", file=sys.stderr, flush=True)
+        stop.set()
+        if not started and task is not None:
+            task.cancel()
+
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Not on Windows' event loops: Ctrl-C then arrives as KeyboardInterrupt instead.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, on_signal)
+            installed.append(signum)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sandbox = await stack.enter_async_context(Sandbox(settings))
+            started = True
+            print("\n".join(describe(sandbox)), file=stream, flush=True)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+    except asyncio.CancelledError:
+        if started or not interrupted or task is None:
+            raise
+        task.uncancel()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

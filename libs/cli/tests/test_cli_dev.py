@@ -1,0 +1,109 @@
+"""`runmesh dev` as a user runs it: a subprocess that serves until Ctrl-C, then cleans up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from runmesh.cli.__main__ import main
+from runmesh.common.testing import eventually
+
+CONNECTION_VARIABLES = (
+    "RUNMESH_KAFKA_BOOTSTRAP",
+    "RUNMESH_DATABASE_URL",
+    "RUNMESH_S3_ENDPOINT_URL",
+    "RUNMESH_SANDBOX_DIR",
+)
+EXPORT = re.compile(r"export (RUNMESH_[A-Z0-9_]+)=(\S+)")
+
+
+async def read_until_prompt(stdout: asyncio.StreamReader) -> tuple[list[str], dict[str, str]]:
+    lines: list[str] = []
+    while not lines or "Press Ctrl-C to stop" not in lines[-1]:
+        line = await stdout.readline()
+        if not line:
+            break
+        lines.append(line.decode())
+    exported = {m[1]: m[2] for line in lines if (m := EXPORT.search(line))}
+    return lines, exported
+
+
+async def port_closed(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return True
+    writer.close()
+    await writer.wait_closed()
+    return False
+
+
+@pytest.mark.slow
+async def test_dev_serves_kafka_and_postgres_until_sigint(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runmesh.cli",
+            "dev",
+            "--no-demo",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert process.stdout is not None
+        lines, exported = await asyncio.wait_for(read_until_prompt(process.stdout), 60)
+        output = "".join(lines)
+        assert "ephemeral" in output, output + stderr_path.read_text()
+        assert "RUNMESH_KAFKA_BOOTSTRAP" in exported, output + stderr_path.read_text()
+
+        bootstrap = exported["RUNMESH_KAFKA_BOOTSTRAP"]
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            assert isinstance(await admin.list_topics(), list)
+        finally:
+            await admin.close()
+        connection = await asyncpg.connect(exported["RUNMESH_DATABASE_URL"], timeout=10)
+        try:
+            assert await connection.fetchval("select 1") == 1
+        finally:
+            await connection.close(timeout=5)
+
+        process.send_signal(signal.SIGINT)
+        remaining, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, remaining.decode() + stderr_path.read_text()
+        host, port = bootstrap.rsplit(":", 1)
+        assert await port_closed(host, int(port))
+        assert await eventually(
+            lambda: "sandbox stopped" in stderr_path.read_text(),
+            message="no 'sandbox stopped' in stderr",
+        )
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
+def test_help_lists_dev(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "dev" in capsys.readouterr().out
+
+
+def test_no_command_prints_usage_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: runmesh" in capsys.readouterr().err

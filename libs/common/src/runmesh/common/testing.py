@@ -1,0 +1,63 @@
+"""Helpers for runmesh's tests, shipped with the library so every member's tests share them."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, overload
+
+T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    cond: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    cond: Callable[[], T],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    cond: Callable[[], object],
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - a polling deadline, not an operation's timeout
+    interval: float = 0.05,
+    message: str = "condition still false at the deadline",
+) -> object:
+    """Poll `cond` (sync or async) until it returns a truthy value, and return that value.
+
+    An AssertionError raised by `cond` counts as "not yet", so `cond` may assert. At the
+    deadline this raises AssertionError with `message` (and the last assertion's text):
+    tests wait with this, never with a bare sleep.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_failure: AssertionError | None = None
+    while True:
+        try:
+            value = cond()
+            if inspect.isawaitable(value):
+                value = await value
+        except AssertionError as failure:
+            last_failure = failure
+        else:
+            if value:
+                return value
+            last_failure = None
+        if loop.time() >= deadline:
+            detail = f": {last_failure}" if last_failure is not None else ""
+            raise AssertionError(f"{message} (after {timeout:g}s){detail}") from last_failure
+        await asyncio.sleep(interval)

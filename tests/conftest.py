@@ -1,0 +1,241 @@
+"""Fixtures for cross-service tests: the test plugin, in-process and subprocess workers, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from runmesh.common.events import (
+    TERMINAL_EVENT_TYPES,
+    CancelRun,
+    RunEventBase,
+    RunRequest,
+    decode_event,
+    encode,
+)
+from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
+from runmesh.common.plugins import PluginRegistry
+from runmesh.common.settings import Settings
+from runmesh.common.testing import eventually
+from runmesh.common.topics import Topics
+from runmesh.common.worker import Worker
+
+PLUGINS = Path(__file__).parent / "plugins"
+CATEGORY = "test"
+
+
+@pytest.fixture
+def registry() -> PluginRegistry:
+    """The test-only plugin under tests/plugins."""
+    registry = PluginRegistry()
+    registry.scan([PLUGINS])
+    return registry
+
+
+class RunClient:
+    """Submits requests straight to Kafka and collects every run event of the test's topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.events: dict[uuid.UUID, list[RunEventBase]] = defaultdict(list)
+        self.headers: dict[uuid.UUID, list[list[tuple[str, bytes]]]] = defaultdict(list)
+        self._producer: AIOKafkaProducer = make_producer(settings)
+        config = consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"}
+        self._consumer = AIOKafkaConsumer(self.topics.events, **config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await ensure_topics(
+            self.settings,
+            [
+                self.topics.requests(CATEGORY),
+                self.topics.dlq(CATEGORY),
+                self.topics.events,
+                self.topics.control,
+                self.topics.plugins,
+            ],
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def _collect(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    event = decode_event(record.value or b"")
+                    self.events[event.run_id].append(event)
+                    self.headers[event.run_id].append(list(record.headers))
+
+    async def submit(self, action: str, params: dict[str, Any] | None = None, **kw: Any) -> RunRequest:
+        request = RunRequest(category=CATEGORY, action=action, params=params or {}, **kw)
+        await self.send(request)
+        return request
+
+    async def send(self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None) -> None:
+        await self._producer.send_and_wait(
+            self.topics.requests(CATEGORY),
+            encode(request),
+            key=str(request.run_id).encode(),
+            headers=headers or [],
+        )
+
+    async def send_raw(self, value: bytes, key: bytes | None = None) -> None:
+        await self._producer.send_and_wait(self.topics.requests(CATEGORY), value, key=key)
+
+    async def cancel(self, run_id: uuid.UUID) -> None:
+        await self._producer.send_and_wait(
+            self.topics.control, encode(CancelRun(run_id=run_id)), key=str(run_id).encode()
+        )
+
+    def terminal(self, run_id: uuid.UUID) -> list[RunEventBase]:
+        return [e for e in self.events[run_id] if e.type in TERMINAL_EVENT_TYPES]
+
+    async def wait_terminal(self, run_id: uuid.UUID, timeout: float = 20) -> RunEventBase:
+        await eventually(
+            lambda: self.terminal(run_id), timeout=timeout, message=f"run {run_id} never ended"
+        )
+        return self.terminal(run_id)[-1]
+
+    async def wait_event(
+        self, run_id: uuid.UUID, event_type: str, timeout: float = 20
+    ) -> RunEventBase:
+        def found() -> RunEventBase | None:
+            return next((e for e in self.events[run_id] if e.type == event_type), None)
+
+        result = await eventually(found, timeout=timeout, message=f"no {event_type} for {run_id}")
+        assert isinstance(result, RunEventBase)
+        return result
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[RunClient]:
+    """A `RunClient` on the test's own topics."""
+    run_client = RunClient(settings)
+    await run_client.start()
+    yield run_client
+    await run_client.stop()
+
+
+WorkerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
+
+
+@pytest.fixture
+def worker(settings: Settings, registry: PluginRegistry) -> WorkerFactory:
+    """`async with worker(**setting_overrides) as w:` runs an in-process worker for the test."""
+
+    @contextlib.asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Worker]:
+        instance = Worker(CATEGORY, registry, settings.model_copy(update=overrides))
+        task = asyncio.create_task(instance.run())
+        ready = asyncio.create_task(instance.ready.wait())
+        await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            ready.cancel()
+            task.result()  # raises the start-up error
+        assert instance.ready.is_set(), "worker did not start within 60s"
+        try:
+            yield instance
+        finally:
+            instance.request_stop()
+            await asyncio.wait_for(task, timeout=60)
+
+    return start
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a worker subprocess that uses the same servers and topics."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
+    env.update(
+        {
+            "RUNMESH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+            "RUNMESH_DATABASE_URL": settings.database_url or "",
+            "RUNMESH_TOPIC_PREFIX": settings.topic_prefix,
+            "RUNMESH_PLUGIN_PATH": str(PLUGINS),
+            "RUNMESH_SHUTDOWN_GRACE_S": str(settings.shutdown_grace_s),
+            "RUNMESH_CANCEL_GRACE_S": str(settings.cancel_grace_s),
+            "RUNMESH_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
+            "RUNMESH_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+            "RUNMESH_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.kafka_heartbeat_interval_ms),
+        }
+    )
+    return env
+
+
+class WorkerProcess:
+    """A worker in its own process (`python -m runmesh.common.worker`), for kill tests."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "runmesh.common.worker", "--category", CATEGORY],
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        await eventually(
+            lambda: "serving" in self.log_text(),
+            timeout=timeout,
+            message=f"worker {self.pid} did not start",
+        )
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def wait_exit(self, timeout: float) -> int:
+        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+async def worker_process(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[Callable[[], WorkerProcess]]:
+    """Starts worker subprocesses; every one is killed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        process = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()

@@ -1,4 +1,4 @@
-"""Fixtures for cross-service tests: the test plugin, in-process and subprocess workers, a client."""
+"""Fixtures for cross-service tests: the test plugin, workers in and out of process, a client."""
 
 from __future__ import annotations
 
@@ -89,12 +89,16 @@ class RunClient:
                     self.events[event.run_id].append(event)
                     self.headers[event.run_id].append(list(record.headers))
 
-    async def submit(self, action: str, params: dict[str, Any] | None = None, **kw: Any) -> RunRequest:
+    async def submit(
+        self, action: str, params: dict[str, Any] | None = None, **kw: Any
+    ) -> RunRequest:
         request = RunRequest(category=CATEGORY, action=action, params=params or {}, **kw)
         await self.send(request)
         return request
 
-    async def send(self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None) -> None:
+    async def send(
+        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         await self._producer.send_and_wait(
             self.topics.requests(CATEGORY),
             encode(request),

@@ -193,7 +193,8 @@ async def test_runs_past_max_attempts_fail_and_go_to_the_dlq(
         try:
             # Two earlier deliveries started the run and their worker died each time.
             await pool.execute(
-                "INSERT INTO worker.run_attempts (run_id, category, attempts) VALUES ($1, 'test', 2)",
+                "INSERT INTO worker.run_attempts (run_id, category, attempts)"
+                " VALUES ($1, 'test', 2)",
                 request.run_id,
             )
         finally:

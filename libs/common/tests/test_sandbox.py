@@ -187,3 +187,27 @@ async def test_a_broker_that_exits_names_itself_and_its_log(tmp_path: Path) -> N
     assert "kafka (Tansu)" in raised.value.summary
     assert str(tmp_path / "tansu.log") in raised.value.summary
     assert not broker.running
+
+
+async def test_a_part_failing_stops_the_others_and_keeps_the_logs(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    broken = sandbox.settings.model_copy(
+        update={
+            "kafka_bootstrap": None,
+            "database_url": None,
+            "broker_bin": Path("/bin/false"),
+            "sandbox_dir": tmp_path,
+        }
+    )
+    stack = Sandbox(broken)
+
+    with pytest.raises(SandboxError, match="kafka") as raised:
+        async with stack:
+            pytest.fail("the sandbox started with a broker that exits")
+
+    assert stack.postgres is not None
+    assert not stack.postgres.running
+    assert raised.value.log_path is not None
+    assert raised.value.log_path.is_file()
+    assert raised.value.log_path.is_relative_to(tmp_path)

@@ -104,7 +104,7 @@ def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome
             progress_interval_s=spec.progress_interval_s,
         )
         action = loaded.cls(params, run)
-    except BaseException as exc:  # reported to the parent as the attempt's failure
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure
         return exception_outcome(exc)
     done = threading.Event()
     flusher = threading.Thread(
@@ -121,7 +121,7 @@ def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome
             "MemoryLimitExceeded",
             f"the job exceeded its memory limit of {spec.memory_mb} MB (RUNMESH_JOB_MEMORY_MB)",
         )
-    except BaseException as exc:  # reported to the parent as the attempt's failure
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure
         outcome = exception_outcome(exc)
     finally:
         done.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Literal
 
 from runmesh.common.execution.outcome import Cancelled, Failed, Outcome
@@ -17,6 +18,14 @@ class StopSignal:
         self._event = asyncio.Event()
         self.kind: StopKind | None = None
         self.reason = ""
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_request(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when a stop is requested (at once if it already was)."""
+        if self.kind is not None:
+            callback()
+        else:
+            self._callbacks.append(callback)
 
     def request(self, kind: StopKind, reason: str) -> None:
         """Ask the attempt to stop; later requests are ignored."""
@@ -24,6 +33,9 @@ class StopSignal:
             self.kind = kind
             self.reason = reason
             self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
 
     @property
     def requested(self) -> bool:

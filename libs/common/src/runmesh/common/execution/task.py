@@ -39,35 +39,39 @@ async def execute_task(
     """
     try:
         action = action_cls(params, run)
-    except Exception as exc:  # a failing constructor is the action's error
+    except Exception as exc:  # noqa: BLE001 -- a failing constructor is the action's error
         return exception_outcome(exc)
     work: asyncio.Future[Any]
     if inspect.iscoroutinefunction(action.start):
         work = asyncio.ensure_future(action.start())
     else:
         work = run_in_thread(action.start, name=f"run-{run.run_id}")
-    flusher = asyncio.ensure_future(_flush_progress(run, progress_interval_s))
-    stopper = asyncio.ensure_future(stop.wait())
+    loop = asyncio.get_running_loop()
+    # Plain futures and timer handles, not helper tasks: a run that returns at once should
+    # cost little more than its action.
+    give_up: asyncio.Future[None] = loop.create_future()
+
+    def on_stop() -> None:
+        cancel_flag.set()
+        if isinstance(work, asyncio.Task):
+            work.cancel()  # a thread can only be told through the flag
+        loop.call_later(grace_s, _settle, give_up)
+
+    stop.on_request(on_stop)
+    flusher = _ProgressFlusher(run, loop, progress_interval_s)
     try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, give_up}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
-            cancel_flag.set()
-            if isinstance(work, asyncio.Task):
-                work.cancel()  # a thread can only be told through the flag
-            done, _ = await asyncio.wait({work}, timeout=grace_s)
-            if not done:
-                log.warning(
-                    "run %s: action ignored %s for %.1fs; leaving it behind",
-                    run.run_id,
-                    stop.kind,
-                    grace_s,
-                )
-                return stop.outcome()
+            log.warning(
+                "run %s: action ignored %s for %.1fs; leaving it behind",
+                run.run_id,
+                stop.kind,
+                grace_s,
+            )
+            return stop.outcome()
         return _outcome(work, stop)
     finally:
-        stopper.cancel()
-        flusher.cancel()
-        await asyncio.gather(flusher, stopper, return_exceptions=True)
+        flusher.close()
         run.flush_progress(force=True)
 
 
@@ -83,7 +87,23 @@ def _outcome(work: asyncio.Future[Any], stop: StopSignal) -> Outcome:
     return exception_outcome(exc)
 
 
-async def _flush_progress(run: Run, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        run.flush_progress()
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _ProgressFlusher:
+    """Sends progress held back by coalescing once it is due, on a loop timer."""
+
+    def __init__(self, run: Run, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
+        self._run = run
+        self._loop = loop
+        self._interval = interval_s
+        self._handle = loop.call_later(interval_s, self._tick)
+
+    def _tick(self) -> None:
+        self._run.flush_progress()
+        self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def close(self) -> None:
+        self._handle.cancel()

@@ -40,7 +40,7 @@ def run_in_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]:
     def target() -> None:
         try:
             value = ctx.run(fn)
-        except BaseException as exc:  # delivered to the awaiting coroutine, not lost
+        except BaseException as exc:  # noqa: BLE001 -- delivered to the awaiting coroutine, not lost
             deliver(settle_error, exc)
         else:
             deliver(settle_result, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,9 +36,8 @@ async def ensure_topics(
             if name not in existing
         ]
         if missing:
-            try:
+            # Another replica may create one between our list and create: what we wanted.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica created it between our list and create: what we wanted
     finally:
         await admin.close()

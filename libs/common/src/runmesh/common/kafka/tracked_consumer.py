@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -37,7 +39,7 @@ class TrackedConsumer:
 
     `fetch()` returns at most as many records as there are free slots; when every slot is busy
     it pauses all assigned partitions (still polling, so the group keeps the member alive) and
-    resumes once `finish()` frees a slot. `commit()` commits, per partition, the lowest offset
+    resumes once `release()` or `finish()` frees a slot. `commit()` commits, per partition, the lowest offset
     still in flight: a crash can repeat finished work but never skip unfinished work.
     """
 
@@ -48,11 +50,10 @@ class TrackedConsumer:
         self._topics = topics
         self.capacity = capacity
         self.tracker = OffsetTracker()
-        self._busy = 0
+        self._slots: set[tuple[TopicPartition, int]] = set()  # records holding a slot
         self._slot_freed = asyncio.Event()
         self._paused = False
         self._commit_lock = asyncio.Lock()
-        self._assigned_event = asyncio.Event()
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -61,13 +62,27 @@ class TrackedConsumer:
 
     @property
     def busy(self) -> int:
-        """Records handed out and not finished."""
-        return self._busy
+        """Records holding a slot (handed out, not finished or released)."""
+        return len(self._slots)
 
     async def start(self) -> None:
         """Connect and join the group."""
         await self._consumer.start()
         self._consumer.subscribe(list(self._topics), listener=_Rebalance(self))
+
+    async def wait_for_assignment(self, timeout_s: float) -> bool:
+        """Wait until the group gave this member partitions; False if none came in time.
+
+        A new group's first join takes seconds (the broker waits for more members); a worker
+        that says it is ready before then would only look idle. With more replicas than
+        partitions a member legitimately gets none, hence a bound rather than an error.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.assignment():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def stop(self) -> None:
         """Commit finished work and leave the group."""
@@ -79,47 +94,49 @@ class TrackedConsumer:
     def on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         """Called after a rebalance; keeps a paused consumer paused on its new partitions."""
         self._paused = False
-        if self._busy >= self.capacity and assigned:
+        if self.busy >= self.capacity and assigned:
             self._consumer.pause(*assigned)
             self._paused = True
-        self._assigned_event.set()
-
-    async def wait_assigned(self, timeout: float) -> None:
-        """Wait until the group has given this consumer its partitions (or fail)."""
-        await asyncio.wait_for(self._assigned_event.wait(), timeout)
 
     async def fetch(self, timeout_ms: int = 500) -> list[Record]:
         """Up to `capacity - busy` records in offset order per partition; may be empty."""
-        free = self.capacity - self._busy
-        if free <= 0:
-            self._pause()
+        if self.busy >= self.capacity:
             self._slot_freed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._slot_freed.wait(), timeout_ms / 1000)
-            except TimeoutError:
-                pass  # keep polling below so the group does not evict an idle-looking member
-            await self._consumer.getmany(timeout_ms=0)
-            return []
+            if self.busy >= self.capacity:
+                # Still full: long runs. Pause (so prefetching stops) but keep polling, or the
+                # group would evict a member that looks idle (max.poll.interval).
+                self._pause()
+                await self._consumer.getmany(timeout_ms=0)
+                return []
+        # Resuming only after a full wait keeps prefetched records of short runs flowing.
         self._resume()
+        free = self.capacity - self.busy
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=free)
         records: list[Record] = []
         for tp, batch in batches.items():
             for record in batch:
                 self.tracker.start(tp, record.offset)
+                self._slots.add((tp, record.offset))
                 records.append(record)
-        self._busy += len(records)
         return records
+
+    def release(self, record: Record) -> None:
+        """Free the record's slot while its bookkeeping finishes; it is not committable yet."""
+        key = (TopicPartition(record.topic, record.partition), record.offset)
+        if key in self._slots:
+            self._slots.discard(key)
+            self._slot_freed.set()
 
     def finish(self, record: Record) -> None:
         """Mark a record's work done (successfully or not): it may now be committed."""
-        self._busy -= 1
+        self.release(record)
         self.tracker.finish(TopicPartition(record.topic, record.partition), record.offset)
-        self._slot_freed.set()
 
     def abandon(self, record: Record) -> None:
         """Free a record's slot without marking it done: it stays uncommitted (redelivered)."""
-        self._busy -= 1
-        self._slot_freed.set()
+        self.release(record)
 
     async def commit(self) -> None:
         """Commit every partition's safe position that moved since the last commit."""

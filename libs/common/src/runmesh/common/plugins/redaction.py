@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 
 def redacted_params(params: BaseModel) -> dict[str, Any]:
-    """Dump validated params to JSON-safe data; `SecretStr`/`SecretBytes` fields become '**********'.
+    """Validated params as JSON-safe data, with `SecretStr`/`SecretBytes` values masked.
 
     pydantic masks secret types in JSON-mode dumps, including nested models and containers,
     so a secret never reaches the events topic, the gateway's database or the dashboard.

@@ -25,12 +25,15 @@ class PluginRegistry:
 
     def __init__(self, plugins: Iterable[LoadedPlugin] = ()) -> None:
         self._plugins: dict[str, dict[str, LoadedPlugin]] = {}
+        self._latest: dict[str, LoadedPlugin] = {}
         for plugin in plugins:
             self.add(plugin)
 
     def add(self, plugin: LoadedPlugin) -> None:
         """Register a plugin version (a later one with the same ref replaces it)."""
-        self._plugins.setdefault(plugin.code, {})[plugin.version] = plugin
+        versions = self._plugins.setdefault(plugin.code, {})
+        versions[plugin.version] = plugin
+        self._latest[plugin.code] = versions[max(versions, key=_version_key)]
 
     def add_directory(self, directory: Path, *, builtin: bool = False) -> LoadedPlugin:
         """Load and register the plugin in `directory`."""
@@ -80,7 +83,7 @@ class PluginRegistry:
                     f"known versions: {', '.join(sorted(versions, key=_version_key))}"
                 )
         else:
-            plugin = versions[max(versions, key=_version_key)]
+            plugin = self._latest[code]
         if plugin.config.category != category:
             raise UnknownPluginError(
                 f"plugin {plugin.ref} is a {plugin.config.category!r} plugin, not {category!r}"

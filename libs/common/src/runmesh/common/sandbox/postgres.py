@@ -122,6 +122,11 @@ class EmbeddedPostgres:
         """The file receiving initdb's and the server's output."""
         return self._child.log_path
 
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._child.running
+
     async def _prepare(self) -> Path:
         bin_dir = await asyncio.to_thread(_pgserver_bin_dir)
         await asyncio.to_thread(self.pgdata.mkdir, mode=0o700, parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -107,6 +108,13 @@ class ChildProcess:
         """Start `argv` (as `user` when given: needs root); output is appended to the log."""
         if self.running:
             raise SandboxError(self.part, "already running", log_path=self.log_path)
+        group: int | None = None
+        extra_groups: list[int] | None = None
+        if user is not None:
+            # Popen's `user` changes only the uid: drop root's group and supplementary groups too.
+            import pwd
+
+            group, extra_groups = pwd.getpwnam(user).pw_gid, []
         log_fd = await asyncio.to_thread(_open_log, self.log_path)
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -116,10 +124,12 @@ class ChildProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 user=user,
+                group=group,
+                extra_groups=extra_groups,
                 start_new_session=True,
                 preexec_fn=_death_signal_preexec(death_signal),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxError(
                 self.part, f"cannot run {argv[0]}: {exc}", log_path=self.log_path
             ) from exc

@@ -74,6 +74,11 @@ class MotoS3Server:
         """The file receiving the server's output."""
         return self._child.log_path
 
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._child.running
+
     async def start(self) -> None:
         """Start the server and wait until it answers HTTP."""
         if self._port is None:

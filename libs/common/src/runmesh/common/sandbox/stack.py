@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -30,6 +31,46 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         else:
             leaves.append(error)
     return leaves
+
+
+_TEMP_PREFIX = "runmesh-sandbox-"
+_OWNER_FILE = ".owner-pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_directories() -> int:
+    """Remove temporary sandbox directories whose process died without cleaning up (SIGKILL)."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"):
+        try:
+            owner = int((path / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not a sandbox's, or one being created right now
+        if not _alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _make_directory(base: Path | None) -> Path:
+    if base is None:
+        if removed := _remove_stale_directories():
+            _logger.info("removed %d sandbox directories left by killed processes", removed)
+        directory = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX)).resolve()
+        (directory / _OWNER_FILE).write_text(str(os.getpid()))
+        return directory
+    base = base.expanduser()
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base)).resolve()
 
 
 class Sandbox:
@@ -134,12 +175,9 @@ class Sandbox:
 
     async def _make_directory(self, stack: contextlib.AsyncExitStack) -> Path:
         base = self._input.sandbox_dir
+        directory = await asyncio.to_thread(_make_directory, base)
         if base is None:
-            directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="runmesh-sandbox-"))
             stack.push_async_callback(self._remove_directory, directory)
-        else:
-            await asyncio.to_thread(base.mkdir, parents=True, exist_ok=True)
-            directory = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="run-", dir=base))
         self.directory = directory
         return directory
 

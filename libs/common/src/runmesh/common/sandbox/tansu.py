@@ -147,8 +147,8 @@ class TansuBroker:
         except (KafkaError, OSError, TimeoutError):
             return False
         finally:
-            with contextlib.suppress(KafkaError, OSError):
-                await admin.close()
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await asyncio.wait_for(admin.close(), 5.0)
         return True
 
     async def stop(self) -> None:

@@ -78,18 +78,22 @@ class RunEmitter:
         """The seq of the last event published."""
         return self._seq
 
-    def start(self) -> None:
-        """Start draining reports."""
-        self._pump = asyncio.ensure_future(self._drain())
+    def _ensure_pump(self) -> None:
+        # Started on the first report: most short runs report nothing but start and end.
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._drain())
+
+    async def _put(self, item: tuple[str, EventPayload]) -> None:
+        self._ensure_pump()
+        await self._queue.put(item)
 
     # RunSink
     def emit(self, event_type: str, payload: EventPayload) -> None:
         """Queue a report from the action; blocks a reporting thread while the queue is full."""
         if threading.get_ident() != self._loop_thread:
-            asyncio.run_coroutine_threadsafe(
-                self._queue.put((event_type, payload)), self._loop
-            ).result()
+            asyncio.run_coroutine_threadsafe(self._put((event_type, payload)), self._loop).result()
             return
+        self._ensure_pump()
         try:
             self._queue.put_nowait((event_type, payload))
         except asyncio.QueueFull:
@@ -100,10 +104,10 @@ class RunEmitter:
 
     async def emit_async(self, event_type: str, payload: EventPayload) -> None:
         """Queue a report, waiting while the queue is full (used for job pipes)."""
-        await self._queue.put((event_type, payload))
+        await self._put((event_type, payload))
 
     async def publish_now(self, event_type: str, payload: EventPayload) -> None:
-        """Publish directly; only before `start()` or after the pump stopped."""
+        """Publish directly; only before the action reports anything."""
         await self._publish(event_type, payload)
 
     async def finish(self, outcome: Outcome) -> bytes:
@@ -141,7 +145,7 @@ class RunEmitter:
         self._pending.append(future)
         if len(self._pending) >= 256:
             await self._settle_done()
-        self._metrics.events_published.labels(self._category, event_type).inc()
+        self._metrics.child(self._metrics.events_published, self._category, event_type).inc()
         return value
 
     def _encode(self, event_type: str, payload: EventPayload) -> tuple[str, bytes]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class WorkerMetrics:
@@ -47,3 +52,12 @@ class WorkerMetrics:
             ["category", "reason"],
             registry=self.registry,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def child(self, metric: _M, *labels: str) -> _M:
+        """`metric.labels(*labels)`, cached: the hot path asks for the same few children."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found  # type: ignore[return-value]

@@ -138,6 +138,9 @@ class Worker:
             )
             await self._consumer.start()
             stack.push_async_callback(self._consumer.stop)
+            join_timeout_s = 2 * settings.kafka_session_timeout_ms / 1000
+            if not await self._consumer.wait_for_assignment(join_timeout_s):
+                log.warning("no partitions assigned after %.0fs; serving anyway", join_timeout_s)
             await self._publish_manifests()
             log.info("worker %s serving %s", self.worker_id, self.topics.requests(self.category))
             self.ready.set()
@@ -273,7 +276,7 @@ class Worker:
             reason,
             detail,
         )
-        self.metrics.dlq_records.labels(self.category, reason).inc()
+        self.metrics.child(self.metrics.dlq_records, self.category, reason).inc()
         self._consumer.finish(record)
 
     async def _process(self, record: Record, request: RunRequest, claim: Claim) -> None:
@@ -325,10 +328,15 @@ class Worker:
                 await emitter.abort()
                 return False
             terminal = await emitter.finish(outcome)
+            # The action is over: its slot may take the next request while the ledger write,
+            # which only gates the offset commit, completes.
+            self._consumer.release(record)
             state = _STATES[type(outcome)]
             await self._ledger.finish(request.run_id, state, terminal)
-            self.metrics.runs_finished.labels(self.category, state).inc()
-            self.metrics.run_duration.labels(self.category).observe(time.monotonic() - began)
+            self.metrics.child(self.metrics.runs_finished, self.category, state).inc()
+            self.metrics.child(self.metrics.run_duration, self.category).observe(
+                time.monotonic() - began
+            )
             span.set_attribute("runmesh.state", state)
             if isinstance(outcome, Failed):
                 span.set_status(
@@ -405,7 +413,7 @@ class Worker:
                 params=redacted_params(params),
             ),
         )
-        self.metrics.runs_started.labels(self.category).inc()
+        self.metrics.child(self.metrics.runs_started, self.category).inc()
         return await self._execute(request, claim, plugin, action, params, emitter)
 
     async def _execute(
@@ -426,9 +434,8 @@ class Worker:
                 "timeout",
                 f"run exceeded its timeout of {request.timeout_s:g}s",
             )
-        in_flight = self.metrics.runs_in_flight.labels(self.category)
+        in_flight = self.metrics.child(self.metrics.runs_in_flight, self.category)
         in_flight.inc()
-        emitter.start()
         try:
             if action.method == "job":
                 spec = JobSpec(
@@ -476,7 +483,7 @@ class Worker:
             self.topics.dlq(self.category), record.value, key=record.key, headers=headers
         )
         await ack
-        self.metrics.dlq_records.labels(self.category, "max-attempts").inc()
+        self.metrics.child(self.metrics.dlq_records, self.category, "max-attempts").inc()
 
     # -- shutdown -----------------------------------------------------------------------------
     async def _drain(self) -> None:

@@ -26,6 +26,7 @@ from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
 from runmesh.common.plugins import PluginRegistry
 from runmesh.common.sandbox import Sandbox
 from runmesh.common.settings import Settings
+from runmesh.common.testing import eventually
 from runmesh.common.topics import Topics
 from runmesh.common.worker import Worker
 
@@ -102,8 +103,8 @@ async def baseline_rate(settings: Settings) -> float:
     )
     await producer.start()
     await consumer.start()
-    while not consumer.assignment():  # like the worker: start the clock after the group join
-        await asyncio.sleep(0.05)
+    # Like the worker: start the clock after the group join.
+    await eventually(consumer.assignment, timeout=60, message="no partitions assigned")
     try:
         reader = asyncio.create_task(_count_raw(settings, topics.events, RUNS))
         began = await _produce(settings, topics.requests(CATEGORY), requests)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -16,7 +17,7 @@ from runmesh.common.kafka.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -37,10 +38,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class TrackedConsumer:
     """Manual-commit consumer for work that finishes out of order.
 
-    `fetch()` returns at most as many records as there are free slots; when every slot is busy
-    it pauses all assigned partitions (still polling, so the group keeps the member alive) and
-    resumes once `release()` or `finish()` frees a slot. `commit()` commits, per partition, the lowest offset
-    still in flight: a crash can repeat finished work but never skip unfinished work.
+    `fetch()` returns at most as many records as there are free slots; when every slot stays
+    busy it pauses all assigned partitions (still polling, so the group keeps the member alive)
+    and resumes once `release()` or `finish()` frees a slot. `commit()` commits, per partition,
+    the lowest offset still in flight: a crash can repeat finished work, never skip any.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, *topics: str, capacity: int) -> None:

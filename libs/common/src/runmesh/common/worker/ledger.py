@@ -66,7 +66,8 @@ class AttemptLedger:
             if len(claims) < len(unique):
                 ended = await conn.fetch(
                     "SELECT run_id, attempts AS attempt, state, terminal_event"
-                    " FROM worker.run_attempts WHERE run_id = ANY($1::uuid[]) AND state IS NOT NULL",
+                    " FROM worker.run_attempts"
+                    " WHERE run_id = ANY($1::uuid[]) AND state IS NOT NULL",
                     [run_id for run_id in unique if run_id not in claims],
                 )
                 claims.update({row["run_id"]: Claim(**dict(row)) for row in ended})

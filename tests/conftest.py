@@ -172,19 +172,7 @@ def worker(settings: Settings, registry: PluginRegistry) -> WorkerFactory:
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment for a worker subprocess that uses the same servers and topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(
-        {
-            "RUNMESH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-            "RUNMESH_DATABASE_URL": settings.database_url or "",
-            "RUNMESH_TOPIC_PREFIX": settings.topic_prefix,
-            "RUNMESH_PLUGIN_PATH": str(PLUGINS),
-            "RUNMESH_SHUTDOWN_GRACE_S": str(settings.shutdown_grace_s),
-            "RUNMESH_CANCEL_GRACE_S": str(settings.cancel_grace_s),
-            "RUNMESH_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
-            "RUNMESH_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
-            "RUNMESH_KAFKA_HEARTBEAT_INTERVAL_MS": str(settings.kafka_heartbeat_interval_ms),
-        }
-    )
+    env.update(settings.model_copy(update={"plugin_path": [PLUGINS]}).to_env())
     return env
 
 

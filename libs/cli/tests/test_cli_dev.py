@@ -97,6 +97,44 @@ async def test_dev_serves_kafka_and_postgres_until_sigint(tmp_path: Path) -> Non
             await process.communicate()
 
 
+@pytest.mark.slow
+async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runmesh.cli",
+            "dev",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert process.stdout is not None
+        lines, _ = await asyncio.wait_for(read_until_prompt(process.stdout), 120)
+        output = "".join(lines)
+        assert "upload, export, to_task, train, demo-worker" in output, output
+        demo: list[str] = []
+        while not any("demo: run" in line for line in demo):
+            line = await asyncio.wait_for(process.stdout.readline(), 120)
+            assert line, "".join(demo) + stderr_path.read_text()
+            demo.append(line.decode())
+        text = "".join(demo)
+        assert "succeeded: {'counted': 30, 'total': 465}" in text, text
+        assert "[success] counted to 30" in text
+        assert "100% 30/30" in text
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, stderr_path.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
 def test_help_lists_dev(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--help"])

@@ -6,15 +6,21 @@ import asyncio
 import contextlib
 import signal
 import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
+from runmesh.cli.demo import run_demo
+from runmesh.cli.services import service_specs, start_service
 from runmesh.common.sandbox import MOTO_CREDENTIALS, Sandbox
+from runmesh.common.sandbox.processes import ChildProcess
 from runmesh.common.settings import Settings
 
 BANNER = "runmesh sandbox (ephemeral: data is lost on exit)"
 
 
-def describe(sandbox: Sandbox) -> list[str]:
+def describe(sandbox: Sandbox, services: Sequence[str] = ()) -> list[str]:
     """The lines `runmesh dev` prints: what runs, and the variables that reach it."""
     settings = sandbox.settings
     lines = [BANNER, ""]
@@ -39,7 +45,15 @@ def describe(sandbox: Sandbox) -> list[str]:
             f"    export AWS_ACCESS_KEY_ID={MOTO_CREDENTIALS.access_key_id}",
             f"    export AWS_SECRET_ACCESS_KEY={MOTO_CREDENTIALS.secret_access_key}",
         ]
-    lines += ["", f"  Logs: {sandbox.directory}", "", "Press Ctrl-C to stop"]
+    if services:
+        lines += ["", f"  Services (one replica each): {', '.join(services)}"]
+    lines += [
+        "",
+        "  Production runs on Apache Kafka, PostgreSQL and S3/MinIO instead (see deploy/).",
+        f"  Logs: {sandbox.directory}",
+        "",
+        "Press Ctrl-C to stop",
+    ]
     return lines
 
 
@@ -55,7 +69,8 @@ async def run_dev(
 
     Every long-lived part enters one AsyncExitStack, so the processes `runmesh dev` will also
     run (gateway, one replica of each service) join it after the sandbox and stop before it.
-    `demo` asks for the demo plugins; there are none yet, so it changes nothing today.
+    One replica of each category service starts on the sandbox; with `demo`, a demo worker
+    too, and a demo run is submitted over Kafka and followed live to its end.
     `ready` is set once everything runs and the panel is printed. A signal during start-up
     cancels the start (the parts already up are stopped) and returns normally.
     Raises SandboxError when a part cannot start.
@@ -86,8 +101,27 @@ async def run_dev(
     try:
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(Sandbox(settings))
+            log_dir = sandbox.directory or Path(tempfile.gettempdir())
+            print("starting the services...", file=sys.stderr, flush=True)
+            children = await asyncio.gather(
+                *(
+                    start_service(spec, log_dir)
+                    for spec in service_specs(sandbox.settings, demo=demo)
+                ),
+                return_exceptions=True,
+            )
+            for child in children:
+                if isinstance(child, ChildProcess):
+                    stack.push_async_callback(child.stop)
+            failures = [child for child in children if isinstance(child, BaseException)]
+            if failures:
+                raise failures[0]
             started = True
-            print("\n".join(describe(sandbox)), file=stream, flush=True)
+            print("\n".join(describe(sandbox, [c.part for c in children])), file=stream)
+            stream.flush()
+            if demo:
+                await run_demo(sandbox.settings, stream)
+                print("\nPress Ctrl-C to stop", file=stream, flush=True)
             if ready is not None:
                 ready.set()
             await stop.wait()

@@ -86,6 +86,25 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part]
         return value
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the variables that reproduce them in a child process."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            key = field.validation_alias if isinstance(field.validation_alias, str) else None
+            key = key or f"RUNMESH_{name.upper()}"
+            if isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif isinstance(value, list):
+                env[key] = os.pathsep.join(str(item) for item in value)
+            else:
+                env[key] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """Return `name` under this deployment's topic prefix."""
         return f"{self.topic_prefix}.{name}"

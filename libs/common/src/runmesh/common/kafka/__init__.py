@@ -1,7 +1,12 @@
 """Thin wrappers over aiokafka: producer, tracked consumer, topic creation (DESIGN §3)."""
 
 from runmesh.common.kafka.admin import ensure_topics
-from runmesh.common.kafka.clients import consumer_config, make_consumer, make_producer
+from runmesh.common.kafka.clients import (
+    consumer_config,
+    make_consumer,
+    make_producer,
+    pin_to_latest,
+)
 from runmesh.common.kafka.offsets import OffsetTracker
 from runmesh.common.kafka.publisher import Publisher
 from runmesh.common.kafka.tracked_consumer import TrackedConsumer
@@ -14,4 +19,5 @@ __all__ = [
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "pin_to_latest",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -71,3 +73,18 @@ def make_consumer(
     return AIOKafkaConsumer(
         *topics, client_id=client_id, **consumer_config(settings, group_id=group_id)
     )
+
+
+async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None:
+    """Wait for a group-less consumer's partitions and resolve its "latest" positions now.
+
+    Positions are otherwise resolved lazily at the first fetch, so a record produced between
+    start-up and that fetch would be skipped: a cancel, or the events of a run just submitted.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
+        await asyncio.sleep(0.05)
+    for tp in consumer.assignment():
+        await consumer.position(tp)

@@ -45,6 +45,7 @@ from runmesh.common.kafka import (
     ensure_topics,
     make_consumer,
     make_producer,
+    pin_to_latest,
 )
 from runmesh.common.kafka.tracked_consumer import Record
 from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin
@@ -61,6 +62,7 @@ from runmesh.common.worker.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("runmesh.worker")
 
+READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
 _RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for a late request
 _FETCH_TIMEOUT_MS = 200
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
@@ -142,7 +144,9 @@ class Worker:
             if not await self._consumer.wait_for_assignment(join_timeout_s):
                 log.warning("no partitions assigned after %.0fs; serving anyway", join_timeout_s)
             await self._publish_manifests()
-            log.info("worker %s serving %s", self.worker_id, self.topics.requests(self.category))
+            log.info(
+                "worker %s %s %s", self.worker_id, READY_MARKER, self.topics.requests(self.category)
+            )
             self.ready.set()
             async with asyncio.TaskGroup() as group:
                 background = [
@@ -163,14 +167,7 @@ class Worker:
         )
         await control.start()
         stack.push_async_callback(control.stop)
-        deadline = time.monotonic() + self.settings.kafka_request_timeout_ms / 1000
-        while not control.assignment():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partitions of {self.topics.control} were assigned")
-            await asyncio.sleep(0.05)
-        for tp in control.assignment():
-            # Resolve "latest" now, so a cancel sent after start-up is never skipped.
-            await control.position(tp)
+        await pin_to_latest(control, timeout_s=self.settings.kafka_request_timeout_ms / 1000)
         return control
 
     async def _publish_manifests(self) -> None:

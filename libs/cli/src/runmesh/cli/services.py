@@ -1,0 +1,73 @@
+"""Start the category services (and the demo worker) of `runmesh dev` as child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from runmesh.common.sandbox.processes import ChildProcess
+from runmesh.common.settings import Settings
+from runmesh.common.worker.worker import READY_MARKER
+
+# The service packages of DESIGN §1, each a worker for one category.
+SERVICES: tuple[str, ...] = ("upload", "export", "to_task", "train")
+DEMO_CATEGORY = "demo"
+START_TIMEOUT_S = 90.0  # a new consumer group's first join alone takes seconds on Tansu
+
+
+@dataclass(slots=True, frozen=True)
+class ServiceSpec:
+    """One process to run: its name (also its log file) and its `python -m` module."""
+
+    name: str
+    argv: tuple[str, ...]
+    settings: Settings
+
+
+def demo_plugin_dir() -> Path:
+    """The demo plugin shipped inside this package."""
+    return Path(str(resources.files("runmesh.cli").joinpath("demo_plugin")))
+
+
+def service_specs(settings: Settings, *, demo: bool) -> list[ServiceSpec]:
+    """One replica of each category service, plus the demo worker when asked for."""
+    specs = [
+        ServiceSpec(name, (sys.executable, "-m", f"runmesh.{name}"), settings) for name in SERVICES
+    ]
+    if demo:
+        demo_settings = settings.model_copy(
+            update={"plugin_path": [demo_plugin_dir(), *settings.plugin_path]}
+        )
+        argv = (sys.executable, "-m", "runmesh.common.worker", "--category", DEMO_CATEGORY)
+        specs.append(ServiceSpec("demo-worker", (*argv, "--service", "demo"), demo_settings))
+    return specs
+
+
+async def start_service(spec: ServiceSpec, log_dir: Path) -> ChildProcess:
+    """Start one service and wait until its worker serves its topic."""
+    child = ChildProcess(spec.name, log_dir / f"{spec.name}.log")
+    # The child needs the parent's PATH and Python environment, with the sandbox's settings.
+    env = {**os.environ, **spec.settings.to_env()}
+    await child.spawn(spec.argv, env=env)
+    try:
+        await child.wait_ready(
+            lambda: _log_contains(child.log_path, READY_MARKER), timeout_s=START_TIMEOUT_S
+        )
+    except BaseException:
+        await child.stop()
+        raise
+    return child
+
+
+async def _log_contains(path: Path, marker: str) -> bool:
+    def read() -> bool:
+        try:
+            return marker in path.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    return await asyncio.to_thread(read)

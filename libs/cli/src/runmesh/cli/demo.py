@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from runmesh.common.events import (
     TERMINAL_EVENT_TYPES,
-    RunEventBase,
+    RunEvent,
     RunFailed,
     RunLog,
     RunProgress,
@@ -42,7 +42,7 @@ class EventPrinter:
         self._live = out.isatty()
         self._last_quarter = -1
 
-    def show(self, event: RunEventBase) -> None:
+    def show(self, event: RunEvent) -> None:
         """Print one event."""
         if isinstance(event, RunProgress):
             line = f"  {event.payload.category}: {_bar(event.payload.current, event.payload.total)}"
@@ -76,7 +76,7 @@ class EventPrinter:
             self._out.write("\n")
 
 
-async def run_demo(settings: Settings, out: TextIO) -> RunEventBase:
+async def run_demo(settings: Settings, out: TextIO) -> RunEvent:
     """Submit the demo run straight to Kafka (as any producer may) and follow it to its end."""
     topics = Topics(settings.topic_prefix)
     request = RunRequest(category="demo", plugin="hello", action="count", params={"to": 30})

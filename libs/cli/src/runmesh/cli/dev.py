@@ -110,14 +110,14 @@ async def run_dev(
                 ),
                 return_exceptions=True,
             )
-            for child in children:
-                if isinstance(child, ChildProcess):
-                    stack.push_async_callback(child.stop)
+            running = [child for child in children if isinstance(child, ChildProcess)]
+            for child in running:
+                stack.push_async_callback(child.stop)
             failures = [child for child in children if isinstance(child, BaseException)]
             if failures:
                 raise failures[0]
             started = True
-            print("\n".join(describe(sandbox, [c.part for c in children])), file=stream)
+            print("\n".join(describe(sandbox, [c.part for c in running])), file=stream)
             stream.flush()
             if demo:
                 await run_demo(sandbox.settings, stream)

@@ -14,10 +14,11 @@ from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from runmesh.common.db.pool import create_pool
 from runmesh.common.errors import DecodeError, UnknownPluginError
@@ -65,6 +66,7 @@ tracer = trace.get_tracer("runmesh.worker")
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
 _RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for a late request
 _FETCH_TIMEOUT_MS = 200
+_MAX_BACKOFF_S = 5.0
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
 
 
@@ -235,11 +237,28 @@ class Worker:
             accepted.append((record, request))
         if not accepted:
             return
-        claims = await self._ledger.claim([req.run_id for _, req in accepted], self.category)
+        claims = await self._claim([req.run_id for _, req in accepted])
+        if claims is None:  # stopping while the database is unreachable: redeliver them
+            for record, _ in accepted:
+                self._consumer.abandon(record)
+            return
         for record, request in accepted:
             # Registered before the task starts so a cancel arriving meanwhile finds it.
             self._running[request.run_id] = StopSignal()
             self._spawn(group, self._process(record, request, claims[request.run_id]))
+
+    async def _claim(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, Claim] | None:
+        """Claim attempts, retrying with backoff while PostgreSQL is unreachable."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._ledger.claim(run_ids, self.category)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if self._stopping.is_set():
+                    return None
+                log.warning("attempt ledger unreachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
 
     def _spawn(self, group: asyncio.TaskGroup, coro: Coroutine[Any, Any, None]) -> None:
         task = group.create_task(coro)
@@ -419,7 +438,7 @@ class Worker:
         claim: Claim,
         plugin: LoadedPlugin,
         action: LoadedAction,
-        params: object,
+        params: BaseModel,
         emitter: RunEmitter,
     ) -> Outcome | None:
         stop = self._running.setdefault(request.run_id, StopSignal())
@@ -461,7 +480,7 @@ class Worker:
                 )
                 outcome = await execute_task(
                     action.cls,
-                    params,  # type: ignore[arg-type]
+                    params,
                     run,
                     cancel_flag,
                     stop,

@@ -1,0 +1,45 @@
+"""The worker when its infrastructure fails under it: the database goes away and comes back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from runmesh.common.events import RunSucceeded
+from runmesh.common.sandbox import EmbeddedPostgres
+from runmesh.common.settings import Settings
+from runmesh.common.testing import eventually
+
+from .conftest import RunClient, WorkerFactory
+
+
+@pytest.mark.slow
+async def test_requests_wait_for_the_database_to_come_back(
+    client: RunClient,
+    worker: WorkerFactory,
+    settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A database of this test's own, so stopping it does not disturb the other tests.
+    postgres = EmbeddedPostgres(tmp_path / "pg")
+    await postgres.start()
+    try:
+        async with worker(database_url=postgres.dsn):
+            await postgres.stop()
+            with caplog.at_level(logging.WARNING, logger="runmesh.common.worker.worker"):
+                request = await client.submit("noop")
+                await eventually(
+                    lambda: "attempt ledger unreachable" in caplog.text,
+                    timeout=20,
+                    message="the worker should report the unreachable ledger and retry",
+                )
+                assert not client.terminal(request.run_id)
+                await postgres.start()  # same data directory and port
+                terminal = await client.wait_terminal(request.run_id, timeout=60)
+            assert isinstance(terminal, RunSucceeded)
+            assert terminal.attempt == 1
+    finally:
+        await postgres.stop()

@@ -164,13 +164,6 @@ def test_the_next_offset_may_start_once_the_partition_drained() -> None:
     assert tracker.in_flight(TP) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="start() compares only with offsets still queued (in_order[-1]); once every "
-    "started offset finished the queue is empty, so a lower offset is accepted and the "
-    "commit point moves backwards (4 -> 2) instead of raising ValueError; whether it raises "
-    "depends on whether committable()/in_flight() ran in between",
-)
 def test_starting_below_the_last_started_raises_even_when_nothing_is_in_flight() -> None:
     tracker = _started(TP, [3])
     tracker.finish(TP, 3)
@@ -194,13 +187,6 @@ def test_in_flight_counts_started_and_unfinished() -> None:
     assert tracker.in_flight(TP) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="in_flight subtracts len(done) from len(in_order), but finishing an offset that "
-    "is no longer (or never was) in flight leaves it in `done` forever, so the count drops "
-    "below the truth (here -1 and then 0 with one record running)",
-)
 def test_a_repeated_finish_does_not_corrupt_in_flight() -> None:
     tracker = _started(TP, [0])
     tracker.finish(TP, 0)

@@ -55,7 +55,10 @@ class Train(Action):
 
     name = "train"
     params_model = TrainParams
-    progress_categories = {{"train": {{"description": "Training", "proportion": 80}}, "eval": "Eval"}}
+    progress_categories = {{
+        "train": {{"description": "Training", "proportion": 80}},
+        "eval": "Eval",
+    }}
     metrics_categories = {{"loss": "Loss curve"}}
 
     def start(self) -> dict[str, object]:
@@ -176,9 +179,7 @@ def test_a_config_that_is_not_a_mapping_is_refused(text: str) -> None:
     with pytest.raises(PluginError) as caught:
         parse_config(text)
 
-    assert str(caught.value) == (
-        "config.yaml: must be a mapping with code, name, version, actions"
-    )
+    assert str(caught.value) == ("config.yaml: must be a mapping with code, name, version, actions")
 
 
 def test_missing_actions_names_the_field() -> None:
@@ -217,7 +218,9 @@ def test_an_unknown_action_key_is_refused_with_its_path() -> None:
         """
     )
 
-    with pytest.raises(PluginError, match=r"actions\.train\.retries: Extra inputs are not permitted"):
+    with pytest.raises(
+        PluginError, match=r"actions\.train\.retries: Extra inputs are not permitted"
+    ):
         parse_config(text)
 
 
@@ -247,7 +250,9 @@ def test_good_versions(version: str) -> None:
     assert parse_config(VALID.replace("version: 1.2.0", f"version: {version!r}")).version == version
 
 
-@pytest.mark.parametrize("version", ["v1", "latest", "", "1.2.3 ", "-1", ".1", "1_0"])
+@pytest.mark.parametrize(
+    "version", ["v1", "latest", "", "1.2.3 ", "-1", ".1", "1_0", "1.2.3-", "1.x", "1..2", "1.2+"]
+)
 def test_bad_versions_name_the_field(version: str) -> None:
     with pytest.raises(PluginError, match=r"^config\.yaml: version: String should match pattern"):
         parse_config(VALID.replace("version: 1.2.0", f"version: {version!r}"))
@@ -255,7 +260,9 @@ def test_bad_versions_name_the_field(version: str) -> None:
 
 def test_a_numeric_yaml_version_is_refused_rather_than_coerced() -> None:
     # `version: 1.10` is the float 1.1 in YAML; refusing it avoids silently loading "1.1".
-    with pytest.raises(PluginError, match=r"^config\.yaml: version: Input should be a valid string"):
+    with pytest.raises(
+        PluginError, match=r"^config\.yaml: version: .*must be a quoted string, not the number 1\.1"
+    ):
         parse_config(VALID.replace("version: 1.2.0", "version: 1.10"))
 
 
@@ -354,7 +361,11 @@ def test_the_manifest_carries_params_schema_and_categories(tmp_path: Path) -> No
     manifest = plugin.manifest(service="export", worker="worker-1")
 
     assert (manifest.code, manifest.name, manifest.version) == ("demo", "Demo plugin", "1.2.0")
-    assert (manifest.category, manifest.service, manifest.worker) == ("export", "export", "worker-1")
+    assert (manifest.category, manifest.service, manifest.worker) == (
+        "export",
+        "export",
+        "worker-1",
+    )
     assert manifest.builtin is True
     assert manifest.description == "Exports things."
     assert manifest.data_types == ["image"]
@@ -474,7 +485,9 @@ def test_a_params_model_without_json_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_load_plugin_of_a_directory_without_config_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(PluginError, match=rf"^{re.escape(str(tmp_path))}/config\.yaml: cannot read"):
+    with pytest.raises(
+        PluginError, match=rf"^{re.escape(str(tmp_path))}/config\.yaml: cannot read"
+    ):
         load_plugin(tmp_path)
 
 

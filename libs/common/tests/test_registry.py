@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from runmesh.common.plugins import (
     LoadedPlugin,
     PluginConfig,
     PluginRegistry,
+    Run,
 )
+
+
+class NullSink:
+    def emit(self, event_type: str, payload: object) -> None:
+        raise AssertionError(f"unexpected {event_type}")
 
 
 class Noop(Action):
@@ -45,8 +52,7 @@ def plugin(
         config=config,
         directory=Path("/plugins") / ref,
         actions={
-            name: LoadedAction(name=name, cls=Noop, config=config.actions[name])
-            for name in actions
+            name: LoadedAction(name=name, cls=Noop, config=config.actions[name]) for name in actions
         },
         builtin=builtin,
     )
@@ -86,6 +92,12 @@ def test_a_bare_code_resolves_to_the_latest_version(versions: list[str], latest:
     registry = PluginRegistry(plugin(f"coco@{v}") for v in versions)
 
     assert registry.resolve("coco", "export").version == latest
+
+
+def test_numeric_pre_release_identifiers_order_numerically() -> None:
+    registry = PluginRegistry(plugin(f"coco@{v}") for v in ["2.0.0-rc.9", "2.0.0-rc.10"])
+
+    assert registry.resolve("coco", "export").version == "2.0.0-rc.10"
 
 
 def test_the_latest_is_kept_up_to_date_as_versions_are_added() -> None:
@@ -162,9 +174,7 @@ def test_an_unknown_code_names_the_known_plugins() -> None:
     with pytest.raises(UnknownPluginError) as caught:
         registry.resolve("voc@1.0.0", "export")
 
-    assert str(caught.value) == (
-        "unknown plugin 'voc'; known: coco@1.0.0, coco@1.1.0, yolo@2.0.0"
-    )
+    assert str(caught.value) == ("unknown plugin 'voc'; known: coco@1.0.0, coco@1.1.0, yolo@2.0.0")
 
 
 def test_an_unknown_version_names_the_known_versions_in_order() -> None:
@@ -284,20 +294,20 @@ def test_scan_loads_a_directory_of_plugins_and_single_plugins(tmp_path: Path) ->
     assert sorted(p.ref for p in found) == ["coco@1.10.0", "coco@1.9.0", "yolo@0.1.0"]
     latest = registry.resolve("coco", "export")
     assert latest.version == "1.10.0"
-    assert latest.action("run").cls.__module__ != registry.resolve(
-        "coco@1.9.0", "export"
-    ).action("run").cls.__module__
-    _, action = registry.resolve_action("coco@1.9.0", "export", "run")
-    assert action.cls.__doc__ is None
     assert (
-        action.cls(action.cls.params_model(), run=None).start()  # type: ignore[arg-type]
-        == {"version": "1.9.0"}
+        latest.action("run").cls.__module__
+        != registry.resolve("coco@1.9.0", "export").action("run").cls.__module__
     )
+    _, action = registry.resolve_action("coco@1.9.0", "export", "run")
+    run = Run(run_id=uuid.uuid4(), attempt=1, sink=NullSink())
+    assert action.cls(action.cls.params_model(), run).start() == {"version": "1.9.0"}
 
 
 def test_add_directory_marks_builtins(tmp_path: Path) -> None:
     registry = PluginRegistry([plugin("coco@1.0.0")])
-    builtin = registry.add_directory(write_plugin(tmp_path / "native", "native", "1.0.0"), builtin=True)
+    builtin = registry.add_directory(
+        write_plugin(tmp_path / "native", "native", "1.0.0"), builtin=True
+    )
 
     assert builtin.builtin is True
     assert registry.resolve(None, "export") is builtin

@@ -40,6 +40,12 @@ class GroupCommitter(Generic[T]):
             del self._pending[: self._max_items]
             try:
                 await self._flush([item for item, _ in batch])
+            except asyncio.CancelledError:
+                # Shutting down mid-flush: nobody may wait forever on a write that will not come.
+                for _, future in [*batch, *self._pending]:
+                    future.cancel()
+                self._pending.clear()
+                raise
             except Exception as exc:  # noqa: BLE001 -- handed to every caller of the batch
                 for _, future in batch:
                     if not future.done():

@@ -9,16 +9,16 @@ from aiokafka.structs import TopicPartition
 
 
 class _PartitionOffsets:
-    __slots__ = ("committed", "done", "in_order")
+    __slots__ = ("committed", "in_order", "unfinished")
 
     def __init__(self) -> None:
-        self.in_order: deque[int] = deque()  # offsets handed out, ascending
-        self.done: set[int] = set()  # finished offsets still behind an unfinished one
+        self.in_order: deque[int] = deque()  # started offsets, ascending, head unfinished
+        self.unfinished: set[int] = set()  # started and not finished
         self.committed: int | None = None  # last commit point handed to `mark_committed`
 
     def commit_point(self) -> int | None:
-        while self.in_order and self.in_order[0] in self.done:
-            self.done.discard(self.in_order.popleft())
+        while self.in_order and self.in_order[0] not in self.unfinished:
+            self.in_order.popleft()
         if self.in_order:
             return self.in_order[0]
         return None
@@ -40,24 +40,23 @@ class OffsetTracker:
     def start(self, tp: TopicPartition, offset: int) -> None:
         """Record that `offset` was handed out for processing."""
         state = self._partitions.setdefault(tp, _PartitionOffsets())
-        if state.in_order and offset <= state.in_order[-1]:
-            raise ValueError(f"offset {offset} of {tp} started out of order")
+        expected = self._next.get(tp)
+        if expected is not None and offset < expected:
+            raise ValueError(f"offset {offset} of {tp} started out of order (next is {expected})")
         state.in_order.append(offset)
+        state.unfinished.add(offset)
         self._next[tp] = offset + 1
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         """Record that `offset` is finished; unknown partitions (revoked) are ignored."""
         state = self._partitions.get(tp)
         if state is not None:
-            state.done.add(offset)
+            state.unfinished.discard(offset)
 
     def in_flight(self, tp: TopicPartition) -> int:
         """How many records of `tp` are started and not finished."""
         state = self._partitions.get(tp)
-        if state is None:
-            return 0
-        state.commit_point()
-        return len(state.in_order) - len(state.done)
+        return 0 if state is None else len(state.unfinished)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Commit positions that moved since the last `mark_committed`."""

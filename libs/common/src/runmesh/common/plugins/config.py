@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.common.errors import PluginError
 
@@ -28,6 +28,10 @@ class ActionConfig(BaseModel):
     description: str = ""
 
 
+_IDENTIFIERS = r"[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*"
+_VERSION_PATTERN = rf"^\d+(\.\d+){{0,2}}(-{_IDENTIFIERS})?(\+{_IDENTIFIERS})?$"
+
+
 class PluginConfig(BaseModel):
     """A plugin's `config.yaml` (the Synapse plugin model)."""
 
@@ -35,12 +39,23 @@ class PluginConfig(BaseModel):
 
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100)
     name: str = Field(min_length=1)
-    version: str = Field(pattern=r"^\d+(\.\d+){0,2}([-+.][0-9A-Za-z.-]+)?$")
+    version: str = Field(pattern=_VERSION_PATTERN)
     category: str = Field(min_length=1)
     description: str = ""
     data_types: list[str] = Field(default_factory=list)
     annotation_types: list[str] = Field(default_factory=list)
     actions: dict[str, ActionConfig] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: object) -> object:
+        if isinstance(value, int | float):
+            # YAML reads `version: 1.10` as the number 1.1: coercing would load the wrong one.
+            raise ValueError(  # noqa: TRY004 -- pydantic reports only ValueError as a field error
+                f"must be a quoted string, not the number {value} "
+                "(YAML reads an unquoted 1.10 as 1.1)"
+            )
+        return value
 
 
 def parse_config(text: str, *, source: str = CONFIG_FILE) -> PluginConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,13 +10,20 @@ from runmesh.common.plugins.config import CONFIG_FILE
 from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin, load_plugin
 
 
-def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
-    # config.yaml's pattern guarantees a numeric core; a pre-release ("-rc1") sorts before
-    # its release, build metadata ("+abc") does not change the order.
-    match = re.match(r"^([\d.]+)(.*)$", version)
-    core, rest = match.groups() if match else ("0", version)
-    numbers = tuple(int(part) for part in core.split(".") if part)
-    return (numbers, 0 if rest.startswith("-") else 1, rest)
+def _version_key(version: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, int, str], ...]]:
+    """Semantic-version order: numbers numerically, a pre-release before its release.
+
+    Pre-release identifiers compare numerically when numeric and before alphanumeric ones
+    (`rc.9` < `rc.10`); build metadata (`+abc`) does not change the order.
+    """
+    core, _, rest = version.partition("+")[0].partition("-")
+    numbers = tuple(int(part) for part in core.split(".") if part.isdigit())
+    if not rest:
+        return (numbers, 1, ())
+    identifiers = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in rest.split(".")
+    )
+    return (numbers, 0, identifiers)
 
 
 class PluginRegistry:

@@ -67,15 +67,20 @@ class Run:
         """A structured log record named `event` with its data (Synapse's `run.log`)."""
         self._send_log(LogPayload(level=level, message=event, data=dict(data or {})))
 
-    def log_message_with_code(self, code: str, *args: Any, level: LogLevel | None = None) -> None:
-        """Log a message the action declared in `log_messages` under `code`."""
+    def log_message_with_code(
+        self, code: str, *args: Any, level: LogLevel | None = None, **kwargs: Any
+    ) -> None:
+        """Log a message the action declared in `log_messages` under `code`.
+
+        The declared message is a `str.format` template: `{}` takes `args`, `{name}` `kwargs`.
+        """
         spec = self._log_messages.get(code)
         if spec is None:
             known = ", ".join(sorted(self._log_messages)) or "none"
             raise ValueError(f"unknown log code {code!r}; declared codes: {known}")
         template = spec.get("message", code)
         try:
-            message = template.format(*args)
+            message = template.format(*args, **kwargs)
         except (IndexError, KeyError) as exc:
             raise ValueError(f"log code {code!r} expects other arguments: {exc}") from exc
         chosen: Any = level or spec.get("level", "info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,13 +256,15 @@ def test_a_bad_request_names_the_model_and_fields() -> None:
     assert "timeout_s: Input should be greater than 0" in message
 
 
-def test_a_decode_error_lists_at_most_five_problems() -> None:
+def test_a_decode_error_lists_five_problems_and_counts_the_rest() -> None:
     raw = {"type": "run.progress", "payload": {}}  # every envelope field missing
 
     with pytest.raises(DecodeError) as caught:
         decode_event(orjson.dumps(raw))
 
-    assert len(str(caught.value).split("; ")) == 5
+    parts = str(caught.value).split("; ")
+    assert len(parts) == 6
+    assert re.fullmatch(r"… and \d+ more", parts[-1])
 
 
 def test_decode_errors_are_runmesh_errors_and_not_retriable() -> None:

@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from runmesh.common.errors import DecodeError
+from runmesh.common.validation import describe_errors
 
 SCHEMA_VERSION = 1
 """Version of the wire format; bumped only for changes old readers cannot ignore."""
@@ -290,7 +291,7 @@ def decode(data: bytes, model: type[M]) -> M:
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        raise DecodeError(f"not a valid {model.__name__}: {_summarize(exc)}") from exc
+        raise DecodeError(f"not a valid {model.__name__}: {_describe(exc)}") from exc
 
 
 def decode_event(data: bytes) -> RunEvent:
@@ -298,12 +299,8 @@ def decode_event(data: bytes) -> RunEvent:
     try:
         return _RUN_EVENT_ADAPTER.validate_json(data)
     except ValidationError as exc:
-        raise DecodeError(f"not a valid RunEvent: {_summarize(exc)}") from exc
+        raise DecodeError(f"not a valid RunEvent: {_describe(exc)}") from exc
 
 
-def _summarize(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "(message)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+def _describe(exc: ValidationError) -> str:
+    return describe_errors(exc.errors(include_url=False), root="(message)", limit=5)

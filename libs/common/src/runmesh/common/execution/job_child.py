@@ -93,14 +93,12 @@ def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome
         plugin = load_plugin(Path(spec.plugin_dir))
         loaded = plugin.action(spec.action)
         params = loaded.cls.params_model.model_validate(spec.params)
-        run = Run(
+        run = Run.for_action(
+            loaded.cls,
             run_id=spec.run_id,
             attempt=spec.attempt,
             sink=sink,
             cancel_flag=cancel_flag,
-            progress_categories=loaded.cls.progress_categories,
-            metrics_categories=loaded.cls.metrics_categories,
-            log_messages=loaded.cls.log_messages,
             progress_interval_s=spec.progress_interval_s,
         )
         action = loaded.cls(params, run)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.common.errors import PluginError
+from runmesh.common.validation import describe_errors
 
 ExecutionMethod = Literal["task", "job", "restapi"]
 
@@ -69,10 +70,7 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> PluginConfig:
     try:
         return PluginConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
+        problems = describe_errors(exc.errors(include_url=False))
         raise PluginError(f"{source}: {problems}") from exc
 
 

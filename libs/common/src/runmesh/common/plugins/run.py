@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from runmesh.common.errors import RunCancelledError
 from runmesh.common.events import (
@@ -19,6 +19,14 @@ from runmesh.common.events import (
 from runmesh.common.plugins.progress import ProgressCoalescer, ProgressUpdate
 
 DEFAULT_PROGRESS_CATEGORY = "default"
+
+
+class ActionLike(Protocol):
+    """What a `Run` needs to know of an action class (`Action` has it; no import cycle)."""
+
+    progress_categories: ClassVar[Mapping[str, Any]]
+    metrics_categories: ClassVar[Mapping[str, Any]]
+    log_messages: ClassVar[Mapping[str, Mapping[str, str]]]
 
 
 class RunSink(Protocol):
@@ -55,6 +63,29 @@ class Run:
         self._metrics_categories = dict(metrics_categories or {})
         self._log_messages = dict(log_messages or {})
         self._coalescer = ProgressCoalescer(progress_interval_s)
+
+    @classmethod
+    def for_action(
+        cls,
+        action_cls: type[ActionLike],
+        *,
+        run_id: uuid.UUID,
+        attempt: int,
+        sink: RunSink,
+        cancel_flag: threading.Event,
+        progress_interval_s: float,
+    ) -> Run:
+        """The `run` of one attempt of `action_cls`, with the categories and codes it declares."""
+        return cls(
+            run_id=run_id,
+            attempt=attempt,
+            sink=sink,
+            cancel_flag=cancel_flag,
+            progress_categories=action_cls.progress_categories,
+            metrics_categories=action_cls.metrics_categories,
+            log_messages=action_cls.log_messages,
+            progress_interval_s=progress_interval_s,
+        )
 
     # -- logs ---------------------------------------------------------------------------------
     def log_message(self, message: str, level: LogLevel = "info", **data: Any) -> None:

@@ -56,6 +56,7 @@ from runmesh.common.plugins.run import Run
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import extract_context, inject_headers
 from runmesh.common.topics import Topics
+from runmesh.common.validation import describe_errors
 from runmesh.common.worker.emitter import RunEmitter
 from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
@@ -413,10 +414,7 @@ class Worker:
                 "run.log",
                 LogPayload(level="error", message="invalid params", data={"errors": errors}),
             )
-            summary = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}"
-                for err in errors
-            )
+            summary = describe_errors(errors, root="(params)")
             return Failed(
                 "ValidationError", f"invalid params for {plugin.ref} {action.name}: {summary}"
             )
@@ -468,14 +466,12 @@ class Worker:
                 )
             else:
                 cancel_flag = threading.Event()
-                run = Run(
+                run = Run.for_action(
+                    action.cls,
                     run_id=request.run_id,
                     attempt=claim.attempt,
                     sink=emitter,
                     cancel_flag=cancel_flag,
-                    progress_categories=action.cls.progress_categories,
-                    metrics_categories=action.cls.metrics_categories,
-                    log_messages=action.cls.log_messages,
                     progress_interval_s=self.settings.progress_interval_s,
                 )
                 outcome = await execute_task(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
+from runmesh.common.errors import DependencyUnavailableError
 from runmesh.common.events import RunSucceeded
+from runmesh.common.plugins import PluginRegistry
 from runmesh.common.sandbox import EmbeddedPostgres
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
+from runmesh.common.worker import Worker
 
 from .conftest import RunClient, WorkerFactory
 
@@ -43,3 +47,23 @@ async def test_requests_wait_for_the_database_to_come_back(
             assert terminal.attempt == 1
     finally:
         await postgres.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"kafka_bootstrap": "127.0.0.1:1"}, "cannot reach Kafka at 127.0.0.1:1"),
+        (
+            {"database_url": "postgresql://ops:hunter2@127.0.0.1:1/runs"},
+            "cannot reach PostgreSQL at postgresql://ops:***@127.0.0.1:1/runs",
+        ),
+    ],
+)
+async def test_an_unreachable_server_at_start_is_one_clear_error(
+    settings: Settings, registry: PluginRegistry, setting: dict[str, str], named: str
+) -> None:
+    worker = Worker("test", registry, settings.model_copy(update=setting))
+    with pytest.raises(DependencyUnavailableError) as caught:
+        await asyncio.wait_for(worker.run(), timeout=60)
+    assert str(caught.value).startswith(named)
+    assert "hunter2" not in str(caught.value)

@@ -15,6 +15,12 @@ class ConfigurationError(RunmeshError):
     """A setting or file a process needs is missing or malformed."""
 
 
+class DependencyUnavailableError(RunmeshError):
+    """A server runmesh needs (Kafka, PostgreSQL, S3) cannot be reached or refused us."""
+
+    retriable = True
+
+
 class MessageTooLargeError(RunmeshError):
     """A record exceeds `RUNMESH_MAX_MESSAGE_BYTES`; large data belongs in S3."""
 

@@ -6,22 +6,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from runmesh.common.db.pool import create_pool
-from runmesh.common.errors import DecodeError, UnknownPluginError
+from runmesh.common.errors import (
+    DecodeError,
+    DependencyUnavailableError,
+    RunmeshError,
+    UnknownPluginError,
+)
 from runmesh.common.events import (
     CancelRun,
     LogPayload,
@@ -118,31 +125,13 @@ class Worker:
         """Serve until `request_stop()`; in-flight runs get `shutdown_grace_s` to finish."""
         settings = self.settings
         async with contextlib.AsyncExitStack() as stack:
-            pool = await create_pool(settings, min_size=1, max_size=4)
-            stack.push_async_callback(pool.close)
-            self._ledger = AttemptLedger(pool)
-            await self._ledger.migrate()
-            category_topics = [self.topics.requests(self.category), self.topics.dlq(self.category)]
-            await ensure_topics(
-                settings,
-                [*category_topics, self.topics.events, self.topics.control, self.topics.plugins],
-            )
-            producer = make_producer(settings, client_id=f"{self.service}-producer")
-            await producer.start()
-            stack.push_async_callback(producer.stop)
-            self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
-            self._control = await self._start_control(stack)
-            self._consumer = TrackedConsumer(
-                make_consumer(
-                    settings,
-                    group_id=self.group_id,
-                    client_id=f"{self.service}-{self.worker_id}",
-                ),
-                self.topics.requests(self.category),
-                capacity=settings.max_concurrent_runs,
-            )
-            await self._consumer.start()
-            stack.push_async_callback(self._consumer.stop)
+            async with _reaching(f"PostgreSQL at {_without_password(settings.database_url)}"):
+                pool = await create_pool(settings, min_size=1, max_size=4)
+                stack.push_async_callback(pool.close)
+                self._ledger = AttemptLedger(pool)
+                await self._ledger.migrate()
+            async with _reaching(f"Kafka at {settings.kafka_bootstrap}"):
+                await self._start_kafka(stack)
             join_timeout_s = 2 * settings.kafka_session_timeout_ms / 1000
             if not await self._consumer.wait_for_assignment(join_timeout_s):
                 log.warning("no partitions assigned after %.0fs; serving anyway", join_timeout_s)
@@ -163,6 +152,28 @@ class Worker:
             log.info("worker %s stopped", self.worker_id)
 
     # -- start-up -----------------------------------------------------------------------------
+    async def _start_kafka(self, stack: contextlib.AsyncExitStack) -> None:
+        settings = self.settings
+        category_topics = [self.topics.requests(self.category), self.topics.dlq(self.category)]
+        await ensure_topics(
+            settings,
+            [*category_topics, self.topics.events, self.topics.control, self.topics.plugins],
+        )
+        producer = make_producer(settings, client_id=f"{self.service}-producer")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
+        self._control = await self._start_control(stack)
+        self._consumer = TrackedConsumer(
+            make_consumer(
+                settings, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
+            ),
+            self.topics.requests(self.category),
+            capacity=settings.max_concurrent_runs,
+        )
+        await self._consumer.start()
+        stack.push_async_callback(self._consumer.stop)
+
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
         """Every worker reads every cancel (no group), starting at the end of the topic."""
         control = make_consumer(
@@ -517,3 +528,18 @@ class Worker:
 def decode_type(event: bytes) -> str:
     """The `type` of an encoded run event (for the `event-type` header of a replay)."""
     return decode_event(event).type
+
+
+@contextlib.asynccontextmanager
+async def _reaching(what: str) -> AsyncIterator[None]:
+    """Turn a connection failure at start-up into one line naming the server."""
+    try:
+        yield
+    except RunmeshError:
+        raise
+    except (OSError, TimeoutError, KafkaError, asyncpg.PostgresError) as exc:
+        raise DependencyUnavailableError(f"cannot reach {what}: {exc}") from exc
+
+
+def _without_password(dsn: str | None) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn or "(unset)")

@@ -163,7 +163,8 @@ async def main() -> None:
             values.append(await runtime_rate(base))
     baseline = statistics.median(baselines)
     value = statistics.median(values)
-    print(f"worker: {value:.0f} runs/s, raw aiokafka: {baseline:.0f} runs/s", file=sys.stderr)
+    print(f"worker runs/s by round: {[round(v) for v in values]}", file=sys.stderr)
+    print(f"raw aiokafka runs/s by round: {[round(b) for b in baselines]}", file=sys.stderr)
     print(
         json.dumps(
             {

@@ -15,7 +15,8 @@ from pathlib import Path
 import asyncpg
 
 from runmesh.common.sandbox.errors import SandboxError
-from runmesh.common.sandbox.processes import LOOPBACK, ChildProcess, free_port, run_command
+from runmesh.common.sandbox.processes import LOOPBACK, free_port, run_command
+from runmesh.common.sandbox.server_part import ServerPart
 
 _logger = logging.getLogger("runmesh.sandbox")
 
@@ -78,7 +79,7 @@ def _user_exists(user: str) -> bool:
     return True
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerPart):
     """PostgreSQL 16 from the `pgserver` wheel, on 127.0.0.1 on a free port, trust auth.
 
     Data lives in `<data_dir>/pgdata` (initdb'd on first start, reused after), output goes to
@@ -96,36 +97,15 @@ class EmbeddedPostgres:
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
     ) -> None:
-        self.data_dir = data_dir
+        super().__init__(_PART, data_dir, "postgres.log", port, start_timeout_s, stop_timeout_s)
         self.pgdata = data_dir / "pgdata"
-        self._port = port
         self._user = system_user if _running_as_root() else None
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._child = ChildProcess(_PART, data_dir / "postgres.log")
         self._bin_dir: Path | None = None
-
-    @property
-    def port(self) -> int:
-        """The server's TCP port, fixed by `start()`."""
-        if self._port is None:
-            raise SandboxError(_PART, "has no port before start()")
-        return self._port
 
     @property
     def dsn(self) -> str:
         """A libpq/asyncpg DSN: "postgresql://postgres@127.0.0.1:PORT/postgres"."""
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
-
-    @property
-    def log_path(self) -> Path:
-        """The file receiving initdb's and the server's output."""
-        return self._child.log_path
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._child.running
 
     async def _prepare(self) -> Path:
         bin_dir = await asyncio.to_thread(_pgserver_bin_dir)
@@ -189,12 +169,14 @@ class EmbeddedPostgres:
         _logger.info("starting postgres on %s:%d (%s)", LOOPBACK, self._port, self.pgdata)
         # postgres is our direct child (not pg_ctl's) so that the parent-death signal reaches
         # it; SIGINT is postgres's "fast" shutdown (SIGTERM would wait for clients to leave).
-        await self._child.spawn(argv, user=self._user, death_signal=signal.SIGINT)
-        try:
-            await self._child.wait_ready(self._ready, timeout_s=self._start_timeout_s)
-        except BaseException:
-            await self._child.stop(sig=signal.SIGQUIT, timeout_s=self._stop_timeout_s)
-            raise
+        # If it never gets ready: SIGQUIT, the immediate shutdown.
+        await self._launch(
+            argv,
+            self._ready,
+            user=self._user,
+            death_signal=signal.SIGINT,
+            abort_signal=signal.SIGQUIT,
+        )
 
     async def _ready(self) -> bool:
         try:

@@ -14,7 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runmesh.common.sandbox.errors import SandboxError
-from runmesh.common.sandbox.processes import LOOPBACK, ChildProcess, free_port
+from runmesh.common.sandbox.processes import LOOPBACK, free_port
+from runmesh.common.sandbox.server_part import ServerPart
 
 _logger = logging.getLogger("runmesh.sandbox")
 
@@ -36,7 +37,7 @@ _CLIENT_CONFIG = Config(
 )
 
 
-class MotoS3Server:
+class MotoS3Server(ServerPart):
     """moto's S3 server (`python -m moto.server`) on 127.0.0.1 on a free port; in memory.
 
     Clients may use any credentials (`MOTO_CREDENTIALS` is a good choice). Its output goes to
@@ -51,33 +52,12 @@ class MotoS3Server:
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
     ) -> None:
-        self.data_dir = data_dir
-        self._port = port
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._child = ChildProcess("s3 (moto)", data_dir / "moto.log")
-
-    @property
-    def port(self) -> int:
-        """The server's TCP port, fixed by `start()`."""
-        if self._port is None:
-            raise SandboxError("s3 (moto)", "has no port before start()")
-        return self._port
+        super().__init__("s3 (moto)", data_dir, "moto.log", port, start_timeout_s, stop_timeout_s)
 
     @property
     def endpoint_url(self) -> str:
         """The S3 endpoint URL: "http://127.0.0.1:PORT"."""
         return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """The file receiving the server's output."""
-        return self._child.log_path
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._child.running
 
     async def start(self) -> None:
         """Start the server and wait until it answers HTTP."""
@@ -85,12 +65,7 @@ class MotoS3Server:
             self._port = free_port()
         argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self._port)]
         _logger.info("starting moto S3 on %s", self.endpoint_url)
-        await self._child.spawn(argv)
-        try:
-            await self._child.wait_ready(self._ready, timeout_s=self._start_timeout_s)
-        except BaseException:
-            await self._child.stop(timeout_s=self._stop_timeout_s)
-            raise
+        await self._launch(argv, self._ready)
 
     async def _ready(self) -> bool:
         try:

@@ -12,8 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from runmesh.common.sandbox.errors import SandboxError
-from runmesh.common.sandbox.processes import LOOPBACK, ChildProcess, free_port, tcp_accepts
+from runmesh.common.sandbox.processes import LOOPBACK, free_port, tcp_accepts
 from runmesh.common.sandbox.s3 import MOTO_CREDENTIALS, S3Credentials
+from runmesh.common.sandbox.server_part import ServerPart
 
 _logger = logging.getLogger("runmesh.sandbox")
 
@@ -40,7 +41,7 @@ def _resolve_broker_bin(configured: Path | None) -> str:
     return path
 
 
-class TansuBroker:
+class TansuBroker(ServerPart):
     """A Tansu broker (`tansu broker`) listening on 127.0.0.1 on a free port.
 
     With the default `memory://` storage its topics vanish when it stops. With
@@ -61,37 +62,18 @@ class TansuBroker:
         start_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
     ) -> None:
-        self.data_dir = data_dir
+        super().__init__(
+            "kafka (Tansu)", data_dir, "tansu.log", port, start_timeout_s, stop_timeout_s
+        )
         self.storage_engine = storage_engine
         self._broker_bin = broker_bin
         self._s3_endpoint_url = s3_endpoint_url
         self._s3_credentials = s3_credentials
-        self._port = port
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._child = ChildProcess("kafka (Tansu)", data_dir / "tansu.log")
-
-    @property
-    def port(self) -> int:
-        """The broker's TCP port, fixed by the first `start()` and kept across restarts."""
-        if self._port is None:
-            raise SandboxError("kafka (Tansu)", "has no port before start()")
-        return self._port
 
     @property
     def bootstrap(self) -> str:
         """The bootstrap servers string for Kafka clients: "127.0.0.1:PORT"."""
         return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """The file receiving the broker's output."""
-        return self._child.log_path
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._child.running
 
     def _env(self) -> dict[str, str]:
         # Not the parent's environment: Tansu reads LISTENER_URL, STORAGE_ENGINE, AWS_* and
@@ -127,12 +109,7 @@ class TansuBroker:
             self.storage_engine,
         ]
         _logger.info("starting Tansu on %s (storage %s)", self.bootstrap, self.storage_engine)
-        await self._child.spawn(argv, env=self._env())
-        try:
-            await self._child.wait_ready(self._ready, timeout_s=self._start_timeout_s)
-        except BaseException:
-            await self._child.stop(timeout_s=self._stop_timeout_s)
-            raise
+        await self._launch(argv, self._ready, env=self._env())
 
     async def _ready(self) -> bool:
         # A TCP connect first: cheap and silent, where aiokafka logs every refused connection.

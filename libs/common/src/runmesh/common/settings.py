@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="Longest a fetch waits for data; bounds a request's pickup latency on "
+        "brokers that do not answer a waiting fetch early (Tansu)",
+    )
     kafka_max_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     kafka_idempotence: bool = Field(
         default=False, description="Idempotent producer; off against Tansu (its issue #742)"

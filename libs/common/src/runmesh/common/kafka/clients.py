@@ -60,6 +60,7 @@ def consumer_config(settings: Settings, *, group_id: str | None) -> dict[str, An
         "auto_offset_reset": "earliest" if group_id else "latest",
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "max_partition_fetch_bytes": max(
             settings.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024
         ),

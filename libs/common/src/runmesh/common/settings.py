@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         default=100,
         ge=0,
-        description="Longest a fetch waits for data; bounds a request's pickup latency on "
-        "brokers that do not answer a waiting fetch early (Tansu)",
+        description="Longest a fetch waits for data. Measured on Tansu with the 500 ms client "
+        "default: new records reached consumers in bursts ~250 ms apart; 100 ms bounds that",
     )
     kafka_max_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     kafka_idempotence: bool = Field(

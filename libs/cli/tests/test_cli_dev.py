@@ -36,6 +36,23 @@ async def read_until_prompt(stdout: asyncio.StreamReader) -> tuple[list[str], di
     return lines, exported
 
 
+async def start_dev(stderr_path: Path, *args: str) -> asyncio.subprocess.Process:
+    """`runmesh dev ARGS` as a user runs it, on its own sandbox (no RUNMESH_* servers)."""
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    with stderr_path.open("wb") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runmesh.cli",
+            "dev",
+            *args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+
+
 async def port_closed(host: str, port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection(host, port)
@@ -48,20 +65,8 @@ async def port_closed(host: str, port: int) -> bool:
 
 @pytest.mark.slow
 async def test_dev_serves_kafka_and_postgres_until_sigint(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
     stderr_path = tmp_path / "stderr.log"
-    with stderr_path.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "runmesh.cli",
-            "dev",
-            "--no-demo",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
+    process = await start_dev(stderr_path, "--no-demo")
     try:
         assert process.stdout is not None
         lines, exported = await asyncio.wait_for(read_until_prompt(process.stdout), 60)
@@ -99,19 +104,8 @@ async def test_dev_serves_kafka_and_postgres_until_sigint(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
     stderr_path = tmp_path / "stderr.log"
-    with stderr_path.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "runmesh.cli",
-            "dev",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
+    process = await start_dev(stderr_path)
     try:
         assert process.stdout is not None
         lines, _ = await asyncio.wait_for(read_until_prompt(process.stdout), 120)

@@ -27,6 +27,7 @@ from runmesh.common.events import (
 )
 from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
 from runmesh.common.plugins import PluginRegistry
+from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.common.topics import Topics
@@ -231,3 +232,55 @@ async def worker_process(
     yield start
     for process in started:
         process.close()
+
+
+class GatewayHandle:
+    """A gateway served by uvicorn in this process, over real HTTP on a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app: Any = None
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start (or restart, on the same port) the gateway and wait until it serves."""
+        import uvicorn
+
+        from runmesh.gateway.app import create_app
+
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        await eventually(
+            lambda: self._server.started or self._task.done(), timeout=60, message="gateway"
+        )
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self) -> None:
+        """Graceful shutdown: the lifespan closes its loops and pool."""
+        if self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, timeout=60)
+            self._task = None
+
+    async def token(self, tenant: str = "tenant-a") -> str:
+        """A fresh API token of `tenant`."""
+        from runmesh.gateway.tokens import create_token
+
+        return await create_token(self.app.state.deps.pool, tenant)
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[GatewayHandle]:
+    """A running gateway on the test's own topics (same settings as `worker` and `client`)."""
+    handle = GatewayHandle(settings)
+    await handle.start()
+    yield handle
+    await handle.stop()

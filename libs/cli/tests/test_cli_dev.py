@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 import os
 import re
 import signal
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -39,6 +42,8 @@ async def read_until_prompt(stdout: asyncio.StreamReader) -> tuple[list[str], di
 async def start_dev(stderr_path: Path, *args: str) -> asyncio.subprocess.Process:
     """`runmesh dev ARGS` as a user runs it, on its own sandbox (no RUNMESH_* servers)."""
     env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    env["RUNMESH_HOME"] = str(stderr_path.parent / "home")
+    env["RUNMESH_GATEWAY_PORT"] = "0"  # a free port: tests may run beside a real `runmesh dev`
     with stderr_path.open("wb") as stderr:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -110,14 +115,26 @@ async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> 
         assert process.stdout is not None
         lines, _ = await asyncio.wait_for(read_until_prompt(process.stdout), 120)
         output = "".join(lines)
-        assert "upload, export, to_task, train, demo-worker" in output, output
+        assert "gateway, upload, export, to_task, train, demo-worker" in output, output
+        gateway_url = re.search(r"Gateway:\s+(\S+)", output)
+        token = re.search(r"Token:\s+(\S+)", output)
+        assert gateway_url and token, output
+        info = json.loads((tmp_path / "home" / "dev.json").read_text())
+        assert (info["gateway_url"], info["token"]) == (gateway_url[1], token[1])
+        async with httpx.AsyncClient(base_url=gateway_url[1], timeout=10) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            runs = await http.get("/v1/runs", headers={"Authorization": f"Bearer {token[1]}"})
+            assert runs.status_code == 200, runs.text
         demo: list[str] = []
-        while not any("demo: run" in line for line in demo):
+        while not any("succeeded: " in line or "failed: " in line for line in demo):
             line = await asyncio.wait_for(process.stdout.readline(), 120)
             assert line, "".join(demo) + stderr_path.read_text()
             demo.append(line.decode())
         text = "".join(demo)
-        assert "succeeded: {'counted': 30, 'total': 465}" in text, text
+        result = re.search(r"succeeded: (\{.*\})", text)
+        assert result, text
+        assert ast.literal_eval(result[1]) == {"counted": 30, "total": 465}, text
         assert "[success] counted to 30" in text
         assert "100% 30/30" in text
         process.send_signal(signal.SIGINT)
@@ -129,13 +146,13 @@ async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> 
             await process.communicate()
 
 
-def test_help_lists_dev(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["--help"])
-    assert exited.value.code == 0
-    assert "dev" in capsys.readouterr().out
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("dev", "gateway", "worker", "submit", "token", "runs"):
+        assert command in out
 
 
 def test_no_command_prints_usage_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "usage: runmesh" in capsys.readouterr().err
+    assert "Usage: runmesh" in capsys.readouterr().out

@@ -1,93 +1,92 @@
-"""The `runmesh` command: argument parsing and dispatch to one module per subcommand."""
+"""The `runmesh` command: one typer app, one module per command group."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar
 
+import typer
 from pydantic import ValidationError
 
+from runmesh.cli.dev_info import cli_settings
 from runmesh.common.errors import RunmeshError
 from runmesh.common.settings import Settings
 
+T = TypeVar("T")
 
-def _configure_logging(verbose: bool) -> None:
-    # Only runmesh's own progress lines, on stderr; stdout stays for what the user acts on.
+app = typer.Typer(
+    name="runmesh",
+    help="runmesh: event-driven plugin runs on Kafka, PostgreSQL and S3.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def configure_logging(verbose: bool) -> None:
+    """runmesh's own progress lines on stderr; stdout stays for what the user acts on."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("runmesh").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _load_settings() -> Settings:
+def load_settings(*, from_dev: bool = True) -> Settings:
+    """Settings from the environment, completed from a running `runmesh dev` (dev.json)."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise SystemExit(
-            f"runmesh: invalid setting RUNMESH_{field.upper()}: {first['msg']}"
-        ) from None
+        fail(f"invalid setting RUNMESH_{field.upper()}: {first['msg']}")
+    return cli_settings(settings) if from_dev else settings
 
 
-def _dev(args: argparse.Namespace) -> int:
-    # Imported here so that `runmesh --help` does not load the Kafka, Postgres and S3 clients.
-    from runmesh.cli.dev import run_dev
-    from runmesh.common.sandbox import SandboxError
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line (no traceback) and exit with `code`."""
+    typer.echo(f"runmesh: {message}", err=True)
+    raise typer.Exit(code)
 
-    settings = _load_settings()
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; runmesh errors become one line and exit status 1."""
     try:
-        asyncio.run(run_dev(settings, demo=args.demo))
-    except SandboxError as exc:
-        print(f"runmesh dev: {exc.summary}", file=sys.stderr)
-        return 1
+        return asyncio.run(coro)
     except RunmeshError as exc:
-        print(f"runmesh dev: {(str(exc) or type(exc).__name__).splitlines()[0]}", file=sys.stderr)
-        return 1
+        # A sandbox error's summary is one line; its full text carries a log tail.
+        fail(getattr(exc, "summary", None) or str(exc) or type(exc).__name__)
     except KeyboardInterrupt:
-        # Only where the loop has no signal handlers (Windows); the parts were stopped.
-        return 130
-    return 0
+        raise typer.Exit(130) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `runmesh` argument parser; each subcommand sets `handler` to its function."""
-    parser = argparse.ArgumentParser(
-        prog="runmesh", description="runmesh: event-driven plugin runs on Kafka, Postgres and S3."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug details"),
+) -> None:
+    configure_logging(verbose)
 
-    dev = commands.add_parser(
-        "dev",
-        help="run an ephemeral local sandbox (Kafka, Postgres, S3) until Ctrl-C",
-        description=(
-            "Start Tansu (Kafka), PostgreSQL and moto (S3) as local child processes and print "
-            "the RUNMESH_* variables that reach them. Every RUNMESH_KAFKA_BOOTSTRAP, "
-            "RUNMESH_DATABASE_URL or RUNMESH_S3_ENDPOINT_URL that is set replaces its part. "
-            "Everything is deleted on exit."
-        ),
-    )
-    dev.add_argument(
-        "--no-demo", dest="demo", action="store_false", help="do not load the demo plugins"
-    )
-    dev.set_defaults(handler=_dev)
-    return parser
+
+def _register() -> None:
+    # Imported here: each module adds its commands to `app`.
+    from runmesh.cli.commands import dev, runs, serve, submit, token
+
+    for module in (dev, serve, token, submit, runs):
+        module.register(app)
+
+
+_register()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `runmesh` script; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
-    _configure_logging(args.verbose)
-    return handler(args)
+    """Entry point of the `runmesh` script; returns the exit status."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="runmesh")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

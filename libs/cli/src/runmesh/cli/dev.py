@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -11,19 +12,48 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from runmesh.cli.commands.token import create as create_token_for
 from runmesh.cli.demo import run_demo
+from runmesh.cli.dev_info import DevInfo, dev_info_path, remove_dev_info, write_dev_info
 from runmesh.cli.services import service_specs, start_service
 from runmesh.common.sandbox import MOTO_CREDENTIALS, Sandbox
-from runmesh.common.sandbox.processes import ChildProcess
+from runmesh.common.sandbox.processes import ChildProcess, free_port
 from runmesh.common.settings import Settings
 
 BANNER = "runmesh sandbox (ephemeral: data is lost on exit)"
+DEV_TENANT = "default"  # runs produced straight to Kafka belong to it too (RUNMESH_TENANT)
 
 
-def describe(sandbox: Sandbox, services: Sequence[str] = ()) -> list[str]:
+async def _publish_dev_info(settings: Settings) -> DevInfo:
+    """Create the dev token and write dev.json, which the other commands read."""
+    token = await create_token_for(settings, DEV_TENANT, "runmesh dev")
+    info = DevInfo(
+        gateway_url=f"http://{settings.gateway_host}:{settings.gateway_port}",
+        token=token,
+        kafka_bootstrap=settings.kafka_bootstrap or "",
+        database_url=settings.database_url or "",
+        s3_endpoint_url=settings.s3_endpoint_url or "",
+        s3_bucket=settings.s3_bucket,
+        topic_prefix=settings.topic_prefix,
+        pid=os.getpid(),
+    )
+    write_dev_info(settings, info)
+    return info
+
+
+def describe(
+    sandbox: Sandbox, services: Sequence[str] = (), info: DevInfo | None = None
+) -> list[str]:
     """The lines `runmesh dev` prints: what runs, and the variables that reach it."""
     settings = sandbox.settings
     lines = [BANNER, ""]
+    if info is not None:
+        lines += [
+            f"  Gateway:  {info.gateway_url}   (API docs: {info.gateway_url}/docs)",
+            f"  Token:    {info.token}   (tenant {DEV_TENANT})",
+            f"  Written to {dev_info_path(settings)}: other `runmesh` commands use it.",
+            "",
+        ]
     parts: dict[str, object] = {
         "kafka": sandbox.broker,
         "postgres": sandbox.postgres,
@@ -102,12 +132,12 @@ async def run_dev(
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(Sandbox(settings))
             log_dir = sandbox.directory or Path(tempfile.gettempdir())
+            platform = sandbox.settings
+            if platform.gateway_port == 0:
+                platform = platform.model_copy(update={"gateway_port": free_port()})
             print("starting the services...", file=sys.stderr, flush=True)
             children = await asyncio.gather(
-                *(
-                    start_service(spec, log_dir)
-                    for spec in service_specs(sandbox.settings, demo=demo)
-                ),
+                *(start_service(spec, log_dir) for spec in service_specs(platform, demo=demo)),
                 return_exceptions=True,
             )
             running = [child for child in children if isinstance(child, ChildProcess)]
@@ -116,11 +146,13 @@ async def run_dev(
             failures = [child for child in children if isinstance(child, BaseException)]
             if failures:
                 raise failures[0]
+            info = await _publish_dev_info(platform)
+            stack.callback(remove_dev_info, platform, info.pid)
             started = True
-            print("\n".join(describe(sandbox, [c.part for c in running])), file=stream)
+            print("\n".join(describe(sandbox, [c.part for c in running], info)), file=stream)
             stream.flush()
             if demo:
-                await run_demo(sandbox.settings, stream)
+                await run_demo(info, stream)
                 print("\nPress Ctrl-C to stop", file=stream, flush=True)
             if ready is not None:
                 ready.set()

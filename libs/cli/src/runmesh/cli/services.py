@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from runmesh.common.sandbox.processes import ChildProcess
 from runmesh.common.settings import Settings
+from runmesh.common.worker.service import main as serve_category
 from runmesh.common.worker.worker import READY_MARKER
 
 # The service packages of DESIGN §1, each a worker for one category.
-SERVICES: tuple[str, ...] = ("upload", "export", "to_task", "train")
+CATEGORY_SERVICES: dict[str, str] = {
+    "upload": "upload",
+    "export": "export",
+    "pre_annotation": "to_task",
+    "neural_net": "train",
+}
+SERVICES: tuple[str, ...] = tuple(CATEGORY_SERVICES.values())
 DEMO_CATEGORY = "demo"
+GATEWAY_READY_MARKER = "Application startup complete"  # uvicorn, after the app's lifespan
 START_TIMEOUT_S = 90.0  # a new consumer group's first join alone takes seconds on Tansu
 
 
@@ -26,6 +36,7 @@ class ServiceSpec:
     name: str
     argv: tuple[str, ...]
     settings: Settings
+    ready_marker: str = READY_MARKER  # what its log says once it serves
 
 
 def demo_plugin_dir() -> Path:
@@ -36,7 +47,16 @@ def demo_plugin_dir() -> Path:
 def service_specs(settings: Settings, *, demo: bool) -> list[ServiceSpec]:
     """One replica of each category service, plus the demo worker when asked for."""
     specs = [
-        ServiceSpec(name, (sys.executable, "-m", f"runmesh.{name}"), settings) for name in SERVICES
+        ServiceSpec(
+            "gateway",
+            (sys.executable, "-m", "runmesh.gateway"),
+            settings,
+            ready_marker=GATEWAY_READY_MARKER,
+        ),
+        *(
+            ServiceSpec(name, (sys.executable, "-m", f"runmesh.{name}"), settings)
+            for name in SERVICES
+        ),
     ]
     if demo:
         demo_settings = settings.model_copy(
@@ -55,7 +75,7 @@ async def start_service(spec: ServiceSpec, log_dir: Path) -> ChildProcess:
     await child.spawn(spec.argv, env=env)
     try:
         await child.wait_ready(
-            lambda: _log_contains(child.log_path, READY_MARKER), timeout_s=START_TIMEOUT_S
+            lambda: _log_contains(child.log_path, spec.ready_marker), timeout_s=START_TIMEOUT_S
         )
     except BaseException:
         await child.stop()
@@ -71,3 +91,13 @@ async def _log_contains(path: Path, marker: str) -> bool:
             return False
 
     return await asyncio.to_thread(read)
+
+
+def service_main(category: str) -> Callable[[Settings], None]:
+    """The entry point serving `category`: its service's (with built-in plugins) or generic."""
+    service = CATEGORY_SERVICES.get(category)
+    if service is None:
+        return lambda settings: serve_category(category, settings=settings)
+    module = importlib.import_module(f"runmesh.{service}.__main__")
+    entry: Callable[[Settings], None] = module.main
+    return entry

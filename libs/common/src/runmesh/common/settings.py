@@ -36,7 +36,21 @@ class Settings(BaseSettings):
     plugin_path: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Directories holding user plugins (os.pathsep-separated)"
     )
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds")
     gateway_port: int = Field(default=8600, ge=0, le=65535)
+    gateway_url: str | None = Field(
+        default=None, description="Gateway base URL for the CLI; unset = from dev.json"
+    )
+    token: SecretStr | None = Field(
+        default=None, description="API token for the CLI; unset = from dev.json"
+    )
+    home: Path = Field(
+        default=Path(".runmesh"), description="Where `runmesh dev` keeps data and dev.json"
+    )
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE keep-alive interval")
+    sse_client_queue: int = Field(
+        default=1000, ge=1, description="Events buffered per SSE client before it is dropped"
+    )
     metrics_port: int | None = Field(
         default=None, description="Port of a worker's Prometheus /metrics; unset = not served"
     )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from runmesh.common.settings import Settings
 from runmesh.common.worker import main as serve_category
 
 CATEGORY = "upload"
 
 
-def main() -> None:
+def main(settings: Settings | None = None) -> None:
     """Serve the category; built-in plugins join in their own issues."""
-    serve_category(CATEGORY, service="upload")
+    serve_category(CATEGORY, service="upload", settings=settings)
 
 
 if __name__ == "__main__":

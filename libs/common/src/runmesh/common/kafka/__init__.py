@@ -6,6 +6,7 @@ from runmesh.common.kafka.clients import (
     make_consumer,
     make_producer,
     pin_to_latest,
+    wait_for_assignment,
 )
 from runmesh.common.kafka.offsets import OffsetTracker
 from runmesh.common.kafka.publisher import Publisher
@@ -20,4 +21,5 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "pin_to_latest",
+    "wait_for_assignment",
 ]

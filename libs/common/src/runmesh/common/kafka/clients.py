@@ -76,16 +76,28 @@ def make_consumer(
     )
 
 
+async def wait_for_assignment(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
+    """Wait until the consumer owns partitions; False if none came within `timeout_s`.
+
+    aiokafka offers no event for it, hence the short poll. A new group's first join takes
+    seconds (the broker waits for more members), and with more members than partitions a
+    member legitimately gets none: callers decide whether that is an error.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None:
     """Wait for a group-less consumer's partitions and resolve its "latest" positions now.
 
     Positions are otherwise resolved lazily at the first fetch, so a record produced between
     start-up and that fetch would be skipped: a cancel, or the events of a run just submitted.
     """
-    deadline = time.monotonic() + timeout_s
-    while not consumer.assignment():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
-        await asyncio.sleep(0.05)
+    if not await wait_for_assignment(consumer, timeout_s):
+        raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
     for tp in consumer.assignment():
         await consumer.position(tp)

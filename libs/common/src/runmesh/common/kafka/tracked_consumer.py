@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -13,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from runmesh.common.kafka.clients import wait_for_assignment
 from runmesh.common.kafka.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,7 @@ class TrackedConsumer:
         that says it is ready before then would only look idle. With more replicas than
         partitions a member legitimately gets none, hence a bound rather than an error.
         """
-        deadline = time.monotonic() + timeout_s
-        while not self._consumer.assignment():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_for_assignment(self._consumer, timeout_s)
 
     async def stop(self) -> None:
         """Commit finished work and leave the group."""

@@ -47,14 +47,18 @@ def build_registry(settings: Settings, builtin_plugins: Sequence[Path] = ()) -> 
 
 
 def main(
-    category: str, *, service: str | None = None, builtin_plugins: Sequence[Path] = ()
+    category: str,
+    *,
+    service: str | None = None,
+    builtin_plugins: Sequence[Path] = (),
+    settings: Settings | None = None,
 ) -> None:
-    """Entry point of a category service (`python -m runmesh.<service>`)."""
+    """Entry point of a category service (`python -m runmesh.<service>`, `runmesh worker`)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = Settings()
+        settings = settings if settings is not None else Settings()
         registry = build_registry(settings, builtin_plugins)
         worker = Worker(category, registry, settings, service=service)
         asyncio.run(serve(worker))

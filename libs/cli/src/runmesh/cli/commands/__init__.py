@@ -1,0 +1,1 @@
+"""The `runmesh` subcommands, one module per group."""

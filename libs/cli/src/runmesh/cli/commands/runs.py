@@ -1,0 +1,132 @@
+"""`runmesh runs ls|show|logs|watch|cancel|rerun`: look at and act on runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runmesh.cli.dev_info import require_gateway
+from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.watch import watch_run
+
+runs_app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)
+
+
+def _client() -> GatewayClient:
+    from runmesh.cli.__main__ import load_settings
+
+    url, token = require_gateway(load_settings())
+    return GatewayClient(url, token)
+
+
+def _run(coro: Any) -> Any:
+    from runmesh.cli.__main__ import run_async
+
+    return run_async(coro)
+
+
+@runs_app.command("ls", help="Runs, newest first.")
+def ls(
+    state: str | None = typer.Option(None, help="queued, running, succeeded, failed, cancelled"),
+    category: str | None = typer.Option(None),
+    action: str | None = typer.Option(None),
+    limit: int = typer.Option(20, min=1, max=200),
+) -> None:
+    async def go() -> dict[str, Any]:
+        params = {"state": state, "category": category, "action": action, "limit": limit}
+        async with _client() as api:
+            page: dict[str, Any] = await api.request(
+                "GET", "/v1/runs", params={k: v for k, v in params.items() if v is not None}
+            )
+            return page
+
+    page = _run(go())
+    table = Table("id", "state", "category", "action", "plugin", "%", "created")
+    for run in page.get("items", []):
+        percent = run.get("percent")
+        table.add_row(
+            run["id"],
+            run["state"],
+            run["category"],
+            run["action"],
+            run.get("plugin") or "",
+            "" if percent is None else f"{percent:.0f}",
+            str(run.get("created_at", ""))[:19],
+        )
+    Console().print(table)
+
+
+@runs_app.command("show", help="One run as JSON.")
+def show(run_id: str) -> None:
+    async def go() -> Any:
+        async with _client() as api:
+            return await api.run(run_id)
+
+    typer.echo(orjson.dumps(_run(go()), option=orjson.OPT_INDENT_2).decode())
+
+
+@runs_app.command("logs", help="A run's log lines.")
+def logs(
+    run_id: str,
+    level: str | None = typer.Option(None, help="only this level (debug … success)"),
+) -> None:
+    async def go() -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = []
+        after: int | None = None
+        async with _client() as api:
+            while True:
+                params: dict[str, Any] = {"limit": 500}
+                if level:
+                    params["level"] = level
+                if after is not None:
+                    params["after"] = after
+                page = await api.request("GET", f"/v1/runs/{run_id}/logs", params=params)
+                items = page.get("items", [])
+                lines.extend(items)
+                after = page.get("next_after")
+                if not items or after is None:
+                    return lines
+
+    for line in _run(go()):
+        typer.echo(f"{str(line.get('ts', ''))[:23]} [{line.get('level')}] {line.get('message')}")
+
+
+@runs_app.command("watch", help="Follow a run live; exit 0 only if it succeeds.")
+def watch(run_id: str) -> None:
+    async def go() -> int:
+        async with _client() as api:
+            return await watch_run(api, run_id, Console())
+
+    raise typer.Exit(_run(go()))
+
+
+@runs_app.command("cancel", help="Cancel a queued or running run.")
+def cancel(run_id: str) -> None:
+    async def go() -> Any:
+        async with _client() as api:
+            return await api.request("POST", f"/v1/runs/{run_id}/cancel")
+
+    run = _run(go())
+    typer.echo(
+        f"run {run_id} {run.get('state', 'cancel requested') if run else 'cancel requested'}"
+    )
+
+
+@runs_app.command("rerun", help="Run again with the same params (a new run, linked to this one).")
+def rerun(run_id: str, wait: bool = typer.Option(False, "--wait", "-w")) -> None:
+    async def go() -> int:
+        async with _client() as api:
+            run = await api.request("POST", f"/v1/runs/{run_id}/rerun")
+            typer.echo(f"run {run['id']} {run['state']} (rerun of {run_id})")
+            return await watch_run(api, run["id"], Console()) if wait else 0
+
+    raise typer.Exit(_run(go()))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `runmesh runs` to `app`."""
+    app.add_typer(runs_app, name="runs")

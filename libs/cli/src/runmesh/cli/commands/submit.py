@@ -1,0 +1,77 @@
+"""`runmesh submit`: request a run through the gateway, optionally following it to its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from runmesh.cli.dev_info import require_gateway
+from runmesh.cli.errors import CliError
+from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.watch import watch_run
+from runmesh.common.settings import Settings
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """`--params` as JSON text, or `@path` to a JSON file."""
+    source = "--params"
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read params file {path}: {exc.strerror}") from exc
+    try:
+        params = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise CliError(f"{source} must be a JSON object")
+    return params
+
+
+async def submit(settings: Settings, body: dict[str, Any], *, wait: bool, console: Console) -> int:
+    """Submit; print the run id; with `wait`, follow it and return its exit status."""
+    url, token = require_gateway(settings)
+    async with GatewayClient(url, token) as api:
+        run = await api.submit(body)
+        console.print(f"run {run['id']} {run['state']}", markup=False, highlight=False)
+        if not wait:
+            return 0
+        return await watch_run(api, run["id"], console)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `runmesh submit` to `app`."""
+
+    @app.command(
+        "submit",
+        help="Request a run of CATEGORY's ACTION. Exit status with --wait: 0 succeeded, "
+        "1 failed, 2 cancelled.",
+    )
+    def submit_command(
+        category: str = typer.Argument(help="service category, e.g. upload, export"),
+        action: str = typer.Argument(help="the plugin action to run"),
+        params: str = typer.Option("{}", "--params", "-p", help="JSON object, or @file.json"),
+        plugin: str | None = typer.Option(None, help="plugin code or code@version"),
+        timeout: float | None = typer.Option(None, "--timeout", help="fail after SECONDS"),
+        wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
+    ) -> None:
+        from runmesh.cli.__main__ import fail, load_settings, run_async
+
+        body: dict[str, Any] = {"category": category, "action": action}
+        try:
+            body["params"] = parse_params(params)
+        except CliError as exc:
+            fail(str(exc))
+        if plugin:
+            body["plugin"] = plugin
+        if timeout is not None:
+            body["timeout_s"] = timeout
+        code = run_async(submit(load_settings(), body, wait=wait, console=Console()))
+        raise typer.Exit(code)

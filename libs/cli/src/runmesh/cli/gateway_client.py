@@ -1,0 +1,137 @@
+"""A small async client of the gateway's REST and SSE API, with errors a person can read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from runmesh.cli.errors import CliError
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # heartbeats come every 15 s
+_RECONNECT_ATTEMPTS = 20
+
+
+@dataclass(slots=True, frozen=True)
+class StreamMessage:
+    """One Server-Sent Events message."""
+
+    id: int | None
+    event: str
+    data: dict[str, Any]
+
+
+class GatewayClient:
+    """`async with GatewayClient(url, token) as api:` then `await api.submit(...)` etc."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT
+        )
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request; a problem+json answer becomes a `CliError` with its detail."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise CliError(
+                f"cannot reach the gateway at {self.url} ({exc.__class__.__name__}); "
+                "is `runmesh dev` running?"
+            ) from exc
+        if response.status_code >= 400:
+            raise CliError(_problem_text(response))
+        return response.json() if response.content else None
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/runs."""
+        run: dict[str, Any] = await self.request("POST", "/v1/runs", json=body)
+        return run
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        """GET /v1/runs/{id}."""
+        run: dict[str, Any] = await self.request("GET", f"/v1/runs/{run_id}")
+        return run
+
+    async def stream(self, run_id: str) -> AsyncIterator[StreamMessage]:
+        """The run's events from the start, live, until the stream ends after its end.
+
+        A dropped connection is resumed with `Last-Event-ID`, so no event is seen twice or
+        missed.
+        """
+        last_id: int | None = None
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            try:
+                async with self._http.stream(
+                    "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=_STREAM_TIMEOUT
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise CliError(_problem_text(response))
+                    async for message in _parse_sse(response.aiter_lines()):
+                        failures = 0
+                        if message.id is not None:
+                            last_id = message.id
+                        yield message
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                failures += 1
+                if failures > _RECONNECT_ATTEMPTS:
+                    raise CliError(f"lost the event stream of run {run_id}: {exc}") from exc
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+            else:
+                return  # the server ended the stream: the run is over
+
+
+async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[StreamMessage]:
+    event, event_id = "message", None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                text = "\n".join(data)
+                try:
+                    payload = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    payload = {"raw": text}  # shown as is rather than dropped
+                yield StreamMessage(event_id, event, payload)
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue  # a heartbeat comment
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id" and value.isdigit():
+            event_id = int(value)
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"the gateway answered {response.status_code}: {response.text[:200]}"
+    detail = body.get("detail") or body.get("title") or response.reason_phrase
+    errors = body.get("errors") or []
+    lines = [f"{response.status_code} {detail}"]
+    for error in errors[:20]:
+        where = ".".join(str(part) for part in error.get("loc", [])) or "(request)"
+        lines.append(f"  {where}: {error.get('msg', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Follow a run over SSE to its end, rendering it; the exit status says how it ended."""
+
+from __future__ import annotations
+
+import orjson
+from rich.console import Console
+
+from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.render import RunRenderer
+from runmesh.common.errors import DecodeError
+from runmesh.common.events import decode_event
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
+
+
+async def watch_run(api: GatewayClient, run_id: str, console: Console) -> int:
+    """Render the run's events until it ends; return 0 only if it succeeded."""
+    state = None
+    with RunRenderer(console) as renderer:
+        async for message in api.stream(run_id):
+            if message.event == "run.state":  # the gateway ended the run itself (cancel)
+                state = message.data.get("state")
+                renderer.note(f"run {run_id} is {state}", "yellow")
+                continue
+            try:
+                event = decode_event(orjson.dumps(message.data))
+            except DecodeError as exc:
+                renderer.note(f"  (unreadable event {message.id}: {exc})", "dim")
+                continue
+            renderer.show(event)
+    run = await api.run(run_id)
+    state = run.get("state", state)
+    return EXIT_CODES.get(str(state), 1)

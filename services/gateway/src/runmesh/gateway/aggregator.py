@@ -1,0 +1,394 @@
+"""The event aggregator (DESIGN §5): run events from Kafka into run_events and run rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from pydantic import TypeAdapter, ValidationError
+
+from runmesh.common.events import TERMINAL_STATES, RunEvent
+from runmesh.common.kafka import ensure_topics, make_consumer, wait_for_assignment
+from runmesh.common.settings import Settings
+from runmesh.common.topics import Topics
+from runmesh.common.validation import describe_errors
+from runmesh.gateway.run_state import RunSnapshot, apply_events
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+NOTIFY_CHANNEL = "runmesh_events"
+"""Channel of the per-batch notifications: {"tenant", "run_id", "last_id", "terminal"}."""
+
+_EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+_INT4_MAX = 2**31 - 1
+_DB_RETRIES = 3  # a deadlock (two aggregators during a rebalance) is retried in place
+_ACQUIRE_TIMEOUT_S = 10.0
+
+# Rows for runs first seen through their events (Kafka submissions). Inserted before the row
+# locks are taken: a concurrent insert of the same run (a second aggregator during a rebalance)
+# then makes this one wait and see the committed row instead of a stale "no row".
+_INSERT_NEW_RUNS = """
+INSERT INTO runs.runs (id, tenant, category, action, plugin, submitted_via)
+SELECT d.id, $2, d.category, '', NULL, 'kafka'
+FROM unnest($1::uuid[], $3::text[]) AS d(id, category)
+ORDER BY d.id
+ON CONFLICT (id) DO NOTHING
+"""
+
+# Locked in id order so that concurrent writers of the same runs cannot deadlock each other.
+_LOCK_RUNS = """
+SELECT id, tenant, submitted_via, action, plugin, state, attempt, plugin_version,
+       params_redacted, progress, metrics, result, error, started_at, finished_at
+FROM runs.runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+# ORDER BY ord keeps the stream order, so one run's ids grow with its (attempt, seq).
+_INSERT_EVENTS = """
+INSERT INTO runs.run_events
+    (event_id, run_id, tenant, attempt, seq, type, ts, service, worker, payload)
+SELECT e.event_id, e.run_id, e.tenant, e.attempt, e.seq, e.type, e.ts, e.service, e.worker,
+       e.payload::jsonb
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::text[],
+            $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+     WITH ORDINALITY AS e(event_id, run_id, tenant, attempt, seq, type, ts, service, worker,
+                          payload, ord)
+ORDER BY e.ord
+ON CONFLICT (event_id) DO NOTHING
+RETURNING id, event_id, run_id
+"""
+
+# One statement updates every touched run and queues its notification; NOTIFY inside the
+# transaction is delivered on commit, so a listener never sees an id it cannot read yet.
+_UPDATE_RUNS = """
+WITH d AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+                         $11::timestamptz[], $12::text[], $13::text[])
+        AS d(id, state, attempt, plugin_version, params_redacted, progress, metrics, result,
+             error, started_at, finished_at, action, plugin)
+), updated AS (
+    UPDATE runs.runs AS r SET
+        state = d.state,
+        attempt = d.attempt,
+        plugin_version = d.plugin_version,
+        params_redacted = d.params_redacted::jsonb,
+        -- A Kafka submission's params never reach the gateway; the redacted ones are all
+        -- it knows.
+        params = CASE WHEN r.submitted_via = 'kafka' THEN d.params_redacted::jsonb
+                      ELSE r.params END,
+        progress = d.progress::jsonb,
+        metrics = d.metrics::jsonb,
+        result = d.result::jsonb,
+        error = d.error::jsonb,
+        started_at = d.started_at,
+        finished_at = d.finished_at,
+        action = d.action,
+        plugin = d.plugin,
+        updated_at = now()
+    FROM d WHERE r.id = d.id
+)
+SELECT count(pg_notify('runmesh_events', n)) FROM unnest($14::text[]) AS n
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class DecodedEvent:
+    """A valid run event and its payload as JSON text (stored as received, unknown fields too)."""
+
+    event: RunEvent
+    payload_json: str
+
+
+def decode_record(value: bytes) -> DecodedEvent:
+    """Parse and validate one record of the events topic; raise ValueError when it is invalid.
+
+    orjson parses once and pydantic validates the dict: the payload text stored is the
+    record's own payload, so fields newer than this gateway survive for newer readers.
+    """
+    data = orjson.loads(value)
+    if b"\\u0000" in value:
+        # PostgreSQL text and jsonb cannot hold NUL; dropping it beats stalling the aggregator.
+        data = _without_nul(data)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")  # noqa: TRY004 -- one error type for bad records
+    try:
+        event = _EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        detail = describe_errors(exc.errors(include_url=False), root="(event)", limit=3)
+        raise ValueError(f"not a valid RunEvent: {detail}") from exc
+    if event.attempt > _INT4_MAX or event.seq > _INT4_MAX:
+        raise ValueError("attempt or seq out of range")
+    return DecodedEvent(event, orjson.dumps(data["payload"]).decode())
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+class Aggregator:
+    """Turns `runmesh.events` into `runs.run_events` rows and run state (DESIGN §5).
+
+    Each fetched batch is one transaction: placeholder rows for runs first seen, the batch's
+    run rows locked, events inserted with `ON CONFLICT (event_id) DO NOTHING`, the state machine
+    applied to the rows that insert created, run rows updated, one NOTIFY per run with new
+    events; then the offsets are committed. A crash anywhere redelivers the batch and the dedup
+    makes the redo a no-op, so the rows end up as if every event was applied exactly once.
+    """
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, *, max_records: int = 5000) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._max_records = max_records
+        self._topic = Topics(settings.topic_prefix).events
+        self.ready = asyncio.Event()
+        """Set once the consumer has its partitions (or gave up waiting for them)."""
+        self.events_stored = 0
+        """Events this instance inserted (duplicates not counted)."""
+        self.records_skipped = 0
+        """Records that were not valid run events (logged and skipped)."""
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group shared by every gateway replica."""
+        return f"{self._settings.topic_prefix}-gateway"
+
+    async def run(self) -> None:
+        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
+        settings = self._settings
+        timeout_s = settings.kafka_request_timeout_ms / 1000
+        await ensure_topics(settings, [self._topic])
+        consumer = make_consumer(
+            settings, self._topic, group_id=self.group_id, client_id="gateway-aggregator"
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), timeout=timeout_s)
+            await wait_for_assignment(consumer, 2 * settings.kafka_session_timeout_ms / 1000)
+            self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
+                if not batches:
+                    continue
+                await self.ingest([r for records in batches.values() for r in records])
+                await self._commit(consumer, batches, timeout_s)
+        finally:
+            self.ready.clear()
+            # Leaving the group now hands the partitions over at once instead of after the
+            # session timeout; uncommitted records are redone by the next owner.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout=timeout_s)
+
+    async def _commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: Mapping[TopicPartition, Sequence[Record]],
+        timeout_s: float,
+    ) -> None:
+        owned = consumer.assignment()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if tp in owned}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), timeout=timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            # A rebalance took the partitions: their next owner redoes the batch, and the
+            # event_id dedup turns that into a no-op.
+            log.warning("aggregator offset commit failed (batch will be redone): %s", exc)
+
+    async def ingest(self, records: Sequence[Record]) -> None:
+        """Store one batch of records (in partition order) in one transaction."""
+        decoded: list[DecodedEvent] = []
+        seen: set[uuid.UUID] = set()
+        for record in records:
+            if record.value is None:
+                self._skip(record, "no value")
+                continue
+            try:
+                item = decode_record(record.value)
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
+                self._skip(record, str(exc))
+                continue
+            if item.event.event_id not in seen:  # a republished terminal event, for one
+                seen.add(item.event.event_id)
+                decoded.append(item)
+        if decoded:
+            await self.store(decoded)
+
+    def _skip(self, record: Record, reason: str) -> None:
+        self.records_skipped += 1
+        log.warning(
+            "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason[:500]
+        )
+
+    async def store(self, events: Sequence[DecodedEvent]) -> None:
+        """Write decoded events and their runs' new state in one transaction, retrying briefly.
+
+        A batch PostgreSQL refuses for its data (a value it cannot store) is split so the bad
+        event alone is logged and skipped instead of stalling every run behind it.
+        """
+        try:
+            await self._store_with_retries(events)
+        except asyncpg.DataError:
+            if len(events) == 1:
+                log.exception("skipping event %s: PostgreSQL refused it", events[0].event.event_id)
+                self.records_skipped += 1
+                return
+            for event in events:
+                await self.store([event])
+
+    async def _store_with_retries(self, events: Sequence[DecodedEvent]) -> None:
+        for attempt in range(1, _DB_RETRIES + 1):
+            try:
+                await self._store_once(events)
+            except (
+                asyncpg.DeadlockDetectedError,
+                asyncpg.SerializationError,
+            ) as exc:
+                if attempt == _DB_RETRIES:
+                    raise
+                log.warning("aggregator batch retried after %s", type(exc).__name__)
+                await asyncio.sleep(0.05 * attempt)
+            else:
+                return
+
+    async def _store_once(self, events: Sequence[DecodedEvent]) -> None:
+        runs: dict[uuid.UUID, str] = {}  # run id → service of its first event in the batch
+        for item in events:
+            runs.setdefault(item.event.run_id, item.event.service)
+        run_ids = list(runs)
+        async with (
+            self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn,
+            conn.transaction(),
+        ):
+            await conn.execute(
+                _INSERT_NEW_RUNS, run_ids, self._settings.tenant, list(runs.values())
+            )
+            rows = {row["id"]: row for row in await conn.fetch(_LOCK_RUNS, run_ids)}
+            cols = _event_columns(events, rows)
+            inserted = await conn.fetch(_INSERT_EVENTS, *cols)
+            if not inserted:
+                return  # a redelivered batch: everything was stored and applied already
+            updates = _apply(events, rows, inserted)
+            await conn.execute(_UPDATE_RUNS, *updates)
+        self.events_stored += len(inserted)
+
+
+def _event_columns(
+    events: Sequence[DecodedEvent], rows: Mapping[uuid.UUID, asyncpg.Record]
+) -> list[list[Any]]:
+    tenants = {run_id: row["tenant"] for run_id, row in rows.items()}
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    (event_ids, run_ids, tenant_col, attempts, seqs, types, tss, services, workers, payloads) = (
+        columns
+    )
+    for item in events:
+        event = item.event
+        event_ids.append(event.event_id)
+        run_ids.append(event.run_id)
+        tenant_col.append(tenants[event.run_id])
+        attempts.append(event.attempt)
+        seqs.append(event.seq)
+        types.append(event.type)
+        tss.append(event.ts)
+        services.append(event.service)
+        workers.append(event.worker)
+        payloads.append(item.payload_json)
+    return columns
+
+
+def _apply(
+    events: Sequence[DecodedEvent],
+    rows: Mapping[uuid.UUID, asyncpg.Record],
+    inserted: Sequence[asyncpg.Record],
+) -> list[list[Any]]:
+    """The state machine over the newly inserted events: `_UPDATE_RUNS` arguments."""
+    last_id: dict[uuid.UUID, int] = {}
+    for row in inserted:
+        run_id = row["run_id"]
+        last_id[run_id] = max(row["id"], last_id.get(run_id, 0))
+    new_events: dict[uuid.UUID, list[RunEvent]] = {run_id: [] for run_id in last_id}
+    if len(inserted) == len(events):
+        for item in events:
+            new_events[item.event.run_id].append(item.event)
+    else:
+        fresh = {row["event_id"] for row in inserted}
+        for item in events:
+            if item.event.event_id in fresh:
+                new_events[item.event.run_id].append(item.event)
+    columns: list[list[Any]] = [[] for _ in range(14)]
+    for run_id, applied in new_events.items():
+        row = rows[run_id]
+        after = apply_events(_snapshot(row), applied)
+        kafka = row["submitted_via"] == "kafka"
+        # Category, action and plugin of a REST run are as requested; a Kafka run's come from
+        # its run.started (the request itself never reaches the gateway).
+        action = row["action"] if row["action"] or not kafka else (after.action or "")
+        plugin = row["plugin"] if row["plugin"] is not None or not kafka else after.plugin
+        notification = {
+            "tenant": row["tenant"],
+            "run_id": str(run_id),
+            "last_id": last_id[run_id],
+            "terminal": after.state in TERMINAL_STATES,
+        }
+        for column, value in zip(
+            columns,
+            (
+                run_id,
+                after.state,
+                after.attempt,
+                after.plugin_version,
+                _json(after.params_redacted),
+                _json(after.progress),
+                _json(after.metrics),
+                _json_or_none(after.result),
+                _json_or_none(after.error),
+                after.started_at,
+                after.finished_at,
+                action,
+                plugin,
+                _json(notification),
+            ),
+            strict=True,
+        ):
+            column.append(value)
+    return columns
+
+
+def _snapshot(row: asyncpg.Record) -> RunSnapshot:
+    return RunSnapshot(
+        state=row["state"],
+        attempt=row["attempt"],
+        plugin_version=row["plugin_version"],
+        params_redacted=row["params_redacted"],
+        progress=row["progress"],
+        metrics=row["metrics"],
+        result=row["result"],
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()

@@ -1,0 +1,66 @@
+"""The gateway's ASGI app: REST and SSE routes over the run state its loops maintain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.settings import Settings
+from runmesh.gateway.aggregator import Aggregator
+from runmesh.gateway.cancellation import CancelWatchdog
+from runmesh.gateway.deps import Deps
+from runmesh.gateway.hub import EventHub
+from runmesh.gateway.outbox import OutboxRelay
+from runmesh.gateway.plugin_catalog import PluginCatalog
+from runmesh.gateway.problems import install_problem_handlers
+from runmesh.gateway.routes import events, health, plugins, runs
+from runmesh.gateway.supervisor import supervise
+from runmesh.gateway.tokens import TokenCache
+
+SCHEMA = "runs"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway app; its lifespan opens the pool and starts the background loops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await create_pool(settings, min_size=2, max_size=20)
+            stack.push_async_callback(pool.close)
+            await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
+            hub = EventHub(settings, pool)
+            relay = OutboxRelay(settings, pool)
+            app.state.deps = Deps(
+                settings=settings, pool=pool, hub=hub, relay=relay, tokens=TokenCache(pool)
+            )
+            loops = {
+                "event hub": hub.run,
+                "aggregator": Aggregator(settings, pool).run,
+                "plugin catalog": PluginCatalog(settings, pool).run,
+                "outbox relay": relay.run,
+                "cancel watchdog": CancelWatchdog(settings, pool).run,
+            }
+            tasks = [asyncio.create_task(supervise(name, run)) for name, run in loops.items()]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(
+        title="runmesh gateway",
+        version="1",
+        description="Submit plugin runs and follow them: REST and Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    for module in (health, runs, events, plugins):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,47 @@
+"""Errors of the gateway; each maps to one HTTP status and a problem+json body."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from runmesh.common.errors import RunmeshError
+
+
+class GatewayError(RunmeshError):
+    """Base of gateway errors: `status` and `title` become the problem+json response."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Unauthorized(GatewayError):
+    """No bearer token, or one that is unknown or revoked."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class NotFound(GatewayError):
+    """The resource does not exist for this tenant (another tenant's rows are not found)."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(GatewayError):
+    """The request conflicts with the resource's state (e.g. cancelling a finished run)."""
+
+    status = 409
+    title = "Conflict"
+
+
+class InvalidRequest(GatewayError):
+    """Well-formed but unacceptable input: unknown action, params that fail their schema."""
+
+    status = 422
+    title = "Invalid request"

@@ -1,0 +1,106 @@
+"""The plugin catalog loop: manifests announced on `runmesh.plugins` into `runs.plugins`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from runmesh.common.errors import DecodeError
+from runmesh.common.events import PluginManifest, decode
+from runmesh.common.kafka import ensure_topics, make_consumer
+from runmesh.common.settings import Settings
+from runmesh.common.topics import Topics
+
+log = logging.getLogger(__name__)
+
+_ACQUIRE_TIMEOUT_S = 10.0
+
+# '*': a manifest announced by a worker serves every tenant. The latest announcement of a
+# version wins (a worker restarted with a rebuilt plugin of the same version).
+_UPSERT_PLUGIN = """
+INSERT INTO runs.plugins (tenant, code, version, category, builtin, manifest, announced_at)
+VALUES ('*', $1, $2, $3, $4, $5, now())
+ON CONFLICT (tenant, code, version) DO UPDATE SET
+    category = EXCLUDED.category,
+    builtin = EXCLUDED.builtin,
+    manifest = EXCLUDED.manifest,
+    announced_at = EXCLUDED.announced_at
+"""
+
+
+class PluginCatalog:
+    """Keeps `runs.plugins` up to date with what workers announce (DESIGN §5, §6).
+
+    Every gateway replica shares one consumer group that reads the topic from the earliest
+    record, so a new deployment learns every plugin announced before it started. Undecodable
+    records are logged and skipped: one bad announcement must not hide the others.
+    """
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._topic = Topics(settings.topic_prefix).plugins
+        self.manifests_stored = 0
+        """Manifests upserted by this instance."""
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group shared by every gateway replica."""
+        return f"{self._settings.topic_prefix}-gateway-plugins"
+
+    async def run(self) -> None:
+        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
+        settings = self._settings
+        timeout_s = settings.kafka_request_timeout_ms / 1000
+        await ensure_topics(settings, [self._topic])
+        consumer = make_consumer(
+            settings, self._topic, group_id=self.group_id, client_id="gateway-plugins"
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), timeout=timeout_s)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                if not batches:
+                    continue
+                await self.store([r for records in batches.values() for r in records])
+                owned = consumer.assignment()
+                offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
+                try:
+                    await asyncio.wait_for(consumer.commit(offsets), timeout=timeout_s)
+                except (KafkaError, TimeoutError) as exc:
+                    # Redone by the next owner; the upsert makes that harmless.
+                    log.warning("plugin catalog offset commit failed: %s", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout=timeout_s)
+
+    async def store(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Upsert the manifests among `records`, in order, in one transaction."""
+        rows = []
+        for record in records:
+            try:
+                manifest = decode(record.value or b"", PluginManifest)
+            except DecodeError as exc:
+                log.warning(
+                    "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
+                )
+                continue
+            rows.append(
+                (
+                    manifest.code,
+                    manifest.version,
+                    manifest.category,
+                    manifest.builtin,
+                    manifest.model_dump(mode="json"),
+                )
+            )
+        if not rows:
+            return
+        async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+            await conn.executemany(_UPSERT_PLUGIN, rows)
+        self.manifests_stored += len(rows)

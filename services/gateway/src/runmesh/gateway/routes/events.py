@@ -1,0 +1,258 @@
+"""Server-Sent Events: one run's events (replay, then live) and the tenant's dashboard stream.
+
+Message format (both streams): `id: <runs.run_events.id>`, `event: <type>`, `data: <event as
+JSON>`. `id` is what a client sends back as `Last-Event-ID` to resume; a comment line
+`: heartbeat` keeps idle connections open.
+
+A run's stream ends once the run is terminal in `runs.runs`, after every stored event. A run
+the gateway ended itself (a cancel that was never confirmed) has no terminal event: its stream
+then ends with one synthetic message without an `id:`, `event: run.state`,
+`data: {"run_id": ..., "state": ...}`, so clients learn why it ended. Any stream also ends when
+its client is too slow to keep up (its queue in the hub filled) or the database is briefly
+unreachable; clients reconnect with `Last-Event-ID` and lose nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Send
+
+from runmesh.common.events import TERMINAL_EVENT_TYPES, TERMINAL_STATES
+from runmesh.gateway.auth import Tenant
+from runmesh.gateway.deps import Deps, get_deps
+from runmesh.gateway.errors import InvalidRequest, NotFound
+from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
+from runmesh.gateway.routes.support import MeasuredRoute, problems
+
+log = logging.getLogger(__name__)
+
+# MeasuredRoute times the answer's start (headers), not the stream's lifetime.
+router = APIRouter(prefix="/v1", tags=["events"], route_class=MeasuredRoute)
+
+TENANT_REPLAY_LIMIT: Final = 1000
+"""At most this many of the tenant's latest events are replayed on `GET /v1/events`."""
+
+HEARTBEAT: Final = b": heartbeat\n\n"
+_RETRY: Final = b"retry: 2000\n\n"  # EventSource reconnect delay; also flushes the headers
+_STREAM_HEADERS: Final = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class EventStreamResponse(StreamingResponse):
+    """`text/event-stream` whose generator is always closed, also when the client vanishes.
+
+    Starlette cancels the sending task on disconnect; closing the generator explicitly runs
+    its `finally` (the hub unsubscribe) at once rather than whenever it is collected.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(content, headers=_STREAM_HEADERS)
+        self._generator = content
+
+    async def stream_response(self, send: Send) -> None:
+        """Stream the body, then close the generator whatever happened."""
+        async with contextlib.aclosing(self._generator):
+            await super().stream_response(send)
+
+
+_EVENT_STREAM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    **problems(401, 404, 422),
+    200: {
+        "description": "`text/event-stream` (default) or, with `Accept: application/json`, "
+        "the stored events as a JSON list",
+        "content": {
+            "text/event-stream": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    },
+}
+
+
+def _resume_point(header: str | None, query: int | None) -> int | None:
+    """The id to resume after: the header (EventSource sets it on reconnect) wins."""
+    if header is not None and header.strip():
+        try:
+            value = int(header.strip())
+        except ValueError:
+            raise InvalidRequest(f"Last-Event-ID must be an event id, not {header!r}") from None
+        if value < 0:
+            raise InvalidRequest(f"Last-Event-ID must not be negative, got {value}")
+        return value
+    return query
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "text/event-stream" not in accept
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    summary="A run's events: replayed, then live (SSE), or stored (JSON)",
+    response_class=Response,
+    responses=_EVENT_STREAM_RESPONSES,
+)
+async def run_events(
+    run_id: UUID,
+    request: Request,
+    tenant: Tenant,
+    deps: Annotated[Deps, Depends(get_deps)],
+    last_event_id: Annotated[
+        int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
+    ] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """Stream the run's events after `Last-Event-ID`, then live until the run is terminal.
+
+    With `Accept: application/json`, answer the run's stored events as a list instead.
+    """
+    state: str | None = await deps.pool.fetchval(
+        "SELECT state FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant, timeout=10
+    )
+    if state is None:
+        raise NotFound(f"run {run_id} not found")
+    store = deps.hub.store
+    if _wants_json(request):
+        parts = [event.data async for event in _stored(store, run_id, 0)]
+        return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
+    after = _resume_point(last_event_id_header, last_event_id) or 0
+    return EventStreamResponse(_run_stream(deps, tenant, run_id, after))
+
+
+async def _stored(store: EventStore, run_id: UUID, after: int) -> AsyncIterator[StoredEvent]:
+    """The run's stored events after `after`, a page at a time (bounded memory)."""
+    while True:
+        page = await store.events_after(run_id, after, PAGE_SIZE)
+        for event in page:
+            yield event
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1].id
+
+
+async def _run_stream(
+    deps: Deps, tenant: str, run_id: UUID, after: int
+) -> AsyncGenerator[bytes, None]:
+    heartbeat_s = deps.settings.sse_heartbeat_s
+    store = deps.hub.store
+    last = after  # the highest id sent: replayed and live rows at or below it are skipped
+    sent_terminal_event = False
+    yield _RETRY
+    try:
+        # Subscribe first, then replay: a row committed in between arrives both ways and is
+        # sent once; none can fall between the two.
+        async with deps.hub.subscribe(tenant, run_id) as sub:
+            # State before replay: if it is terminal, the replay includes its final events.
+            state = await store.run_state(run_id)
+            async for event in _stored(store, run_id, last):
+                yield event.frame
+                last = event.id
+                sent_terminal_event |= event.is_terminal_event
+            while state not in TERMINAL_STATES:
+                try:
+                    live = await sub.get(timeout=heartbeat_s)
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                if live is None:
+                    if sub.dropped:
+                        return  # too slow: the client resumes from `last`
+                    state = sub.ended_state
+                    break
+                if live.id > last:
+                    yield live.frame
+                    last = live.id
+                    sent_terminal_event |= live.is_terminal_event
+    except _DB_ERRORS as exc:
+        log.warning("ending the event stream of run %s: %s", run_id, exc)
+        return
+    if not sent_terminal_event and not await _terminal_event_sent_before(deps, run_id, last):
+        data = orjson.dumps({"run_id": str(run_id), "state": state})
+        yield sse_frame("run.state", data)
+
+
+async def _terminal_event_sent_before(deps: Deps, run_id: UUID, last: int) -> bool:
+    """Whether a terminal event at or before `last` exists (the client already has it)."""
+    try:
+        found: bool = await deps.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM runs.run_events"
+            " WHERE run_id = $1 AND id <= $2 AND type = ANY($3::text[]))",
+            run_id,
+            last,
+            sorted(TERMINAL_EVENT_TYPES),
+            timeout=10,
+        )
+    except _DB_ERRORS:
+        return False
+    return found
+
+
+@router.get(
+    "/events",
+    summary="Live events of every run of the tenant (dashboard stream, SSE)",
+    response_class=Response,
+    responses={
+        **problems(401, 422),
+        200: {
+            "description": "`text/event-stream`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def tenant_events(
+    tenant: Tenant,
+    deps: Annotated[Deps, Depends(get_deps)],
+    last_event_id: Annotated[
+        int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
+    ] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """Stream new events of all the tenant's runs; never ends on its own.
+
+    With `Last-Event-ID`, first replay the tenant's events after it, at most the latest
+    1,000 (a dashboard catching up, not an archive).
+    """
+    after = _resume_point(last_event_id_header, last_event_id)
+    return EventStreamResponse(_tenant_stream(deps, tenant, after))
+
+
+async def _tenant_stream(deps: Deps, tenant: str, after: int | None) -> AsyncGenerator[bytes, None]:
+    heartbeat_s = deps.settings.sse_heartbeat_s
+    yield _RETRY
+    try:
+        async with deps.hub.subscribe(tenant, None) as sub:
+            # Ids across runs are not strictly in commit order, so the replay is deduplicated
+            # by exact id (at most TENANT_REPLAY_LIMIT of them), not by "id <= last".
+            replayed: set[int] = set()
+            if after is not None:
+                for event in await deps.hub.store.tenant_events_after(
+                    tenant, after, TENANT_REPLAY_LIMIT
+                ):
+                    yield event.frame
+                    replayed.add(event.id)
+            while True:
+                try:
+                    live = await sub.get(timeout=heartbeat_s)
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                if live is None:
+                    return  # dropped (too slow): the client resumes with Last-Event-ID
+                if live.id not in replayed:
+                    yield live.frame
+    except _DB_ERRORS as exc:
+        log.warning("ending the event stream of tenant %r: %s", tenant, exc)

@@ -1,0 +1,621 @@
+"""`/v1/runs`: submit, list, get, logs, metrics, cancel and rerun a tenant's runs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, ConfigDict, Field
+
+from runmesh.common.events import JsonObject, LogLevel, RunRequest, RunState, encode
+from runmesh.gateway.auth import Tenant
+from runmesh.gateway.cancellation import cancel_run
+from runmesh.gateway.deps import Deps, get_deps
+from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
+from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
+from runmesh.gateway.params_validation import KnownPlugins, validate_params
+from runmesh.gateway.routes.support import MeasuredRoute, gateway_metrics, problems
+from runmesh.gateway.run_view import SECRET_MASK, RunOut, mask_secrets, run_view
+
+router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
+tracer = trace.get_tracer("runmesh.gateway")
+
+DepsParam = Annotated[Deps, Depends(get_deps)]
+RunId = Annotated[uuid.UUID, Path(description="The run's id")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retry-safe submission: the same key (per tenant) answers the same run",
+    ),
+]
+
+MAX_PAGE = 200
+_MAX_METRIC_EVENTS = 100_000
+_DB_TIMEOUT_S = 10.0
+_RUN_COLUMNS = (
+    "id, tenant, category, plugin, plugin_version, action, state, attempt, params,"
+    " params_redacted, progress, metrics, result, error, timeout_s, parent_run_id,"
+    " idempotency_key, submitted_via, cancel_requested_at, created_at, started_at,"
+    " finished_at, updated_at"
+)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+class SubmitRun(BaseModel):
+    """A run to start: which action of which category's plugin, with what params."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"category": "test", "action": "echo", "params": {"name": "a", "count": 3}}
+            ]
+        },
+    )
+
+    category: str = Field(min_length=1, max_length=200, description="Service category")
+    action: str = Field(min_length=1, max_length=200)
+    params: JsonObject = Field(
+        default_factory=dict, description="Validated against the action's params JSON schema"
+    )
+    plugin: str | None = Field(
+        default=None,
+        max_length=300,
+        description="`code` or `code@version`; unset = the category's built-in plugin",
+    )
+    timeout_s: float | None = Field(default=None, gt=0, description="Fail the run after this")
+    parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
+    run_id: uuid.UUID | None = Field(
+        default=None, description="Choose the run's id: submitting it again answers that run"
+    )
+
+
+class RunList(BaseModel):
+    """One page of runs, newest first."""
+
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null = end")
+
+
+class LogEntry(BaseModel):
+    """One `run.log` event."""
+
+    id: int = Field(description="Event id: pass the last one as `after` to page on")
+    attempt: int
+    ts: datetime
+    level: str = Field(description="debug, info, warning, error or success")
+    message: str
+    code: str | None = None
+    data: JsonObject = Field(default_factory=dict)
+
+
+class LogPage(BaseModel):
+    """Log lines in event order."""
+
+    items: list[LogEntry]
+    next_after: int = Field(description="Pass as `after` to get the lines that follow")
+    has_more: bool = Field(description="More lines are stored after this page")
+
+
+class MetricPoint(BaseModel):
+    """One reported value of a metric."""
+
+    step: int | None
+    value: float
+    ts: datetime
+    attempt: int
+
+
+class RunMetrics(BaseModel):
+    """Every reported metric value of a run, as series per category and name."""
+
+    run_id: uuid.UUID
+    series: dict[str, dict[str, list[MetricPoint]]] = Field(
+        description="{category: {name: [{step, value, ts, attempt}]}} in report order"
+    )
+    latest: dict[str, dict[str, float]] = Field(description="Latest value per category and name")
+    truncated: bool = Field(description="True when the run reported more points than returned")
+
+
+class CancelRequest(BaseModel):
+    """Why the run is cancelled (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="cancelled by user", max_length=1000)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+async def fetch_run(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant: str, run_id: uuid.UUID
+) -> dict[str, Any]:
+    """The tenant's run, or `NotFound` (another tenant's run is not found either)."""
+    row = await conn.fetchrow(
+        f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE id = $1 AND tenant = $2",
+        run_id,
+        tenant,
+        timeout=_DB_TIMEOUT_S,
+    )
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    return dict(row)
+
+
+async def views(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant: str, rows: Sequence[Mapping[str, Any]]
+) -> list[RunOut]:
+    """Run JSON for stored rows, with percent and masking from their action's manifest."""
+    if not rows:
+        return []
+    known = await KnownPlugins.load(conn, tenant, {row["category"] for row in rows})
+    now = datetime.now(UTC)
+    result = []
+    for row in rows:
+        found = known.find_action(
+            row.get("plugin"), row["category"], row["action"], row.get("plugin_version")
+        )
+        result.append(
+            run_view(
+                row,
+                action=found[1] if found else None,
+                plugin_code=found[0].code if found else None,
+                now=now,
+            )
+        )
+    return result
+
+
+def _encode_cursor(row: Mapping[str, Any]) -> str:
+    raw = orjson.dumps([row["created_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, run_id = orjson.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(run_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidRequest(
+            "invalid cursor: pass `next_cursor` of the previous page unchanged",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        ) from exc
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A naive datetime from a query string is taken as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _contains_mask(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_contains_mask(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains_mask(item) for item in value)
+    return isinstance(value, str) and value == SECRET_MASK
+
+
+async def submit(
+    deps: Deps,
+    tenant: str,
+    body: SubmitRun,
+    idempotency_key: str | None,
+    carrier: Mapping[str, str],
+) -> tuple[dict[str, Any], bool]:
+    """Validate, then store the run and its request in one transaction; (row, created).
+
+    An Idempotency-Key or run_id seen before answers the existing run (created False); one
+    reused for a different request is a conflict, as a silent mismatch would hide a bug.
+    """
+    known = await KnownPlugins.load(deps.pool, tenant, [body.category])
+    plugin, action = known.resolve_action(body.plugin, body.category, body.action)
+    schema = action.get("params_schema")
+    schema = schema if isinstance(schema, Mapping) else {}
+    errors = validate_params(body.params, schema)
+    if errors:
+        raise InvalidRequest(
+            f"params do not validate against {plugin.ref} {body.action}'s schema",
+            errors=errors,
+        )
+    run_id = body.run_id or uuid.uuid4()
+    request = RunRequest(
+        run_id=run_id,
+        category=body.category,
+        plugin=body.plugin,
+        action=body.action,
+        params=body.params,
+        tenant=tenant,
+        timeout_s=body.timeout_s,
+        parent_run_id=body.parent_run_id,
+    )
+    size = len(encode(request))
+    limit = deps.settings.max_message_bytes
+    if size > limit:
+        raise InvalidRequest(
+            f"the run request is {size} bytes, over RUNMESH_MAX_MESSAGE_BYTES={limit}: "
+            "put large data in S3 (or another store) and pass its URI in params",
+            errors=[{"loc": ["body", "params"], "msg": f"too large ({size} > {limit} bytes)"}],
+        )
+    with tracer.start_as_current_span(
+        f"submit {body.category}.{body.action}",
+        context=propagate.extract(dict(carrier)),
+        kind=SpanKind.PRODUCER,
+        attributes={"runmesh.run_id": str(run_id), "runmesh.category": body.category},
+    ):
+        headers = trace_headers()
+    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+        if body.parent_run_id is not None and not await conn.fetchval(
+            "SELECT true FROM runs.runs WHERE id = $1 AND tenant = $2",
+            body.parent_run_id,
+            tenant,
+        ):
+            raise InvalidRequest(
+                f"parent run {body.parent_run_id} not found",
+                errors=[{"loc": ["body", "parent_run_id"], "msg": "no such run"}],
+            )
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO runs.runs (id, tenant, category, plugin, action, state, params,
+                params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via)
+            VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest')
+            ON CONFLICT DO NOTHING
+            RETURNING {_RUN_COLUMNS}
+            """,
+            run_id,
+            tenant,
+            body.category,
+            body.plugin,
+            body.action,
+            body.params,
+            mask_secrets(body.params, schema),
+            body.timeout_s,
+            body.parent_run_id,
+            idempotency_key,
+            timeout=_DB_TIMEOUT_S,
+        )
+        if row is None:
+            return await _existing(conn, tenant, body, run_id, idempotency_key), False
+        await enqueue(
+            conn,
+            topic=deps.topics.requests(body.category),
+            key=str(run_id),
+            message=request,
+            event_type=REQUEST_EVENT_TYPE,
+            headers=headers,
+        )
+    deps.relay.wake()
+    return dict(row), True
+
+
+async def _existing(
+    conn: asyncpg.Connection,
+    tenant: str,
+    body: SubmitRun,
+    run_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The run an insert conflicted with, if it is the same request of the same tenant."""
+    row = None
+    if idempotency_key is not None:
+        row = await conn.fetchrow(
+            f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE tenant = $1 AND idempotency_key = $2",
+            tenant,
+            idempotency_key,
+        )
+    if row is None:
+        row = await conn.fetchrow(
+            f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant
+        )
+    if row is None:
+        raise Conflict(f"run id {run_id} is already taken; choose another or leave it unset")
+    same = (
+        row["category"] == body.category
+        and row["action"] == body.action
+        and row["plugin"] == body.plugin
+        and row["params"] == body.params
+    )
+    if not same:
+        what = f"Idempotency-Key {idempotency_key!r}" if idempotency_key else f"run id {run_id}"
+        raise Conflict(
+            f"{what} was already used for a different request (run {row['id']}); "
+            "use a new key for a new run",
+            run_id=str(row["id"]),
+        )
+    return dict(row)
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=RunOut,
+    summary="Submit a run",
+    responses={
+        200: {"model": RunOut, "description": "The run this Idempotency-Key/run_id already made"},
+        202: {"description": "Accepted: the run is queued and its request will be published"},
+        **problems(401, 409, 422),
+    },
+)
+async def submit_run(
+    body: SubmitRun,
+    request: Request,
+    response: Response,
+    tenant: Tenant,
+    deps: DepsParam,
+    idempotency_key: IdempotencyKey = None,
+) -> RunOut:
+    """Validate the params against the action's published JSON schema and queue the run.
+
+    202 with the new run. The same `Idempotency-Key` (or `run_id`) again answers 200 with the
+    run it made, whatever its state; used for a different request it is a 409. Unknown
+    category, plugin or action and invalid params are 422 with the known names or field
+    errors; a request over RUNMESH_MAX_MESSAGE_BYTES is 422 (put large data in S3).
+    """
+    row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
+    if created:
+        gateway_metrics(request.app).runs_submitted.labels(body.category).inc()
+    else:
+        response.status_code = 200
+    return (await views(deps.pool, tenant, [row]))[0]
+
+
+@router.get("/runs", response_model=RunList, summary="List runs", responses=problems(401, 422))
+async def list_runs(
+    tenant: Tenant,
+    deps: DepsParam,
+    state: Annotated[list[RunState] | None, Query(description="Any of these states")] = None,
+    category: str | None = None,
+    plugin: Annotated[str | None, Query(description="Plugin code (any version)")] = None,
+    action: str | None = None,
+    parent_run_id: uuid.UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> RunList:
+    """The tenant's runs, newest first, filtered; page with `next_cursor` until it is null.
+
+    The cursor is a position (created_at, id), so runs submitted while paging neither
+    repeat nor shift later pages.
+    """
+    clauses = ["tenant = $1"]
+    args: list[Any] = [tenant]
+
+    def where(sql: str, *values: Any) -> None:
+        placeholders = []
+        for value in values:
+            args.append(value)
+            placeholders.append(f"${len(args)}")
+        clauses.append(sql.format(*placeholders))
+
+    if state:
+        where("state = ANY({0}::text[])", list(state))
+    if category is not None:
+        where("category = {0}", category)
+    if plugin is not None:
+        where("split_part(plugin, '@', 1) = {0}", plugin.partition("@")[0])
+    if action is not None:
+        where("action = {0}", action)
+    if parent_run_id is not None:
+        where("parent_run_id = {0}", parent_run_id)
+    if created_after is not None:
+        where("created_at > {0}", _aware(created_after))
+    if created_before is not None:
+        where("created_at < {0}", _aware(created_before))
+    if cursor is not None:
+        where("(created_at, id) < ({0}, {1})", *_decode_cursor(cursor))
+    args.append(limit + 1)
+    rows = await deps.pool.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE {' AND '.join(clauses)}"
+        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+        *args,
+        timeout=_DB_TIMEOUT_S,
+    )
+    page = [dict(row) for row in rows[:limit]]
+    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    return RunList(items=await views(deps.pool, tenant, page), next_cursor=next_cursor)
+
+
+@router.get(
+    "/runs/{run_id}", response_model=RunOut, summary="Get a run", responses=problems(401, 404, 422)
+)
+async def get_run(run_id: RunId, tenant: Tenant, deps: DepsParam) -> RunOut:
+    """The run with its state, overall and per-category progress, metrics, result or error."""
+    row = await fetch_run(deps.pool, tenant, run_id)
+    return (await views(deps.pool, tenant, [row]))[0]
+
+
+@router.get(
+    "/runs/{run_id}/logs",
+    response_model=LogPage,
+    summary="A run's log lines",
+    responses=problems(401, 404, 422),
+)
+async def run_logs(
+    run_id: RunId,
+    tenant: Tenant,
+    deps: DepsParam,
+    level: Annotated[
+        list[LogLevel] | None, Query(description="Only these levels (repeat for several)")
+    ] = None,
+    attempt: Annotated[int | None, Query(ge=1, description="Only this attempt")] = None,
+    after: Annotated[int, Query(ge=0, description="Lines after this event id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LogPage:
+    """`run.log` events of every attempt in order, paged by event id (`after`)."""
+    await fetch_run(deps.pool, tenant, run_id)
+    clauses = ["run_id = $1", "tenant = $2", "type = 'run.log'", "id > $3"]
+    args: list[Any] = [run_id, tenant, after]
+    if level:
+        args.append(list(level))
+        clauses.append(f"coalesce(payload->>'level', 'info') = ANY(${len(args)}::text[])")
+    if attempt is not None:
+        args.append(attempt)
+        clauses.append(f"attempt = ${len(args)}")
+    args.append(limit + 1)
+    rows = await deps.pool.fetch(
+        f"SELECT id, attempt, ts, payload FROM runs.run_events WHERE {' AND '.join(clauses)}"
+        f" ORDER BY id LIMIT ${len(args)}",
+        *args,
+        timeout=_DB_TIMEOUT_S,
+    )
+    items = [
+        LogEntry(
+            id=row["id"],
+            attempt=row["attempt"],
+            ts=row["ts"],
+            level=str(row["payload"].get("level", "info")),
+            message=str(row["payload"].get("message", "")),
+            code=row["payload"].get("code"),
+            data=row["payload"].get("data") or {},
+        )
+        for row in rows[:limit]
+    ]
+    return LogPage(
+        items=items, next_after=items[-1].id if items else after, has_more=len(rows) > limit
+    )
+
+
+@router.get(
+    "/runs/{run_id}/metrics",
+    response_model=RunMetrics,
+    summary="A run's metric series",
+    responses=problems(401, 404, 422),
+)
+async def run_metrics(run_id: RunId, tenant: Tenant, deps: DepsParam) -> RunMetrics:
+    """Every `run.metric` value of every attempt, as series per category and name."""
+    row = await fetch_run(deps.pool, tenant, run_id)
+    rows = await deps.pool.fetch(
+        "SELECT attempt, ts, payload FROM runs.run_events"
+        " WHERE run_id = $1 AND tenant = $2 AND type = 'run.metric' ORDER BY id LIMIT $3",
+        run_id,
+        tenant,
+        _MAX_METRIC_EVENTS + 1,
+        timeout=_DB_TIMEOUT_S,
+    )
+    series: dict[str, dict[str, list[MetricPoint]]] = {}
+    for event in rows[:_MAX_METRIC_EVENTS]:
+        payload = event["payload"]
+        values = payload.get("values")
+        if not isinstance(values, dict):
+            continue
+        by_name = series.setdefault(str(payload.get("category", "default")), {})
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                by_name.setdefault(str(name), []).append(
+                    MetricPoint(
+                        step=payload.get("step"),
+                        value=value,
+                        ts=event["ts"],
+                        attempt=event["attempt"],
+                    )
+                )
+    view = run_view(row)
+    return RunMetrics(
+        run_id=run_id,
+        series=series,
+        latest=view.metrics,
+        truncated=len(rows) > _MAX_METRIC_EVENTS,
+    )
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_model=RunOut,
+    summary="Cancel a run",
+    responses={
+        200: {"model": RunOut, "description": "The run was queued and is now cancelled"},
+        202: {"description": "The run is running; its worker was asked to stop it"},
+        **problems(401, 404, 409, 422),
+    },
+)
+async def cancel(
+    run_id: RunId,
+    request: Request,
+    response: Response,
+    tenant: Tenant,
+    deps: DepsParam,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> RunOut:
+    """Queued: cancelled at once (200). Running: its worker is asked to stop it (202); if no
+    worker confirms within RUNMESH_CANCEL_TIMEOUT_S the gateway ends it `cancelled`.
+    Already ended: 409."""
+    reason = (body or CancelRequest()).reason
+    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+        outcome = await cancel_run(
+            conn, topics=deps.topics, tenant=tenant, run_id=run_id, reason=reason
+        )
+    deps.relay.wake()
+    gateway_metrics(request.app).runs_cancelled.labels(
+        "queued" if outcome.ended else "running"
+    ).inc()
+    response.status_code = 200 if outcome.ended else 202
+    return (await views(deps.pool, tenant, [outcome.row]))[0]
+
+
+@router.post(
+    "/runs/{run_id}/rerun",
+    status_code=202,
+    response_model=RunOut,
+    summary="Run again with the same params",
+    responses={
+        200: {"model": RunOut, "description": "The run this Idempotency-Key already made"},
+        202: {"description": "Accepted: the new run is queued"},
+        **problems(401, 404, 409, 422),
+    },
+)
+async def rerun(
+    run_id: RunId,
+    request: Request,
+    response: Response,
+    tenant: Tenant,
+    deps: DepsParam,
+    idempotency_key: IdempotencyKey = None,
+) -> RunOut:
+    """A new run of the same category, plugin, action, params (secrets included) and
+    timeout, with `parent_run_id` set to this run. Params are validated again, against the
+    schema the action publishes now."""
+    original = await fetch_run(deps.pool, tenant, run_id)
+    params = original["params"] or {}
+    if original["submitted_via"] == "kafka" and not params:
+        params = original["params_redacted"] or {}
+    if _contains_mask(params):
+        raise Conflict(
+            f"run {run_id} was submitted through Kafka and its secret params never reached the "
+            "gateway; submit it again with its secrets"
+        )
+    body = SubmitRun(
+        category=original["category"],
+        action=original["action"],
+        params=params,
+        plugin=original["plugin"],
+        timeout_s=original["timeout_s"],
+        parent_run_id=run_id,
+    )
+    row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
+    if created:
+        gateway_metrics(request.app).runs_submitted.labels(body.category).inc()
+    else:
+        response.status_code = 200
+    return (await views(deps.pool, tenant, [row]))[0]

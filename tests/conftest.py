@@ -93,6 +93,7 @@ class RunClient:
     async def submit(
         self, action: str, params: dict[str, Any] | None = None, **kw: Any
     ) -> RunRequest:
+        kw.setdefault("tenant", self.settings.tenant)
         request = RunRequest(category=CATEGORY, action=action, params=params or {}, **kw)
         await self.send(request)
         return request

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -62,8 +63,15 @@ def aggregator(settings: Settings, pool: asyncpg.Pool) -> AggregatorFactory:
             yield instance
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=30)
+            # asyncio.wait, not wait_for: a task that ignores its cancellation fails the test
+            # with its stack instead of hanging it.
+            await asyncio.wait({task}, timeout=30)
+            if not task.done():
+                stack = io.StringIO()
+                task.print_stack(file=stack)
+                pytest.fail(f"the aggregator did not stop when cancelled:\n{stack.getvalue()}")
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     return start
 
@@ -220,6 +228,29 @@ async def test_a_rest_submitted_row_keeps_its_tenant_and_request(
     assert {r["tenant"] for r in await stored(pool, request.run_id)} == {"tenant-rest"}
 
 
+async def test_a_run_first_seen_in_events_is_filed_under_their_tenant_and_category(
+    settings: Settings,
+    aggregator: AggregatorFactory,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+) -> None:
+    tagged, untagged = Events(), Events()
+    # A train service running a neural_net request of tenant acme, and an event of a producer
+    # older than the tenant and category fields.
+    first = tagged.started().model_copy(
+        update={"service": "train", "tenant": "acme", "category": "neural_net"}
+    )
+    old = untagged.started().model_copy(update={"service": "train"})
+    async with aggregator():
+        await produce(producer, settings, first, old)
+        tagged_row = await wait_state(pool, tagged.run_id, "running")
+        untagged_row = await wait_state(pool, untagged.run_id, "running")
+    assert (tagged_row["tenant"], tagged_row["category"]) == ("acme", "neural_net")
+    assert (untagged_row["tenant"], untagged_row["category"]) == (settings.tenant, "train")
+    assert tagged_row["submitted_via"] == "kafka"
+    assert {r["tenant"] for r in await stored(pool, tagged.run_id)} == {"acme"}
+
+
 async def test_stale_and_late_events_are_stored_but_change_nothing(
     settings: Settings,
     aggregator: AggregatorFactory,
@@ -344,6 +375,7 @@ def busy_run(rng: random.Random, index: int) -> list[RunEventBase]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # six group joins; a stuck aggregator fails its fixture in 30 s
 async def test_aggregator_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
     settings: Settings,
     aggregator: AggregatorFactory,

@@ -205,18 +205,23 @@ async def test_the_same_idempotency_key_twice_is_one_run(
 
 
 async def test_a_run_produced_straight_to_kafka_appears_in_the_api(
-    gateway: GatewayHandle, worker: WorkerFactory, client: RunClient, settings: Settings
+    gateway: GatewayHandle, worker: WorkerFactory, client: RunClient, tenant: str
 ) -> None:
     began = datetime.now(UTC)
-    # Runs submitted on Kafka belong to the configured default tenant (events carry none).
-    async with api(gateway, settings.tenant) as http, worker():
-        request = await client.submit("echo", {"name": "k", "count": 3, "token": SECRET})
+    # The request's tenant and category travel on its events: the run is filed under them.
+    async with api(gateway, tenant) as http, api(gateway, "someone-else") as other, worker():
+        request = await client.submit(
+            "echo", {"name": "k", "count": 3, "token": SECRET}, tenant=tenant
+        )
         run = await wait_state(http, str(request.run_id), "succeeded", "failed")
         listed = (await http.get("/v1/runs", params={"created_after": began.isoformat()})).json()
+        hidden = await other.get(f"/v1/runs/{request.run_id}")
     assert run["state"] == "succeeded"
+    assert run["category"] == "test"
     assert run["action"] == "echo" and run["plugin"] == "testkit"
     assert run["params"] == {"name": "k", "count": 3, "token": "**********"}
     assert str(request.run_id) in {item["id"] for item in listed["items"]}
+    assert hidden.status_code == 404
 
 
 # -- Kafka down ------------------------------------------------------------------------------
@@ -421,6 +426,18 @@ async def test_rerun_makes_a_new_run_with_the_same_params_and_a_parent(
     assert missing.status_code == 404
 
 
+async def test_a_kafka_run_that_failed_before_it_started_cannot_be_rerun(
+    http: httpx.AsyncClient, client: RunClient, tenant: str, worker: WorkerFactory
+) -> None:
+    async with worker():
+        request = await client.submit("no-such-action", tenant=tenant)
+        failed = await wait_state(http, str(request.run_id), "failed")
+    response = await http.post(f"/v1/runs/{failed['id']}/rerun")
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "submit it again" in response.json()["detail"]
+
+
 # -- auth and tenancy ------------------------------------------------------------------------
 
 
@@ -447,7 +464,12 @@ async def test_requests_without_a_valid_token_are_401(gateway: GatewayHandle) ->
             for response in (missing, bad, basic):
                 assert response.status_code == 401, (method, path, response.text)
                 assert response.headers["content-type"].startswith("application/problem+json")
+                assert response.headers["www-authenticate"] == "Bearer"
         assert (await anonymous.get("/healthz")).status_code == 200
+        # The API documentation knows the scheme, so its "Authorize" button works.
+        spec = (await anonymous.get("/openapi.json")).json()
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        assert spec["paths"]["/v1/runs"]["post"]["security"] == [{"HTTPBearer": []}]
 
 
 async def test_another_tenants_run_is_not_found_and_not_listed(
@@ -540,6 +562,12 @@ async def test_cursor_pagination_walks_every_run_once_newest_first(
     assert len(by_state.json()["items"]) == 8
     none = await http.get("/v1/runs", params={"state": "succeeded", "plugin": "testkit"})
     assert none.json() == {"items": [], "next_cursor": None}
+    # Submitted without a plugin, the runs are the category's default plugin's, as shown.
+    by_plugin = (await http.get("/v1/runs", params={"plugin": "testkit", "limit": 200})).json()
+    assert {item["plugin"] for item in by_plugin["items"]} == {"testkit"}
+    assert len(by_plugin["items"]) == 8
+    other = await http.get("/v1/runs", params={"plugin": "no-such-plugin"})
+    assert other.json()["items"] == []
     future = await http.get("/v1/runs", params={"created_after": "2999-01-01T00:00:00Z"})
     assert future.json()["items"] == []
     assert (await http.get("/v1/runs", params={"cursor": "garbage!"})).status_code == 422

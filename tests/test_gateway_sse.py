@@ -1,8 +1,7 @@
 """SSE over real HTTP: a real worker and gateway on Tansu and PostgreSQL, clients reading streams.
 
-Runs are submitted straight to Kafka (`client`), so their rows get the gateway's
-`settings.tenant`; each test has a tenant of its own, so the dashboard stream only ever sees
-the test's runs.
+Runs are submitted straight to Kafka (`client`) as `settings.tenant`, which their events carry;
+each test has a tenant of its own, so the dashboard stream only ever sees the test's runs.
 """
 
 from __future__ import annotations
@@ -242,7 +241,6 @@ async def test_stored_events_as_json_and_who_may_read_them(
         await client.wait_terminal(request.run_id)
     await wait_for_state(gateway, request.run_id, "succeeded")
     path = path_of(request.run_id)
-
     stored = await api.stored(request.run_id)
     assert [event["event_id"] for event in stored] == [
         str(event.event_id) for event in client.events[request.run_id]
@@ -250,6 +248,14 @@ async def test_stored_events_as_json_and_who_may_read_them(
     assert stored[0]["type"] == "run.started" and stored[-1]["type"] == "run.succeeded"
     streamed, _ = await api.read_events(path)
     assert [m.data for m in streamed] == stored
+    # JSON pages: `limit` events after the last id seen, as the stream resumes.
+    first = await api.http.get(path, params={"limit": 5}, headers={"Accept": "application/json"})
+    rest = await api.http.get(
+        path,
+        headers={"Accept": "application/json", "Last-Event-ID": str(first.json()[-1]["id"])},
+    )
+    assert first.json() + rest.json() == stored
+    assert len(first.json()) == 5
 
     stranger = Api(gateway, await gateway.token("someone-else"))
     anonymous = Api(gateway, None)

@@ -143,6 +143,10 @@ class RunEventBase(WireModel):
     ts: datetime = Field(default_factory=utcnow)
     service: str
     worker: str
+    # The request's, so that a reader that never saw the request (the gateway, for a run
+    # produced straight to Kafka) can file the run; unset from producers older than them.
+    tenant: str | None = Field(default=None, description="Tenant of the run's request")
+    category: str | None = Field(default=None, description="Category of the run's request")
 
 
 class RunStarted(RunEventBase):

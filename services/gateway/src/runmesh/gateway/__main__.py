@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 import uvicorn
 
+from runmesh.common.db import create_pool
 from runmesh.common.errors import RunmeshError
+from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
 from runmesh.gateway.app import create_app
 
@@ -24,6 +27,9 @@ def serve(settings: Settings | None) -> None:
     )
     try:
         settings = settings if settings is not None else Settings()
+        # uvicorn reports a failed start-up as a traceback; a missing or unreachable
+        # database is the common case and deserves one line.
+        asyncio.run(check_database(settings))
         app = create_app(settings)
         uvicorn.run(
             app,
@@ -35,6 +41,13 @@ def serve(settings: Settings | None) -> None:
     except RunmeshError as exc:
         print(f"runmesh gateway: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+async def check_database(settings: Settings) -> None:
+    """Raise `DependencyUnavailableError` unless PostgreSQL answers."""
+    async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
+        pool = await create_pool(settings, min_size=1, max_size=1)
+        await pool.close()
 
 
 if __name__ == "__main__":

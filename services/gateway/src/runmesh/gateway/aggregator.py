@@ -41,8 +41,8 @@ _ACQUIRE_TIMEOUT_S = 10.0
 # then makes this one wait and see the committed row instead of a stale "no row".
 _INSERT_NEW_RUNS = """
 INSERT INTO runs.runs (id, tenant, category, action, plugin, submitted_via)
-SELECT d.id, $2, d.category, '', NULL, 'kafka'
-FROM unnest($1::uuid[], $3::text[]) AS d(id, category)
+SELECT d.id, d.tenant, d.category, '', NULL, 'kafka'
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS d(id, tenant, category)
 ORDER BY d.id
 ON CONFLICT (id) DO NOTHING
 """
@@ -143,6 +143,12 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+@dataclass(slots=True, frozen=True)
+class _Batch:
+    events: list[DecodedEvent]
+    offsets: dict[TopicPartition, int]  # the next offset to read, per partition
+
+
 class Aggregator:
     """Turns `runmesh.events` into `runs.run_events` rows and run state (DESIGN §5).
 
@@ -182,12 +188,16 @@ class Aggregator:
             await asyncio.wait_for(consumer.start(), timeout=timeout_s)
             await wait_for_assignment(consumer, 2 * settings.kafka_session_timeout_ms / 1000)
             self.ready.set()
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
-                if not batches:
-                    continue
-                await self.ingest([r for records in batches.values() for r in records])
-                await self._commit(consumer, batches, timeout_s)
+            # Two stages so that decoding the next batch (Python) overlaps PostgreSQL writing
+            # this one (another core); the queue bound keeps at most three batches in memory
+            # (one being stored, one queued, one decoded and waiting for the queue).
+            queue: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=1)
+            try:
+                async with asyncio.TaskGroup() as stages:
+                    stages.create_task(self._fetch_and_decode(consumer, queue))
+                    stages.create_task(self._store_and_commit(consumer, queue, timeout_s))
+            except ExceptionGroup as failed:  # one stage failed, the other was cancelled
+                raise failed.exceptions[0] from None
         finally:
             self.ready.clear()
             # Leaving the group now hands the partitions over at once instead of after the
@@ -195,14 +205,31 @@ class Aggregator:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), timeout=timeout_s)
 
+    async def _fetch_and_decode(
+        self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[_Batch]
+    ) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
+            if batches:
+                records = [r for records in batches.values() for r in records]
+                offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+                await queue.put(_Batch(self.decode(records), offsets))
+
+    async def _store_and_commit(
+        self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[_Batch], timeout_s: float
+    ) -> None:
+        while True:
+            batch = await queue.get()
+            if batch.events:
+                await self.store(batch.events)
+            await self._commit(consumer, batch.offsets, timeout_s)
+
+    @staticmethod
     async def _commit(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: Mapping[TopicPartition, Sequence[Record]],
-        timeout_s: float,
+        consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], timeout_s: float
     ) -> None:
         owned = consumer.assignment()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if tp in owned}
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
         if not offsets:
             return
         try:
@@ -212,8 +239,8 @@ class Aggregator:
             # event_id dedup turns that into a no-op.
             log.warning("aggregator offset commit failed (batch will be redone): %s", exc)
 
-    async def ingest(self, records: Sequence[Record]) -> None:
-        """Store one batch of records (in partition order) in one transaction."""
+    def decode(self, records: Sequence[Record]) -> list[DecodedEvent]:
+        """The valid, distinct run events of a batch, in partition order; the rest is logged."""
         decoded: list[DecodedEvent] = []
         seen: set[uuid.UUID] = set()
         for record in records:
@@ -228,8 +255,7 @@ class Aggregator:
             if item.event.event_id not in seen:  # a republished terminal event, for one
                 seen.add(item.event.event_id)
                 decoded.append(item)
-        if decoded:
-            await self.store(decoded)
+        return decoded
 
     def _skip(self, record: Record, reason: str) -> None:
         self.records_skipped += 1
@@ -269,17 +295,22 @@ class Aggregator:
                 return
 
     async def _store_once(self, events: Sequence[DecodedEvent]) -> None:
-        runs: dict[uuid.UUID, str] = {}  # run id → service of its first event in the batch
+        # A run first seen here is filed under its first event's tenant and category (events
+        # of older producers carry neither: the default tenant, and the service's name).
+        runs: dict[uuid.UUID, tuple[str, str]] = {}
         for item in events:
-            runs.setdefault(item.event.run_id, item.event.service)
+            event = item.event
+            if event.run_id not in runs:
+                tenant = event.tenant or self._settings.tenant
+                runs[event.run_id] = (tenant, event.category or event.service)
         run_ids = list(runs)
+        tenants = [tenant for tenant, _ in runs.values()]
+        categories = [category for _, category in runs.values()]
         async with (
             self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn,
             conn.transaction(),
         ):
-            await conn.execute(
-                _INSERT_NEW_RUNS, run_ids, self._settings.tenant, list(runs.values())
-            )
+            await conn.execute(_INSERT_NEW_RUNS, run_ids, tenants, categories)
             rows = {row["id"]: row for row in await conn.fetch(_LOCK_RUNS, run_ids)}
             cols = _event_columns(events, rows)
             inserted = await conn.fetch(_INSERT_EVENTS, *cols)

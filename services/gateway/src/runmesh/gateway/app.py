@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.settings import Settings
+from runmesh.common.telemetry import setup_tracing
 from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
@@ -30,6 +31,9 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            provider = setup_tracing(settings, "gateway")
+            if provider is not None:
+                stack.callback(provider.shutdown)
             pool = await create_pool(settings, min_size=2, max_size=20)
             stack.push_async_callback(pool.close)
             await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Unauthorized
 
+# Declared for OpenAPI (the docs page can then send a token); the errors stay ours.
+_bearer = HTTPBearer(
+    auto_error=False, description="An API token: `runmesh token create --tenant T` prints one"
+)
 
-async def require_tenant(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> str:
+
+async def require_tenant(
+    deps: Annotated[Deps, Depends(get_deps)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
     """The caller's tenant from `Authorization: Bearer <token>`, or 401."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Unauthorized("send an API token as `Authorization: Bearer <token>`")
-    tenant = await deps.tokens.lookup(token.strip())
+    tenant = await deps.tokens.lookup(token)
     if tenant is None:
         raise Unauthorized("the API token is unknown or revoked")
     return tenant

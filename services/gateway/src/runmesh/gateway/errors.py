@@ -12,6 +12,7 @@ class GatewayError(RunmeshError):
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -24,6 +25,7 @@ class Unauthorized(GatewayError):
 
     status = 401
     title = "Unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}  # RFC 9110 §11.6.1
 
 
 class NotFound(GatewayError):

@@ -54,6 +54,7 @@ class RunEmitter:
         service: str,
         worker: str,
         category: str,
+        tenant: str,
         headers: list[tuple[str, bytes]],
         metrics: WorkerMetrics,
     ) -> None:
@@ -64,6 +65,7 @@ class RunEmitter:
         self._service = service
         self._worker = worker
         self._category = category
+        self._tenant = tenant
         self._headers = headers
         self._metrics = metrics
         self._seq = 0
@@ -174,6 +176,8 @@ class RunEmitter:
             seq=self._seq,
             service=self._service,
             worker=self._worker,
+            tenant=self._tenant,
+            category=self._category,
             payload=payload,
         )
         return event

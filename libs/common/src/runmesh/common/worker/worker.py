@@ -6,18 +6,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, ValidationError
@@ -25,8 +23,6 @@ from pydantic import BaseModel, ValidationError
 from runmesh.common.db.pool import create_pool
 from runmesh.common.errors import (
     DecodeError,
-    DependencyUnavailableError,
-    RunmeshError,
     UnknownPluginError,
 )
 from runmesh.common.events import (
@@ -60,6 +56,7 @@ from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin
 from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.plugins.run import Run
+from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import extract_context, inject_headers
 from runmesh.common.topics import Topics
@@ -125,12 +122,12 @@ class Worker:
         """Serve until `request_stop()`; in-flight runs get `shutdown_grace_s` to finish."""
         settings = self.settings
         async with contextlib.AsyncExitStack() as stack:
-            async with _reaching(f"PostgreSQL at {_without_password(settings.database_url)}"):
+            async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
                 pool = await create_pool(settings, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
                 self._ledger = AttemptLedger(pool)
                 await self._ledger.migrate()
-            async with _reaching(f"Kafka at {settings.kafka_bootstrap}"):
+            async with reaching(f"Kafka at {settings.kafka_bootstrap}"):
                 await self._start_kafka(stack)
             join_timeout_s = 2 * settings.kafka_session_timeout_ms / 1000
             if not await self._consumer.wait_for_assignment(join_timeout_s):
@@ -347,6 +344,7 @@ class Worker:
                 service=self.service,
                 worker=self.worker_id,
                 category=self.category,
+                tenant=request.tenant,
                 headers=inject_headers(),
                 metrics=self.metrics,
             )
@@ -528,18 +526,3 @@ class Worker:
 def decode_type(event: bytes) -> str:
     """The `type` of an encoded run event (for the `event-type` header of a replay)."""
     return decode_event(event).type
-
-
-@contextlib.asynccontextmanager
-async def _reaching(what: str) -> AsyncIterator[None]:
-    """Turn a connection failure at start-up into one line naming the server."""
-    try:
-        yield
-    except RunmeshError:
-        raise
-    except (OSError, TimeoutError, KafkaError, asyncpg.PostgresError) as exc:
-        raise DependencyUnavailableError(f"cannot reach {what}: {exc}") from exc
-
-
-def _without_password(dsn: str | None) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn or "(unset)")

@@ -82,6 +82,10 @@ _EVENT_STREAM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
+DEFAULT_JSON_EVENTS: Final = 1000
+MAX_JSON_EVENTS: Final = 10_000
+
+
 def _resume_point(header: str | None, query: int | None) -> int | None:
     """The id to resume after: the header (EventSource sets it on reconnect) wins."""
     if header is not None and header.strip():
@@ -115,10 +119,14 @@ async def run_events(
         int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_JSON_EVENTS, description="Most events in a JSON answer")
+    ] = DEFAULT_JSON_EVENTS,
 ) -> Response:
     """Stream the run's events after `Last-Event-ID`, then live until the run is terminal.
 
-    With `Accept: application/json`, answer the run's stored events as a list instead.
+    With `Accept: application/json`, answer up to `limit` stored events after it as a list
+    instead; page on with `last_event_id` = the `id` of the last one.
     """
     state: str | None = await deps.pool.fetchval(
         "SELECT state FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant, timeout=10
@@ -126,10 +134,11 @@ async def run_events(
     if state is None:
         raise NotFound(f"run {run_id} not found")
     store = deps.hub.store
-    if _wants_json(request):
-        parts = [event.data async for event in _stored(store, run_id, 0)]
-        return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
     after = _resume_point(last_event_id_header, last_event_id) or 0
+    if _wants_json(request):
+        page = await store.events_after(run_id, after, limit)
+        body = b"[" + b",".join(event.data for event in page) + b"]"
+        return Response(body, media_type="application/json")
     return EventStreamResponse(_run_stream(deps, tenant, run_id, after))
 
 

@@ -181,6 +181,19 @@ async def views(
     return result
 
 
+async def _categories_defaulting_to(pool: asyncpg.Pool, tenant: str, code: str) -> list[str]:
+    """The categories whose runs without a plugin run `code`."""
+    known = await KnownPlugins.load(pool, tenant)
+    categories = []
+    for category in known.categories():
+        try:
+            if known.resolve(None, category).code == code:
+                categories.append(category)
+        except InvalidRequest:  # no single default plugin in that category
+            continue
+    return categories
+
+
 def _encode_cursor(row: Mapping[str, Any]) -> str:
     raw = orjson.dumps([row["created_at"].isoformat(), str(row["id"])])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -413,7 +426,14 @@ async def list_runs(
     if category is not None:
         where("category = {0}", category)
     if plugin is not None:
-        where("split_part(plugin, '@', 1) = {0}", plugin.partition("@")[0])
+        code = plugin.partition("@")[0]
+        # A run submitted without a plugin ran its category's built-in one, and is shown so.
+        builtin_of = await _categories_defaulting_to(deps.pool, tenant, code)
+        where(
+            "(split_part(plugin, '@', 1) = {0} OR (plugin IS NULL AND category = ANY({1})))",
+            code,
+            builtin_of,
+        )
     if action is not None:
         where("action = {0}", action)
     if parent_run_id is not None:
@@ -597,6 +617,11 @@ async def rerun(
     timeout, with `parent_run_id` set to this run. Params are validated again, against the
     schema the action publishes now."""
     original = await fetch_run(deps.pool, tenant, run_id)
+    if not original["action"]:
+        raise Conflict(
+            f"run {run_id} was submitted through Kafka and failed before it reported its "
+            "action; submit it again"
+        )
     params = original["params"] or {}
     if original["submitted_via"] == "kafka" and not params:
         params = original["params_redacted"] or {}

@@ -13,12 +13,16 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
 from runmesh.common.events import TERMINAL_STATES, RunEvent
-from runmesh.common.kafka import ensure_topics, make_consumer, wait_for_assignment
+from runmesh.common.kafka import (
+    commit_owned,
+    ensure_topics,
+    make_consumer,
+    wait_for_assignment,
+)
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
 from runmesh.common.validation import describe_errors
@@ -222,22 +226,7 @@ class Aggregator:
             batch = await queue.get()
             if batch.events:
                 await self.store(batch.events)
-            await self._commit(consumer, batch.offsets, timeout_s)
-
-    @staticmethod
-    async def _commit(
-        consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], timeout_s: float
-    ) -> None:
-        owned = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
-        if not offsets:
-            return
-        try:
-            await asyncio.wait_for(consumer.commit(offsets), timeout=timeout_s)
-        except (KafkaError, TimeoutError) as exc:
-            # A rebalance took the partitions: their next owner redoes the batch, and the
-            # event_id dedup turns that into a no-op.
-            log.warning("aggregator offset commit failed (batch will be redone): %s", exc)
+            await commit_owned(consumer, batch.offsets, timeout_s=timeout_s)
 
     def decode(self, records: Sequence[Record]) -> list[DecodedEvent]:
         """The valid, distinct run events of a batch, in partition order; the rest is logged."""

@@ -7,12 +7,11 @@ import contextlib
 import logging
 
 import asyncpg
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from runmesh.common.errors import DecodeError
 from runmesh.common.events import PluginManifest, decode
-from runmesh.common.kafka import ensure_topics, make_consumer
+from runmesh.common.kafka import commit_owned, ensure_topics, make_consumer
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
 
@@ -68,13 +67,9 @@ class PluginCatalog:
                 if not batches:
                     continue
                 await self.store([r for records in batches.values() for r in records])
-                owned = consumer.assignment()
-                offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in owned}
-                try:
-                    await asyncio.wait_for(consumer.commit(offsets), timeout=timeout_s)
-                except (KafkaError, TimeoutError) as exc:
-                    # Redone by the next owner; the upsert makes that harmless.
-                    log.warning("plugin catalog offset commit failed: %s", exc)
+                # A lost commit redoes the batch; the upsert makes that harmless.
+                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                await commit_owned(consumer, offsets, timeout_s=timeout_s)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), timeout=timeout_s)

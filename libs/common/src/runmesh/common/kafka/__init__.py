@@ -2,6 +2,7 @@
 
 from runmesh.common.kafka.admin import ensure_topics
 from runmesh.common.kafka.clients import (
+    commit_owned,
     consumer_config,
     make_consumer,
     make_producer,
@@ -16,6 +17,7 @@ __all__ = [
     "OffsetTracker",
     "Publisher",
     "TrackedConsumer",
+    "commit_owned",
     "consumer_config",
     "ensure_topics",
     "make_consumer",

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from runmesh.common.errors import ConfigurationError
 from runmesh.common.settings import Settings
+
+_log = logging.getLogger(__name__)
 
 # Headers, key and record framing on top of the value; the value bound is ours (Tansu does
 # not enforce max.message.bytes), the request bound only has to let such a record through.
@@ -101,3 +107,23 @@ async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None
         raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
     for tp in consumer.assignment():
         await consumer.position(tp)
+
+
+async def commit_owned(
+    consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], *, timeout_s: float
+) -> bool:
+    """Commit `offsets` of the partitions the consumer still owns; False if that failed.
+
+    For consumers whose work is idempotent: a commit lost to a rebalance or a timeout only
+    means the next owner redoes the batch, so the failure is logged, not raised.
+    """
+    owned = consumer.assignment()
+    mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not mine:
+        return True
+    try:
+        await asyncio.wait_for(consumer.commit(mine), timeout=timeout_s)
+    except (KafkaError, TimeoutError) as exc:
+        _log.warning("offset commit failed (the batch will be redone): %s", exc)
+        return False
+    return True

@@ -122,12 +122,10 @@ async def run_dev(
         if not started and task is not None:
             task.cancel()
 
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Not on Windows' event loops: Ctrl-C then arrives as KeyboardInterrupt instead.
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, on_signal)
-            installed.append(signum)
+    # POSIX only, like the sandbox itself (pdeathsig, RLIMIT_AS, pgserver).
+    installed = [signal.SIGINT, signal.SIGTERM]
+    for signum in installed:
+        loop.add_signal_handler(signum, on_signal)
     try:
         async with contextlib.AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(Sandbox(settings))

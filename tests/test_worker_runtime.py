@@ -221,6 +221,21 @@ async def test_a_request_delivered_again_after_success_is_not_run_again(
     assert [e.type for e in client.events[request.run_id]].count("run.started") == 1
 
 
+@pytest.mark.parametrize("action", ["context", "context_job"])
+async def test_an_action_sees_its_tenant_category_and_settings(
+    client: RunClient, worker: WorkerFactory, settings: Settings, action: str
+) -> None:
+    async with worker():
+        request = await client.submit(action, tenant="acme")
+        terminal = await client.wait_terminal(request.run_id)
+    assert terminal.type == "run.succeeded", terminal
+    assert terminal.payload.result == {  # type: ignore[attr-defined]
+        "tenant": "acme",
+        "category": "test",
+        "database_url": settings.database_url,
+    }
+
+
 async def test_trace_context_flows_from_request_to_events(
     client: RunClient, worker: WorkerFactory
 ) -> None:

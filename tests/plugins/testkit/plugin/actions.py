@@ -20,6 +20,21 @@ class Noop(Action):
         return {"ok": True}
 
 
+class Context(Action):
+    """Returns what the run knows of its platform side (task and job alike)."""
+
+    name = "context"
+
+    def start(self) -> dict[str, object]:
+        context = self.run.context
+        settings = context.settings
+        return {
+            "tenant": context.tenant,
+            "category": context.category,
+            "database_url": settings.database_url if settings is not None else None,
+        }
+
+
 class EchoParams(BaseModel):
     name: str = Field(min_length=1)
     count: int = Field(gt=0, le=1000)

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from runmesh.common.execution.outcome import (
     result_outcome,
 )
 from runmesh.common.plugins.loader import load_plugin
-from runmesh.common.plugins.run import Run
+from runmesh.common.plugins.run import Run, RunContext
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,6 +38,7 @@ class JobSpec:
     attempt: int
     memory_mb: int
     progress_interval_s: float
+    context: RunContext = field(default_factory=RunContext)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -100,6 +101,7 @@ def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome
             sink=sink,
             cancel_flag=cancel_flag,
             progress_interval_s=spec.progress_interval_s,
+            context=spec.context,
         )
         action = loaded.cls(params, run)
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from runmesh.common.errors import RunCancelledError
@@ -17,6 +18,7 @@ from runmesh.common.events import (
     ProgressPayload,
 )
 from runmesh.common.plugins.progress import ProgressCoalescer, ProgressUpdate
+from runmesh.common.settings import Settings
 
 DEFAULT_PROGRESS_CATEGORY = "default"
 
@@ -34,6 +36,16 @@ class RunSink(Protocol):
 
     def emit(self, event_type: str, payload: EventPayload) -> None:
         """Deliver one event payload; may block briefly to apply back-pressure."""
+
+
+@dataclass(slots=True, frozen=True)
+class RunContext:
+    """The platform side of a run: its tenant and category, and the settings that reach
+    PostgreSQL and S3. Picklable, so a `job` child gets the same context as a `task`."""
+
+    tenant: str = "default"
+    category: str = ""
+    settings: Settings | None = None
 
 
 class Run:
@@ -54,9 +66,12 @@ class Run:
         metrics_categories: Mapping[str, Any] | None = None,
         log_messages: Mapping[str, Mapping[str, str]] | None = None,
         progress_interval_s: float = 0.2,
+        context: RunContext | None = None,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
+        self.context = context or RunContext()
+        """Whose run it is and how to reach the platform (built-in plugins use it)."""
         self._sink = sink
         self._cancel = cancel_flag or threading.Event()
         self._progress_categories = dict(progress_categories or {})
@@ -74,9 +89,11 @@ class Run:
         sink: RunSink,
         cancel_flag: threading.Event,
         progress_interval_s: float,
+        context: RunContext | None = None,
     ) -> Run:
         """The `run` of one attempt of `action_cls`, with the categories and codes it declares."""
         return cls(
+            context=context,
             run_id=run_id,
             attempt=attempt,
             sink=sink,

@@ -55,7 +55,7 @@ from runmesh.common.kafka.tracked_consumer import Record
 from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin
 from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.registry import PluginRegistry
-from runmesh.common.plugins.run import Run
+from runmesh.common.plugins.run import Run, RunContext
 from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import extract_context, inject_headers
@@ -460,6 +460,9 @@ class Worker:
         in_flight = self.metrics.child(self.metrics.runs_in_flight, self.category)
         in_flight.inc()
         try:
+            context = RunContext(
+                tenant=request.tenant, category=self.category, settings=self.settings
+            )
             if action.method == "job":
                 spec = JobSpec(
                     plugin_dir=str(plugin.directory),
@@ -469,6 +472,7 @@ class Worker:
                     attempt=claim.attempt,
                     memory_mb=self.settings.job_memory_mb,
                     progress_interval_s=self.settings.progress_interval_s,
+                    context=context,
                 )
                 outcome = await execute_job(
                     spec, emitter.emit_async, stop, grace_s=self.settings.cancel_grace_s
@@ -482,6 +486,7 @@ class Worker:
                     sink=emitter,
                     cancel_flag=cancel_flag,
                     progress_interval_s=self.settings.progress_interval_s,
+                    context=context,
                 )
                 outcome = await execute_task(
                     action.cls,

@@ -25,6 +25,24 @@ class Settings(BaseSettings):
         default=None, description="S3 endpoint; unset = embedded moto server (AWS when no sandbox)"
     )
     s3_bucket: str = Field(default="runmesh", description="Platform bucket for artifacts")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key id; unset = botocore's chain (AWS_* variables, profiles, "
+        "instance roles); the sandbox fills in moto's",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key; set together with s3_access_key_id"
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region requests are signed for")
+    s3_multipart_threshold_mb: int = Field(
+        default=8, ge=1, description="Writes larger than this many MiB use a multipart upload"
+    )
+    s3_part_size_mb: int = Field(
+        default=8, ge=5, description="Part size of multipart uploads in MiB (S3's minimum is 5)"
+    )
+    s3_max_concurrency: int = Field(
+        default=8, ge=1, description="Parts one S3 storage uploads or copies at once"
+    )
     topic_prefix: str = Field(default="runmesh", description="Prefix of every topic name")
     topic_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
     topic_replication_factor: int = Field(default=1, ge=1)

@@ -14,9 +14,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pydantic import SecretStr
+
 from runmesh.common.sandbox.errors import SandboxError
 from runmesh.common.sandbox.postgres import EmbeddedPostgres
-from runmesh.common.sandbox.s3 import MotoS3Server, ensure_bucket
+from runmesh.common.sandbox.s3 import MOTO_CREDENTIALS, MotoS3Server, ensure_bucket
 from runmesh.common.sandbox.tansu import TansuBroker
 from runmesh.common.settings import Settings
 
@@ -77,8 +79,9 @@ class Sandbox:
     """`async with Sandbox(settings) as sb:` runs every part whose setting is unset.
 
     `kafka_bootstrap` unset starts Tansu, `database_url` unset starts PostgreSQL (pgserver),
-    `s3_endpoint_url` unset starts moto and creates `s3_bucket` on it; parts start in
-    parallel. `sb.settings` is the input settings with those URLs filled in; `sb.broker`,
+    `s3_endpoint_url` unset starts moto, creates `s3_bucket` on it and sets the S3 credentials
+    to moto's (`MOTO_CREDENTIALS`); parts start in parallel. `sb.settings` is the input
+    settings with those URLs (and credentials) filled in; `sb.broker`,
     `sb.postgres`, `sb.s3` are the started parts (None where the setting named an external
     server). The sandbox is ephemeral: data and logs live in a temporary directory removed on
     exit, or with `sandbox_dir` set in a fresh `run-*` directory under it that is kept (for its
@@ -137,7 +140,7 @@ class Sandbox:
         )
 
         starts: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        update: dict[str, str] = {}
+        update: dict[str, object] = {}
         # Stops are registered before the starts so that a part failing halfway is stopped
         # too; the stack closes in reverse: broker, then postgres, then s3.
         if settings.s3_endpoint_url is None:
@@ -162,6 +165,9 @@ class Sandbox:
 
         if self.s3 is not None:
             update["s3_endpoint_url"] = self.s3.endpoint_url
+            # moto accepts any credentials; naming them keeps clients off the AWS chain.
+            update["s3_access_key_id"] = MOTO_CREDENTIALS.access_key_id
+            update["s3_secret_access_key"] = SecretStr(MOTO_CREDENTIALS.secret_access_key)
         if self.postgres is not None:
             update["database_url"] = self.postgres.dsn
         if self.broker is not None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from runmesh.common.catalog import SCHEMA as CATALOG_SCHEMA
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import setup_tracing
@@ -18,7 +19,7 @@ from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
-from runmesh.gateway.routes import events, health, plugins, runs
+from runmesh.gateway.routes import catalog, events, health, plugins, runs
 from runmesh.gateway.supervisor import supervise
 from runmesh.gateway.tokens import TokenCache
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
             pool = await create_pool(settings, min_size=2, max_size=20)
             stack.push_async_callback(pool.close)
             await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
+            await apply_migrations(pool, CATALOG_SCHEMA, load_migrations("runmesh.common.catalog"))
             hub = EventHub(settings, pool)
             relay = OutboxRelay(settings, pool)
             app.state.deps = Deps(
@@ -65,6 +67,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, runs, events, plugins):
+    for module in (health, runs, events, plugins, catalog):
         app.include_router(module.router)
     return app

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-import orjson
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
@@ -23,6 +20,7 @@ from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
+from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
 from runmesh.gateway.routes.support import MeasuredRoute, gateway_metrics, problems
 from runmesh.gateway.run_view import SECRET_MASK, RunOut, mask_secrets, run_view
 
@@ -192,23 +190,6 @@ async def _categories_defaulting_to(pool: asyncpg.Pool, tenant: str, code: str) 
         except InvalidRequest:  # no single default plugin in that category
             continue
     return categories
-
-
-def _encode_cursor(row: Mapping[str, Any]) -> str:
-    raw = orjson.dumps([row["created_at"].isoformat(), str(row["id"])])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, run_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(run_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidRequest(
-            "invalid cursor: pass `next_cursor` of the previous page unchanged",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from exc
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -443,7 +424,7 @@ async def list_runs(
     if created_before is not None:
         where("created_at < {0}", _aware(created_before))
     if cursor is not None:
-        where("(created_at, id) < ({0}, {1})", *_decode_cursor(cursor))
+        where("(created_at, id) < ({0}, {1})", *decode_cursor(cursor))
     args.append(limit + 1)
     rows = await deps.pool.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE {' AND '.join(clauses)}"
@@ -452,7 +433,9 @@ async def list_runs(
         timeout=_DB_TIMEOUT_S,
     )
     page = [dict(row) for row in rows[:limit]]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
     return RunList(items=await views(deps.pool, tenant, page), next_cursor=next_cursor)
 
 

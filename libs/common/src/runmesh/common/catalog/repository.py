@@ -1,0 +1,420 @@
+"""Typed data access to schema `catalog`; every function takes the tenant first and is
+scoped by it, so another tenant's rows are neither read nor written.
+
+`conn` is an asyncpg connection or pool. JSON goes in and out as text, so the functions work
+whether or not the connection has the JSON codecs of `runmesh.common.db.create_pool`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeAlias, TypedDict, cast
+
+import asyncpg
+import orjson
+
+from runmesh.common.catalog.errors import (
+    CatalogNotFoundError,
+    DataUnitConflictError,
+    DuplicateNameError,
+)
+from runmesh.common.catalog.models import DataCollectionCreate, StorageCreate
+from runmesh.common.events import JsonObject
+
+# What queries run on: a connection, a pool's connection or the pool itself (asyncpg ships
+# no type information, so mypy sees these as Any).
+Executor: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy | asyncpg.Pool
+
+StorageProvider: TypeAlias = Literal["file", "s3", "http"]
+
+_TIMEOUT_S = 30.0
+_STORAGE_COLUMNS = "id, tenant, name, provider, config::text AS config, created_at"
+_COLLECTION_COLUMNS = (
+    "id, tenant, name, description, file_specifications::text AS file_specifications,"
+    " data_unit_meta_schema::text AS data_unit_meta_schema, created_at"
+)
+_UNIT_COLUMNS = (
+    "id, tenant, data_collection_id, unit_key, files::text AS files, meta::text AS meta,"
+    " upload_run_id, created_at, updated_at"
+)
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class StorageRow:
+    """A `catalog.storages` row; `config` as validated for its provider."""
+
+    id: uuid.UUID
+    tenant: str
+    name: str
+    provider: StorageProvider
+    config: JsonObject
+    created_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class FileSpecification:
+    """One kind of file of a data collection's units."""
+
+    name: str
+    required: bool
+    extensions: tuple[str, ...]  # lowercase with a leading dot: (".jpg", ".jpeg")
+    is_primary: bool
+
+    def to_json(self) -> JsonObject:
+        """As stored in `file_specifications`."""
+        return {
+            "name": self.name,
+            "required": self.required,
+            "extensions": list(self.extensions),
+            "is_primary": self.is_primary,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> FileSpecification:
+        """From one stored `file_specifications` item."""
+        return cls(
+            name=str(value["name"]),
+            required=bool(value.get("required", True)),
+            extensions=tuple(str(ext) for ext in value.get("extensions", ())),
+            is_primary=bool(value.get("is_primary", False)),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class DataCollectionRow:
+    """A `catalog.data_collections` row."""
+
+    id: uuid.UUID
+    tenant: str
+    name: str
+    description: str
+    file_specifications: tuple[FileSpecification, ...]
+    data_unit_meta_schema: JsonObject | None
+    created_at: datetime
+
+    @property
+    def primary(self) -> FileSpecification | None:
+        """The primary file specification, if one is marked."""
+        return next((spec for spec in self.file_specifications if spec.is_primary), None)
+
+
+class DataFile(TypedDict):
+    """One stored file of a data unit."""
+
+    uri: str
+    size: int
+    checksum: str | None  # e.g. "sha256:<hex>"
+    media_type: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class DataUnitRow:
+    """A `catalog.data_units` row: its files by specification name, and its meta."""
+
+    id: int
+    tenant: str
+    data_collection_id: uuid.UUID
+    unit_key: str
+    files: dict[str, DataFile]
+    meta: JsonObject
+    upload_run_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class NewDataUnit:
+    """A data unit to store: the files sharing the stem `unit_key`, by specification name."""
+
+    unit_key: str
+    files: Mapping[str, DataFile]
+    meta: JsonObject = field(default_factory=dict)
+
+
+def _json(value: Any) -> str:  # Any: any JSON-serialisable value
+    return orjson.dumps(value).decode()
+
+
+def _storage(row: Mapping[str, Any]) -> StorageRow:
+    return StorageRow(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        provider=row["provider"],
+        config=orjson.loads(row["config"]),
+        created_at=row["created_at"],
+    )
+
+
+def _collection(row: Mapping[str, Any]) -> DataCollectionRow:
+    schema = row["data_unit_meta_schema"]
+    return DataCollectionRow(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        description=row["description"],
+        file_specifications=tuple(
+            FileSpecification.from_json(item) for item in orjson.loads(row["file_specifications"])
+        ),
+        data_unit_meta_schema=None if schema is None else orjson.loads(schema),
+        created_at=row["created_at"],
+    )
+
+
+def _unit(row: Mapping[str, Any]) -> DataUnitRow:
+    return DataUnitRow(
+        id=row["id"],
+        tenant=row["tenant"],
+        data_collection_id=row["data_collection_id"],
+        unit_key=row["unit_key"],
+        files=cast("dict[str, DataFile]", orjson.loads(row["files"])),
+        meta=orjson.loads(row["meta"]),
+        upload_run_id=row["upload_run_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+# -- storages --------------------------------------------------------------------------------
+
+
+async def create_storage(conn: Executor, tenant: str, storage: StorageCreate) -> StorageRow:
+    """Store a validated storage; `DuplicateNameError` when the tenant has its name."""
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO catalog.storages (id, tenant, name, provider, config)
+        VALUES ($1, $2, $3, $4, $5::text::jsonb)
+        ON CONFLICT (tenant, name) DO NOTHING
+        RETURNING {_STORAGE_COLUMNS}
+        """,
+        uuid.uuid4(),
+        tenant,
+        storage.name,
+        storage.provider,
+        _json(storage.config.model_dump(mode="json")),
+        timeout=_TIMEOUT_S,
+    )
+    if row is None:
+        raise DuplicateNameError(f"a storage named {storage.name!r} already exists")
+    return _storage(row)
+
+
+async def get_storage(conn: Executor, tenant: str, storage_id: uuid.UUID) -> StorageRow | None:
+    """The tenant's storage, or None (also for another tenant's)."""
+    row = await conn.fetchrow(
+        f"SELECT {_STORAGE_COLUMNS} FROM catalog.storages WHERE id = $1 AND tenant = $2",
+        storage_id,
+        tenant,
+        timeout=_TIMEOUT_S,
+    )
+    return None if row is None else _storage(row)
+
+
+async def list_storages(
+    conn: Executor,
+    tenant: str,
+    *,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[StorageRow]:
+    """The tenant's storages, newest first, after the position `before` (created_at, id)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_STORAGE_COLUMNS} FROM catalog.storages
+        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+        ORDER BY created_at DESC, id DESC LIMIT $4
+        """,
+        tenant,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+        timeout=_TIMEOUT_S,
+    )
+    return [_storage(row) for row in rows]
+
+
+# -- data collections ------------------------------------------------------------------------
+
+
+async def create_collection(
+    conn: Executor, tenant: str, collection: DataCollectionCreate
+) -> DataCollectionRow:
+    """Store a validated data collection; `DuplicateNameError` when the tenant has its name."""
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO catalog.data_collections
+            (id, tenant, name, description, file_specifications, data_unit_meta_schema)
+        VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb)
+        ON CONFLICT (tenant, name) DO NOTHING
+        RETURNING {_COLLECTION_COLUMNS}
+        """,
+        uuid.uuid4(),
+        tenant,
+        collection.name,
+        collection.description,
+        _json([spec.model_dump(mode="json") for spec in collection.file_specifications]),
+        None
+        if collection.data_unit_meta_schema is None
+        else _json(collection.data_unit_meta_schema),
+        timeout=_TIMEOUT_S,
+    )
+    if row is None:
+        raise DuplicateNameError(f"a data collection named {collection.name!r} already exists")
+    return _collection(row)
+
+
+async def get_collection(
+    conn: Executor, tenant: str, collection_id: uuid.UUID
+) -> DataCollectionRow | None:
+    """The tenant's data collection, or None (also for another tenant's)."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLLECTION_COLUMNS} FROM catalog.data_collections WHERE id = $1 AND tenant = $2",
+        collection_id,
+        tenant,
+        timeout=_TIMEOUT_S,
+    )
+    return None if row is None else _collection(row)
+
+
+async def list_collections(
+    conn: Executor,
+    tenant: str,
+    *,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[DataCollectionRow]:
+    """The tenant's data collections, newest first, after the position `before`."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLLECTION_COLUMNS} FROM catalog.data_collections
+        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+        ORDER BY created_at DESC, id DESC LIMIT $4
+        """,
+        tenant,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+        timeout=_TIMEOUT_S,
+    )
+    return [_collection(row) for row in rows]
+
+
+# -- data units ------------------------------------------------------------------------------
+
+
+async def upsert_data_units(
+    conn: Executor,
+    tenant: str,
+    collection_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    units: Sequence[NewDataUnit],
+) -> list[int]:
+    """Store a batch of data units in one statement; their ids, in the order of `units`.
+
+    A unit whose (run_id, unit_key) is stored already gets the new files and meta, so a run
+    executed again updates what its first execution wrote. Without a run id every unit is
+    new. Nothing is stored and `CatalogNotFoundError` is raised when the collection is not
+    the tenant's; `DataUnitConflictError` when a unit key repeats in the batch or the run
+    stored one of the keys in another collection.
+    """
+    if not units:
+        return []
+    keys = [unit.unit_key for unit in units]
+    if len(set(keys)) != len(keys):
+        repeated = sorted({key for key in keys if keys.count(key) > 1})[:5]
+        raise DataUnitConflictError(f"unit keys repeat in one batch: {', '.join(repeated)}")
+    rows = await conn.fetch(
+        """
+        WITH target AS (
+            SELECT id FROM catalog.data_collections WHERE id = $2 AND tenant = $1
+        )
+        INSERT INTO catalog.data_units AS d
+            (tenant, data_collection_id, unit_key, files, meta, upload_run_id)
+        SELECT $1, target.id, u.unit_key, u.files::jsonb, u.meta::jsonb, $3::uuid
+        FROM target,
+             unnest($4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+                 AS u(unit_key, files, meta, ord)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM catalog.data_units AS x
+            WHERE x.upload_run_id = $3 AND x.unit_key = ANY($4::text[])
+              AND (x.tenant <> $1 OR x.data_collection_id <> $2)
+        )
+        ORDER BY u.ord
+        ON CONFLICT (upload_run_id, unit_key) DO UPDATE
+            SET files = EXCLUDED.files, meta = EXCLUDED.meta, updated_at = now()
+            WHERE d.tenant = EXCLUDED.tenant
+              AND d.data_collection_id = EXCLUDED.data_collection_id
+        RETURNING d.id, d.unit_key
+        """,
+        tenant,
+        collection_id,
+        run_id,
+        keys,
+        [_json(dict(unit.files)) for unit in units],
+        [_json(unit.meta) for unit in units],
+        timeout=_TIMEOUT_S,
+    )
+    ids: dict[str, int] = {row["unit_key"]: row["id"] for row in rows}
+    if len(ids) == len(keys):
+        return [ids[key] for key in keys]
+    if not rows and await get_collection(conn, tenant, collection_id) is None:
+        raise CatalogNotFoundError(f"data collection {collection_id} not found")
+    missing = [key for key in keys if key not in ids][:5]
+    raise DataUnitConflictError(
+        f"run {run_id} already stored unit keys {', '.join(missing)} in another collection"
+    )
+
+
+async def delete_data_units_of_run(conn: Executor, tenant: str, run_id: uuid.UUID) -> int:
+    """Delete the data units the run stored (rollback of an upload); how many."""
+    status: str = await conn.execute(
+        "DELETE FROM catalog.data_units WHERE tenant = $1 AND upload_run_id = $2",
+        tenant,
+        run_id,
+        timeout=_TIMEOUT_S,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def get_data_unit(conn: Executor, tenant: str, unit_id: int) -> DataUnitRow | None:
+    """The tenant's data unit, or None (also for another tenant's)."""
+    row = await conn.fetchrow(
+        f"SELECT {_UNIT_COLUMNS} FROM catalog.data_units WHERE id = $1 AND tenant = $2",
+        unit_id,
+        tenant,
+        timeout=_TIMEOUT_S,
+    )
+    return None if row is None else _unit(row)
+
+
+async def list_data_units(
+    conn: Executor,
+    tenant: str,
+    collection_id: uuid.UUID,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    upload_run_id: uuid.UUID | None = None,
+) -> list[DataUnitRow]:
+    """The collection's data units in id order after `after_id`, optionally of one run."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_UNIT_COLUMNS} FROM catalog.data_units
+        WHERE tenant = $1 AND data_collection_id = $2 AND id > $3
+          AND ($4::uuid IS NULL OR upload_run_id = $4)
+        ORDER BY id LIMIT $5
+        """,
+        tenant,
+        collection_id,
+        after_id,
+        upload_run_id,
+        limit,
+        timeout=_TIMEOUT_S,
+    )
+    return [_unit(row) for row in rows]

@@ -48,8 +48,9 @@ def registry() -> PluginRegistry:
 class RunClient:
     """Submits requests straight to Kafka and collects every run event of the test's topics."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, category: str = CATEGORY) -> None:
         self.settings = settings
+        self.category = category
         self.topics = Topics(settings.topic_prefix)
         self.events: dict[uuid.UUID, list[RunEventBase]] = defaultdict(list)
         self.headers: dict[uuid.UUID, list[list[tuple[str, bytes]]]] = defaultdict(list)
@@ -62,8 +63,8 @@ class RunClient:
         await ensure_topics(
             self.settings,
             [
-                self.topics.requests(CATEGORY),
-                self.topics.dlq(CATEGORY),
+                self.topics.requests(self.category),
+                self.topics.dlq(self.category),
                 self.topics.events,
                 self.topics.control,
                 self.topics.plugins,
@@ -94,7 +95,7 @@ class RunClient:
         self, action: str, params: dict[str, Any] | None = None, **kw: Any
     ) -> RunRequest:
         kw.setdefault("tenant", self.settings.tenant)
-        request = RunRequest(category=CATEGORY, action=action, params=params or {}, **kw)
+        request = RunRequest(category=self.category, action=action, params=params or {}, **kw)
         await self.send(request)
         return request
 
@@ -102,14 +103,14 @@ class RunClient:
         self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
         await self._producer.send_and_wait(
-            self.topics.requests(CATEGORY),
+            self.topics.requests(self.category),
             encode(request),
             key=str(request.run_id).encode(),
             headers=headers or [],
         )
 
     async def send_raw(self, value: bytes, key: bytes | None = None) -> None:
-        await self._producer.send_and_wait(self.topics.requests(CATEGORY), value, key=key)
+        await self._producer.send_and_wait(self.topics.requests(self.category), value, key=key)
 
     async def cancel(self, run_id: uuid.UUID) -> None:
         await self._producer.send_and_wait(

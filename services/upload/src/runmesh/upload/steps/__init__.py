@@ -1,0 +1,1 @@
+"""The upload pipeline's steps, in the order the orchestrator runs them."""

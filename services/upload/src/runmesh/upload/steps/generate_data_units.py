@@ -1,0 +1,47 @@
+"""Generate data units: upsert the uploaded units into the catalog, in batches."""
+
+from __future__ import annotations
+
+from runmesh.common.catalog.repository import NewDataUnit, delete_data_units_of_run
+from runmesh.upload.context import UploadContext
+from runmesh.upload.steps.base import Step
+from runmesh.upload.strategies.data_unit import writer_for
+
+
+class GenerateDataUnits(Step):
+    """One row per unit, keyed by (run, unit key): a re-executed run updates, never duplicates."""
+
+    name = "generate_data_units"
+
+    async def execute(self, ctx: UploadContext) -> None:
+        """Write with the `single` or `batch` strategy, reporting progress per chunk."""
+        units = [
+            NewDataUnit(
+                unit_key=unit.key,
+                files={spec: ctx.uploaded[(unit.key, spec)] for spec in unit.files},
+                meta=unit.meta,
+            )
+            for unit in ctx.units
+        ]
+        writer = writer_for(ctx.params.creating_data_unit_batch_size)
+        written = 0
+        ctx.run.set_progress(0, len(units), category="generate_data_units")
+
+        def on_written(count: int) -> None:
+            nonlocal written
+            written += count
+            ctx.data_units.success += count
+            ctx.data_units.stand_by -= count
+            ctx.run.set_progress(written, len(units), category="generate_data_units")
+
+        ctx.unit_ids = await writer.write(ctx, units, on_written)
+        ctx.report_metrics()
+        ctx.run.log_message(f"created {len(ctx.unit_ids)} data units ({writer.describe()})")
+
+    async def rollback(self, ctx: UploadContext) -> None:
+        """Remove the units this run created."""
+        if ctx.pool is None:
+            return
+        async with ctx.pool.acquire(timeout=30) as conn:
+            removed = await delete_data_units_of_run(conn, ctx.tenant, ctx.run_id)
+        ctx.run.log_message(f"rollback: removed {removed} data units", level="warning")

@@ -1,0 +1,1 @@
+"""Strategies the upload steps choose from params (discovery, metadata, data units, upload)."""

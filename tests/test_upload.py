@@ -87,10 +87,13 @@ async def make_storage(pool: asyncpg.Pool, tenant: str, root: Path) -> uuid.UUID
     return row.id
 
 
-async def make_collection(pool: asyncpg.Pool, tenant: str) -> uuid.UUID:
+async def make_collection(
+    pool: asyncpg.Pool, tenant: str, meta_schema: dict[str, Any] | None = None
+) -> uuid.UUID:
     collection = DataCollectionCreate.model_validate(
         {
             "name": f"col-{uuid.uuid4().hex[:6]}",
+            "data_unit_meta_schema": meta_schema,
             "file_specifications": [
                 {
                     "name": "image",
@@ -525,3 +528,39 @@ async def test_a_user_plugin_extends_the_uploader_through_its_hooks(
     ]
     logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
     assert any(message.startswith("stored ds/image/big.jpg (sha256:") for message in logs)
+
+
+async def test_meta_must_match_the_collections_schema(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    for stem in ("a", "b", "c"):
+        write(tmp_path / "ds" / "image" / f"{stem}.jpg", 100, stem)
+        write(tmp_path / "ds" / "label" / f"{stem}.json", 100, stem + "l")
+    excel(tmp_path / "meta.xlsx", [["file", "weather"], ["a", "sunny"], ["b", 5]])
+    schema = {
+        "type": "object",
+        "properties": {"weather": {"type": "string"}},
+        "required": ["weather"],
+    }
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant, meta_schema=schema)
+    params = {
+        "name": "schema",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "excel_metadata_path": "meta.xlsx",
+    }
+    async with upload_worker(settings):
+        request = await uploads.submit("upload", params, tenant=tenant)
+        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.succeeded", terminal
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    assert set(await units_of(pool, request.run_id)) == {"a"}
+    reasons = {f["item"]: f["reason"] for f in result["failed_units"]}
+    assert reasons == {
+        "b": "meta does not match the collection's data_unit_meta_schema: "
+        "weather: 5 is not of type 'string'",
+        "c": "meta does not match the collection's data_unit_meta_schema: "
+        "(meta): 'weather' is a required property",
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from jsonschema import Draft202012Validator
+
 from runmesh.upload.context import Failure, PlannedUnit, UploadContext
 from runmesh.upload.errors import NothingToUploadError
 from runmesh.upload.steps.base import Step
@@ -18,8 +20,12 @@ class ValidateFiles(Step):
     async def execute(self, ctx: UploadContext) -> None:
         """Check every unit; report metrics of what will be uploaded."""
         valid: list[PlannedUnit] = []
+        schema = ctx.collection.data_unit_meta_schema if ctx.collection is not None else None
+        meta_validator = Draft202012Validator(schema) if schema else None
         for unit in ctx.units:
             reason = self.problem(ctx, unit)
+            if reason is None and meta_validator is not None:
+                reason = _meta_problem(meta_validator, unit)
             if reason is None and ctx.hooks is not None:
                 reason = ctx.hooks.validate_files(unit)
             if reason is None:
@@ -63,3 +69,12 @@ class ValidateFiles(Step):
                     f"{ctx.params.max_file_size_mb:g}"
                 )
         return None
+
+
+def _meta_problem(validator: Draft202012Validator, unit: PlannedUnit) -> str | None:
+    """Why the unit's meta does not match the collection's `data_unit_meta_schema`, or None."""
+    error = next(iter(validator.iter_errors(unit.meta)), None)
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "(meta)"
+    return f"meta does not match the collection's data_unit_meta_schema: {where}: {error.message}"

@@ -36,6 +36,7 @@ class ConcurrentUpload:
 
     def __init__(self, concurrency: int) -> None:
         self._concurrency = concurrency
+        self._present: dict[str, ObjectInfo] = {}
 
     async def run(
         self,
@@ -45,6 +46,12 @@ class ConcurrentUpload:
     ) -> None:
         """Upload every job; `on_done(job, uploaded file info | None, failure reason | None)`."""
         queue: asyncio.Queue[FileJob | None] = asyncio.Queue(maxsize=2 * self._concurrency)
+        # One listing instead of a HEAD per file: on a first attempt nothing is there yet.
+        assert ctx.destination is not None
+        self._present = {
+            info.path: info
+            async for info in ctx.destination.list(ctx.destination_prefix, recursive=True)
+        }
         workers = min(self._concurrency, max(1, len(jobs)))
         try:
             async with asyncio.TaskGroup() as group:
@@ -81,7 +88,7 @@ class ConcurrentUpload:
             hooks.before_upload(job.file)
         media_type = mimetypes.guess_type(job.file.path)[0]
         ctx.destination_paths.append(job.destination_path)  # rollback deletes even a partial one
-        stored = await self._already_there(ctx.source, ctx.destination, job)
+        stored = await self._already_there(ctx.source, ctx.destination, job, self._present)
         if stored is not None:
             ctx.skipped_present += 1
         else:
@@ -100,11 +107,14 @@ class ConcurrentUpload:
 
     @staticmethod
     async def _already_there(
-        source: Storage, destination: Storage, job: FileJob
+        source: Storage, destination: Storage, job: FileJob, present: dict[str, ObjectInfo]
     ) -> ObjectInfo | None:
         """The destination object when an earlier attempt stored this very file, else None."""
+        listed = present.get(job.destination_path)
+        if listed is None or listed.size != job.file.size:
+            return None
         try:
-            existing = await destination.stat(job.destination_path)
+            existing = await destination.stat(job.destination_path)  # listings carry no checksum
         except StorageNotFound:
             return None
         if existing.size != job.file.size or existing.checksum is None:

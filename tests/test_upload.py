@@ -264,6 +264,7 @@ async def test_multi_path_upload_takes_each_spec_from_its_folder(
         "assets": {
             "image": {"path": "pics", "is_recursive": True},
             "label": {"path": "anns", "is_recursive": False},
+            "extra": {"path": "no/such/folder"},  # optional: skipped with a warning
         },
     }
     async with upload_worker(settings):
@@ -275,6 +276,8 @@ async def test_multi_path_upload_takes_each_spec_from_its_folder(
     assert set(units) == {"x", "y"}  # images from pics/2024/, labels from anns/ (not deeper/)
     assert set(units["x"]["files"]) == {"image", "label"}
     assert result["failed_units"] == [] and result["failed_files"] == []
+    logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
+    assert any(m.startswith("skipping optional 'extra'") for m in logs)
 
 
 @pytest.mark.parametrize(
@@ -424,7 +427,7 @@ async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
         terminal = await uploads.wait_terminal(request.run_id, timeout=30)
         took = asyncio.get_running_loop().time() - began
     assert terminal.type == "run.cancelled", terminal
-    assert took < 2.0 + 1.0  # the 2 s, plus delivery of the cancel through Kafka
+    assert took < 2.0, f"cancel took {took:.2f}s"
     assert await objects(settings, f"{tenant}/{collection}/{request.run_id}") == {}
     assert await units_of(pool, request.run_id) == {}
 
@@ -564,3 +567,47 @@ async def test_meta_must_match_the_collections_schema(
         "c": "meta does not match the collection's data_unit_meta_schema: "
         "(meta): 'weather' is a required property",
     }
+
+
+async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    count = 60
+    for index in range(count):
+        write(tmp_path / "ds" / "image" / f"s{index:03}.jpg", 64 * KB, str(index))
+        write(tmp_path / "ds" / "label" / f"s{index:03}.json", 100, str(index))
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    params = {
+        "name": "shutdown",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "max_concurrency": 1,
+    }
+    # Short grace periods: the first worker stops the upload as soon as it is asked to.
+    async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
+        request = await uploads.submit("upload", params, tenant=tenant)
+
+        def some_uploaded() -> bool:
+            return any(
+                isinstance(p := e.payload, ProgressPayload)
+                and p.category == "upload_data_files"
+                and p.current >= 10
+                for e in uploads.events[request.run_id]
+            )
+
+        await eventually(some_uploaded, timeout=60, interval=0.02, message="no progress")
+    assert uploads.terminal(request.run_id) == []  # stopped for redelivery, not ended
+    logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
+    assert any("keeping what was written for the next attempt" in m for m in logs)
+    kept = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
+    assert kept, "the first attempt's objects were rolled back"
+    async with upload_worker(settings):
+        terminal = await uploads.wait_terminal(request.run_id, timeout=120)
+    assert terminal.type == "run.succeeded", terminal
+    assert terminal.attempt == 2
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    assert result["data_files"]["already_uploaded"] >= len(kept) - 1  # one may have been partial
+    assert len(await units_of(pool, request.run_id)) == count
+    assert len(await objects(settings, f"{tenant}/{collection}/{request.run_id}")) == 2 * count

@@ -16,8 +16,8 @@ class Orchestrator:
     """The pipeline: `steps` in order, compensated in reverse order on failure.
 
     Unlike the Synapse SDK's rollbacks, which only clear in-memory lists, these delete what the
-    run wrote: its objects and its data units. A worker that dies mid-run rolls back nothing:
-    the next attempt resumes (objects already there are kept, units are upserted).
+    run wrote: its objects and its data units. A worker that dies or shuts down mid-run rolls
+    back nothing: the next attempt resumes (objects already there are kept, units upserted).
     """
 
     def __init__(self, steps: Sequence[Step]) -> None:
@@ -32,6 +32,14 @@ class Orchestrator:
                 done.append(step)
         except BaseException as failure:
             current = self.steps[len(done)]
+            if ctx.run.will_be_retried:
+                # A worker shutdown: the next attempt resumes from what this one wrote.
+                ctx.run.log_message(
+                    f"stopped in step {current.name} by a worker shutdown; keeping what was "
+                    "written for the next attempt",
+                    level="warning",
+                )
+                raise
             ctx.run.log_message(
                 f"step {current.name} failed ({failure}); rolling back", level="error"
             )

@@ -99,8 +99,10 @@ async def _stop_process(
     process: multiprocessing.process.BaseProcess, stop: StopSignal, grace_s: float
 ) -> None:
     await stop.wait()
-    if process.is_alive():
-        process.terminate()
+    if process.is_alive() and process.pid is not None:
+        # SIGUSR1 says "stop, you will be redone" (shutdown); SIGTERM says "stop" (cancel,
+        # timeout). One signal each, so the child never sees a stop without its reason.
+        os.kill(process.pid, signal.SIGUSR1 if stop.kind == "shutdown" else signal.SIGTERM)
     await asyncio.sleep(grace_s)
     if process.is_alive():
         log.warning("job %s ignored SIGTERM for %.1fs; sending SIGKILL", process.name, grace_s)

@@ -73,9 +73,17 @@ def job_main(spec: JobSpec, conn: Connection, parent_pid: int) -> None:
     # SIGTERM is the parent's cancel: let the action stop at its next check; the parent sends
     # SIGKILL if it does not within the grace period.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: cancel_flag.set())
+    # SIGUSR1: the worker is shutting down and the run will be redone by another attempt.
+    shutdown_flag = threading.Event()
+
+    def on_shutdown(_sig: int, _frame: object) -> None:
+        shutdown_flag.set()
+        cancel_flag.set()
+
+    signal.signal(signal.SIGUSR1, on_shutdown)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
     sink = PipeSink(conn)
-    outcome = _run(spec, sink, cancel_flag)
+    outcome = _run(spec, sink, cancel_flag, shutdown_flag)
     sink.finish(outcome)
     conn.close()
 
@@ -89,7 +97,9 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)  # the worker died before the signal was armed
 
 
-def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome:
+def _run(
+    spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event, shutdown_flag: threading.Event
+) -> Outcome:
     try:
         plugin = load_plugin(Path(spec.plugin_dir))
         loaded = plugin.action(spec.action)
@@ -102,6 +112,7 @@ def _run(spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event) -> Outcome
             cancel_flag=cancel_flag,
             progress_interval_s=spec.progress_interval_s,
             context=spec.context,
+            shutdown_flag=shutdown_flag,
         )
         action = loaded.cls(params, run)
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure

@@ -52,6 +52,8 @@ async def execute_task(
     give_up: asyncio.Future[None] = loop.create_future()
 
     def on_stop() -> None:
+        if stop.kind == "shutdown":
+            run.mark_shutdown()  # before the flag: the action must see why it is stopped
         cancel_flag.set()
         if isinstance(work, asyncio.Task):
             work.cancel()  # a thread can only be told through the flag

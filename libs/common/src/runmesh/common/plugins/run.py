@@ -67,6 +67,7 @@ class Run:
         log_messages: Mapping[str, Mapping[str, str]] | None = None,
         progress_interval_s: float = 0.2,
         context: RunContext | None = None,
+        shutdown_flag: threading.Event | None = None,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
@@ -74,6 +75,7 @@ class Run:
         """Whose run it is and how to reach the platform (built-in plugins use it)."""
         self._sink = sink
         self._cancel = cancel_flag or threading.Event()
+        self._shutdown = shutdown_flag or threading.Event()
         self._progress_categories = dict(progress_categories or {})
         self._metrics_categories = dict(metrics_categories or {})
         self._log_messages = dict(log_messages or {})
@@ -90,10 +92,12 @@ class Run:
         cancel_flag: threading.Event,
         progress_interval_s: float,
         context: RunContext | None = None,
+        shutdown_flag: threading.Event | None = None,
     ) -> Run:
         """The `run` of one attempt of `action_cls`, with the categories and codes it declares."""
         return cls(
             context=context,
+            shutdown_flag=shutdown_flag,
             run_id=run_id,
             attempt=attempt,
             sink=sink,
@@ -184,6 +188,16 @@ class Run:
     def is_cancelled(self) -> bool:
         """True once cancellation (or a timeout) was requested; stop at the next safe point."""
         return self._cancel.is_set()
+
+    @property
+    def will_be_retried(self) -> bool:
+        """True when the stop is a worker shutdown: another attempt will redo the run, so an
+        action should keep what it wrote (for it to resume) rather than roll it back."""
+        return self._shutdown.is_set()
+
+    def mark_shutdown(self) -> None:
+        """Called by the runtime before it stops the attempt for a worker shutdown."""
+        self._shutdown.set()
 
     def check_cancelled(self) -> None:
         """Raise `RunCancelledError` if cancellation was requested: call it between items."""

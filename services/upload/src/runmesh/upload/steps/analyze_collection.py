@@ -26,8 +26,15 @@ class AnalyzeCollection(Step):
         ctx.run.set_progress(0, 1, category="analyze_collection")
         if ctx.params.assets is not None:
             for spec, asset in ctx.params.assets.items():
-                for info in await self._discover(ctx, asset.path, asset.is_recursive):
-                    ctx.discovered.append(_source(info, spec))
+                try:
+                    found = await self._discover(ctx, asset.path, asset.is_recursive)
+                except UploadConfigError as exc:
+                    if ctx.specs[spec].required:
+                        raise
+                    # As in Synapse: a bad path of an optional specification is skipped.
+                    ctx.run.log_message(f"skipping optional {spec!r}: {exc}", level="warning")
+                    continue
+                ctx.discovered.extend(_source(info, spec) for info in found)
         else:
             root = ctx.params.path or ""
             for info in await self._discover(ctx, root, ctx.params.is_recursive):
@@ -41,9 +48,12 @@ class AnalyzeCollection(Step):
         assert ctx.source is not None
         try:
             found = await discovery_for(recursive).discover(ctx.source, path)
-            return [info for info in found if info.path not in ctx.excluded_paths]
         except StorageError as exc:
             raise UploadConfigError(f"cannot list {path!r} in the source storage: {exc}") from exc
+        files = [info for info in found if info.path not in ctx.excluded_paths]
+        if not files:  # a missing folder lists as empty: say so rather than upload nothing
+            raise UploadConfigError(f"no files under {path!r} in the source storage")
+        return files
 
     @staticmethod
     def _single_path_file(ctx: UploadContext, info: ObjectInfo, root: str) -> SourceFile:

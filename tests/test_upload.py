@@ -132,6 +132,28 @@ def single_path_tree(root: Path) -> None:
     write(src / "readme.md", 10, "r")  # no specification takes .md
 
 
+def many_units(root: Path, count: int, image_size: int) -> None:
+    """`count` units (an image and a label each) under root/ds, in spec-named folders."""
+    for index in range(count):
+        write(root / "ds" / "image" / f"u{index:03}.jpg", image_size, str(index))
+        write(root / "ds" / "label" / f"u{index:03}.json", 100, str(index))
+
+
+async def wait_uploaded(uploads: RunClient, run_id: uuid.UUID, fraction: float) -> None:
+    """Until the run reported at least `fraction` of its files uploaded."""
+
+    def reached() -> bool:
+        return any(
+            isinstance(p := e.payload, ProgressPayload)
+            and p.category == "upload_data_files"
+            and p.total
+            and p.current >= p.total * fraction
+            for e in uploads.events[run_id]
+        )
+
+    await eventually(reached, timeout=120, interval=0.02, message="upload did not progress")
+
+
 def excel(path: Path, rows: list[list[Any]]) -> None:
     book = Workbook()
     sheet = book.active
@@ -398,9 +420,7 @@ async def test_a_malformed_workbook_fails_the_run_clearly(
 async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
     settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    for index in range(150):
-        write(tmp_path / "ds" / "image" / f"i{index:03}.jpg", 64 * KB, str(index))
-        write(tmp_path / "ds" / "label" / f"i{index:03}.json", 100, str(index))
+    many_units(tmp_path, 150, 64 * KB)
     storage = await make_storage(pool, tenant, tmp_path)
     collection = await make_collection(pool, tenant)
     params = {
@@ -413,15 +433,7 @@ async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
     async with upload_worker(settings):
         request = await uploads.submit("upload", params, tenant=tenant)
 
-        def uploading() -> bool:
-            return any(
-                isinstance(p := e.payload, ProgressPayload)
-                and p.category == "upload_data_files"
-                and p.current >= 5
-                for e in uploads.events[request.run_id]
-            )
-
-        await eventually(uploading, timeout=60, interval=0.02, message="upload never progressed")
+        await wait_uploaded(uploads, request.run_id, 5 / 300)
         began = asyncio.get_running_loop().time()
         await uploads.cancel(request.run_id)
         terminal = await uploads.wait_terminal(request.run_id, timeout=30)
@@ -442,9 +454,7 @@ async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_dupli
     tmp_path: Path,
 ) -> None:
     count = 120
-    for index in range(count):
-        write(tmp_path / "ds" / "image" / f"k{index:03}.jpg", 32 * KB, str(index))
-        write(tmp_path / "ds" / "label" / f"k{index:03}.json", 100, str(index))
+    many_units(tmp_path, count, 32 * KB)
     storage = await make_storage(pool, tenant, tmp_path)
     collection = await make_collection(pool, tenant)
     params = {
@@ -469,16 +479,7 @@ async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_dupli
     try:
         request = await uploads.submit("upload", params, tenant=tenant)
 
-        def halfway() -> bool:
-            return any(
-                isinstance(p := e.payload, ProgressPayload)
-                and p.category == "upload_data_files"
-                and p.total is not None
-                and p.current >= p.total / 3
-                for e in uploads.events[request.run_id]
-            )
-
-        await eventually(halfway, timeout=120, interval=0.02, message="never a third uploaded")
+        await wait_uploaded(uploads, request.run_id, 1 / 3)
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = start_process(tmp_path / "w2.log")
@@ -573,9 +574,7 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
     settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     count = 60
-    for index in range(count):
-        write(tmp_path / "ds" / "image" / f"s{index:03}.jpg", 64 * KB, str(index))
-        write(tmp_path / "ds" / "label" / f"s{index:03}.json", 100, str(index))
+    many_units(tmp_path, count, 64 * KB)
     storage = await make_storage(pool, tenant, tmp_path)
     collection = await make_collection(pool, tenant)
     params = {
@@ -589,15 +588,7 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
     async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
         request = await uploads.submit("upload", params, tenant=tenant)
 
-        def some_uploaded() -> bool:
-            return any(
-                isinstance(p := e.payload, ProgressPayload)
-                and p.category == "upload_data_files"
-                and p.current >= 10
-                for e in uploads.events[request.run_id]
-            )
-
-        await eventually(some_uploaded, timeout=60, interval=0.02, message="no progress")
+        await wait_uploaded(uploads, request.run_id, 10 / 120)
     assert uploads.terminal(request.run_id) == []  # stopped for redelivery, not ended
     logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
     assert any("keeping what was written for the next attempt" in m for m in logs)

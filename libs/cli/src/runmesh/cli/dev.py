@@ -16,7 +16,7 @@ from runmesh.cli.commands.token import create as create_token_for
 from runmesh.cli.demo import run_demo
 from runmesh.cli.dev_info import DevInfo, dev_info_path, remove_dev_info, write_dev_info
 from runmesh.cli.services import service_specs, start_service
-from runmesh.common.sandbox import MOTO_CREDENTIALS, Sandbox
+from runmesh.common.sandbox import Sandbox
 from runmesh.common.sandbox.processes import ChildProcess, free_port
 from runmesh.common.settings import Settings
 
@@ -34,6 +34,12 @@ async def _publish_dev_info(settings: Settings) -> DevInfo:
         database_url=settings.database_url or "",
         s3_endpoint_url=settings.s3_endpoint_url or "",
         s3_bucket=settings.s3_bucket,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=(
+            settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key is not None
+            else None
+        ),
         topic_prefix=settings.topic_prefix,
         pid=os.getpid(),
     )
@@ -69,11 +75,12 @@ def describe(
         f"    export RUNMESH_S3_ENDPOINT_URL={settings.s3_endpoint_url}",
         f"    export RUNMESH_S3_BUCKET={settings.s3_bucket}",
     ]
-    if sandbox.s3 is not None:
+    if sandbox.s3 is not None and settings.s3_access_key_id and settings.s3_secret_access_key:
         # moto accepts any key; S3 clients still refuse to sign without one.
         lines += [
-            f"    export AWS_ACCESS_KEY_ID={MOTO_CREDENTIALS.access_key_id}",
-            f"    export AWS_SECRET_ACCESS_KEY={MOTO_CREDENTIALS.secret_access_key}",
+            f"    export RUNMESH_S3_ACCESS_KEY_ID={settings.s3_access_key_id}",
+            "    export RUNMESH_S3_SECRET_ACCESS_KEY="
+            + settings.s3_secret_access_key.get_secret_value(),
         ]
     if services:
         lines += ["", f"  Services (one replica each): {', '.join(services)}"]

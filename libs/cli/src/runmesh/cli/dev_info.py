@@ -25,6 +25,8 @@ class DevInfo(BaseModel):
     database_url: str
     s3_endpoint_url: str
     s3_bucket: str
+    s3_access_key_id: str | None = None  # the sandbox moto's (any key works; one is needed)
+    s3_secret_access_key: str | None = None
     topic_prefix: str
     pid: int
 
@@ -82,6 +84,9 @@ def cli_settings(settings: Settings) -> Settings:
         update["topic_prefix"] = info.topic_prefix
     if "s3_bucket" not in settings.model_fields_set:
         update["s3_bucket"] = info.s3_bucket
+    if info.s3_access_key_id and "s3_access_key_id" not in settings.model_fields_set:
+        update["s3_access_key_id"] = info.s3_access_key_id
+        update["s3_secret_access_key"] = SecretStr(info.s3_secret_access_key or "")
     return settings.model_copy(update=update)
 
 

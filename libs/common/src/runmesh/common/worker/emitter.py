@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.structs import RecordMetadata
@@ -29,7 +30,26 @@ from runmesh.common.worker.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 1000  # reports buffered between an action and the publisher
+# How long `finish` re-sends events Kafka did not acknowledge before giving the attempt up
+# (then the request is left uncommitted for redelivery, as before).
+RESEND_FOR_S = 120.0
+_RESEND_MAX_DELAY_S = 10.0
 _TRUNCATED_SUFFIX = " … [truncated]"
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One event handed to the producer, kept until acknowledged so it can be sent again."""
+
+    future: asyncio.Future[RecordMetadata]
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class EventsNotDeliveredError(RunmeshError):
+    """Kafka kept refusing some events of an attempt for `RESEND_FOR_S`."""
+
+    retriable = True
 
 
 class EventBufferFullError(RunmeshError):
@@ -69,7 +89,8 @@ class RunEmitter:
         self._headers = headers
         self._metrics = metrics
         self._seq = 0
-        self._pending: list[asyncio.Future[RecordMetadata]] = []
+        self._pending: list[_Sent] = []
+        self._failed: list[_Sent] = []
         self._queue: asyncio.Queue[tuple[str, EventPayload] | None] = asyncio.Queue(_QUEUE_SIZE)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -120,9 +141,46 @@ class RunEmitter:
             self._pump = None
         event_type, payload = _terminal(outcome)
         value = await self._publish(event_type, payload)
-        await asyncio.gather(*self._pending)
-        self._pending.clear()
+        await self._confirm_all()
         return value
+
+    async def _confirm_all(self) -> None:
+        """Wait for every ack; send refused events again (same bytes, same event_id, so
+        readers dedup) with backoff, for up to `RESEND_FOR_S`. A Kafka blip then delays the
+        end of a run instead of leaving its request uncommitted until a restart."""
+        deadline = self._loop.time() + RESEND_FOR_S
+        delay = 0.5
+        while True:
+            if self._pending:
+                await asyncio.wait([sent.future for sent in self._pending])
+            await self._settle_done()
+            if not self._failed:
+                return
+            first = self._failed[0].future
+            error = "cancelled" if first.cancelled() else first.exception()
+            if self._loop.time() >= deadline:
+                raise EventsNotDeliveredError(
+                    f"{len(self._failed)} events of run {self._run_id} were not acknowledged "
+                    f"by Kafka within {RESEND_FOR_S:.0f}s: {error}"
+                )
+            log.warning(
+                "run %s: %d events not acknowledged (%s); sending them again in %.1fs",
+                self._run_id,
+                len(self._failed),
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESEND_MAX_DELAY_S)
+            failed, self._failed = self._failed, []
+            for sent in failed:
+                try:
+                    self._pending.append(await self._send(sent.value, sent.headers))
+                except Exception as exc:  # noqa: BLE001 -- kept and retried on the next round
+                    retry: asyncio.Future[RecordMetadata] = self._loop.create_future()
+                    retry.set_exception(exc)
+                    retry.exception()  # retrieved here; reported through `error` above
+                    self._failed.append(_Sent(retry, sent.value, sent.headers))
 
     async def abort(self) -> None:
         """Stop draining without a terminal event (the attempt is abandoned for redelivery)."""
@@ -138,13 +196,9 @@ class RunEmitter:
     async def _publish(self, event_type: str, payload: EventPayload) -> bytes:
         self._seq += 1
         event_type, value = self._encode(event_type, payload)
-        future = await self._publisher.send_raw(
-            self._topic,
-            value,
-            key=str(self._run_id),
-            headers=[*self._headers, ("event-type", event_type.encode())],
+        self._pending.append(
+            await self._send(value, [*self._headers, ("event-type", event_type.encode())])
         )
-        self._pending.append(future)
         if len(self._pending) >= 256:
             await self._settle_done()
         self._metrics.child(self._metrics.events_published, self._category, event_type).inc()
@@ -162,11 +216,21 @@ class RunEmitter:
             value = encode(self._event(event_type, payload))
         return event_type, value
 
+    async def _send(self, value: bytes, headers: list[tuple[str, bytes]]) -> _Sent:
+        future = await self._publisher.send_raw(
+            self._topic, value, key=str(self._run_id), headers=headers
+        )
+        return _Sent(future, value, headers)
+
     async def _settle_done(self) -> None:
-        # Keep the list short on long runs; a failed send surfaces here instead of at the end.
-        done = [future for future in self._pending if future.done()]
-        self._pending = [future for future in self._pending if not future.done()]
-        await asyncio.gather(*done)
+        # Keep the list short on long runs; refused events are kept to be sent again.
+        still: list[_Sent] = []
+        for sent in self._pending:
+            if not sent.future.done():
+                still.append(sent)
+            elif sent.future.cancelled() or sent.future.exception() is not None:
+                self._failed.append(sent)
+        self._pending = still
 
     def _event(self, event_type: str, payload: EventPayload) -> RunEventBase:
         cls: Any = EVENT_TYPES[event_type]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +29,7 @@ from runmesh.common.events import (
 )
 from runmesh.common.kafka import make_producer
 from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.common.testing import await_chain, eventually
 from runmesh.common.topics import Topics
 from runmesh.gateway.aggregator import NOTIFY_CHANNEL, Aggregator
 from runmesh.gateway.plugin_catalog import PluginCatalog
@@ -67,9 +66,12 @@ def aggregator(settings: Settings, pool: asyncpg.Pool) -> AggregatorFactory:
             # with its stack instead of hanging it.
             await asyncio.wait({task}, timeout=30)
             if not task.done():
-                stack = io.StringIO()
-                task.print_stack(file=stack)
-                pytest.fail(f"the aggregator did not stop when cancelled:\n{stack.getvalue()}")
+                stacks = "\n".join(
+                    f"{other.get_name()}:\n{await_chain(other)}"
+                    for other in asyncio.all_tasks()
+                    if other is not asyncio.current_task()
+                )
+                pytest.fail(f"the aggregator did not stop when cancelled; tasks:\n{stacks}")
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 

@@ -61,3 +61,22 @@ async def eventually(
             detail = f": {last_failure}" if last_failure is not None else ""
             raise AssertionError(f"{message} (after {timeout:g}s){detail}") from last_failure
         await asyncio.sleep(interval)
+
+
+def await_chain(task: asyncio.Task[object]) -> str:
+    """Where a pending task waits: every frame down its chain of awaited coroutines.
+
+    `Task.print_stack` shows only the task's own coroutine frame, which says nothing about
+    the library call a hung task is stuck in; this follows `cr_await` to the bottom.
+    """
+    lines: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        elif not lines or not lines[-1].startswith("  awaiting"):
+            lines.append(f"  awaiting {awaited!r}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "\n".join(lines)

@@ -189,7 +189,8 @@ class Aggregator:
             settings, self._topic, group_id=self.group_id, client_id="gateway-aggregator"
         )
         try:
-            await asyncio.wait_for(consumer.start(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await consumer.start()
             await wait_for_assignment(consumer, 2 * settings.kafka_session_timeout_ms / 1000)
             self.ready.set()
             # Two stages so that decoding the next batch (Python) overlaps PostgreSQL writing
@@ -207,7 +208,8 @@ class Aggregator:
             # Leaving the group now hands the partitions over at once instead of after the
             # session timeout; uncommitted records are redone by the next owner.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), timeout=timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await consumer.stop()
 
     async def _fetch_and_decode(
         self, consumer: AIOKafkaConsumer, queue: asyncio.Queue[_Batch]

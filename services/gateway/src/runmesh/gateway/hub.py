@@ -574,9 +574,8 @@ class EventHub:
         conn.add_termination_listener(lambda _conn: lost.set())
         tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait_for(
-                conn.add_listener(CHANNEL, self._on_notification), _CONNECT_TIMEOUT_S
-            )
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                await conn.add_listener(CHANNEL, self._on_notification)
             self.listening = True
             await self._resync()
             tasks = [
@@ -602,7 +601,8 @@ class EventHub:
         """Raise once the LISTEN connection is closed or stops answering."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), _KEEPALIVE_INTERVAL_S)
+                async with asyncio.timeout(_KEEPALIVE_INTERVAL_S):
+                    await lost.wait()
             if lost.is_set() or conn.is_closed():
                 raise DependencyUnavailableError("the LISTEN connection to PostgreSQL was closed")
             try:
@@ -618,7 +618,8 @@ async def _close(conn: asyncpg.Connection) -> None:
     if conn.is_closed():
         return
     try:
-        await asyncio.wait_for(conn.close(), 5)
+        async with asyncio.timeout(5):
+            await conn.close()
     except _DB_ERRORS:
         conn.terminate()
     except asyncio.CancelledError:

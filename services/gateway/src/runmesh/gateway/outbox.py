@@ -324,11 +324,13 @@ class OutboxRelay:
             return self._producer
         producer = make_producer(self._settings, client_id="runmesh-gateway-outbox")
         try:
-            await asyncio.wait_for(producer.start(), timeout=self._ack_timeout_s)
+            async with asyncio.timeout(self._ack_timeout_s):
+                await producer.start()
         except BaseException:
             # A producer whose start failed is not restarted; the next round builds a new one.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
+                async with asyncio.timeout(_STOP_TIMEOUT_S):
+                    await producer.stop()
             raise
         self._producer = producer
         return producer
@@ -344,7 +346,8 @@ class OutboxRelay:
         self._last_probe = time.monotonic()
         try:
             producer = await self._ensure_producer()
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5.0)
+            async with asyncio.timeout(5.0):
+                await producer.client.fetch_all_metadata()
         except (KafkaError, OSError, TimeoutError) as exc:
             if self._kafka_reachable:
                 log.warning("outbox: Kafka unreachable: %s", exc)
@@ -359,13 +362,15 @@ class OutboxRelay:
         try:
             # stop() flushes what is pending; with Kafka away that could wait for ever, and
             # what it could not flush is still in the table, unsent.
-            await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
+            async with asyncio.timeout(_STOP_TIMEOUT_S):
+                await producer.stop()
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("outbox: producer did not stop cleanly: %s", exc)
 
     async def _pause(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
         self._wake.clear()
 
 

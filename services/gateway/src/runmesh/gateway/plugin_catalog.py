@@ -61,7 +61,8 @@ class PluginCatalog:
             settings, self._topic, group_id=self.group_id, client_id="gateway-plugins"
         )
         try:
-            await asyncio.wait_for(consumer.start(), timeout=timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 if not batches:
@@ -72,7 +73,8 @@ class PluginCatalog:
                 await commit_owned(consumer, offsets, timeout_s=timeout_s)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), timeout=timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await consumer.stop()
 
     async def store(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Upsert the manifests among `records`, in order, in one transaction."""

@@ -23,7 +23,8 @@ async def ensure_topics(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=settings.kafka_request_timeout_ms,
     )
-    await asyncio.wait_for(admin.start(), timeout=settings.kafka_request_timeout_ms / 1000)
+    async with asyncio.timeout(settings.kafka_request_timeout_ms / 1000):
+        await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [

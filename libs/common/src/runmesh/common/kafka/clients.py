@@ -122,7 +122,8 @@ async def commit_owned(
     if not mine:
         return True
     try:
-        await asyncio.wait_for(consumer.commit(mine), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await consumer.commit(mine)
     except (KafkaError, TimeoutError) as exc:
         _log.warning("offset commit failed (the batch will be redone): %s", exc)
         return False

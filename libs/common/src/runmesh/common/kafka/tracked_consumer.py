@@ -99,7 +99,8 @@ class TrackedConsumer:
         if self.busy >= self.capacity:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), timeout_ms / 1000)
+                async with asyncio.timeout(timeout_ms / 1000):
+                    await self._slot_freed.wait()
             if self.busy >= self.capacity:
                 # Still full: long runs. Pause (so prefetching stops) but keep polling, or the
                 # group would evict a member that looks idle (max.poll.interval).

@@ -188,7 +188,7 @@ class ChildProcess:
             return None
         # asyncio.wait_for rather than asyncio.timeout: on 3.11 the latter turns its own expiry
         # into CancelledError when the task is already being cancelled (a Ctrl-C at start-up).
-        return await asyncio.wait_for(process.wait(), timeout_s)
+        return await asyncio.wait_for(process.wait(), timeout_s)  # noqa: TID251
 
     async def failure(self, problem: str) -> SandboxError:
         """Build the error for `problem`, with the tail of the child's log."""
@@ -228,7 +228,8 @@ async def run_command(
 async def tcp_accepts(host: str, port: int, *, timeout_s: float = 1.0) -> bool:
     """Whether a TCP connection to host:port succeeds within `timeout_s`."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.close()

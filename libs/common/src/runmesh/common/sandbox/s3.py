@@ -69,15 +69,15 @@ class MotoS3Server(ServerPart):
 
     async def _ready(self) -> bool:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(LOOPBACK, self.port), 1.0
-            )
+            async with asyncio.timeout(1.0):
+                reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
         except (OSError, TimeoutError):
             return False
         try:
             request = f"GET /moto-api/ HTTP/1.1\r\nHost: {LOOPBACK}:{self.port}\r\n"
             writer.write(f"{request}Connection: close\r\n\r\n".encode())
-            status_line = await asyncio.wait_for(reader.readline(), 5.0)
+            async with asyncio.timeout(5.0):
+                status_line = await reader.readline()
         except (OSError, TimeoutError):
             return False
         finally:
@@ -118,7 +118,8 @@ async def ensure_bucket(
             "s3", endpoint_url=endpoint_url, config=_CLIENT_CONFIG, **extra
         ) as client:
             try:
-                await asyncio.wait_for(client.create_bucket(Bucket=bucket), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await client.create_bucket(Bucket=bucket)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):

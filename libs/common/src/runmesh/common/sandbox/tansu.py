@@ -119,13 +119,16 @@ class TansuBroker(ServerPart):
             bootstrap_servers=self.bootstrap, request_timeout_ms=5000, client_id="runmesh-sandbox"
         )
         try:
-            await asyncio.wait_for(admin.start(), 5.0)
-            await asyncio.wait_for(admin.list_topics(), 5.0)
+            async with asyncio.timeout(5.0):
+                await admin.start()
+            async with asyncio.timeout(5.0):
+                await admin.list_topics()
         except (KafkaError, OSError, TimeoutError):
             return False
         finally:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(admin.close(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await admin.close()
         return True
 
     async def stop(self) -> None:

@@ -45,9 +45,8 @@ async def healthz() -> Health:
 
 async def _postgres_ok(pool: asyncpg.Pool) -> bool:
     try:
-        answer = await asyncio.wait_for(
-            pool.fetchval("SELECT 1", timeout=_DB_CHECK_TIMEOUT_S), timeout=_DB_CHECK_TIMEOUT_S
-        )
+        async with asyncio.timeout(_DB_CHECK_TIMEOUT_S):
+            answer = await pool.fetchval("SELECT 1", timeout=_DB_CHECK_TIMEOUT_S)
     except _DB_ERRORS as exc:
         log.warning("readiness: PostgreSQL check failed: %s", exc)
         return False

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, TypeAlias
 import yaml
 from pydantic import TypeAdapter
 
+from runmesh.common.dm import DMData
 from runmesh.common.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -457,11 +458,19 @@ def _to_asyncapi_schema(schema: Any) -> Any:
     return converted
 
 
+def document_schemas() -> dict[str, JsonSchema]:
+    """JSON Schemas of the stored documents that are not messages: the DM annotation format."""
+    body = TypeAdapter(DMData).json_schema(mode=SCHEMA_MODE)
+    note = _GENERATED_NOTE.replace("runmesh.common.events", "runmesh.common.dm")
+    schema = {"$schema": JSON_SCHEMA_DIALECT, "$comment": note, **dict(sorted(body.items()))}
+    return {"DMData": schema}
+
+
 def render_docs() -> dict[str, str]:
     """The text of every generated file, by path relative to the docs directory."""
     files = {
         f"{SCHEMAS_DIR}/{name}.schema.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
-        for name, schema in message_schemas().items()
+        for name, schema in {**message_schemas(), **document_schemas()}.items()
     }
     # A JSON round trip gives every node its own object, so YAML writes no anchors/aliases.
     document = json.loads(json.dumps(asyncapi_document()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
 
 from .conftest import GatewayHandle, WorkerFactory
@@ -18,10 +19,13 @@ async def runmesh(
     *args: str, gateway: GatewayHandle, token: str, home: Path, timeout: float = 120
 ) -> tuple[int, str, str]:
     """Run the CLI as a user does (a subprocess; the gateway keeps serving meanwhile)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(
-        {"RUNMESH_GATEWAY_URL": gateway.url, "RUNMESH_TOKEN": token, "RUNMESH_HOME": str(home)}
-    )
+    env = {"RUNMESH_GATEWAY_URL": gateway.url, "RUNMESH_TOKEN": token, "RUNMESH_HOME": str(home)}
+    return await run_cli(*args, env=env, timeout=timeout)
+
+
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess with no RUNMESH_* variable but those in `env`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")} | env
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -156,6 +160,44 @@ async def test_runs_commands_list_show_logs_cancel_and_rerun(
             "runs", "watch", sleeping, gateway=gateway, token=token, home=tmp_path
         )
         assert code == 2, out + err  # cancelled
+
+
+async def test_root_options_give_the_gateway_and_token_and_win_over_the_environment(
+    gateway: GatewayHandle, worker: WorkerFactory, tmp_path: Path
+) -> None:
+    token = await gateway.token()
+    options = ["--gateway-url", gateway.url, "--token", token]
+    no_gateway = {"RUNMESH_HOME": str(tmp_path)}  # no RUNMESH_GATEWAY_URL/TOKEN, no dev.json
+    async with worker():
+        await _wait_for_plugins(gateway, token, tmp_path)
+        code, out, err = await run_cli(
+            *options,
+            "submit",
+            "test",
+            "echo",
+            "--params",
+            '{"name": "cy", "count": 2}',
+            "--wait",
+            env=no_gateway,
+        )
+        assert code == 0 and "succeeded" in out, out + err
+        run_id = out.split()[1]
+    code, out, err = await run_cli(*options, "runs", "show", run_id, env=no_gateway)
+    assert code == 0 and '"state": "succeeded"' in out, out + err
+
+    # The options win over variables that point elsewhere (which alone would fail).
+    elsewhere = no_gateway | {
+        "RUNMESH_GATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+        "RUNMESH_TOKEN": "rmt_not-a-token",
+    }
+    code, out, err = await run_cli("runs", "show", run_id, env=elsewhere)
+    assert code == 1, out + err
+    code, out, err = await run_cli(*options, "runs", "show", run_id, env=elsewhere)
+    assert code == 0 and '"state": "succeeded"' in out, out + err
+    code, out, err = await run_cli(
+        "--gateway-url", gateway.url, "runs", "show", run_id, env=elsewhere
+    )
+    assert code == 1 and "401" in err, out + err  # the token still came from RUNMESH_TOKEN
 
 
 async def test_token_create_prints_the_token_last(settings: Settings, tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from runmesh.cli.dev_info import cli_settings
 from runmesh.common.errors import RunmeshError
@@ -34,15 +35,32 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("runmesh").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def load_settings(*, from_dev: bool = True) -> Settings:
-    """Settings from the environment, completed from a running `runmesh dev` (dev.json)."""
+@dataclass(slots=True, frozen=True)
+class GatewayOptions:
+    """The root `--gateway-url` and `--token` options; each set one wins over the
+    environment and dev.json."""
+
+    gateway_url: str | None = None
+    token: str | None = None
+
+
+def load_settings(*, from_dev: bool = True, options: GatewayOptions | None = None) -> Settings:
+    """Settings from the environment, completed from a running `runmesh dev` (dev.json), with
+    the root options on top."""
     try:
         settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         fail(f"invalid setting RUNMESH_{field.upper()}: {first['msg']}")
-    return cli_settings(settings) if from_dev else settings
+    if from_dev:
+        settings = cli_settings(settings)
+    update: dict[str, object] = {}
+    if options is not None and options.gateway_url is not None:
+        update["gateway_url"] = options.gateway_url
+    if options is not None and options.token is not None:
+        update["token"] = SecretStr(options.token)
+    return settings.model_copy(update=update) if update else settings
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -64,9 +82,25 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug details"),
+    gateway_url: str | None = typer.Option(
+        None,
+        "--gateway-url",
+        metavar="URL",
+        help="gateway to talk to (default: RUNMESH_GATEWAY_URL, else a running `runmesh dev`)",
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        metavar="TOKEN",
+        help="API token to send (default: RUNMESH_TOKEN, else a running `runmesh dev`); "
+        "other local users can read a command line: prefer RUNMESH_TOKEN on shared machines",
+    ),
 ) -> None:
     configure_logging(verbose)
+    # Subcommand contexts inherit `obj`: commands read the options from their own context.
+    ctx.obj = GatewayOptions(gateway_url=gateway_url, token=token)
 
 
 def _register() -> None:

@@ -94,9 +94,12 @@ def require_gateway(settings: Settings) -> tuple[str, str]:
     """The gateway URL and token, or a `CliError` saying how to provide them."""
     if not settings.gateway_url:
         raise CliError(
-            "no gateway: start one with `runmesh dev`, or set RUNMESH_GATEWAY_URL "
-            "(and RUNMESH_TOKEN)"
+            "no gateway: start one with `runmesh dev`, or pass --gateway-url (and --token) "
+            "or set RUNMESH_GATEWAY_URL (and RUNMESH_TOKEN)"
         )
     if settings.token is None:
-        raise CliError("no API token: set RUNMESH_TOKEN (create one with `runmesh token create`)")
+        raise CliError(
+            "no API token: pass --token or set RUNMESH_TOKEN "
+            "(create one with `runmesh token create`)"
+        )
     return settings.gateway_url.rstrip("/"), settings.token.get_secret_value()

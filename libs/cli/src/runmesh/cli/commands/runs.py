@@ -16,10 +16,11 @@ from runmesh.cli.watch import watch_run
 runs_app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)
 
 
-def _client() -> GatewayClient:
+def _client(ctx: typer.Context) -> GatewayClient:
     from runmesh.cli.__main__ import load_settings
 
-    url, token = require_gateway(load_settings())
+    # ctx.obj: the root `--gateway-url` / `--token` options.
+    url, token = require_gateway(load_settings(options=ctx.obj))
     return GatewayClient(url, token)
 
 
@@ -31,6 +32,7 @@ def _run(coro: Any) -> Any:
 
 @runs_app.command("ls", help="Runs, newest first.")
 def ls(
+    ctx: typer.Context,
     state: str | None = typer.Option(None, help="queued, running, succeeded, failed, cancelled"),
     category: str | None = typer.Option(None),
     action: str | None = typer.Option(None),
@@ -38,7 +40,7 @@ def ls(
 ) -> None:
     async def go() -> dict[str, Any]:
         params = {"state": state, "category": category, "action": action, "limit": limit}
-        async with _client() as api:
+        async with _client(ctx) as api:
             page: dict[str, Any] = await api.request(
                 "GET", "/v1/runs", params={k: v for k, v in params.items() if v is not None}
             )
@@ -61,9 +63,9 @@ def ls(
 
 
 @runs_app.command("show", help="One run as JSON.")
-def show(run_id: str) -> None:
+def show(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
-        async with _client() as api:
+        async with _client(ctx) as api:
             return await api.run(run_id)
 
     typer.echo(orjson.dumps(_run(go()), option=orjson.OPT_INDENT_2).decode())
@@ -71,13 +73,14 @@ def show(run_id: str) -> None:
 
 @runs_app.command("logs", help="A run's log lines.")
 def logs(
+    ctx: typer.Context,
     run_id: str,
     level: str | None = typer.Option(None, help="only this level (debug … success)"),
 ) -> None:
     async def go() -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []
         after: int | None = None
-        async with _client() as api:
+        async with _client(ctx) as api:
             while True:
                 params: dict[str, Any] = {"limit": 500}
                 if level:
@@ -96,18 +99,18 @@ def logs(
 
 
 @runs_app.command("watch", help="Follow a run live; exit 0 only if it succeeds.")
-def watch(run_id: str) -> None:
+def watch(ctx: typer.Context, run_id: str) -> None:
     async def go() -> int:
-        async with _client() as api:
+        async with _client(ctx) as api:
             return await watch_run(api, run_id, Console())
 
     raise typer.Exit(_run(go()))
 
 
 @runs_app.command("cancel", help="Cancel a queued or running run.")
-def cancel(run_id: str) -> None:
+def cancel(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
-        async with _client() as api:
+        async with _client(ctx) as api:
             return await api.request("POST", f"/v1/runs/{run_id}/cancel")
 
     run = _run(go())
@@ -117,9 +120,11 @@ def cancel(run_id: str) -> None:
 
 
 @runs_app.command("rerun", help="Run again with the same params (a new run, linked to this one).")
-def rerun(run_id: str, wait: bool = typer.Option(False, "--wait", "-w")) -> None:
+def rerun(
+    ctx: typer.Context, run_id: str, wait: bool = typer.Option(False, "--wait", "-w")
+) -> None:
     async def go() -> int:
-        async with _client() as api:
+        async with _client(ctx) as api:
             run = await api.request("POST", f"/v1/runs/{run_id}/rerun")
             typer.echo(f"run {run['id']} {run['state']} (rerun of {run_id})")
             return await watch_run(api, run["id"], Console()) if wait else 0

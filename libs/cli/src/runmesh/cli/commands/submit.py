@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         "1 failed, 2 cancelled.",
     )
     def submit_command(
+        ctx: typer.Context,
         category: str = typer.Argument(help="service category, e.g. upload, export"),
         action: str = typer.Argument(help="the plugin action to run"),
         params: str = typer.Option("{}", "--params", "-p", help="JSON object, or @file.json"),
@@ -73,5 +74,5 @@ def register(app: typer.Typer) -> None:
             body["plugin"] = plugin
         if timeout is not None:
             body["timeout_s"] = timeout
-        code = run_async(submit(load_settings(), body, wait=wait, console=Console()))
+        code = run_async(submit(load_settings(options=ctx.obj), body, wait=wait, console=Console()))
         raise typer.Exit(code)

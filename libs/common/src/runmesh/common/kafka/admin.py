@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from runmesh.common.kafka.clients import connection_config
 from runmesh.common.settings import Settings
 
 
@@ -16,13 +17,10 @@ async def ensure_topics(
     settings: Settings, topics: Iterable[str], *, partitions: int | None = None
 ) -> None:
     """Create each missing topic with the configured partitions and replication factor."""
-    if not settings.kafka_bootstrap:
-        raise ValueError("RUNMESH_KAFKA_BOOTSTRAP is not set")
     wanted = sorted(set(topics))
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=settings.kafka_request_timeout_ms,
-    )
+    # The producers' and consumers' connection settings: a broker that needs TLS or SASL
+    # needs them from the admin client too.
+    admin = AIOKafkaAdminClient(**connection_config(settings))
     async with asyncio.timeout(settings.kafka_request_timeout_ms / 1000):
         await admin.start()
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 
 from runmesh.common.errors import ConfigurationError
@@ -22,16 +23,27 @@ _log = logging.getLogger(__name__)
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
-def _connection_config(settings: Settings) -> dict[str, Any]:
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """Where the brokers are and how to authenticate: what every aiokafka client shares.
+
+    Producers, consumers and the admin client are all built from this, so TLS and SASL
+    apply to each of them the same way.
+    """
     if not settings.kafka_bootstrap:
         raise ConfigurationError(
             "RUNMESH_KAFKA_BOOTSTRAP is not set (start the sandbox with `runmesh dev`)"
         )
+    # Kafka's own clients accept the protocol in any case; aiokafka only in upper case.
+    protocol = settings.kafka_security_protocol.upper()
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "request_timeout_ms": settings.kafka_request_timeout_ms,
-        "security_protocol": settings.kafka_security_protocol,
+        "security_protocol": protocol,
     }
+    if protocol in ("SSL", "SASL_SSL"):
+        # aiokafka refuses SSL without a context. The default one verifies the broker against
+        # the system CA store (or the bundle named by SSL_CERT_FILE) and checks its hostname.
+        config["ssl_context"] = create_ssl_context()
     if settings.kafka_sasl_mechanism:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism
         config["sasl_plain_username"] = settings.kafka_sasl_username
@@ -47,7 +59,7 @@ def make_producer(settings: Settings, *, client_id: str = "runmesh") -> AIOKafka
     many small events share one request; idempotence only where the broker is trusted with it.
     """
     return AIOKafkaProducer(
-        **_connection_config(settings),
+        **connection_config(settings),
         client_id=client_id,
         acks="all",
         linger_ms=settings.kafka_linger_ms,
@@ -60,7 +72,7 @@ def make_producer(settings: Settings, *, client_id: str = "runmesh") -> AIOKafka
 def consumer_config(settings: Settings, *, group_id: str | None) -> dict[str, Any]:
     """Keyword arguments for an `AIOKafkaConsumer` with manual commits."""
     return {
-        **_connection_config(settings),
+        **connection_config(settings),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest" if group_id else "latest",

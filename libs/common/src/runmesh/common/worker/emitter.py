@@ -62,6 +62,9 @@ class RunEmitter:
     Reports from the action arrive through `emit` (any thread) or `emit_async` (the loop) into
     a bounded queue drained by one publishing task, so `seq` order is publish order. `finish`
     publishes the terminal event and waits until every event of the attempt is acknowledged.
+    Once `finish` or `abort` has begun the emitter is closed: reports that still arrive (from
+    an action thread left behind after a cancel or timeout) are dropped, never published after
+    the terminal event.
     """
 
     def __init__(
@@ -95,11 +98,34 @@ class RunEmitter:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._pump: asyncio.Task[None] | None = None
+        self._closed = False
+        self._dropped = 0
 
     @property
     def seq(self) -> int:
         """The seq of the last event published."""
         return self._seq
+
+    @property
+    def dropped(self) -> int:
+        """Reports that arrived after the emitter was closed, and were not published."""
+        return self._dropped
+
+    def _drop_if_closed(self, event_type: str) -> bool:
+        # Only ever called on the loop thread, like `finish` and `abort`: no lock needed.
+        if not self._closed:
+            return False
+        self._dropped += 1
+        if self._dropped == 1:
+            # One line per attempt: an action that ignores cancellation may report thousands.
+            log.warning(
+                "run %s attempt %d: the action reported %s after its attempt ended (a thread "
+                "that ignores cancellation or timeout?); dropping this and later reports",
+                self._run_id,
+                self._attempt,
+                event_type,
+            )
+        return True
 
     def _ensure_pump(self) -> None:
         # Started on the first report: most short runs report nothing but start and end.
@@ -107,6 +133,8 @@ class RunEmitter:
             self._pump = asyncio.ensure_future(self._drain())
 
     async def _put(self, item: tuple[str, EventPayload]) -> None:
+        if self._drop_if_closed(item[0]):
+            return
         self._ensure_pump()
         await self._queue.put(item)
 
@@ -114,7 +142,10 @@ class RunEmitter:
     def emit(self, event_type: str, payload: EventPayload) -> None:
         """Queue a report from the action; blocks a reporting thread while the queue is full."""
         if threading.get_ident() != self._loop_thread:
+            # The closed check runs on the loop (in `_put`), so it cannot race `finish`.
             asyncio.run_coroutine_threadsafe(self._put((event_type, payload)), self._loop).result()
+            return
+        if self._drop_if_closed(event_type):
             return
         self._ensure_pump()
         try:
@@ -135,6 +166,7 @@ class RunEmitter:
 
     async def finish(self, outcome: Outcome) -> bytes:
         """Drain reports, publish the terminal event, wait for every ack; return its bytes."""
+        self._closed = True
         if self._pump is not None:
             await self._queue.put(None)
             await self._pump
@@ -184,6 +216,7 @@ class RunEmitter:
 
     async def abort(self) -> None:
         """Stop draining without a terminal event (the attempt is abandoned for redelivery)."""
+        self._closed = True
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)

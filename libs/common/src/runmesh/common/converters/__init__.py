@@ -1,4 +1,8 @@
-"""Annotation format converters: DM to and from COCO, YOLO and Pascal VOC (DESIGN §7)."""
+"""Annotation format converters: DM to and from COCO, YOLO and Pascal VOC (DESIGN §7).
+
+Each module has a streaming `DatasetWriter` and a reader back to DM; `WRITERS` maps an
+export's `output_format` to its writer.
+"""
 
 from runmesh.common.converters.base import (
     ConversionError,
@@ -6,5 +10,27 @@ from runmesh.common.converters.base import (
     Dataset,
     DatasetWriter,
 )
+from runmesh.common.converters.coco import CocoWriter, read_coco
+from runmesh.common.converters.dm_json import DmJsonWriter, read_dm_json
+from runmesh.common.converters.pascal_voc import PascalVocWriter, read_pascal_voc
+from runmesh.common.converters.yolo import YoloWriter, read_yolo
 
-__all__ = ["ConversionError", "ConversionIssue", "Dataset", "DatasetWriter"]
+WRITERS: dict[str, type[DatasetWriter]] = {
+    writer.format: writer for writer in (DmJsonWriter, CocoWriter, YoloWriter, PascalVocWriter)
+}
+
+__all__ = [
+    "WRITERS",
+    "CocoWriter",
+    "ConversionError",
+    "ConversionIssue",
+    "Dataset",
+    "DatasetWriter",
+    "DmJsonWriter",
+    "PascalVocWriter",
+    "YoloWriter",
+    "read_coco",
+    "read_dm_json",
+    "read_pascal_voc",
+    "read_yolo",
+]

@@ -1,23 +1,67 @@
-"""The data catalog (schema `catalog`): storages, data collections and data units.
+"""The data catalog (schema `catalog`): storages, data collections, data units, and the
+annotation side: projects, tasks, assignments and ground truth.
 
 `load_migrations("runmesh.common.catalog")` finds the schema's SQL; `repository` holds the
-typed data access and `models` the validation of what users create.
+typed data access to storages, collections and units, `annotation` that to projects, tasks
+and assignments, `ground_truth` that to ground-truth datasets, versions and items,
+`export_items` what exports stream, and `models` the validation of what users create.
 """
 
+from runmesh.common.catalog.annotation import (
+    AssignmentRow,
+    CreatedTasks,
+    ProjectRow,
+    TaskRow,
+    unknown_classes,
+)
 from runmesh.common.catalog.errors import (
     CatalogError,
     CatalogNotFoundError,
+    ClassProblem,
     DataUnitConflictError,
     DuplicateNameError,
+    InvalidReferenceError,
+    UnknownClassError,
+)
+from runmesh.common.catalog.export_items import (
+    ExportItem,
+    count_export_items,
+    export_classes,
+    export_label_classes,
+    stream_export_items,
+)
+from runmesh.common.catalog.ground_truth import (
+    GroundTruthDatasetRow,
+    GroundTruthItemRow,
+    GroundTruthVersionRow,
 )
 from runmesh.common.catalog.models import (
+    MAX_BATCH,
+    AnnotationType,
+    AssignmentCreate,
+    AssignmentExportFilter,
+    AssignmentStatus,
     DataCollectionCreate,
+    ExportFilter,
+    ExportTarget,
     FileSpecificationIn,
     FileStorageConfig,
+    GroundTruthCategory,
+    GroundTruthDatasetCreate,
+    GroundTruthExportFilter,
+    GroundTruthItemIn,
+    GroundTruthVersionCreate,
     HttpStorageConfig,
+    LabelClass,
+    LabelSchema,
+    ProjectCreate,
     S3StorageConfig,
     StorageConfig,
     StorageCreate,
+    TaskExportFilter,
+    TasksCreate,
+    TaskStatus,
+    parse_export_filter,
     parse_storage_config,
 )
 from runmesh.common.catalog.repository import (
@@ -33,24 +77,59 @@ from runmesh.common.catalog.repository import (
 SCHEMA = "catalog"
 
 __all__ = [
+    "MAX_BATCH",
     "SCHEMA",
+    "AnnotationType",
+    "AssignmentCreate",
+    "AssignmentExportFilter",
+    "AssignmentRow",
+    "AssignmentStatus",
     "CatalogError",
     "CatalogNotFoundError",
+    "ClassProblem",
+    "CreatedTasks",
     "DataCollectionCreate",
     "DataCollectionRow",
     "DataFile",
     "DataUnitConflictError",
     "DataUnitRow",
     "DuplicateNameError",
+    "ExportFilter",
+    "ExportItem",
+    "ExportTarget",
     "FileSpecification",
     "FileSpecificationIn",
     "FileStorageConfig",
+    "GroundTruthCategory",
+    "GroundTruthDatasetCreate",
+    "GroundTruthDatasetRow",
+    "GroundTruthExportFilter",
+    "GroundTruthItemIn",
+    "GroundTruthItemRow",
+    "GroundTruthVersionCreate",
+    "GroundTruthVersionRow",
     "HttpStorageConfig",
+    "InvalidReferenceError",
+    "LabelClass",
+    "LabelSchema",
     "NewDataUnit",
+    "ProjectCreate",
+    "ProjectRow",
     "S3StorageConfig",
     "StorageConfig",
     "StorageCreate",
     "StorageProvider",
     "StorageRow",
+    "TaskExportFilter",
+    "TaskRow",
+    "TaskStatus",
+    "TasksCreate",
+    "UnknownClassError",
+    "count_export_items",
+    "export_classes",
+    "export_label_classes",
+    "parse_export_filter",
     "parse_storage_config",
+    "stream_export_items",
+    "unknown_classes",
 ]

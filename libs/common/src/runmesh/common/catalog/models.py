@@ -1,10 +1,11 @@
-"""What users create in the catalog, validated: storages per provider, data collections."""
+"""What users create in the catalog, validated, and the filters that exports read it with."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from runmesh.common.dm import DMData
 from runmesh.common.events import JsonObject
 
 # PostgreSQL stores no NUL character in text or jsonb; control characters in a name are a
@@ -269,3 +271,172 @@ class DataCollectionCreate(BaseModel):
         if schema is not None and any("\x00" in text for text in _walk_strings(schema)):
             raise ValueError("must not contain NUL characters")
         return schema
+
+
+# -- annotation: projects, tasks, assignments, ground truth ----------------------------------
+
+AnnotationType: TypeAlias = Literal[
+    "image_detection", "image_segmentation", "image_keypoints", "image_classification"
+]
+TaskStatus: TypeAlias = Literal["pending", "in_progress", "review", "completed", "skipped"]
+AssignmentStatus: TypeAlias = Literal["submitted", "approved", "rejected"]
+GroundTruthCategory: TypeAlias = Literal["train", "validation", "test"]
+ExportTarget: TypeAlias = Literal["task", "assignment", "ground_truth"]
+
+# One request carries at most this many tasks or ground-truth items: a bigger batch belongs in
+# several requests (or a run), not one body the gateway has to hold and validate at once.
+MAX_BATCH = 10_000
+
+# Class ids end up in COCO category ids and YOLO class indices: small non-negative integers
+# that every reader takes (int32).
+_MAX_CLASS_ID = 2**31 - 1
+
+
+class LabelClass(BaseModel):
+    """One class of a label schema: its stable id (what COCO and YOLO files carry) and name
+    (what DM annotations carry as `class_name`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int = Field(ge=0, le=_MAX_CLASS_ID, description="Stable class id, e.g. a COCO category")
+    name: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ] = Field(description="The `class_name` annotations use")
+
+
+class LabelSchema(BaseModel):
+    """A project's classes; ids and names are each unique."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: list[LabelClass] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, classes: list[LabelClass]) -> list[LabelClass]:
+        for attribute in ("id", "name"):
+            values = [getattr(label, attribute) for label in classes]
+            repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
+            if repeated:
+                shown = ", ".join(repr(value) for value in repeated[:5])
+                raise ValueError(f"class {attribute}s must be unique: {shown} repeat")
+        return classes
+
+    def ids_by_name(self) -> dict[str, int]:
+        """Class id by class name."""
+        return {label.name: label.id for label in self.classes}
+
+
+class ProjectCreate(BaseModel):
+    """A project to create: which data collection it annotates, how, with which classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Unique per tenant")
+    description: Description = ""
+    data_collection_id: uuid.UUID = Field(description="A data collection of the tenant")
+    annotation_type: AnnotationType
+    label_schema: LabelSchema
+
+
+class TasksCreate(BaseModel):
+    """Data units of the project's collection to make tasks of (existing tasks are kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_unit_ids: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class AssignmentCreate(BaseModel):
+    """One annotator's work on a task, in DM format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: AssignmentStatus = "submitted"
+    data: DMData
+
+
+class GroundTruthDatasetCreate(BaseModel):
+    """A ground-truth dataset to create; its data comes in versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Unique per tenant")
+    description: Description = ""
+    project_id: uuid.UUID | None = Field(
+        default=None, description="A project of the tenant; its label schema checks the items"
+    )
+
+
+class GroundTruthItemIn(BaseModel):
+    """One item of a ground-truth version: annotations in DM, optionally of a data unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_unit_id: int | None = Field(default=None, ge=1, description="A data unit of the tenant")
+    category: GroundTruthCategory | None = Field(default=None, description="Dataset split")
+    data: DMData
+
+
+class GroundTruthVersionCreate(BaseModel):
+    """A version of a ground-truth dataset, with all its items: versions do not change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ] = Field(description="Unique per dataset, e.g. `v1`")
+    items: list[GroundTruthItemIn] = Field(default_factory=list, max_length=MAX_BATCH)
+
+
+class TaskExportFilter(BaseModel):
+    """Which tasks an export reads: a project's, optionally of one status."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: uuid.UUID
+    status: TaskStatus | None = None
+
+
+class AssignmentExportFilter(BaseModel):
+    """Which assignments an export reads: those of a project's tasks, optionally of one
+    status."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: uuid.UUID
+    status: AssignmentStatus | None = None
+
+
+class GroundTruthExportFilter(BaseModel):
+    """Which ground-truth items an export reads: one version's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ground_truth_dataset_version: uuid.UUID
+
+
+ExportFilter: TypeAlias = TaskExportFilter | AssignmentExportFilter | GroundTruthExportFilter
+
+_FILTER_MODELS: dict[str, type[ExportFilter]] = {
+    "task": TaskExportFilter,
+    "assignment": AssignmentExportFilter,
+    "ground_truth": GroundTruthExportFilter,
+}
+
+
+def parse_export_filter(target: str, value: Mapping[str, Any] | ExportFilter) -> ExportFilter:
+    """The filter of an export `target`, validated for that target (raises pydantic's
+    ValidationError, or ValueError for an unknown target)."""
+    model = _FILTER_MODELS.get(target)
+    if model is None:
+        raise ValueError(f"unknown export target {target!r}: use task, assignment or ground_truth")
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    return model.model_validate(value)

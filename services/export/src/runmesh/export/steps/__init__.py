@@ -1,0 +1,1 @@
+"""The export pipeline's steps, in the order the orchestrator runs them."""

@@ -1,0 +1,48 @@
+"""Initialize: open the database, resolve the destination, the classes and the item count."""
+
+from __future__ import annotations
+
+from runmesh.common.catalog import annotation, repository
+from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.storage import StorageError, open_storage
+from runmesh.export.context import ExportContext
+from runmesh.export.errors import ExportConfigError, NothingToExportError
+from runmesh.export.steps.base import Step
+
+
+class Initialize(Step):
+    """Everything later steps need, checked up front with errors that name the bad id."""
+
+    name = "initialize"
+
+    async def execute(self, ctx: ExportContext) -> None:
+        """Connect, resolve the destination storage and the label schema, count the items."""
+        params = ctx.params
+        ctx.run.log_message_with_code("EXPORT_STARTED", params.name, params.target)
+        ctx.pool = await create_pool(ctx.settings, min_size=1, max_size=4)
+        # Idempotent, under an advisory lock: a worker may start before any gateway did.
+        await apply_migrations(ctx.pool, "catalog", load_migrations("runmesh.common.catalog"))
+        async with ctx.pool.acquire(timeout=30) as conn:
+            storage = await repository.get_storage(conn, ctx.tenant, params.storage)
+            if storage is None:
+                raise ExportConfigError(f"storage {params.storage} not found")
+            try:
+                ctx.classes = await annotation.export_classes(
+                    conn, ctx.tenant, params.target, params.filter
+                )
+            except annotation.CatalogNotFoundError as exc:
+                raise ExportConfigError(str(exc)) from exc
+            ctx.total = await annotation.count_export_items(
+                conn, ctx.tenant, params.target, params.filter
+            )
+        if ctx.total == 0:
+            ctx.run.log_message_with_code("NO_RESULTS_FOUND", params.target, params.filter)
+            raise NothingToExportError(
+                f"no {params.target} matches the filter {params.filter}: nothing to export"
+            )
+        ctx.run.log_message_with_code("RESULTS_RETRIEVED", ctx.total, params.target)
+        try:
+            ctx.destination = open_storage(storage.provider, storage.config, ctx.settings)
+        except StorageError as exc:
+            raise ExportConfigError(f"cannot open storage {storage.name!r}: {exc}") from exc
+        ctx.destination_name = storage.name

@@ -1,0 +1,572 @@
+"""The export service end to end: real broker, PostgreSQL and moto S3, files checked by
+independent readers (pycocotools, supervision)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from PIL import Image
+
+from runmesh.common.catalog import annotation, ground_truth, repository
+from runmesh.common.catalog.models import (
+    DataCollectionCreate,
+    GroundTruthDatasetCreate,
+    GroundTruthItemIn,
+    ProjectCreate,
+    StorageCreate,
+)
+from runmesh.common.catalog.repository import NewDataUnit
+from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
+from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.dm import DMData, DMImage, parse_dm
+from runmesh.common.events import RunEventBase
+from runmesh.common.worker import Worker, build_registry
+from runmesh.common.settings import Settings
+from runmesh.common.storage import platform_storage
+from runmesh.export import BUILTIN_PLUGIN
+
+from .conftest import RunClient
+
+with warnings.catch_warnings():  # supervision warns at import that OpenCV is not installed
+    warnings.simplefilter("ignore")
+    import supervision as sv  # type: ignore[import-untyped]
+from pycocotools.coco import COCO  # type: ignore[import-untyped]
+
+CATEGORY = "export"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CLASSES = ["cat", "dog", "person"]
+BROKEN = 3  # items whose data is not valid DM
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool with the catalog schema applied."""
+    db = await create_pool(settings, min_size=1, max_size=4)
+    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"ex-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def exports(settings: Settings) -> AsyncIterator[RunClient]:
+    """Submits export requests and collects their events."""
+    client = RunClient(settings, category=CATEGORY)
+    await client.start()
+    yield client
+    await client.stop()
+
+
+@contextlib.asynccontextmanager
+async def export_worker(settings: Settings, **overrides: Any) -> AsyncIterator[Worker]:
+    """The export service in this process, with its built-in plugin."""
+    settings = settings.model_copy(update=overrides)
+    registry = build_registry(settings, [BUILTIN_PLUGIN])
+    worker = Worker(CATEGORY, registry, settings, service="export")
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(60):
+        await worker.ready.wait()
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        async with asyncio.timeout(60):
+            await task
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def dm_of(index: int, file_name: str, width: int, height: int) -> DMData:
+    """Mixed shapes: boxes on every image, polygons, keypoints and a label on some."""
+    annotations: list[dict[str, Any]] = [
+        {
+            "id": f"b{k}",
+            "type": "bounding_box",
+            "class_name": CLASSES[(index + k) % 3],
+            "bbox": [1.5 + k, 2.25 + k, 10.0 + k, 7.5],
+        }
+        for k in range(3)
+    ]
+    if index % 4 == 0:
+        annotations.append(
+            {"id": "p", "type": "polygon", "class_name": "cat", "points": [[1, 1], [9, 2], [4, 8]]}
+        )
+    if index % 5 == 0:
+        annotations.append(
+            {"id": "k", "type": "keypoints", "class_name": "person", "points": [[3, 4, 2]]}
+        )
+    if index % 7 == 0:
+        annotations.append({"id": "c", "type": "classification", "class_name": "dog"})
+    image = {"file_name": file_name, "width": width, "height": height, "annotations": annotations}
+    return parse_dm({"images": [image]})
+
+
+class Seeded:
+    """A project with `count` tasks over uploaded images, some broken, and a GT version."""
+
+    def __init__(self) -> None:
+        self.project = uuid.UUID(int=0)
+        self.task_ids: list[int] = []
+        self.expected: dict[int, DMData] = {}  # task id → its DM
+        self.broken: list[int] = []
+        self.null: list[int] = []
+        self.missing_file: list[int] = []
+        self.gt_version = uuid.UUID(int=0)
+        self.unit_ids: list[int] = []
+
+
+async def seed(pool: asyncpg.Pool, settings: Settings, tenant: str, count: int) -> Seeded:
+    seeded = Seeded()
+    prefix = f"{tenant}/images"
+    sizes = [(64, 48), (40, 40), (32, 60)]
+    images = {size: png(*size) for size in sizes}
+    bucket = platform_storage(settings)
+    limit = asyncio.Semaphore(16)
+    units: list[NewDataUnit] = []
+    try:
+
+        async def upload(index: int) -> None:
+            width, height = sizes[index % 3]
+            path = f"{prefix}/img{index:05d}.png"
+            async with limit:
+                info = await bucket.write_bytes(path, images[(width, height)])
+            units.append(
+                NewDataUnit(
+                    unit_key=f"img{index:05d}",
+                    files={
+                        "image": {
+                            "uri": bucket.url(path),
+                            "size": info.size,
+                            "checksum": info.checksum,
+                            "media_type": "image/png",
+                        }
+                    },
+                )
+            )
+
+        await asyncio.gather(*(upload(i) for i in range(count)))
+    finally:
+        await bucket.close()
+    units.sort(key=lambda unit: unit.unit_key)
+    collection = DataCollectionCreate.model_validate(
+        {
+            "name": f"col-{uuid.uuid4().hex[:6]}",
+            "file_specifications": [
+                {"name": "image", "required": True, "extensions": [".png"], "is_primary": True}
+            ],
+        }
+    )
+    async with pool.acquire() as conn:
+        col = await repository.create_collection(conn, tenant, collection)
+        seeded.unit_ids = await repository.upsert_data_units(conn, tenant, col.id, None, units)
+        project = await annotation.create_project(
+            conn,
+            tenant,
+            ProjectCreate(
+                name=f"proj-{uuid.uuid4().hex[:6]}",
+                data_collection_id=col.id,
+                annotation_type="image_detection",
+                label_schema={"classes": [{"id": i, "name": n} for i, n in enumerate(CLASSES)]},  # type: ignore[arg-type]
+            ),
+        )
+        seeded.project = project.id
+        created = await annotation.create_tasks(conn, tenant, project.id, seeded.unit_ids)
+        seeded.task_ids = list(created.task_ids)
+        for index, task_id in enumerate(seeded.task_ids):
+            width, height = sizes[index % 3]
+            data = dm_of(index, f"img{index:05d}.png", width, height)
+            await annotation.set_task_data(conn, tenant, task_id, data, status="completed")
+            seeded.expected[task_id] = data
+        # Broken items, written past the API's validation as a bad import would.
+        for task_id in seeded.task_ids[1 : 1 + BROKEN]:
+            await conn.execute(
+                "UPDATE catalog.tasks SET data = $1::jsonb WHERE id = $2",
+                '{"images": [{"file_name": 7, "width": -1}]}',
+                task_id,
+            )
+            seeded.broken.append(task_id)
+        seeded.null = [seeded.task_ids[10]]
+        await conn.execute("UPDATE catalog.tasks SET data = NULL WHERE id = $1", seeded.null[0])
+        seeded.missing_file = [seeded.task_ids[11]]
+        for task_id in (*seeded.broken, *seeded.null):
+            seeded.expected.pop(task_id)
+        gt = await ground_truth.create_ground_truth_dataset(
+            conn, tenant, GroundTruthDatasetCreate(name=f"gt-{uuid.uuid4().hex[:6]}")
+        )
+        items = [
+            GroundTruthItemIn(
+                data_unit_id=unit_id,
+                category="train",
+                data=dm_of(i, f"img{i:05d}.png", *sizes[i % 3]),
+            )
+            for i, unit_id in enumerate(seeded.unit_ids[:20])
+        ]
+        version = await ground_truth.create_ground_truth_version(conn, tenant, gt.id, "v1", items)
+        seeded.gt_version = version.id
+    # One original gone from the bucket: that item's image fails, its annotations do not.
+    missing = platform_storage(settings)
+    try:
+        await missing.delete(f"{prefix}/img{11:05d}.png")
+    finally:
+        await missing.close()
+    return seeded
+
+
+async def make_destination(pool: asyncpg.Pool, tenant: str, root: Path) -> uuid.UUID:
+    from pydantic import TypeAdapter
+
+    storage = TypeAdapter(StorageCreate).validate_python(
+        {"name": f"dst-{uuid.uuid4().hex[:6]}", "provider": "file", "config": {"root": str(root)}}
+    )
+    async with pool.acquire() as conn:
+        row = await repository.create_storage(conn, tenant, storage)
+    return row.id
+
+
+def params_for(
+    storage: uuid.UUID, seeded: Seeded, output_format: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": f"export-{output_format}",
+        "storage": str(storage),
+        "target": "task",
+        "filter": {"project": str(seeded.project)},
+        "path": "exports",
+        "extra_params": {"output_format": output_format},
+        **extra,
+    }
+
+
+def boxes(image: DMImage) -> list[tuple[str, tuple[float, ...]]]:
+    return sorted(
+        (a.class_name, tuple(a.bbox)) for a in image.annotations if a.type == "bounding_box"
+    )
+
+
+def last_metrics(events: list[RunEventBase], category: str) -> dict[str, float]:
+    metrics = [e for e in events if e.type == "run.metric" and e.payload.category == category]  # type: ignore[attr-defined]
+    return dict(metrics[-1].payload.values)  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_tasks_export_in_every_format_reads_back_with_independent_readers(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    count = 100
+    seeded = await seed(pool, settings, tenant, count)
+    storage = await make_destination(pool, tenant, tmp_path)
+    results: dict[str, dict[str, Any]] = {}
+    async with export_worker(settings):
+        for output_format in ("dm", "coco", "yolo", "pascal_voc"):
+            request = await exports.submit(
+                "export", params_for(storage, seeded, output_format), tenant=tenant
+            )
+            terminal = await exports.wait_terminal(request.run_id, timeout=120)
+            assert terminal.type == "run.succeeded", terminal
+            results[output_format] = terminal.payload.result  # type: ignore[attr-defined]
+            events = exports.events[request.run_id]
+            assert last_metrics(events, "data_file") == {
+                "stand_by": 0,
+                "success": count - BROKEN - 1,
+                "failed": BROKEN,
+            }
+            assert last_metrics(events, "original_file")["failed"] == 1
+            codes = {e.payload.code for e in events if e.type == "run.log"}  # type: ignore[attr-defined]
+            assert {"EXPORT_STARTED", "RESULTS_RETRIEVED", "CONVERSION_STARTED"} <= codes
+            assert {"NULL_DATA_DETECTED", "CONVERSION_COMPLETED", "EXPORT_COMPLETED"} <= codes
+    expected = {
+        f"{task_id}_img{seeded.task_ids.index(task_id):05d}.png": dm
+        for task_id, dm in seeded.expected.items()
+    }
+    for output_format, result in results.items():
+        root = tmp_path / result["path"]
+        assert result["path"] == f"exports/export-{output_format}"
+        assert result["items"] == {
+            "total": count,
+            "exported": count - BROKEN - 1,
+            "failed": BROKEN,
+            "skipped": 1,
+        }
+        errors = orjson.loads((root / "error_file_list.json").read_bytes())
+        assert sorted(name for name, _ in errors["json_file_name"]) == sorted(
+            f"task-{t}" for t in seeded.broken
+        )
+        assert all("not valid DM" in reason for _, reason in errors["json_file_name"])
+        assert [name for name, _ in errors["origin_file_name"]] == [
+            f"task-{seeded.missing_file[0]}"
+        ]
+        reader = {
+            "dm": read_dm_json,
+            "coco": read_coco,
+            "yolo": read_yolo,
+            "pascal_voc": read_pascal_voc,
+        }[output_format]
+        if output_format == "yolo":
+            # The item whose original is gone keeps its label file; the error list names it,
+            # and a YOLO reader wants an image for every label.
+            missing = seeded.missing_file[0]
+            (root / f"labels/{missing}_img{seeded.task_ids.index(missing):05d}.txt").unlink()
+            expected_here = {k: v for k, v in expected.items() if not k.startswith(f"{missing}_")}
+        else:
+            expected_here = expected
+        dataset = reader(root)
+        got = {image.file_name: image for image in dataset.images}
+        assert set(got) == set(expected_here), output_format
+        for name, dm in expected_here.items():
+            want = boxes(dm.images[0])
+            have = boxes(got[name])
+            assert [c for c, _ in have] == [c for c, _ in want]
+            for (_, a), (_, b) in zip(have, want, strict=True):
+                assert a == pytest.approx(b, rel=1e-6)
+        images = root / (
+            "JPEGImages"
+            if output_format == "pascal_voc"
+            else "original_files"
+            if output_format == "dm"
+            else "images"
+        )
+        assert len(list(images.iterdir())) == count - BROKEN - 1 - 1  # the missing original
+    # Independent readers agree.
+    coco = COCO(str(tmp_path / results["coco"]["path"] / "annotations.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == CLASSES
+    assert len(coco.getImgIds()) == count - BROKEN - 1
+    yolo_root = tmp_path / results["yolo"]["path"]
+    yolo = sv.DetectionDataset.from_yolo(
+        images_directory_path=str(yolo_root / "images"),
+        annotations_directory_path=str(yolo_root / "labels"),
+        data_yaml_path=str(yolo_root / "data.yaml"),
+    )
+    assert yolo.classes == CLASSES
+    assert len(yolo) == count - BROKEN - 2  # supervision reads only images that are there
+    voc_root = tmp_path / results["pascal_voc"]["path"]
+    voc = sv.DetectionDataset.from_pascal_voc(
+        images_directory_path=str(voc_root / "JPEGImages"),
+        annotations_directory_path=str(voc_root / "Annotations"),
+    )
+    assert sorted(voc.classes) == CLASSES
+    for path, _, detections in voc:
+        task_id = int(Path(path).name.split("_")[0])
+        want = sorted(
+            (a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3])
+            for a in seeded.expected[task_id].images[0].annotations
+            if a.type == "bounding_box"
+        )
+        have = sorted(map(tuple, detections.xyxy.tolist()))
+        assert len(have) == len(want)
+        for got_box, want_box in zip(have, want, strict=True):
+            assert got_box == pytest.approx(want_box, rel=1e-6)
+
+
+async def test_a_second_export_with_the_same_name_gets_its_own_folder(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    seeded = await seed(pool, settings, tenant, 15)
+    storage = await make_destination(pool, tenant, tmp_path)
+    paths = []
+    async with export_worker(settings):
+        for _ in range(2):
+            request = await exports.submit(
+                "export",
+                params_for(storage, seeded, "coco", save_original_file=False),
+                tenant=tenant,
+            )
+            terminal = await exports.wait_terminal(request.run_id, timeout=60)
+            assert terminal.type == "run.succeeded", terminal
+            paths.append(terminal.payload.result["path"])  # type: ignore[attr-defined]
+    assert paths == ["exports/export-coco", "exports/export-coco(1)"]
+    assert not (tmp_path / paths[0] / "images").exists()
+
+
+async def test_assignment_and_ground_truth_targets(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    seeded = await seed(pool, settings, tenant, 20)
+    async with pool.acquire() as conn:
+        for task_id in seeded.task_ids[12:16]:
+            await annotation.create_assignment(
+                conn, tenant, task_id, seeded.expected[task_id], status="approved"
+            )
+    storage = await make_destination(pool, tenant, tmp_path)
+    async with export_worker(settings):
+        assignment = await exports.submit(
+            "export",
+            params_for(
+                storage,
+                seeded,
+                "yolo",
+                target="assignment",
+                name="a",
+                filter={"project": str(seeded.project), "status": "approved"},
+            ),
+            tenant=tenant,
+        )
+        gt = await exports.submit(
+            "export",
+            params_for(
+                storage,
+                seeded,
+                "coco",
+                target="ground_truth",
+                name="gt",
+                filter={"ground_truth_dataset_version": str(seeded.gt_version)},
+                extra_params={"output_format": "coco", "split": {"train": 0.5, "valid": 0.5}},
+            ),
+            tenant=tenant,
+        )
+        bad = await exports.submit(
+            "export",
+            params_for(
+                storage,
+                seeded,
+                "coco",
+                target="ground_truth",
+                name="bad",
+                filter={"project": str(seeded.project)},
+            ),
+            tenant=tenant,
+        )
+        done = {
+            r.run_id: await exports.wait_terminal(r.run_id, timeout=60)
+            for r in (assignment, gt, bad)
+        }
+    result = done[assignment.run_id].payload.result  # type: ignore[attr-defined]
+    assert result["items"]["exported"] == 4
+    assert len(list((tmp_path / "exports/a/labels").iterdir())) == 4
+    result = done[gt.run_id].payload.result  # type: ignore[attr-defined]
+    assert result["items"]["exported"] == 20 and result["splits"] == ["train", "valid"]
+    split_images = [len(read_coco(tmp_path / "exports/gt" / s).images) for s in ("train", "valid")]
+    assert sum(split_images) == 20 and min(split_images) > 0
+    failed = done[bad.run_id]
+    assert failed.type == "run.failed"
+    assert "ground_truth_dataset_version" in failed.payload.message  # type: ignore[attr-defined]
+
+
+async def test_a_user_plugin_changes_the_output_through_the_hooks(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    seeded = await seed(pool, settings, tenant, 12)
+    async with pool.acquire() as conn:  # an item with no box at all: the plugin skips it
+        only_label = parse_dm(
+            {
+                "images": [
+                    {
+                        "file_name": "img00000.png",
+                        "width": 64,
+                        "height": 48,
+                        "annotations": [{"id": "c", "type": "classification", "class_name": "dog"}],
+                    }
+                ]
+            }
+        )
+        await annotation.set_task_data(conn, tenant, seeded.task_ids[0], only_label)
+    storage = await make_destination(pool, tenant, tmp_path)
+    async with export_worker(settings, plugin_path=[EXAMPLES]):
+        request = await exports.submit(
+            "export",
+            params_for(storage, seeded, "dm", name="csv", save_original_file=False),
+            tenant=tenant,
+            plugin="export-csv",
+        )
+        terminal = await exports.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.succeeded", terminal
+    root = tmp_path / "exports/csv"
+    rows = (root / "annotations.csv").read_text().splitlines()
+    exported = 12 - BROKEN - 1 - 1  # broken, null, and the one the hook skipped
+    assert rows[0] == "image,class,x,y,width,height"
+    assert len(rows) == 1 + 3 * exported
+    assert (root / "summary.txt").read_text() == f"{3 * exported} boxes\n"
+    assert terminal.payload.result["items"]["skipped"] == 2  # type: ignore[attr-defined]
+
+
+async def test_nothing_to_export_and_an_unknown_storage_fail_clearly(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    storage = await make_destination(pool, tenant, tmp_path)
+    empty = Seeded()
+    empty.project = uuid.uuid4()
+    async with export_worker(settings):
+        unknown_project = await exports.submit(
+            "export", params_for(storage, empty, "coco"), tenant=tenant
+        )
+        unknown_storage = await exports.submit(
+            "export", params_for(uuid.uuid4(), empty, "coco"), tenant=tenant
+        )
+        first = await exports.wait_terminal(unknown_project.run_id, timeout=60)
+        second = await exports.wait_terminal(unknown_storage.run_id, timeout=60)
+    assert first.type == "run.failed" and "not found" in first.payload.message  # type: ignore[attr-defined]
+    assert second.type == "run.failed" and "storage" in second.payload.message  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_duplicates(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    count = 900
+    seeded = await seed(pool, settings, tenant, count)
+    storage = await make_destination(pool, tenant, tmp_path / "dst")
+    params = params_for(storage, seeded, "coco", max_concurrency=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
+    env.update(settings.model_copy(update={"kafka_session_timeout_ms": 6000}).to_env())
+
+    def start_process(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "runmesh.export"], env=env, stdout=out, stderr=out
+            )
+
+    first = start_process(tmp_path / "w1.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        request = await exports.submit("export", params, tenant=tenant)
+
+        async def some_progress() -> bool:
+            return any(
+                e.type == "run.progress" and e.payload.current >= 256  # type: ignore[attr-defined]
+                for e in exports.events[request.run_id]
+            )
+
+        from runmesh.common.testing import eventually
+
+        await eventually(some_progress, timeout=120, message="no progress")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = start_process(tmp_path / "w2.log")
+        terminal = await exports.wait_terminal(request.run_id, timeout=240)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert terminal.type == "run.succeeded", (terminal, (tmp_path / "w2.log").read_text()[-3000:])
+    assert terminal.attempt == 2
+    exported = count - BROKEN - 1
+    root = tmp_path / "dst" / "exports" / "export-coco"
+    assert [p.name for p in (tmp_path / "dst" / "exports").iterdir()] == ["export-coco"]
+    dataset = read_coco(root)
+    assert len(dataset.images) == exported
+    assert len({image.file_name for image in dataset.images}) == exported
+    assert len(list((root / "images").iterdir())) == exported - 1

@@ -34,9 +34,9 @@ from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, 
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.dm import DMData, DMImage, parse_dm
 from runmesh.common.events import RunEventBase
-from runmesh.common.worker import Worker, build_registry
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
+from runmesh.common.worker import Worker, build_registry
 from runmesh.export import BUILTIN_PLUGIN
 
 from .conftest import RunClient

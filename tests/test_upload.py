@@ -602,3 +602,56 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
     assert result["data_files"]["already_uploaded"] >= len(kept) - 1  # one may have been partial
     assert len(await units_of(pool, request.run_id)) == count
     assert len(await objects(settings, f"{tenant}/{collection}/{request.run_id}")) == 2 * count
+
+
+async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    count = 60
+    many_units(tmp_path, count, 64 * KB)
+    excel(tmp_path / "meta.xlsx", [["file", "weather"], ["u000", "sunny"]])
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    params = {
+        "name": "fails early",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "excel_metadata_path": "meta.xlsx",
+        "max_concurrency": 1,
+    }
+    # Attempt 1 stores objects, then stops for a worker shutdown (keeping them for attempt 2).
+    async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
+        request = await uploads.submit("upload", params, tenant=tenant)
+
+        await wait_uploaded(uploads, request.run_id, 10 / 120)
+    assert uploads.terminal(request.run_id) == []
+    prefix = f"{tenant}/{collection}/{request.run_id}"
+    kept = await objects(settings, prefix)
+    assert kept, "the first attempt's objects were rolled back"
+    # Units attempt 1 could have stored had it stopped later, in generate_data_units.
+    image, label = sorted(kept)[:2]
+    files: dict[str, repository.DataFile] = {
+        spec: {
+            "uri": f"s3://{settings.s3_bucket}/{key}",
+            "size": 1,
+            "checksum": None,
+            "media_type": None,
+        }
+        for spec, key in (("image", image), ("label", label))
+    }
+    async with pool.acquire() as conn:
+        await repository.upsert_data_units(
+            conn, tenant, collection, request.run_id, [repository.NewDataUnit("u000", files)]
+        )
+    assert set(await units_of(pool, request.run_id)) == {"u000"}
+
+    # Attempt 2 fails in process_metadata, before the steps that write.
+    (tmp_path / "meta.xlsx").unlink()
+    async with upload_worker(settings):
+        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.failed", terminal
+    assert terminal.attempt == 2
+    assert "Excel metadata not found" in terminal.payload.message  # type: ignore[attr-defined]
+    assert await objects(settings, prefix) == {}
+    assert await units_of(pool, request.run_id) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -93,6 +94,49 @@ async def test_large_writes_go_multipart_and_keep_their_checksum(
         assert (copied.size, copied.checksum) == (len(data), digest)
 
 
+async def test_concurrent_writes_share_the_storages_part_slots(
+    settings: Settings, prefix: str
+) -> None:
+    """Four multipart writes at once never have more than `max_concurrency` parts in flight."""
+    files = {f"f{i}.bin": os.urandom(10 * MiB + 1000 * i + 1) for i in range(4)}  # 3 parts each
+    async with small_parts(settings, prefix) as storage:  # 2 part slots
+        client = await storage._get_client()
+        running = 0
+        peak = {"requests": 0, "gauge": 0}
+
+        def counted(call: Any) -> Any:  # Any: aiobotocore's generated client methods
+            async def counting(**arguments: Any) -> Any:
+                nonlocal running
+                running += 1
+                peak["requests"] = max(peak["requests"], running)
+                peak["gauge"] = max(peak["gauge"], storage.parts_in_flight)
+                try:
+                    await asyncio.sleep(0.05)  # parts overlap, so an excess would show
+                    return await call(**arguments)
+                finally:
+                    running -= 1
+
+            return counting
+
+        # Copies count too: each multipart write is sealed by a multipart copy onto itself.
+        client.upload_part = counted(client.upload_part)
+        client.upload_part_copy = counted(client.upload_part_copy)
+        infos = await asyncio.gather(
+            *(storage.write(path, stream(data, 700_000)) for path, data in files.items())
+        )
+
+        assert peak == {"requests": 2, "gauge": 2}
+        assert storage.parts_in_flight == 0
+        for info, (path, data) in zip(infos, files.items(), strict=True):
+            digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            assert (info.path, info.size, info.checksum) == (path, len(data), digest)
+            assert (await storage.stat(path)).checksum == digest
+            hasher = hashlib.sha256()
+            async for chunk in storage.read(path):
+                hasher.update(chunk)
+            assert f"sha256:{hasher.hexdigest()}" == digest
+
+
 async def test_a_failing_stream_aborts_the_multipart_upload(
     settings: Settings, prefix: str, raw: Any
 ) -> None:
@@ -105,6 +149,7 @@ async def test_a_failing_stream_aborts_the_multipart_upload(
         with pytest.raises(ValueError, match="the source broke"):
             await storage.write("broken.bin", broken())
         assert not await storage.exists("broken.bin")
+        assert storage.parts_in_flight == 0  # the parts' slots are back for the next writes
 
     uploads = await raw.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
     assert uploads.get("Uploads", []) == []

@@ -11,11 +11,25 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from runmesh.common.plugins import Run
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Counts:
+    """`stand_by`, `success`, `failed` of one metrics category (Synapse's MetricsRecord)."""
+
+    stand_by: int = 0
+    success: int = 0
+    failed: int = 0
+
+    def as_metrics(self) -> dict[str, float]:
+        """The values `run.set_metrics` takes."""
+        return {"stand_by": self.stand_by, "success": self.success, "failed": self.failed}
 
 
 class PipelineContext(Protocol):

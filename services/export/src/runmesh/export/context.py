@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runmesh.common.pipeline import Counts
 from runmesh.common.plugins import Run
 from runmesh.common.settings import Settings
 from runmesh.export.params import ExportParams
@@ -43,19 +44,6 @@ class ExportHooks(Protocol):
     def additional_file_saving(self, ctx: ExportContext) -> None:
         """Write extra files into `ctx.staging` once every item is saved."""
         ...
-
-
-@dataclass(slots=True)
-class Counts:
-    """`stand_by`, `success`, `failed` of one metrics category."""
-
-    stand_by: int = 0
-    success: int = 0
-    failed: int = 0
-
-    def as_metrics(self) -> dict[str, float]:
-        """The values `run.set_metrics` takes."""
-        return {"stand_by": self.stand_by, "success": self.success, "failed": self.failed}
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runmesh.common.pipeline import Counts
 from runmesh.common.plugins import Run
 from runmesh.common.settings import Settings
 from runmesh.upload.params import UploadParams
@@ -69,19 +70,6 @@ class Failure:
 
 
 @dataclass(slots=True)
-class Counts:
-    """`stand_by`, `success`, `failed` of one metrics category."""
-
-    stand_by: int = 0
-    success: int = 0
-    failed: int = 0
-
-    def as_metrics(self) -> dict[str, float]:
-        """The values `run.set_metrics` takes."""
-        return {"stand_by": self.stand_by, "success": self.success, "failed": self.failed}
-
-
-@dataclass(slots=True)
 class UploadContext:
     """State passed from step to step; each step fills what the next ones read."""
 
@@ -104,7 +92,6 @@ class UploadContext:
     failed_units: list[Failure] = field(default_factory=list)
     # (unit key, spec) → {uri, size, checksum, media_type} of the uploaded copy
     uploaded: dict[tuple[str, str], DataFile] = field(default_factory=dict)
-    destination_paths: list[str] = field(default_factory=list)  # every object of this run
     skipped_present: int = 0  # already uploaded by an earlier attempt (same checksum)
     unit_ids: list[int] = field(default_factory=list)
     data_files: Counts = field(default_factory=Counts)

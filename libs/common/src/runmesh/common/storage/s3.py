@@ -8,7 +8,14 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+)
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -172,10 +179,14 @@ class S3Storage(Storage):
 
     One aiobotocore client per storage, created on first use and closed by `close()`.
     Writes up to `multipart_threshold` bytes are one PUT; larger ones a multipart upload of
-    `part_size` parts, at most `max_concurrency` in flight (which bounds memory to about
-    `(max_concurrency + 1) * part_size`), each retried with exponential backoff and jitter
-    on throttling, 5xx and connection errors; a failed upload is aborted. botocore retries
-    every other call itself. Every call has a `timeout_s` deadline.
+    `part_size` parts, each retried with exponential backoff and jitter on throttling, 5xx
+    and connection errors; a failed upload is aborted. botocore retries every other call
+    itself. Every call has a `timeout_s` deadline.
+
+    At most `max_concurrency` parts are in flight per storage, across all its concurrent
+    writes and copies (`parts_in_flight`): the part data held is at most
+    `max_concurrency * part_size`, whatever the number of writes. Each write also buffers up
+    to one part (or `multipart_threshold` bytes) plus one chunk while it waits for a slot.
 
     The SHA-256 of each write is kept as the object's user metadata `sha256` (hex). A
     multipart upload only knows it at the end, so the finished object is then copied onto
@@ -224,6 +235,11 @@ class S3Storage(Storage):
         self._threshold = multipart_threshold
         self._part_size = part_size
         self._max_concurrency = max_concurrency
+        # One budget for the whole storage, not one per write: N concurrent writes would
+        # otherwise hold N times the parts. A slot is taken per part, never per write, so a
+        # large write always progresses and writes holding slots never wait on each other.
+        self._part_slots = asyncio.Semaphore(max_concurrency)
+        self._parts_in_flight = 0
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         # Any: aiobotocore clients are generated at run time and untyped.
@@ -268,6 +284,11 @@ class S3Storage(Storage):
         """The key prefix every path is under ("" for the whole bucket)."""
         return self._prefix
 
+    @property
+    def parts_in_flight(self) -> int:
+        """Parts of multipart uploads and copies under way now (at most `max_concurrency`)."""
+        return self._parts_in_flight
+
     def __repr__(self) -> str:
         return f"S3Storage({self._url('')!r}, endpoint_url={self._endpoint_url!r})"
 
@@ -308,6 +329,27 @@ class S3Storage(Storage):
             config=config,
             **self._credentials,
         )
+
+    async def _take_part_slot(self) -> None:
+        """Wait for one of the storage's `max_concurrency` part slots."""
+        await self._part_slots.acquire()
+        self._parts_in_flight += 1
+
+    def _release_part_slot(self) -> None:
+        self._parts_in_flight -= 1
+        self._part_slots.release()
+
+    def _start_part(self, group: asyncio.TaskGroup, part: Coroutine[Any, Any, None]) -> None:
+        """Run `part` in `group` with the slot just taken, which is freed when it ends."""
+        try:
+            task = group.create_task(part)
+        except BaseException:
+            part.close()
+            self._release_part_slot()
+            raise
+        # A done callback, not a `finally` in `part`: a task cancelled before it first runs
+        # never enters its body, and a slot lost that way would shrink the storage for good.
+        task.add_done_callback(lambda _: self._release_part_slot())
 
     def _key(self, path: str) -> str:
         return join_path(self._prefix, path) if path else self._prefix
@@ -472,48 +514,44 @@ class S3Storage(Storage):
         )
         upload_id: str = created["UploadId"]
         etags: dict[int, str] = {}
-        semaphore = asyncio.Semaphore(self._max_concurrency)
 
         async def upload(number: int, data: bytes) -> None:
-            try:
-                response = await self._retrying(
-                    f"upload part {number} of {where}",
-                    lambda: client.upload_part(
-                        Bucket=self._bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=data,
-                    ),
-                )
-                etags[number] = response["ETag"]
-            finally:
-                semaphore.release()
+            response = await self._retrying(
+                f"upload part {number} of {where}",
+                lambda: client.upload_part(
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                ),
+            )
+            etags[number] = response["ETag"]
 
         async def feed(group: asyncio.TaskGroup) -> None:
             number = 0
             while True:
                 while len(buffer) >= self._part_size:
                     number += 1
-                    await submit(group, number, _take(buffer, self._part_size))
+                    await submit(group, number, self._part_size)
                 chunk = await anext(iterator, None)
                 if chunk is None:
                     break
                 await hasher.update(chunk)
                 buffer.extend(chunk)
             if buffer:
-                await submit(group, number + 1, bytes(buffer))
-                buffer.clear()
+                await submit(group, number + 1, len(buffer))
 
-        async def submit(group: asyncio.TaskGroup, number: int, data: bytes) -> None:
+        async def submit(group: asyncio.TaskGroup, number: int, size: int) -> None:
             if number > _MAX_PARTS:
                 raise StorageTooLarge(
                     f"{where}: more than {_MAX_PARTS} parts of {self._part_size} bytes; "
                     "use a larger part size"
                 )
-            # Released when the part is done: bounds the parts (and memory) in flight.
-            await semaphore.acquire()
-            group.create_task(upload(number, data))
+            # The slot is taken before the part is cut from the buffer and freed once it is
+            # uploaded, so the storage's slots bound the part data held in memory.
+            await self._take_part_slot()
+            self._start_part(group, upload(number, _take(buffer, size)))
 
         try:
             await _run_in_group(feed)
@@ -615,31 +653,29 @@ class S3Storage(Storage):
         )
         upload_id: str = created["UploadId"]
         etags: dict[int, str] = {}
-        semaphore = asyncio.Semaphore(self._max_concurrency)
 
         async def copy_part(number: int, first: int, last: int) -> None:
-            try:
-                response = await self._retrying(
-                    f"copy part {number} to {where}",
-                    lambda: client.upload_part_copy(
-                        Bucket=self._bucket,
-                        Key=dst_key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        CopySource=source,
-                        CopySourceRange=f"bytes={first}-{last}",
-                        **condition,
-                    ),
-                )
-                etags[number] = response["CopyPartResult"]["ETag"]
-            finally:
-                semaphore.release()
+            response = await self._retrying(
+                f"copy part {number} to {where}",
+                lambda: client.upload_part_copy(
+                    Bucket=self._bucket,
+                    Key=dst_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={first}-{last}",
+                    **condition,
+                ),
+            )
+            etags[number] = response["CopyPartResult"]["ETag"]
 
         async def feed(group: asyncio.TaskGroup) -> None:
             for number, first in enumerate(range(0, size, part_size), start=1):
-                await semaphore.acquire()
+                # Copied parts hold no data here, but share the slots: `max_concurrency` also
+                # bounds the storage's requests (its connection pool is sized from it).
+                await self._take_part_slot()
                 last = min(first + part_size, size) - 1
-                group.create_task(copy_part(number, first, last))
+                self._start_part(group, copy_part(number, first, last))
 
         try:
             await _run_in_group(feed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runmesh.common.catalog import annotation, repository
+from runmesh.common.catalog.errors import CatalogNotFoundError
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.storage import StorageError, open_storage
 from runmesh.export.context import ExportContext
@@ -30,7 +31,7 @@ class Initialize(Step):
                 ctx.classes = await annotation.export_classes(
                     conn, ctx.tenant, params.target, params.filter
                 )
-            except annotation.CatalogNotFoundError as exc:
+            except CatalogNotFoundError as exc:
                 raise ExportConfigError(str(exc)) from exc
             ctx.total = await annotation.count_export_items(
                 conn, ctx.tenant, params.target, params.filter

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from runmesh.common.catalog.repository import NewDataUnit, delete_data_units_of_run
+from runmesh.common.catalog.repository import NewDataUnit
 from runmesh.upload.context import UploadContext
 from runmesh.upload.steps.base import Step
 from runmesh.upload.strategies.data_unit import writer_for
 
 
 class GenerateDataUnits(Step):
-    """One row per unit, keyed by (run, unit key): a re-executed run updates, never duplicates."""
+    """One row per unit, keyed by (run, unit key): a re-executed run updates, never duplicates.
+
+    No rollback of its own: `Initialize.rollback` deletes the run's units, including those
+    of an earlier attempt when this one failed before this step.
+    """
 
     name = "generate_data_units"
 
@@ -37,11 +41,3 @@ class GenerateDataUnits(Step):
         ctx.unit_ids = await writer.write(ctx, units, on_written)
         ctx.report_metrics()
         ctx.run.log_message(f"created {len(ctx.unit_ids)} data units ({writer.describe()})")
-
-    async def rollback(self, ctx: UploadContext) -> None:
-        """Remove the units this run created."""
-        if ctx.pool is None:
-            return
-        async with ctx.pool.acquire(timeout=30) as conn:
-            removed = await delete_data_units_of_run(conn, ctx.tenant, ctx.run_id)
-        ctx.run.log_message(f"rollback: removed {removed} data units", level="warning")

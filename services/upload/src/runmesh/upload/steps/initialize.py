@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from runmesh.common.catalog import repository
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.storage import StorageError, open_storage, platform_storage
@@ -9,28 +12,46 @@ from runmesh.upload.context import UploadContext
 from runmesh.upload.errors import UploadConfigError
 from runmesh.upload.steps.base import Step
 
+log = logging.getLogger(__name__)
+
+_DELETE_CONCURRENCY = 16
+
 
 class Initialize(Step):
-    """Everything later steps need, checked up front with errors that name the bad id."""
+    """Everything later steps need, checked up front with errors that name the bad id.
+
+    Its rollback removes all the run stored: it runs whichever step failed, as the steps
+    that write may not have been reached by this attempt but by an earlier one.
+    """
 
     name = "initialize"
 
     async def execute(self, ctx: UploadContext) -> None:
-        """Connect, then resolve source, destination and collection."""
+        """Connect, then resolve destination, source and collection."""
         params = ctx.params
         ctx.pool = await create_pool(ctx.settings, min_size=1, max_size=4)
         # Idempotent, under an advisory lock: a worker may start before any gateway did.
         await apply_migrations(ctx.pool, "catalog", load_migrations("runmesh.common.catalog"))
         async with ctx.pool.acquire(timeout=30) as conn:
-            source = await repository.get_storage(conn, ctx.tenant, params.storage)
-            if source is None:
-                raise UploadConfigError(f"storage {params.storage} not found")
             destination = None
             if params.destination is not None:
                 destination = await repository.get_storage(conn, ctx.tenant, params.destination)
                 if destination is None:
                     raise UploadConfigError(f"destination storage {params.destination} not found")
+            source = await repository.get_storage(conn, ctx.tenant, params.storage)
             collection = await repository.get_collection(conn, ctx.tenant, params.data_collection)
+        # The destination before the checks below: if one of them fails, the rollback needs
+        # it to delete what an earlier attempt of this run stored.
+        try:
+            ctx.destination = (
+                open_storage(destination.provider, destination.config, ctx.settings)
+                if destination is not None
+                else platform_storage(ctx.settings)
+            )
+        except StorageError as exc:
+            raise UploadConfigError(f"cannot open the destination storage: {exc}") from exc
+        if source is None:
+            raise UploadConfigError(f"storage {params.storage} not found")
         if collection is None:
             raise UploadConfigError(f"data collection {params.data_collection} not found")
         ctx.collection = collection
@@ -38,17 +59,50 @@ class Initialize(Step):
         self._check_assets(ctx)
         try:
             ctx.source = open_storage(source.provider, source.config, ctx.settings)
-            ctx.destination = (
-                open_storage(destination.provider, destination.config, ctx.settings)
-                if destination is not None
-                else platform_storage(ctx.settings)
-            )
         except StorageError as exc:
-            raise UploadConfigError(f"cannot open a storage: {exc}") from exc
+            raise UploadConfigError(f"cannot open the source storage: {exc}") from exc
         ctx.run.log_message(
             f"uploading into collection {collection.name!r} "
             f"({len(ctx.specs)} file specifications) from storage {source.name!r}"
         )
+
+    async def rollback(self, ctx: UploadContext) -> None:
+        """Delete the run's data units, then every object under its prefix (any attempt's).
+
+        Units first, so that none is left pointing at a deleted object. The prefix
+        `<tenant>/<collection>/<run_id>/` is the run's alone, so it is listed rather than
+        rebuilt from this attempt's files, which miss what an earlier attempt stored.
+        """
+        if ctx.pool is not None:
+            async with ctx.pool.acquire(timeout=30) as conn:
+                removed = await repository.delete_data_units_of_run(conn, ctx.tenant, ctx.run_id)
+            if removed:
+                ctx.run.log_message(f"rollback: removed {removed} data units", level="warning")
+        if ctx.destination is None:
+            return
+        destination = ctx.destination
+        paths = [
+            info.path async for info in destination.list(ctx.destination_prefix, recursive=True)
+        ]
+        limit = asyncio.Semaphore(_DELETE_CONCURRENCY)
+        failures = 0
+
+        async def delete(path: str) -> None:
+            nonlocal failures
+            async with limit:
+                try:
+                    await destination.delete(path)
+                except StorageError as exc:
+                    failures += 1
+                    log.warning("rollback could not delete %s: %s", path, exc)
+
+        await asyncio.gather(*(delete(path) for path in paths))
+        if paths:
+            ctx.run.log_message(
+                f"rollback: deleted {len(paths) - failures} of {len(paths)} objects under "
+                f"{ctx.destination_prefix}",
+                level="warning",
+            )
 
     @staticmethod
     def _check_assets(ctx: UploadContext) -> None:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import PurePosixPath
 
 from runmesh.common.catalog.repository import DataFile
-from runmesh.common.storage import StorageError
 from runmesh.upload.context import Failure, UploadContext
 from runmesh.upload.errors import UploadFailedError
 from runmesh.upload.steps.base import Step
 from runmesh.upload.strategies.upload import ConcurrentUpload, FileJob
 
-log = logging.getLogger(__name__)
-
-_DELETE_CONCURRENCY = 16
-
 
 class UploadFiles(Step):
-    """Copies the files; a unit with a file that failed is left out, with the file's reason."""
+    """Copies the files; a unit with a file that failed is left out, with the file's reason.
+
+    No rollback of its own: `Initialize.rollback` deletes every object under the run's
+    prefix, including those of an earlier attempt when this one failed before this step.
+    """
 
     name = "upload_files"
 
@@ -65,27 +62,6 @@ class UploadFiles(Step):
             raise UploadFailedError(f"none of {total} files could be uploaded")
         skipped = f" ({ctx.skipped_present} already there)" if ctx.skipped_present else ""
         ctx.run.log_message(f"uploaded {ctx.data_files.success} of {total} files{skipped}")
-
-    async def rollback(self, ctx: UploadContext) -> None:
-        """Delete every object this run wrote (by any attempt): nothing is left orphaned."""
-        if ctx.destination is None or not ctx.destination_paths:
-            return
-        destination = ctx.destination
-        limit = asyncio.Semaphore(_DELETE_CONCURRENCY)
-        failures = 0
-
-        async def delete(path: str) -> None:
-            nonlocal failures
-            async with limit:
-                try:
-                    await destination.delete(path)
-                except StorageError as exc:
-                    failures += 1
-                    log.warning("rollback could not delete %s: %s", path, exc)
-
-        await asyncio.gather(*(delete(path) for path in set(ctx.destination_paths)))
-        deleted = len(set(ctx.destination_paths)) - failures
-        ctx.run.log_message(f"rollback: deleted {deleted} uploaded objects", level="warning")
 
 
 def _destination(ctx: UploadContext, spec: str, unit_key: str, source_path: str) -> str:

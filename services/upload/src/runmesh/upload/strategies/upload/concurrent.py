@@ -87,7 +87,6 @@ class ConcurrentUpload:
         if hooks is not None:
             hooks.before_upload(job.file)
         media_type = mimetypes.guess_type(job.file.path)[0]
-        ctx.destination_paths.append(job.destination_path)  # rollback deletes even a partial one
         stored = await self._already_there(ctx.source, ctx.destination, job, self._present)
         if stored is not None:
             ctx.skipped_present += 1

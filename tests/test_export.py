@@ -400,42 +400,50 @@ async def test_a_second_export_with_the_same_name_gets_its_own_folder(
     assert not (tmp_path / paths[0] / "images").exists()
 
 
-async def test_assignment_and_ground_truth_targets(
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_assignment_and_ground_truth_targets_in_every_format(
     settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     seeded = await seed(pool, settings, tenant, 20)
+    approved = seeded.task_ids[12:16]
     async with pool.acquire() as conn:
-        for task_id in seeded.task_ids[12:16]:
+        for task_id in seeded.task_ids[12:18]:
+            status = "approved" if task_id in approved else "rejected"
             await annotation.create_assignment(
-                conn, tenant, task_id, seeded.expected[task_id], status="approved"
+                conn, tenant, task_id, seeded.expected[task_id], status=status
             )
     storage = await make_destination(pool, tenant, tmp_path)
+    formats = ("dm", "coco", "yolo", "pascal_voc")
+    requests = {}
     async with export_worker(settings):
-        assignment = await exports.submit(
-            "export",
-            params_for(
-                storage,
-                seeded,
-                "yolo",
-                target="assignment",
-                name="a",
-                filter={"project": str(seeded.project), "status": "approved"},
-            ),
-            tenant=tenant,
-        )
-        gt = await exports.submit(
-            "export",
-            params_for(
-                storage,
-                seeded,
-                "coco",
-                target="ground_truth",
-                name="gt",
-                filter={"ground_truth_dataset_version": str(seeded.gt_version)},
-                extra_params={"output_format": "coco", "split": {"train": 0.5, "valid": 0.5}},
-            ),
-            tenant=tenant,
-        )
+        for output_format in formats:
+            requests[("a", output_format)] = await exports.submit(
+                "export",
+                params_for(
+                    storage,
+                    seeded,
+                    output_format,
+                    target="assignment",
+                    name=f"a-{output_format}",
+                    filter={"project": str(seeded.project), "status": "approved"},
+                ),
+                tenant=tenant,
+            )
+            split = {"train": 0.5, "valid": 0.5}
+            requests[("gt", output_format)] = await exports.submit(
+                "export",
+                params_for(
+                    storage,
+                    seeded,
+                    output_format,
+                    target="ground_truth",
+                    name=f"gt-{output_format}",
+                    filter={"ground_truth_dataset_version": str(seeded.gt_version)},
+                    extra_params={"output_format": output_format, "split": split},
+                ),
+                tenant=tenant,
+            )
         bad = await exports.submit(
             "export",
             params_for(
@@ -449,17 +457,25 @@ async def test_assignment_and_ground_truth_targets(
             tenant=tenant,
         )
         done = {
-            r.run_id: await exports.wait_terminal(r.run_id, timeout=60)
-            for r in (assignment, gt, bad)
+            key: await exports.wait_terminal(request.run_id, timeout=60)
+            for key, request in requests.items()
         }
-    result = done[assignment.run_id].payload.result  # type: ignore[attr-defined]
-    assert result["items"]["exported"] == 4
-    assert len(list((tmp_path / "exports/a/labels").iterdir())) == 4
-    result = done[gt.run_id].payload.result  # type: ignore[attr-defined]
-    assert result["items"]["exported"] == 20 and result["splits"] == ["train", "valid"]
-    split_images = [len(read_coco(tmp_path / "exports/gt" / s).images) for s in ("train", "valid")]
-    assert sum(split_images) == 20 and min(split_images) > 0
-    failed = done[bad.run_id]
+        failed = await exports.wait_terminal(bad.run_id, timeout=60)
+    readers = {"dm": read_dm_json, "coco": read_coco, "pascal_voc": read_pascal_voc}
+    for (target, output_format), terminal in done.items():
+        assert terminal.type == "run.succeeded", (target, output_format, terminal)
+        result = terminal.payload.result  # type: ignore[attr-defined]
+        root = tmp_path / "exports" / f"{target}-{output_format}"
+        want = 4 if target == "a" else 20
+        assert result["items"]["exported"] == want
+        folders = [root] if target == "a" else [root / "train", root / "valid"]
+        if target == "gt":
+            assert result["splits"] == ["train", "valid"]
+        if output_format == "yolo":  # its reader wants every image; count the label files
+            counts = [len(list((folder / "labels").iterdir())) for folder in folders]
+        else:
+            counts = [len(readers[output_format](folder).images) for folder in folders]
+        assert sum(counts) == want and min(counts) > 0, (target, output_format, counts)
     assert failed.type == "run.failed"
     assert "ground_truth_dataset_version" in failed.payload.message  # type: ignore[attr-defined]
 

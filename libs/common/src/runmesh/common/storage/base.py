@@ -206,11 +206,7 @@ class Storage(abc.ABC):
         self, path: str, data: bytes, *, media_type: str | None = None
     ) -> ObjectInfo:
         """`write` for data already in memory."""
-
-        async def one_chunk() -> AsyncGenerator[bytes, None]:
-            yield data
-
-        return await self._write(validate_path(path), one_chunk(), media_type)
+        return await self._write_bytes(validate_path(path), data, media_type)
 
     async def copy(self, src: str, dst: str) -> ObjectInfo:
         """Copy the object at `src` to `dst` (same storage) and return `dst`'s ObjectInfo."""
@@ -261,6 +257,14 @@ class Storage(abc.ABC):
         self, path: str, chunks: AsyncIterable[bytes], media_type: str | None
     ) -> ObjectInfo:
         """Provider part of `write`."""
+
+    async def _write_bytes(self, path: str, data: bytes, media_type: str | None) -> ObjectInfo:
+        """`_write` of one chunk; providers override it where one call can do it cheaper."""
+
+        async def one_chunk() -> AsyncGenerator[bytes, None]:
+            yield data
+
+        return await self._write(path, one_chunk(), media_type)
 
     async def _copy(self, src: str, dst: str) -> ObjectInfo:
         """Provider part of `copy`; by default streams `src` through this process."""

@@ -1,0 +1,518 @@
+"""Export throughput: 20,000 tasks with 10 boxes each exported as COCO, then as YOLO.
+
+Value: the built-in export action (a `job` on an in-process export worker; target `task`, a
+`file://` destination storage in a temporary directory, `save_original_file=false` so that no
+image is copied) run twice over the same seeded project, once with `output_format=coco` and
+once with `yolo`: items/s = 2 x items / (the two runs' seconds from `run.started` to
+`run.succeeded`). A run's time thus includes spawning its job process, streaming the tasks
+from PostgreSQL, the DM validation and hooks, writing the format into staging and storing it
+in the destination. Also printed: each format's items/s, and the peak RSS of the two runs'
+job processes (aim: < 500 MB: items are streamed, never held all at once).
+
+Baseline, in the same run from the same data: supervision 0.31 (`sv.DetectionDataset`) doing
+the same conversion, in a fresh spawned process. Its data preparation, not timed, builds the
+dataset from the seeded DM documents in memory: the classes of the label schema, one
+`sv.Detections` per image (xyxy = DM's x, y, x + w, y + h; class_id = the class's id) and,
+for the image sizes supervision takes from the images, one shared blank array per size
+(`images={path: array}`, supervision's in-memory mode, deprecated in 0.30 but still there).
+Timed: `as_coco(annotations_path=...)` (one `annotations.json`) plus
+`as_yolo(annotations_directory_path=..., data_yaml_path=...)` (one label file per image and
+`data.yaml`); no image is read, decoded or written, so what is timed is the conversion and
+the writing of the annotation files, nothing else (our side does strictly more: PostgreSQL,
+job spawn, validation, staging, copying into the storage, which fsyncs every file; and its
+YOLO numbers are written in full `repr`, supervision's with 5 decimals). Ratio = value /
+baseline (aim: >= 1.0). `phases_s` splits each export run at its log codes: setup, convert,
+store, finish. The same conversion over supervision's recommended mode, a list of image
+paths (small real PNG files of each item's size on disk, one per item: COCO reads each
+file's header, YOLO decodes each image for its shape), is printed as `baseline_files`
+(items/s) with its ratio; these are the files the data units point at.
+`baseline_peak_rss_mb` is the supervision process's peak, dataset included (supervision
+holds the whole dataset in memory).
+
+`--items N` changes the number of tasks (default 20,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from PIL import Image
+from pydantic import TypeAdapter
+
+from runmesh.common.catalog import annotation, repository
+from runmesh.common.catalog.models import (
+    DataCollectionCreate,
+    LabelSchema,
+    ProjectCreate,
+    StorageCreate,
+)
+from runmesh.common.catalog.repository import NewDataUnit
+from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.dm import parse_dm
+from runmesh.common.events import RunRequest, decode_event, encode
+from runmesh.common.kafka import consumer_config, ensure_topics, make_producer, pin_to_latest
+from runmesh.common.sandbox import Sandbox
+from runmesh.common.settings import Settings
+from runmesh.common.topics import Topics
+from runmesh.common.worker import Worker
+from runmesh.common.worker.service import build_registry
+from runmesh.export import BUILTIN_PLUGIN
+
+ITEMS = 20_000
+BOXES = 10
+CLASSES = ["person", "car", "bicycle", "dog", "cat"]
+# Small images: the sizes are what the formats need, and small files keep supervision's
+# image reading (in its file mode) as cheap as it can be.
+SIZES = [(96, 64), (64, 64), (48, 80)]
+SEED_BATCH = 2_000
+FORMATS = ("coco", "yolo")
+RSS_AIM_MB = 500
+TENANT = "bench"
+# Log codes the export emits between its phases, and the phase each one ends; the last
+# phase, "finish" (the artifact, the result, the job's exit), ends at run.succeeded.
+PHASES = {
+    "CONVERSION_STARTED": "setup",  # job spawn, migrations, counting, output folder
+    "CONVERSION_COMPLETED": "convert",  # stream from PostgreSQL, hooks, write into staging
+    "FILES_SAVED": "store",  # close the writers, copy staging into the destination
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(slots=True, frozen=True)
+class Item:
+    """One task's image: its PNG on disk, its size and its DM document."""
+
+    path: Path
+    width: int
+    height: int
+    dm: str  # DM JSON, as `set_task_data` stores it
+
+
+@dataclass(slots=True, frozen=True)
+class Measured:
+    """One export run: its seconds, its result, its job's peak RSS and its phases' seconds."""
+
+    seconds: float
+    result: dict[str, Any]
+    peak_rss_mb: float
+    phases: dict[str, float]
+
+
+def make_items(root: Path, count: int) -> list[Item]:
+    """Deterministic DM documents of BOXES boxes each, and one PNG per item of its size."""
+    rng = random.Random(7)
+    pngs: dict[tuple[int, int], bytes] = {}
+    for size in SIZES:
+        out = io.BytesIO()
+        Image.new("RGB", size, (90, 120, 150)).save(out, format="PNG")
+        pngs[size] = out.getvalue()
+    images = root / "images"
+    images.mkdir(parents=True)
+    items: list[Item] = []
+    for index in range(count):
+        width, height = SIZES[index % len(SIZES)]
+        boxes = []
+        for k in range(BOXES):
+            # Two decimals, as annotation tools store them; a margin of one pixel keeps
+            # x + w inside the image after float rounding (no YOLO clipping, on either side).
+            w = math.floor(rng.uniform(2, width / 3) * 100) / 100
+            h = math.floor(rng.uniform(2, height / 3) * 100) / 100
+            x = math.floor(rng.uniform(0, width - w - 1) * 100) / 100
+            y = math.floor(rng.uniform(0, height - h - 1) * 100) / 100
+            boxes.append(
+                {
+                    "id": f"b{k}",
+                    "type": "bounding_box",
+                    "class_name": rng.choice(CLASSES),
+                    "bbox": [x, y, w, h],
+                }
+            )
+        path = images / f"img{index:06d}.png"
+        path.write_bytes(pngs[(width, height)])
+        document = {
+            "images": [
+                {"file_name": path.name, "width": width, "height": height, "annotations": boxes}
+            ]
+        }
+        items.append(Item(path, width, height, parse_dm(document).model_dump_json()))
+    return items
+
+
+async def seed(settings: Settings, items: list[Item], destination: Path) -> tuple[str, str]:
+    """A project with one completed task per item, in batches; (project id, storage id)."""
+    pool = await create_pool(settings, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+        async with pool.acquire() as conn:
+            storage = await repository.create_storage(
+                conn,
+                TENANT,
+                TypeAdapter(StorageCreate).validate_python(
+                    {
+                        "name": f"dst-{uuid.uuid4().hex[:6]}",
+                        "provider": "file",
+                        "config": {"root": str(destination)},
+                    }
+                ),
+            )
+            collection = await repository.create_collection(
+                conn,
+                TENANT,
+                DataCollectionCreate.model_validate(
+                    {
+                        "name": f"col-{uuid.uuid4().hex[:6]}",
+                        "file_specifications": [
+                            {
+                                "name": "image",
+                                "required": True,
+                                "extensions": [".png"],
+                                "is_primary": True,
+                            }
+                        ],
+                    }
+                ),
+            )
+            project = await annotation.create_project(
+                conn,
+                TENANT,
+                ProjectCreate(
+                    name=f"proj-{uuid.uuid4().hex[:6]}",
+                    data_collection_id=collection.id,
+                    annotation_type="image_detection",
+                    label_schema=LabelSchema.model_validate(
+                        {"classes": [{"id": i, "name": n} for i, n in enumerate(CLASSES)]}
+                    ),
+                ),
+            )
+            for start in range(0, len(items), SEED_BATCH):
+                batch = items[start : start + SEED_BATCH]
+                units = [
+                    NewDataUnit(
+                        unit_key=item.path.stem,
+                        files={
+                            "image": {
+                                "uri": item.path.as_uri(),
+                                "size": item.path.stat().st_size,
+                                "checksum": None,
+                                "media_type": "image/png",
+                            }
+                        },
+                    )
+                    for item in batch
+                ]
+                unit_ids = await repository.upsert_data_units(
+                    conn, TENANT, collection.id, None, units
+                )
+                created = await annotation.create_tasks(conn, TENANT, project.id, unit_ids)
+                # One statement per batch; the documents are valid DM of the schema's classes,
+                # which is all that `set_task_data` checks one task at a time.
+                await conn.execute(
+                    """
+                    UPDATE catalog.tasks AS t
+                    SET data = u.data::jsonb, status = 'completed', updated_at = now()
+                    FROM unnest($1::bigint[], $2::text[]) AS u(id, data)
+                    WHERE t.id = u.id AND t.tenant = $3
+                    """,
+                    list(created.task_ids),
+                    [item.dm for item in batch],
+                    TENANT,
+                )
+    finally:
+        await pool.close()
+    return str(project.id), str(storage.id)
+
+
+def job_processes_hwm_mb() -> float:
+    """Highest VmHWM among this process's `job` children (multiprocessing spawn), in MB."""
+    me = str(os.getpid())
+    peak = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() != me or b"spawn_main" not in cmdline:
+            continue
+        peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
+    return peak
+
+
+async def sample_job_rss(peaks: list[float]) -> None:
+    """Keep the job child's high-water mark (it is gone by the time the run ends)."""
+    while True:
+        peaks.append(await asyncio.to_thread(job_processes_hwm_mb))
+        await asyncio.sleep(0.2)
+
+
+def supervision_export(
+    entries: list[tuple[str, int, int, list[list[float]], list[int]]],
+    out: str,
+    in_memory: bool,
+) -> dict[str, float]:
+    """In a fresh process: build the `sv.DetectionDataset` (untimed), then time as_coco and
+    as_yolo. `entries` are (image path, width, height, xyxy boxes, class ids)."""
+    import numpy as np
+
+    with warnings.catch_warnings():  # supervision warns at import that OpenCV is missing
+        warnings.simplefilter("ignore")
+        import supervision as sv
+
+    annotations = {
+        path: sv.Detections(
+            xyxy=np.asarray(xyxy, dtype=np.float64).reshape(-1, 4),
+            class_id=np.asarray(class_ids, dtype=np.int64),
+        )
+        for path, _, _, xyxy, class_ids in entries
+    }
+    images: list[str] | dict[str, Any]
+    if in_memory:
+        blank = {(w, h): np.zeros((h, w, 3), dtype=np.uint8) for w, h in SIZES}
+        images = {path: blank[(w, h)] for path, w, h, _, _ in entries}
+    else:
+        images = [path for path, *_ in entries]
+    root = Path(out)
+    with warnings.catch_warnings():  # the in-memory mode's deprecation warning
+        warnings.simplefilter("ignore")
+        dataset = sv.DetectionDataset(classes=CLASSES, images=images, annotations=annotations)
+        began = time.perf_counter()
+        _, next_annotation = dataset.as_coco(annotations_path=str(root / "annotations.json"))
+        coco_s = time.perf_counter() - began
+        began = time.perf_counter()
+        dataset.as_yolo(
+            annotations_directory_path=str(root / "labels"),
+            data_yaml_path=str(root / "data.yaml"),
+        )
+        yolo_s = time.perf_counter() - began
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    return {
+        "coco_s": coco_s,
+        "yolo_s": yolo_s,
+        "annotations": next_annotation - 1,
+        "label_files": len(os.listdir(root / "labels")),
+        "peak_rss_mb": hwm_kb / 1024,
+    }
+
+
+async def baseline_run(items: list[Item], out: Path, *, in_memory: bool) -> dict[str, float]:
+    """supervision's conversion of the items, in a spawned process of its own."""
+    entries: list[tuple[str, int, int, list[list[float]], list[int]]] = []
+    class_ids = {name: index for index, name in enumerate(CLASSES)}
+    for item in items:
+        image = orjson.loads(item.dm)["images"][0]
+        xyxy: list[list[float]] = []
+        ids: list[int] = []
+        for box in image["annotations"]:
+            x, y, w, h = box["bbox"]
+            xyxy.append([x, y, x + w, y + h])
+            ids.append(class_ids[box["class_name"]])
+        entries.append((str(item.path), item.width, item.height, xyxy, ids))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        result = await asyncio.get_running_loop().run_in_executor(
+            pool, supervision_export, entries, str(out), in_memory
+        )
+    expected = len(items) * BOXES
+    if result["annotations"] != expected or result["label_files"] != len(items):
+        raise RuntimeError(f"supervision wrote an incomplete dataset: {result}")
+    return result
+
+
+async def export_runs(settings: Settings, project: str, storage: str) -> dict[str, Measured]:
+    """The export action in each format: (seconds, result, job peak RSS MB) per format."""
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, [topics.requests("export"), topics.events, topics.control])
+    worker = Worker(
+        "export", build_registry(settings, [BUILTIN_PLUGIN]), settings, service="export"
+    )
+    worker_task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(60):
+        await worker.ready.wait()
+    consumer = AIOKafkaConsumer(topics.events, **consumer_config(settings, group_id=None))
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    runs: dict[str, Measured] = {}
+    try:
+        await pin_to_latest(consumer, timeout_s=30)
+        for output_format in FORMATS:
+            request = RunRequest(
+                category="export",
+                action="export",
+                tenant=TENANT,
+                params={
+                    "name": f"export-{output_format}",
+                    "storage": storage,
+                    "target": "task",
+                    "filter": {"project": project},
+                    "path": "exports",
+                    "save_original_file": False,
+                    "extra_params": {"output_format": output_format},
+                },
+            )
+            peaks: list[float] = []
+            sampler = asyncio.create_task(sample_job_rss(peaks))
+            await producer.send_and_wait(
+                topics.requests("export"), encode(request), key=str(request.run_id).encode()
+            )
+            started = ended = None
+            result: dict[str, Any] = {}
+            marks: dict[str, datetime] = {}
+            deadline = time.monotonic() + 900
+            while ended is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {output_format} export did not end within 900 s")
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        event = decode_event(record.value or b"")
+                        if event.run_id != request.run_id:
+                            continue
+                        if event.type == "run.started":
+                            started = event.ts
+                        elif event.type == "run.log" and event.payload.code in PHASES:
+                            marks[event.payload.code] = event.ts
+                        elif event.type == "run.succeeded":
+                            ended = event.ts
+                            result = event.payload.result
+                        elif event.type in ("run.failed", "run.cancelled"):
+                            raise RuntimeError(
+                                f"the {output_format} export ended {event.type}: {event.payload}"
+                            )
+            sampler.cancel()
+            assert started is not None
+            seconds = (ended - started).total_seconds()
+            phases: dict[str, float] = {}
+            if all(code in marks for code in PHASES):
+                bounds = [started, *(marks[code] for code in PHASES), ended]
+                names = [*PHASES.values(), "finish"]
+                for name, (begin, end) in zip(names, itertools.pairwise(bounds), strict=True):
+                    phases[name] = round((end - begin).total_seconds(), 2)
+            runs[output_format] = Measured(seconds, result, max(peaks, default=0.0), phases)
+            log(
+                f"export action, {output_format}: {seconds:.1f}s ({phases}), "
+                f"items {result.get('items')}"
+            )
+        return runs
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        worker.request_stop()
+        async with asyncio.timeout(60):
+            await worker_task
+
+
+def check_export(destination: Path, result: dict[str, Any], output_format: str, count: int) -> None:
+    """The export holds every item and box, and nothing was reported lost."""
+    items = result["items"]
+    if items["exported"] != count or items["failed"] or result["conversion_issues"]:
+        raise RuntimeError(f"the {output_format} export is incomplete: {result}")
+    folder = destination / result["path"]
+    if output_format == "coco":
+        document = orjson.loads((folder / "annotations.json").read_bytes())
+        found = (len(document["images"]), len(document["annotations"]))
+        if found != (count, count * BOXES):
+            raise RuntimeError(f"{folder}: {found} images and annotations, not {count}")
+    elif len(os.listdir(folder / "labels")) != count:
+        raise RuntimeError(f"{folder / 'labels'}: not {count} label files")
+
+
+def per_s(count: int, seconds: float) -> float:
+    return round(count / seconds, 1)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=ITEMS, help="tasks to export")
+    count: int = parser.parse_args().items
+    with tempfile.TemporaryDirectory(prefix="export-bench-") as directory:
+        root = Path(directory)
+        items = await asyncio.to_thread(make_items, root / "data", count)
+        log(f"{count} items, {count * BOXES} boxes")
+        base = await baseline_run(items, root / "sv-memory", in_memory=True)
+        log(
+            f"baseline (supervision, in memory): coco {base['coco_s']:.1f}s, "
+            f"yolo {base['yolo_s']:.1f}s, peak RSS {base['peak_rss_mb']:.0f} MB"
+        )
+        files = await baseline_run(items, root / "sv-files", in_memory=False)
+        log(
+            f"baseline (supervision, image files): coco {files['coco_s']:.1f}s, "
+            f"yolo {files['yolo_s']:.1f}s"
+        )
+        destination = root / "destination"
+        destination.mkdir()
+        async with Sandbox(Settings()) as sandbox:
+            settings = sandbox.settings.model_copy(
+                update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}"}
+            )
+            began = time.perf_counter()
+            project, storage = await seed(settings, items, destination)
+            log(f"seeded {count} tasks in {time.perf_counter() - began:.1f}s")
+            runs = await export_runs(settings, project, storage)
+        for output_format, run in runs.items():
+            check_export(destination, run.result, output_format, count)
+    run_s = sum(run.seconds for run in runs.values())
+    base_s = base["coco_s"] + base["yolo_s"]
+    files_s = files["coco_s"] + files["yolo_s"]
+    value = 2 * count / run_s
+    baseline = 2 * count / base_s
+    peak_job_mb = max(run.peak_rss_mb for run in runs.values())
+    print(
+        json.dumps(
+            {
+                "bench": "export_throughput",
+                "value": round(value, 1),
+                "unit": "items/s",
+                "baseline": round(baseline, 1),
+                "ratio": round(value / baseline, 3),
+                "coco_items_per_s": per_s(count, runs["coco"].seconds),
+                "yolo_items_per_s": per_s(count, runs["yolo"].seconds),
+                "baseline_coco_items_per_s": per_s(count, base["coco_s"]),
+                "baseline_yolo_items_per_s": per_s(count, base["yolo_s"]),
+                "baseline_files": per_s(2 * count, files_s),
+                "baseline_files_coco_items_per_s": per_s(count, files["coco_s"]),
+                "baseline_files_yolo_items_per_s": per_s(count, files["yolo_s"]),
+                "ratio_to_baseline_files": round(value / (2 * count / files_s), 3),
+                "items": count,
+                "boxes_per_item": BOXES,
+                "job_peak_rss_mb": round(peak_job_mb, 1),
+                "job_peak_rss_mb_by_format": {k: round(v.peak_rss_mb, 1) for k, v in runs.items()},
+                "phases_s": {k: v.phases for k, v in runs.items()},
+                "rss_ok": peak_job_mb < RSS_AIM_MB,
+                "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1),
+                "baseline_desc": "supervision 0.31 DetectionDataset.as_coco + as_yolo of the "
+                "same boxes, images in memory (no image I/O), annotation files only",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -14,6 +14,7 @@ from runmesh.common.storage import (
     FileStorage,
     S3Storage,
     Storage,
+    StorageError,
     StorageNotFound,
     StoragePathError,
     StorageTooLarge,
@@ -126,3 +127,25 @@ async def test_urls(storage: Storage, settings: Settings) -> None:
     else:
         assert isinstance(storage, S3Storage)
         assert storage.url("a/c.txt") == f"s3://{settings.s3_bucket}/{storage.prefix}/a/c.txt"
+
+
+async def test_write_many_stores_every_file_and_reports_each_failure(storage: Storage) -> None:
+    files = [(f"labels/{i:04d}.txt", f"{i} 0.5 0.5 0.1 0.1\n".encode()) for i in range(1205)]
+    await storage.write_bytes("blocker", b"a file where a folder is wanted")
+    outcomes = await storage.write_many([*files, ("blocker/x.txt", b"x")], concurrency=8)
+    *written, refused = outcomes
+    assert [(o.path, o.size, o.checksum) for o in written] == [  # type: ignore[union-attr]
+        (path, len(data), sha(data)) for path, data in files
+    ]
+    if isinstance(storage, FileStorage):  # S3 has no folders: the key is just another key
+        assert isinstance(refused, StorageError)
+    assert len(await paths(storage, "labels")) == len(files)
+    assert await storage.read_bytes("labels/1204.txt", max_bytes=100) == files[-1][1]
+    with pytest.raises(StoragePathError):
+        await storage.write_many([("../escape.txt", b"x")])
+
+
+async def test_write_many_leaves_no_temporary_file(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path)
+    await storage.write_many([(f"d/{i}.txt", b"x") for i in range(10)])
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [f"{i}.txt" for i in range(10)]

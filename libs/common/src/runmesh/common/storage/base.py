@@ -9,13 +9,18 @@ import contextlib
 import hashlib
 import mimetypes
 import random
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import ClassVar
 
-from runmesh.common.storage.errors import StorageNotFound, StoragePathError, StorageTooLarge
+from runmesh.common.storage.errors import (
+    StorageError,
+    StorageNotFound,
+    StoragePathError,
+    StorageTooLarge,
+)
 
 #: Default size of the chunks `read` yields.
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -207,6 +212,32 @@ class Storage(abc.ABC):
     ) -> ObjectInfo:
         """`write` for data already in memory."""
         return await self._write_bytes(validate_path(path), data, media_type)
+
+    async def write_many(
+        self, files: Sequence[tuple[str, bytes]], *, concurrency: int = 16
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        """Store many small in-memory files; per file its ObjectInfo or the error it met.
+
+        For outputs of thousands of small files (label files, per-image JSON): providers
+        may do it cheaper than one `write_bytes` each (the file provider makes them durable
+        with one filesystem sync instead of one per file).
+        """
+        checked = [(validate_path(path), data) for path, data in files]
+        return await self._write_many(checked, concurrency)
+
+    async def _write_many(
+        self, files: Sequence[tuple[str, bytes]], concurrency: int
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        limit = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(path: str, data: bytes) -> ObjectInfo | StorageError:
+            async with limit:
+                try:
+                    return await self._write_bytes(path, data, None)
+                except StorageError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(path, data) for path, data in files)))
 
     async def copy(self, src: str, dst: str) -> ObjectInfo:
         """Copy the object at `src` to `dst` (same storage) and return `dst`'s ObjectInfo."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import ctypes
 import errno
 import logging
 import os
 import secrets
 import stat
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BufferedWriter
@@ -37,6 +38,7 @@ _logger = logging.getLogger("runmesh.storage")
 _TEMP_PREFIX = ".runmesh-tmp-"
 # Small chunks are gathered up to this size before one trip to a worker thread writes them.
 _WRITE_BATCH_BYTES = 1 << 20
+_WRITE_MANY_BATCH = 1000  # files per thread hop in write_many
 
 
 @dataclass(slots=True, frozen=True)
@@ -203,13 +205,7 @@ class FileStorage(Storage):
             st = target.stat()
         except OSError as exc:
             raise self._error(exc, path) from exc
-        # Make the rename itself durable; a filesystem that cannot fsync directories is fine.
-        with contextlib.suppress(OSError):
-            directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+        _fsync_directory(target.parent)
         return self._info(path, st)
 
     def _delete_blocking(self, path: str) -> None:
@@ -357,8 +353,112 @@ class FileStorage(Storage):
             modified=info.modified,
         )
 
+    async def _write_many(
+        self, files: Sequence[tuple[str, bytes]], concurrency: int
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        results: builtins.list[ObjectInfo | StorageError] = []
+        for start in range(0, len(files), _WRITE_MANY_BATCH):
+            batch = files[start : start + _WRITE_MANY_BATCH]
+            results.extend(await asyncio.to_thread(self._write_many_blocking, batch))
+        return results
+
+    def _write_many_blocking(
+        self, files: Sequence[tuple[str, bytes]]
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        """Temporary files first, one sync of them all, then the renames and one fsync per
+        directory: as durable as `write_bytes` per file, without a disk flush per file."""
+        results: builtins.list[ObjectInfo | StorageError] = []
+        staged: builtins.list[tuple[int, str, Path, Path, StreamHasher]] = []
+        for path, data in files:
+            try:
+                target, temp, handle = self._create_temp(path)
+                hasher = StreamHasher()
+                try:
+                    with handle:
+                        self._write_chunk(handle, hasher, data, path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        temp.unlink()
+                    raise
+            except StorageError as exc:
+                results.append(exc)
+                continue
+            staged.append((len(results), path, target, temp, hasher))
+            results.append(StorageError(f"{self._url(path)}: not written"))  # replaced below
+        try:
+            _sync_files(self._root, [temp for _, _, _, temp, _ in staged])
+        except OSError as exc:
+            for index, path, _, temp, _ in staged:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                results[index] = self._error(exc, path)
+            return results
+        directories: set[Path] = set()
+        for index, path, target, temp, hasher in staged:
+            try:
+                os.replace(temp, target)
+                st = target.stat()
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                results[index] = self._error(exc, path)
+                continue
+            directories.add(target.parent)
+            info = self._info(path, st)
+            results[index] = ObjectInfo(
+                path=path,
+                size=hasher.size,
+                checksum=hasher.checksum,
+                media_type=info.media_type,
+                modified=info.modified,
+            )
+        for directory in directories:
+            _fsync_directory(directory)
+        return results
+
     async def _delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_blocking, path)
 
     def _url(self, path: str) -> str:
         return (self._root.joinpath(*path.split("/")) if path else self._root).as_uri()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make renames in `directory` durable; a filesystem that cannot fsync one is fine."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # not Linux (glibc or musl): fsync file by file
+        return None
+    return function
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _sync_files(root: Path, paths: Sequence[Path]) -> None:
+    """Flush written files to disk: one syncfs(2) of their filesystem where there is one,
+    else an fsync per file."""
+    if not paths:
+        return
+    if _SYNCFS is not None:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _SYNCFS(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -15,6 +16,10 @@ from runmesh.export.errors import ExportWriteError
 from runmesh.export.steps.base import Step
 
 log = logging.getLogger(__name__)
+
+_SMALL_FILE_BYTES = 1 << 20
+_BATCH = 1000  # small files read and stored together (memory: at most 1,000 x 1 MiB)
+_CHUNK_BYTES = 1 << 20
 
 ERROR_LIST = "error_file_list.json"
 ISSUES_FILE = "conversion_issues.jsonl"
@@ -57,24 +62,50 @@ def _staged_files(staging: Path) -> list[str]:
 
 
 async def _store(ctx: ExportContext, files: list[str]) -> None:
-    """Upload the staged files concurrently; a file the storage refuses fails the export."""
+    """Store the staged files; a file the storage refuses fails the export.
+
+    Small files (label files, per-image JSON: thousands of them) go in batches through
+    `write_many`; large ones (a COCO `annotations.json`) are streamed from disk.
+    """
     assert ctx.destination is not None
     destination = ctx.destination
-    limit = asyncio.Semaphore(ctx.params.max_concurrency)
     failures: list[str] = []
-
-    async def store(relative: str) -> None:
+    sizes = await asyncio.to_thread(_sizes, ctx.staging, files)
+    small = [f for f in files if sizes[f] <= _SMALL_FILE_BYTES]
+    for start in range(0, len(small), _BATCH):
+        batch = small[start : start + _BATCH]
+        contents = await asyncio.to_thread(_read_all, ctx.staging, batch)
+        targets = [f"{ctx.export_dir}/{relative}" for relative in batch]
+        stored = await destination.write_many(
+            list(zip(targets, contents, strict=True)), concurrency=ctx.params.max_concurrency
+        )
+        for relative, target, outcome in zip(batch, targets, stored, strict=True):
+            if isinstance(outcome, StorageError):
+                failures.append(f"{relative}: {outcome}")
+            else:
+                ctx.stored_paths.append(target)
+    for relative in (f for f in files if sizes[f] > _SMALL_FILE_BYTES):
         target = f"{ctx.export_dir}/{relative}"
-        async with limit:
-            data = await asyncio.to_thread((ctx.staging / relative).read_bytes)
-            try:
-                await destination.write_bytes(target, data)
-            except StorageError as exc:
-                failures.append(f"{relative}: {exc}")
-                return
+        try:
+            await destination.write(target, _read_chunks(ctx.staging / relative))
+        except StorageError as exc:
+            failures.append(f"{relative}: {exc}")
+            continue
         ctx.stored_paths.append(target)
-
-    await asyncio.gather(*(store(relative) for relative in files))
     if failures:
         shown = "; ".join(failures[:5])
         raise ExportWriteError(f"{len(failures)} export files could not be stored: {shown}")
+
+
+def _sizes(root: Path, relatives: list[str]) -> dict[str, int]:
+    return {relative: (root / relative).stat().st_size for relative in relatives}
+
+
+def _read_all(root: Path, relatives: list[str]) -> list[bytes]:
+    return [(root / relative).read_bytes() for relative in relatives]
+
+
+async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
+            yield chunk

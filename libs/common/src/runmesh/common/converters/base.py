@@ -41,8 +41,9 @@ class Dataset:
 class DatasetWriter(ABC):
     """Writes one dataset in a format under `root`; `classes` in id order (the label schema).
 
-    `add` is called once per image; `close` finishes the files that cover the whole dataset
-    and returns every file written, relative to `root`. Writers do blocking file I/O: callers
+    `add` is called once per image and writes its per-image files through `emit`; `close`
+    finishes the files that cover the whole dataset and returns every file written (or
+    emitted), relative to `root`. Writers do blocking file I/O: callers
     on an event loop run them in a thread.
     """
 
@@ -55,6 +56,19 @@ class DatasetWriter(ABC):
         self.root = root
         self.classes = tuple(classes)
         self.class_ids = {name: index for index, name in enumerate(self.classes)}
+        self.outlet: list[tuple[str, bytes]] | None = None
+        """When a list: per-image files go there (relative path, bytes) instead of to disk,
+        for a caller that stores them itself (the exporter ships them chunk by chunk)."""
+
+    def emit(self, relative: str, data: bytes) -> None:
+        """Write one per-image file under `root`, or hand it to `outlet` when one is set."""
+        if self.outlet is not None:
+            self.outlet.append((relative, data))
+            return
+        # A str path and one binary write: the files are many and small, so per-file
+        # overhead is what a dataset spends.
+        with open(f"{self.root}/{relative}", "wb") as out:
+            out.write(data)
 
     @abstractmethod
     def image_path(self, file_name: str) -> str:

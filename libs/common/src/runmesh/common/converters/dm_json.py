@@ -49,7 +49,7 @@ class DmJsonWriter(DatasetWriter):
         if issues:
             image = image.model_copy(update={"annotations": kept})
         relative = f"json/{stem}.json"
-        (self.root / relative).write_bytes(DMData(images=[image]).model_dump_json().encode())
+        self.emit(relative, DMData(images=[image]).model_dump_json().encode())
         self._written.append(relative)
         return issues
 

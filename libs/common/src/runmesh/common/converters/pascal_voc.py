@@ -213,7 +213,7 @@ class PascalVocWriter(DatasetWriter):
         parts.append("</annotation>\n")
 
         # Written before the name is recorded: a failed write leaves no trace in the lists.
-        (self._annotations_dir / f"{stem}.xml").write_bytes("".join(parts).encode())
+        self.emit(f"{ANNOTATIONS_DIR}/{stem}.xml", "".join(parts).encode())
         self._names[key] = file_name
         return issues
 

@@ -173,11 +173,8 @@ class YoloWriter(DatasetWriter):
                     )
                 )
 
-        # One string, one binary write (no text layer) to a str path (no Path joins): the
-        # label files are many and small, so per-file overhead is what an export spends.
         text = "\n".join(lines) + "\n" if lines else ""
-        with open(f"{self._labels_dir}/{stem}.txt", "wb") as label:
-            label.write(text.encode())
+        self.emit(f"{LABELS_DIR}/{stem}.txt", text.encode())
         self._written.append(f"{LABELS_DIR}/{stem}.txt")
         return issues
 

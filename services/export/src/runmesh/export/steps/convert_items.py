@@ -23,6 +23,7 @@ from runmesh.common.dm import DMImage, parse_dm
 from runmesh.common.storage import Storage, StorageError, StorageNotFound
 from runmesh.common.validation import describe_errors
 from runmesh.export.context import ExportContext, ItemData
+from runmesh.export.emitted_files import store_emitted
 from runmesh.export.sources import open_uri
 from runmesh.export.steps.base import Step
 
@@ -96,6 +97,7 @@ class ConvertItems(Step):
         if result.issues:
             ctx.conversion_issues += len(result.issues)
             issues_file.write(b"".join(result.issues))
+        await store_emitted(ctx)
         if ctx.params.save_original_file and result.originals:
             await _copy_originals(ctx, result.originals)
 

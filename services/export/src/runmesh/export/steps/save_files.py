@@ -12,6 +12,7 @@ import orjson
 
 from runmesh.common.storage import StorageError
 from runmesh.export.context import ExportContext
+from runmesh.export.emitted_files import store_emitted
 from runmesh.export.errors import ExportWriteError
 from runmesh.export.steps.base import Step
 
@@ -35,6 +36,7 @@ class SaveFiles(Step):
         assert ctx.destination is not None
         for writer in ctx.writers.values():
             await asyncio.to_thread(writer.close)
+        await store_emitted(ctx)
         await asyncio.to_thread(ctx.hooks.additional_file_saving, ctx)
         errors = {
             "json_file_name": [list(pair) for pair in ctx.json_errors],

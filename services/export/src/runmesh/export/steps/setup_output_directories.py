@@ -50,7 +50,9 @@ class SetupOutputDirectories(Step):
         for split in splits:
             root = ctx.staging / split if split else ctx.staging
             root.mkdir(parents=True, exist_ok=True)
-            ctx.writers[split] = ctx.hooks.make_writer(root, list(ctx.classes))
+            writer = ctx.hooks.make_writer(root, list(ctx.classes))
+            writer.outlet = []  # per-image files go straight to the destination
+            ctx.writers[split] = writer
         ctx.run.log_message(f"exporting into {ctx.destination_name}:{ctx.export_dir}")
 
     async def rollback(self, ctx: ExportContext) -> None:

@@ -10,10 +10,23 @@ from runmesh.common.storage import StorageError
 from runmesh.export.context import ExportContext
 from runmesh.export.errors import ExportWriteError
 
+_BATCH_FILES = 2000
+_BATCH_BYTES = 16 << 20  # what the outlets may hold before they are stored
 
-async def store_emitted(ctx: ExportContext) -> None:
-    """Drain every writer's outlet into `<export folder>/<split>/…`; refusals fail the run."""
+
+async def store_emitted(ctx: ExportContext, *, force: bool = False) -> None:
+    """Drain the writers' outlets into `<export folder>/<split>/…` once they hold a batch
+    (always with `force`); a file the destination refuses fails the run.
+
+    Batches of thousands make the storage's per-call cost (the file provider's one sync)
+    small per file; the bound keeps memory flat in the item count.
+    """
     assert ctx.destination is not None
+    held = [item for writer in ctx.writers.values() for item in writer.outlet or ()]
+    if not force and (
+        len(held) < _BATCH_FILES and sum(len(data) for _, data in held) < _BATCH_BYTES
+    ):
+        return
     batch: list[tuple[str, bytes]] = []
     for split, writer in ctx.writers.items():
         if not writer.outlet:

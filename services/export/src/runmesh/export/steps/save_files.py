@@ -36,7 +36,7 @@ class SaveFiles(Step):
         assert ctx.destination is not None
         for writer in ctx.writers.values():
             await asyncio.to_thread(writer.close)
-        await store_emitted(ctx)
+        await store_emitted(ctx, force=True)
         await asyncio.to_thread(ctx.hooks.additional_file_saving, ctx)
         errors = {
             "json_file_name": [list(pair) for pair in ctx.json_errors],

@@ -36,6 +36,7 @@ from runmesh.common.dm import DMData, DMImage, parse_dm
 from runmesh.common.events import RunEventBase
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
+from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker, build_registry
 from runmesh.export import BUILTIN_PLUGIN
 
@@ -536,6 +537,33 @@ async def test_nothing_to_export_and_an_unknown_storage_fail_clearly(
     assert second.type == "run.failed" and "storage" in second.payload.message  # type: ignore[attr-defined]
 
 
+async def test_cancel_mid_export_stops_quickly_and_deletes_the_folder(
+    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    seeded = await seed(pool, settings, tenant, 300)
+    storage = await make_destination(pool, tenant, tmp_path)
+    async with export_worker(settings):
+        request = await exports.submit(
+            "export", params_for(storage, seeded, "yolo", max_concurrency=1), tenant=tenant
+        )
+
+        def converting() -> bool:
+            return any(
+                e.type == "run.log" and e.payload.code == "CONVERSION_STARTED"  # type: ignore[attr-defined]
+                for e in exports.events[request.run_id]
+            )
+
+        await eventually(converting, timeout=60, message="the export never started converting")
+        began = asyncio.get_running_loop().time()
+        await exports.cancel(request.run_id)
+        terminal = await exports.wait_terminal(request.run_id, timeout=30)
+        took = asyncio.get_running_loop().time() - began
+    assert terminal.type == "run.cancelled", terminal
+    assert took < 5.0, f"cancel took {took:.2f}s"
+    left = [p for p in (tmp_path / "exports").rglob("*") if p.is_file()]
+    assert left == []
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_duplicates(
@@ -564,8 +592,6 @@ async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_dupli
                 e.type == "run.progress" and e.payload.current >= 256  # type: ignore[attr-defined]
                 for e in exports.events[request.run_id]
             )
-
-        from runmesh.common.testing import eventually
 
         await eventually(some_progress, timeout=120, message="no progress")
         first.send_signal(signal.SIGKILL)

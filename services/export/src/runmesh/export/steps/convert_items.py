@@ -202,6 +202,7 @@ async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> Non
     async def copy(original: _Original) -> None:
         target = f"{ctx.export_dir}/{original.destination}"
         async with limit:
+            ctx.run.check_cancelled()  # a chunk's copies can take long: stop between files
             try:
                 source, path = open_uri(ctx.sources, original.uri, ctx.settings)
                 if await _same_size_present(source, path, destination, target):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -376,3 +377,217 @@ async def test_another_tenant_sees_none_of_the_catalog(
     assert paths["/v1/storages"]["post"]["summary"] == "Create a storage"
     assert {"201", "401", "409", "422"} <= set(paths["/v1/data-collections"]["post"]["responses"])
     assert "/v1/data-collections/{collection_id}/data-units" in paths
+
+
+# -- data units registered by hand -----------------------------------------------------------
+
+
+def hand_file(name: str, size: int = 10) -> dict[str, Any]:
+    return {"uri": f"s3://bucket/hand/{name}", "size": size}
+
+
+async def test_data_units_registered_by_hand_are_created_then_updated_in_place(
+    http: httpx.AsyncClient, gateway: GatewayHandle, tenant: str
+) -> None:
+    collection = await post(
+        http, "/v1/data-collections", {"name": "hand", "file_specifications": [IMAGES, LABELS]}
+    )
+    path = f"/v1/data-collections/{collection['id']}/data-units"
+    body = {
+        "units": [
+            {
+                "unit_key": "cat_01",
+                "files": {
+                    "image": hand_file("cat_01.JPG")
+                    | {"checksum": "sha256:ab", "media_type": "image/jpeg"},
+                    "label": hand_file("cat_01.json"),
+                },
+                "meta": {"camera": "x100"},
+            },
+            {"unit_key": "cat_02", "files": {"image": hand_file("cat_02.jpeg")}},
+        ]
+    }
+    first = await http.post(path, json=body)
+    assert first.status_code == 201, first.text
+    created = first.json()
+    assert created["created"] == 2 and created["updated"] == 0
+    ids = created["data_unit_ids"]
+    assert len(ids) == 2 and ids == sorted(ids)
+
+    listed = (await http.get(path)).json()["items"]
+    assert [unit["id"] for unit in listed] == ids
+    cat_01 = listed[0]
+    assert cat_01["unit_key"] == "cat_01" and cat_01["upload_run_id"] is None
+    assert cat_01["meta"] == {"camera": "x100"}
+    assert cat_01["files"] == {
+        "image": {
+            "uri": "s3://bucket/hand/cat_01.JPG",
+            "size": 10,
+            "checksum": "sha256:ab",
+            "media_type": "image/jpeg",
+        },
+        "label": {
+            "uri": "s3://bucket/hand/cat_01.json",
+            "size": 10,
+            "checksum": None,
+            "media_type": None,
+        },
+    }
+    assert listed[1]["meta"] == {}
+    assert (await http.get(f"/v1/data-units/{ids[1]}")).json() == listed[1]
+
+    # The same request again: the same units, untouched (NULL run ids are distinct in the
+    # UNIQUE constraint, so this is the route's doing, not the index's).
+    again = await http.post(path, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json() == {"data_unit_ids": ids, "created": 0, "updated": 0}
+    assert (await http.get(path)).json()["items"] == listed
+
+    # A changed unit and a new one, in another order: the old key keeps its id.
+    changed = {
+        "units": [
+            {"unit_key": "cat_03", "files": {"image": hand_file("cat_03.jpg")}},
+            {
+                "unit_key": "cat_02",
+                "files": {"image": hand_file("cat_02.jpg", 99)},
+                "meta": {"v": 2},
+            },
+        ]
+    }
+    third = await http.post(path, json=changed)
+    assert third.status_code == 201, third.text
+    result = third.json()
+    assert result["data_unit_ids"][1] == ids[1] and result["data_unit_ids"][0] > ids[1]
+    assert (result["created"], result["updated"]) == (1, 1)
+    units = {unit["unit_key"]: unit for unit in (await http.get(path)).json()["items"]}
+    assert set(units) == {"cat_01", "cat_02", "cat_03"}
+    assert units["cat_02"]["files"]["image"]["size"] == 99 and units["cat_02"]["meta"] == {"v": 2}
+    assert units["cat_02"]["updated_at"] > units["cat_02"]["created_at"]
+    assert units["cat_01"] == cat_01
+
+    # An upload run's unit of the same key is the run's own: registering never touches it.
+    pool = gateway.app.state.deps.pool
+    run = uuid.uuid4()
+    [run_unit] = await repository.upsert_data_units(
+        pool,
+        tenant,
+        uuid.UUID(collection["id"]),
+        run,
+        [NewDataUnit("cat_01", {"image": data_file("r.jpg")})],
+    )
+    assert (await http.post(path, json=body)).json()["data_unit_ids"] == ids
+    assert (await http.get(f"/v1/data-units/{run_unit}")).json()["upload_run_id"] == str(run)
+
+
+async def test_concurrent_registrations_of_a_new_key_make_one_unit(
+    http: httpx.AsyncClient,
+) -> None:
+    collection = await post(
+        http, "/v1/data-collections", {"name": "race", "file_specifications": [IMAGES]}
+    )
+    path = f"/v1/data-collections/{collection['id']}/data-units"
+    body = {
+        "units": [
+            {"unit_key": f"k{i}", "files": {"image": hand_file(f"k{i}.jpg")}} for i in range(50)
+        ]
+    }
+    answers = await asyncio.gather(*(http.post(path, json=body) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], [a.text for a in answers]
+    assert len({tuple(a.json()["data_unit_ids"]) for a in answers}) == 1
+    listed = (await http.get(path, params={"limit": 1000})).json()["items"]
+    assert len(listed) == 50
+
+
+SCHEMA = {"type": "object", "properties": {"camera": {"type": "string"}}, "required": ["camera"]}
+GOOD_UNIT = {"unit_key": "u", "files": {"image": hand_file("u.jpg")}, "meta": {"camera": "c"}}
+
+# (a bad unit, the error locs after ["body", "units", 0], a part of the first message)
+BAD_UNITS: list[tuple[dict[str, Any], list[list[Any]], str]] = [
+    (
+        GOOD_UNIT | {"files": {"image": hand_file("u.jpg"), "depth": hand_file("u.png")}},
+        [["files", "depth"]],
+        "not a file specification",
+    ),
+    (
+        GOOD_UNIT | {"files": {"label": hand_file("u.json")}},
+        [["files"]],
+        "missing required file specification(s) image",
+    ),
+    (
+        GOOD_UNIT | {"files": {"image": hand_file("u.bmp")}},
+        [["files", "image", "uri"]],
+        "extension .bmp not allowed for image (.jpg, .jpeg)",
+    ),
+    (GOOD_UNIT | {"meta": {"camera": 5}}, [["meta", "camera"]], "5 is not of type 'string'"),
+    (GOOD_UNIT | {"meta": {}}, [["meta"]], "'camera' is a required property"),
+    (GOOD_UNIT | {"meta": {"camera": "a\x00"}}, [["meta"]], "NUL"),
+    (GOOD_UNIT | {"unit_key": ""}, [["unit_key"]], "at least 1 character"),
+    (GOOD_UNIT | {"files": {}}, [["files"]], "at least 1 item"),
+    (
+        GOOD_UNIT | {"files": {"image": {"uri": "ftp://h/u.jpg", "size": 1}}},
+        [["files", "image", "uri"]],
+        "URI",
+    ),
+    (
+        GOOD_UNIT | {"files": {"image": {"uri": "s3://b/u.jpg"}}},
+        [["files", "image", "size"]],
+        "required",
+    ),
+    (
+        GOOD_UNIT | {"files": {"image": hand_file("u.jpg") | {"size": -1}}},
+        [["files", "image", "size"]],
+        "greater than or equal to 0",
+    ),
+]
+
+
+async def test_units_that_do_not_fit_the_collection_are_422_naming_the_field(
+    http: httpx.AsyncClient,
+) -> None:
+    collection = await post(
+        http,
+        "/v1/data-collections",
+        {
+            "name": "strict",
+            "file_specifications": [IMAGES, LABELS],
+            "data_unit_meta_schema": SCHEMA,
+        },
+    )
+    path = f"/v1/data-collections/{collection['id']}/data-units"
+    for unit, locs, message in BAD_UNITS:
+        # A good unit first: nothing of a batch with a bad unit is stored.
+        response = await http.post(path, json={"units": [unit, GOOD_UNIT | {"unit_key": "ok"}]})
+        assert error_locs(response) == [["body", "units", 0, *loc] for loc in locs], (
+            unit,
+            response.text,
+        )
+        assert message in response.json()["errors"][0]["msg"], (unit, response.text)
+
+    repeated = await http.post(path, json={"units": [GOOD_UNIT, GOOD_UNIT]})
+    assert error_locs(repeated) == [["body", "units"]]
+    assert "'u' repeat" in repeated.json()["errors"][0]["msg"]
+    assert error_locs(await http.post(path, json={"units": []})) == [["body", "units"]]
+    too_many = {"units": [GOOD_UNIT | {"unit_key": f"u{i}"} for i in range(1001)]}
+    assert error_locs(await http.post(path, json=too_many)) == [["body", "units"]]
+    assert (await http.get(path)).json()["items"] == []
+
+    assert (await http.post(path, json={"units": [GOOD_UNIT]})).status_code == 201
+
+
+async def test_registering_into_another_tenants_collection_is_404(
+    http: httpx.AsyncClient, gateway: GatewayHandle
+) -> None:
+    collection = await post(
+        http, "/v1/data-collections", {"name": "private", "file_specifications": [IMAGES]}
+    )
+    path = f"/v1/data-collections/{collection['id']}/data-units"
+    body = {"units": [{"unit_key": "x", "files": {"image": hand_file("x.jpg")}}]}
+    async with api(gateway, new_tenant()) as other:
+        response = await other.post(path, json=body)
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        missing = await other.post(f"/v1/data-collections/{uuid.uuid4()}/data-units", json=body)
+        assert missing.status_code == 404
+    assert (await http.get(path)).json()["items"] == []
+    async with httpx.AsyncClient(base_url=gateway.url) as anonymous:
+        assert (await anonymous.post(path, json=body)).status_code == 401

@@ -302,6 +302,214 @@ async def test_multi_path_upload_takes_each_spec_from_its_folder(
     assert any(m.startswith("skipping optional 'extra'") for m in logs)
 
 
+def multi_path_tree(root: Path) -> None:
+    """One folder per specification: 3 valid units (one nested below pics/), 3 invalid ones,
+    and a label the flat `anns/` asset does not look at."""
+    write(root / "pics" / "2024" / "a.png", 3 * KB, "a")
+    write(root / "pics" / "2024" / "b.jpg", 3 * KB, "b")
+    write(root / "pics" / "2024" / "deep" / "c.png", 3 * KB, "c")
+    for stem in ("a", "b", "c"):
+        write(root / "anns" / f"{stem}.json", 200, stem + "l")
+    write(root / "notes" / "a.txt", 50, "ax")
+    write(root / "pics" / "e.png", 3 * KB, "e")  # its label is in anns/deeper/: not looked at
+    write(root / "anns" / "deeper" / "e.json", 200, "el")
+    write(root / "pics" / "f.jpg", 40 * KB, "f")  # over max_file_size_mb
+    write(root / "anns" / "f.json", 200, "fl")
+    write(root / "pics" / "g.bmp", 3 * KB, "g")  # extension the image spec refuses
+    write(root / "anns" / "g.json", 200, "gl")
+
+
+async def test_multi_path_upload_creates_exactly_the_valid_units(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    multi_path_tree(tmp_path)
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    params = {
+        "name": "multi, checked",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "assets": {
+            "image": {"path": "pics", "is_recursive": True},
+            "label": {"path": "anns", "is_recursive": False},
+            "extra": {"path": "notes"},
+        },
+        "max_file_size_mb": 0.03,
+        "creating_data_unit_batch_size": 2,
+    }
+    async with upload_worker(settings):
+        request = await uploads.submit("upload", params, tenant=tenant)
+        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.succeeded", terminal
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    units = await units_of(pool, request.run_id)
+    assert set(units) == {"a", "b", "c"}  # each spec from its asset; units pair by stem
+    assert set(units["a"]["files"]) == {"image", "label", "extra"}
+    assert set(units["b"]["files"]) == {"image", "label"}
+    assert set(units["c"]["files"]) == {"image", "label"}
+    failed_units = {f["item"]: f["reason"] for f in result["failed_units"]}
+    assert set(failed_units) == {"e", "f", "g"}
+    assert "missing required file specification(s) label" in failed_units["e"]
+    assert "over max_file_size_mb" in failed_units["f"]
+    assert "extension .bmp not allowed" in failed_units["g"]
+    failed_files = {f["item"]: f["reason"] for f in result["failed_files"]}
+    assert set(failed_files) == {
+        "pics/e.png",
+        "pics/f.jpg",
+        "anns/f.json",
+        "pics/g.bmp",
+        "anns/g.json",
+    }
+    assert failed_files["anns/f.json"].startswith("unit 'f': ")  # named with its unit's reason
+    assert result["data_files"] == {"success": 7, "failed": 5, "already_uploaded": 0}
+    assert result["data_units"] == {"success": 3, "failed": 3}
+    assert result["data_unit_ids"]["count"] == 3
+    events = uploads.events[request.run_id]
+    assert last_metrics(events, "data_file") == {"stand_by": 0, "success": 7, "failed": 5}
+    assert last_metrics(events, "data_unit") == {"stand_by": 0, "success": 3, "failed": 3}
+    # Every file of every unit is in the bucket, byte for byte, under the run's prefix.
+    sources = {
+        ("a", "image"): "pics/2024/a.png",
+        ("b", "image"): "pics/2024/b.jpg",
+        ("c", "image"): "pics/2024/deep/c.png",
+        ("a", "label"): "anns/a.json",
+        ("b", "label"): "anns/b.json",
+        ("c", "label"): "anns/c.json",
+        ("a", "extra"): "notes/a.txt",
+    }
+    prefix = f"{tenant}/{collection}/{request.run_id}"
+    stored = await objects(settings, prefix)
+    assert len(stored) == len(sources)
+    for (key, spec), source in sources.items():
+        info = units[key]["files"][spec]
+        data = (tmp_path / source).read_bytes()
+        stored_key = info["uri"].removeprefix(f"s3://{settings.s3_bucket}/")
+        assert stored_key == f"{prefix}/{spec}/{key}{Path(source).suffix}"
+        assert stored[stored_key] == data
+        assert info["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert info["size"] == len(data)
+
+
+async def test_the_single_data_unit_strategy_creates_the_same_units_as_batch(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    many_units(tmp_path, 5, 2 * KB)
+    write(tmp_path / "ds" / "extra" / "u001.txt", 50, "x")
+    write(tmp_path / "ds" / "image" / "lonely.jpg", 100, "lonely")  # no label: invalid
+    excel(tmp_path / "meta.xlsx", [["file", "weather"], ["u002", "rain"]])
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    base = {
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "excel_metadata_path": "meta.xlsx",
+    }
+    async with upload_worker(settings):
+        single = await uploads.submit(
+            "upload", {**base, "name": "single", "creating_data_unit_batch_size": 1}, tenant=tenant
+        )
+        batch = await uploads.submit(
+            "upload", {**base, "name": "batch", "creating_data_unit_batch_size": 2}, tenant=tenant
+        )
+        ends = [await uploads.wait_terminal(r.run_id, timeout=60) for r in (single, batch)]
+    assert [e.type for e in ends] == ["run.succeeded"] * 2, ends
+    results = [e.payload.result for e in ends]  # type: ignore[attr-defined]
+
+    def written(run_id: uuid.UUID) -> list[str]:
+        logs = [e.payload.message for e in uploads.events[run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
+        return [m for m in logs if m.startswith("created ")]
+
+    assert written(single.run_id) == ["created 5 data units (one unit per statement)"]
+    assert written(batch.run_id) == ["created 5 data units (batches of 2)"]
+
+    def comparable(units: dict[str, asyncpg.Record]) -> dict[str, Any]:
+        # The uris differ by run id only; files are the same bytes.
+        return {
+            key: (
+                {spec: (f["size"], f["checksum"]) for spec, f in unit["files"].items()},
+                unit["meta"],
+            )
+            for key, unit in units.items()
+        }
+
+    single_units = await units_of(pool, single.run_id)
+    batch_units = await units_of(pool, batch.run_id)
+    assert set(single_units) == {f"u{i:03}" for i in range(5)}
+    assert list(single_units) == list(batch_units)  # in id order: written in the same order
+    assert comparable(single_units) == comparable(batch_units)
+    assert single_units["u002"]["meta"] == {"weather": "rain"}
+    assert set(single_units["u001"]["files"]) == {"image", "label", "extra"}
+    for result in results:
+        assert result["data_units"] == {"success": 5, "failed": 1}
+        assert result["failed_units"] == [
+            {"item": "lonely", "reason": "missing required file specification(s) label"}
+        ]
+    for run in (single, batch):
+        events = uploads.events[run.run_id]
+        assert last_metrics(events, "data_unit") == {"stand_by": 0, "success": 5, "failed": 1}
+
+
+async def test_single_path_upload_without_is_recursive_ignores_nested_folders(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "ds"
+    write(src / "a.jpg", 100, "a")  # directly in `path`: matched to a spec by extension
+    write(src / "a.json", 100, "al")
+    write(src / "a.txt", 50, "ax")
+    write(src / "more" / "b.jpg", 100, "b")  # nested: not looked at
+    write(src / "more" / "b.json", 100, "bl")
+    write(src / "more" / "deeper" / "a.json", 100, "dup")  # would repeat a's label
+    write(src / "image" / "sub" / "c.jpg", 100, "c")  # nested below a spec folder
+    write(src / "label" / "sub" / "c.json", 100, "cl")
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    params = {
+        "name": "flat",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "is_recursive": False,
+    }
+    async with upload_worker(settings):
+        request = await uploads.submit("upload", params, tenant=tenant)
+        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.succeeded", terminal
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    units = await units_of(pool, request.run_id)
+    assert set(units) == {"a"}
+    assert set(units["a"]["files"]) == {"image", "label", "extra"}
+    assert result["failed_units"] == [] and result["failed_files"] == []
+    assert result["data_files"]["success"] == 3
+    stored = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
+    label = units["a"]["files"]["label"]["uri"].removeprefix(f"s3://{settings.s3_bucket}/")
+    assert stored[label] == (src / "a.json").read_bytes()  # not more/deeper/a.json
+
+
+async def test_single_path_upload_without_is_recursive_still_reads_the_spec_folders(
+    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "ds"
+    write(src / "image" / "a.jpg", 100, "a")
+    write(src / "label" / "a.json", 100, "al")
+    write(src / "image" / "sub" / "b.jpg", 100, "b")  # nested below a spec folder: ignored
+    write(src / "label" / "sub" / "b.json", 100, "bl")
+    storage = await make_storage(pool, tenant, tmp_path)
+    collection = await make_collection(pool, tenant)
+    params = {
+        "name": "flat spec folders",
+        "storage": str(storage),
+        "data_collection": str(collection),
+        "path": "ds",
+        "is_recursive": False,
+    }
+    async with upload_worker(settings):
+        request = await uploads.submit("upload", params, tenant=tenant)
+        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    assert terminal.type == "run.succeeded", terminal
+    assert set(await units_of(pool, request.run_id)) == {"a"}
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [("../outside", "cannot list"), ("/etc", "cannot list")],

@@ -7,8 +7,9 @@ whether or not the connection has the JSON codecs of `runmesh.common.db.create_p
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias, TypedDict, cast
@@ -135,6 +136,15 @@ class NewDataUnit:
     unit_key: str
     files: Mapping[str, DataFile]
     meta: JsonObject = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class RegisteredDataUnits:
+    """The ids of the data units registered by hand, in the order given, and what changed."""
+
+    ids: tuple[int, ...]
+    created: int  # new rows
+    updated: int  # existing rows whose files or meta changed; the rest were equal already
 
 
 def _json(value: Any) -> str:  # Any: any JSON-serialisable value
@@ -368,6 +378,96 @@ async def upsert_data_units(
     missing = [key for key in keys if key not in ids][:5]
     raise DataUnitConflictError(
         f"run {run_id} already stored unit keys {', '.join(missing)} in another collection"
+    )
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: Executor) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on `conn`, or on a connection of it when it is a pool (a savepoint when
+    the connection is in a transaction already)."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired, acquired.transaction():
+            yield acquired
+    else:
+        async with conn.transaction():
+            yield conn
+
+
+async def register_data_units(
+    conn: Executor, tenant: str, collection_id: uuid.UUID, units: Sequence[NewDataUnit]
+) -> RegisteredDataUnits:
+    """Store data units a user registers by hand (no upload run), keyed by unit key within
+    the collection: a key the collection has a unit without a run for updates that unit,
+    any other key is a new unit. All in one transaction, so a batch is stored whole or not.
+
+    `UNIQUE (upload_run_id, unit_key)` cannot do this: NULL run ids are distinct in
+    PostgreSQL, so `upsert_data_units` without a run adds a row per call. Registrations of
+    one collection are serialised instead by a lock on its row (`FOR NO KEY UPDATE`, which
+    the foreign-key checks of uploads writing units, `FOR KEY SHARE`, do not wait for), so
+    two concurrent requests with the same new key still make one unit. Should a key have
+    several units without a run (written by `upsert_data_units` directly), the oldest is
+    updated. Units of upload runs are never matched: they belong to their run.
+
+    `CatalogNotFoundError` when the collection is not the tenant's; `DataUnitConflictError`
+    when a unit key repeats in the batch.
+    """
+    keys = [unit.unit_key for unit in units]
+    if len(set(keys)) != len(keys):
+        repeated = sorted({key for key in keys if keys.count(key) > 1})[:5]
+        raise DataUnitConflictError(f"unit keys repeat in one batch: {', '.join(repeated)}")
+    async with _transaction(conn) as tx:
+        locked = await tx.fetchval(
+            """
+            SELECT id FROM catalog.data_collections WHERE id = $2 AND tenant = $1
+            FOR NO KEY UPDATE
+            """,
+            tenant,
+            collection_id,
+            timeout=_TIMEOUT_S,
+        )
+        if locked is None:
+            raise CatalogNotFoundError(f"data collection {collection_id} not found")
+        # Served by the UNIQUE (upload_run_id, unit_key) index: btree indexes keep NULLs.
+        existing: dict[str, int] = {
+            row["unit_key"]: row["id"]
+            for row in await tx.fetch(
+                """
+                SELECT DISTINCT ON (unit_key) unit_key, id FROM catalog.data_units
+                WHERE upload_run_id IS NULL AND unit_key = ANY($3::text[])
+                  AND tenant = $1 AND data_collection_id = $2
+                ORDER BY unit_key, id
+                """,
+                tenant,
+                collection_id,
+                keys,
+                timeout=_TIMEOUT_S,
+            )
+        }
+        known = [unit for unit in units if unit.unit_key in existing]
+        updated = 0
+        if known:
+            # Equal files and meta are left alone, so a repeated request changes nothing,
+            # not even updated_at.
+            status: str = await tx.execute(
+                """
+                UPDATE catalog.data_units AS d
+                SET files = u.files::jsonb, meta = u.meta::jsonb, updated_at = now()
+                FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(id, files, meta)
+                WHERE d.id = u.id AND d.tenant = $1
+                  AND (d.files <> u.files::jsonb OR d.meta <> u.meta::jsonb)
+                """,
+                tenant,
+                [existing[unit.unit_key] for unit in known],
+                [_json(dict(unit.files)) for unit in known],
+                [_json(unit.meta) for unit in known],
+                timeout=_TIMEOUT_S,
+            )
+            updated = int(status.rsplit(" ", 1)[-1])
+        new = [unit for unit in units if unit.unit_key not in existing]
+        new_ids = await upsert_data_units(tx, tenant, collection_id, None, new)
+    ids = dict(existing) | dict(zip((unit.unit_key for unit in new), new_ids, strict=True))
+    return RegisteredDataUnits(
+        ids=tuple(ids[key] for key in keys), created=len(new_ids), updated=updated
     )
 
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from runmesh.common.catalog import DuplicateNameError, repository
+from runmesh.common.catalog import CatalogNotFoundError, DuplicateNameError, repository
 from runmesh.common.catalog.models import DataCollectionCreate, StorageCreate
 from runmesh.common.catalog.repository import (
     DataCollectionRow,
+    DataFile,
     DataUnitRow,
+    NewDataUnit,
     StorageProvider,
     StorageRow,
 )
@@ -36,6 +42,14 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
 
 _TAG_STORAGES = "storages"
 _TAG_COLLECTIONS = "data collections"
+
+# Units registered by hand come in requests, not runs: a batch the gateway validates against
+# the collection in one go and stores in one transaction stays small.
+MAX_REGISTER_BATCH = 1_000
+# The places a file of a unit can be: the storage providers and the platform bucket.
+_URI_SCHEMES = frozenset({"s3", "file", "http", "https"})
+# Enough for a person to fix a request; the rest are alike.
+_MAX_ERRORS = 100
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -163,6 +177,162 @@ class DataUnitPage(BaseModel):
     next_after: int | None = Field(
         description="Pass as `after_id` for the next page; null = no more units"
     )
+
+
+# Unit keys are file stems: any text but control characters (PostgreSQL stores no NUL).
+UnitKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+class DataFileIn(BaseModel):
+    """One file of a data unit registered by hand: where it is, its size and, optionally,
+    its checksum and media type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(
+        max_length=4096, description="s3://, file://, http:// or https:// URI of the file"
+    )
+    size: int = Field(ge=0, description="Bytes")
+    checksum: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[a-z0-9-]+:[^\s\x00-\x1f\x7f]+$",
+        description="`algorithm:value`, e.g. `sha256:<hex>`",
+    )
+    media_type: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+(;[^\x00-\x1f\x7f]*)?$",
+        description="e.g. `image/jpeg`",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _located(cls, uri: str) -> str:
+        if any(ord(char) < 0x20 or char == "\x7f" for char in uri):
+            raise ValueError("must not contain control characters")
+        parts = urlsplit(uri)
+        if parts.scheme not in _URI_SCHEMES or not (parts.netloc or parts.path.strip("/")):
+            raise ValueError("must be an s3://, file://, http:// or https:// URI of a file")
+        return uri
+
+
+class DataUnitIn(BaseModel):
+    """A data unit registered by hand: its key, its files by specification name, its meta."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_key: UnitKey = Field(description="Unique in the collection among units without a run")
+    files: dict[str, DataFileIn] = Field(
+        min_length=1, max_length=100, description="By file specification name"
+    )
+    meta: JsonObject = Field(
+        default_factory=dict, description="Must match the collection's data_unit_meta_schema"
+    )
+
+    @field_validator("meta")
+    @classmethod
+    def _storable(cls, meta: JsonObject) -> JsonObject:
+        if any("\x00" in text for text in _strings(meta)):
+            raise ValueError("must not contain NUL characters")
+        return meta
+
+
+class DataUnitsRegister(BaseModel):
+    """Data units to register by hand in a collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    units: list[DataUnitIn] = Field(min_length=1, max_length=MAX_REGISTER_BATCH)
+
+    @field_validator("units")
+    @classmethod
+    def _distinct(cls, units: list[DataUnitIn]) -> list[DataUnitIn]:
+        counts = Counter(unit.unit_key for unit in units)
+        repeated = sorted(key for key, count in counts.items() if count > 1)
+        if repeated:
+            shown = ", ".join(repr(key) for key in repeated[:5])
+            raise ValueError(f"unit keys must be unique in a request: {shown} repeat")
+        return units
+
+
+class DataUnitsRegistered(BaseModel):
+    """The data units of a registration."""
+
+    data_unit_ids: list[int] = Field(description="One per unit, in the order of the request")
+    created: int = Field(description="How many of them are new")
+    updated: int = Field(description="How many existing ones got new files or meta")
+
+
+def _strings(value: Any) -> Iterator[str]:  # Any: arbitrary JSON
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _unit_problems(collection: DataCollectionRow, units: list[DataUnitIn]) -> list[JsonObject]:
+    """Where each unit does not fit the collection, as problem+json `errors` entries: files
+    under unknown specifications or with extensions their specification does not allow,
+    required specifications missing, meta against `data_unit_meta_schema` (the same rules
+    the upload service applies to the units it stores)."""
+    specs = {spec.name: spec for spec in collection.file_specifications}
+    names = ", ".join(specs)
+    schema = collection.data_unit_meta_schema
+    meta_validator = Draft202012Validator(schema) if schema else None
+    errors: list[JsonObject] = []
+    for index, unit in enumerate(units):
+        where = ["body", "units", index]
+        for name, file in unit.files.items():
+            spec = specs.get(name)
+            if spec is None:
+                errors.append(
+                    {
+                        "loc": [*where, "files", name],
+                        "msg": f"not a file specification of data collection {collection.id}"
+                        f" ({names})",
+                    }
+                )
+                continue
+            path = urlsplit(file.uri).path.lower()
+            # endswith, not the last suffix: specifications may list `.nii.gz`.
+            if not any(path.endswith(extension) for extension in spec.extensions):
+                shown = PurePosixPath(path).suffix or "(none)"
+                allowed = ", ".join(spec.extensions)
+                errors.append(
+                    {
+                        "loc": [*where, "files", name, "uri"],
+                        "msg": f"extension {shown} not allowed for {name} ({allowed})",
+                    }
+                )
+        missing = sorted(
+            name for name, spec in specs.items() if spec.required and name not in unit.files
+        )
+        if missing:
+            errors.append(
+                {
+                    "loc": [*where, "files"],
+                    "msg": f"missing required file specification(s) {', '.join(missing)}",
+                }
+            )
+        if meta_validator is not None:
+            errors.extend(
+                {
+                    "loc": [*where, "meta", *error.absolute_path],
+                    "msg": "does not match the collection's data_unit_meta_schema: "
+                    + error.message,
+                }
+                for error in meta_validator.iter_errors(unit.meta)
+            )
+    return errors
 
 
 # -- storages --------------------------------------------------------------------------------
@@ -343,6 +513,69 @@ async def list_data_units(
         items=[DataUnitOut.of(row) for row in page],
         next_after=page[-1].id if len(rows) > limit else None,
     )
+
+
+@router.post(
+    "/data-collections/{collection_id}/data-units",
+    status_code=201,
+    response_model=DataUnitsRegistered,
+    summary="Register data units by hand",
+    tags=[_TAG_COLLECTIONS],
+    responses={
+        200: {"description": "Every unit key had a unit already"},
+        **problems(401, 404, 422),
+    },
+)
+async def register_data_units(
+    collection_id: CollectionId,
+    body: DataUnitsRegister,
+    tenant: Tenant,
+    deps: DepsParam,
+    response: Response,
+) -> DataUnitsRegistered:
+    """Data units whose files are stored already (up to 1,000 per request), without an
+    upload run. A unit key the collection has a unit without a run for updates that unit, so
+    repeating a request is safe: 201 when a unit is new, 200 when none is. Files must be
+    under the collection's specifications, with their extensions, every required one
+    present, and `meta` must match its `data_unit_meta_schema`; otherwise a 422 names each
+    field at fault, and nothing is stored."""
+    collection = await repository.get_collection(deps.pool, tenant, collection_id)
+    if collection is None:
+        raise NotFound(f"data collection {collection_id} not found")
+    errors = _unit_problems(collection, body.units)
+    if errors:
+        raise InvalidRequest(
+            f"data units do not fit data collection {collection_id}",
+            errors=errors[:_MAX_ERRORS],
+        )
+    units = [
+        NewDataUnit(
+            unit_key=unit.unit_key,
+            files={name: _data_file(file) for name, file in unit.files.items()},
+            meta=unit.meta,
+        )
+        for unit in body.units
+    ]
+    try:
+        registered = await repository.register_data_units(deps.pool, tenant, collection_id, units)
+    except CatalogNotFoundError as exc:
+        raise NotFound(str(exc)) from exc
+    if not registered.created:
+        response.status_code = 200
+    return DataUnitsRegistered(
+        data_unit_ids=list(registered.ids),
+        created=registered.created,
+        updated=registered.updated,
+    )
+
+
+def _data_file(file: DataFileIn) -> DataFile:
+    return {
+        "uri": file.uri,
+        "size": file.size,
+        "checksum": file.checksum,
+        "media_type": file.media_type,
+    }
 
 
 @router.get(

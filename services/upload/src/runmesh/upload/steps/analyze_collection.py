@@ -27,7 +27,7 @@ class AnalyzeCollection(Step):
         if ctx.params.assets is not None:
             for spec, asset in ctx.params.assets.items():
                 try:
-                    found = await self._discover(ctx, asset.path, asset.is_recursive)
+                    found = await self._discover(ctx, [asset.path], asset.is_recursive)
                 except UploadConfigError as exc:
                     if ctx.specs[spec].required:
                         raise
@@ -37,22 +37,34 @@ class AnalyzeCollection(Step):
                 ctx.discovered.extend(_source(info, spec) for info in found)
         else:
             root = ctx.params.path or ""
-            for info in await self._discover(ctx, root, ctx.params.is_recursive):
+            if ctx.params.is_recursive:
+                folders = [root]
+            else:
+                # As in Synapse, `is_recursive` applies inside each specification's folder:
+                # the files of `<path>/` and of `<path>/<spec>/`, nothing deeper.
+                folders = [root, *("/".join(p for p in (root, spec) if p) for spec in ctx.specs)]
+            for info in await self._discover(ctx, folders, ctx.params.is_recursive):
                 ctx.discovered.append(self._single_path_file(ctx, info, root))
         ctx.data_files.stand_by = len(ctx.discovered)
         ctx.run.set_progress(1, 1, category="analyze_collection")
         ctx.run.log_message(f"found {len(ctx.discovered)} files")
 
     @staticmethod
-    async def _discover(ctx: UploadContext, path: str, recursive: bool) -> list[ObjectInfo]:
+    async def _discover(
+        ctx: UploadContext, folders: list[str], recursive: bool
+    ) -> list[ObjectInfo]:
         assert ctx.source is not None
-        try:
-            found = await discovery_for(recursive).discover(ctx.source, path)
-        except StorageError as exc:
-            raise UploadConfigError(f"cannot list {path!r} in the source storage: {exc}") from exc
+        found: list[ObjectInfo] = []
+        for path in folders:
+            try:
+                found.extend(await discovery_for(recursive).discover(ctx.source, path))
+            except StorageError as exc:
+                raise UploadConfigError(
+                    f"cannot list {path!r} in the source storage: {exc}"
+                ) from exc
         files = [info for info in found if info.path not in ctx.excluded_paths]
         if not files:  # a missing folder lists as empty: say so rather than upload nothing
-            raise UploadConfigError(f"no files under {path!r} in the source storage")
+            raise UploadConfigError(f"no files under {folders[0]!r} in the source storage")
         return files
 
     @staticmethod

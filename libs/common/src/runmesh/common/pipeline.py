@@ -14,6 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
+
 from runmesh.common.plugins import Run
 
 log = logging.getLogger(__name__)
@@ -65,17 +68,27 @@ class Orchestrator(Generic[C]):
     """
 
     def __init__(
-        self, steps: Sequence[Step[C]], *, close: Callable[[C], Awaitable[None]] | None = None
+        self,
+        steps: Sequence[Step[C]],
+        *,
+        close: Callable[[C], Awaitable[None]] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.steps = list(steps)
         self._close = close
+        self._tracer = tracer
 
     async def run(self, ctx: C) -> None:
-        """Execute every step; on any exception roll back and re-raise it."""
+        """Execute every step, each in a span of its own (a child of the run's); on any
+        exception roll back and re-raise it."""
+        tracer = self._tracer or trace.get_tracer("runmesh.pipeline")
         done: list[Step[C]] = []
         try:
             for step in self.steps:
-                await step.execute(ctx)
+                with tracer.start_as_current_span(
+                    f"step {step.name}", attributes={"runmesh.step": step.name}
+                ):
+                    await step.execute(ctx)
                 done.append(step)
         except BaseException as failure:
             current = self.steps[len(done)]
@@ -91,7 +104,10 @@ class Orchestrator(Generic[C]):
             )
             for step in reversed([*done, current]):
                 try:
-                    await step.rollback(ctx)
+                    with tracer.start_as_current_span(
+                        f"rollback {step.name}", attributes={"runmesh.step": step.name}
+                    ):
+                        await step.rollback(ctx)
                 except Exception:  # one failed compensation must not stop the others
                     log.exception("rollback of step %s failed", step.name)
                     ctx.run.log_message(f"rollback of step {step.name} failed", level="error")

@@ -25,8 +25,11 @@ def setup_tracing(settings: Settings, service_name: str) -> TracerProvider | Non
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    # The endpoint from settings, not the exporter's own reading of the environment: a job
+    # child or a test gets the settings it was handed. OTLP/HTTP's base URL + /v1/traces.
+    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     return provider
 
@@ -50,3 +53,15 @@ def header_value(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str 
         if key == name:
             return value.decode("utf-8", "replace")
     return None
+
+
+def trace_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers, for a process that cannot share it (a job)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from_carrier(carrier: dict[str, str]) -> otel_context.Context:
+    """The trace context `trace_carrier` wrote, to attach on the other side."""
+    return propagate.extract(carrier)

@@ -16,6 +16,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+
 from runmesh.common.events import EventPayload
 from runmesh.common.execution.outcome import (
     Failed,
@@ -25,6 +28,7 @@ from runmesh.common.execution.outcome import (
 )
 from runmesh.common.plugins.loader import load_plugin
 from runmesh.common.plugins.run import Run, RunContext
+from runmesh.common.telemetry import context_from_carrier, setup_tracing
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +43,8 @@ class JobSpec:
     memory_mb: int
     progress_interval_s: float
     context: RunContext = field(default_factory=RunContext)
+    trace_carrier: dict[str, str] = field(default_factory=dict)
+    """The run span's context (W3C headers): the action's spans are its children."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -122,6 +128,8 @@ def _run(
         target=_flush_progress, args=(run, done, spec.progress_interval_s), daemon=True
     )
     flusher.start()
+    provider = _child_tracing(spec)
+    token = otel_context.attach(context_from_carrier(spec.trace_carrier))
     try:
         result = action.start()
         if inspect.isawaitable(result):
@@ -135,10 +143,22 @@ def _run(
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure
         outcome = exception_outcome(exc)
     finally:
+        otel_context.detach(token)
+        if provider is not None:
+            provider.shutdown()  # exports the spans still batched
         done.set()
         flusher.join()
         run.flush_progress(force=True)
     return outcome
+
+
+def _child_tracing(spec: JobSpec) -> TracerProvider | None:
+    """A tracer provider of the child's own where OTLP export is configured (a spawned
+    process inherits none)."""
+    settings = spec.context.settings
+    if settings is None:
+        return None
+    return setup_tracing(settings, f"runmesh-{spec.context.category or 'job'}-job")
 
 
 async def _await(value: Any) -> Any:

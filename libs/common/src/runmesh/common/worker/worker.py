@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from pydantic import BaseModel, ValidationError
 
 from runmesh.common.db.pool import create_pool
@@ -58,7 +58,7 @@ from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.plugins.run import Run, RunContext
 from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
-from runmesh.common.telemetry import extract_context, inject_headers
+from runmesh.common.telemetry import extract_context, inject_headers, trace_carrier
 from runmesh.common.topics import Topics
 from runmesh.common.validation import describe_errors
 from runmesh.common.worker.emitter import RunEmitter
@@ -66,8 +66,6 @@ from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("runmesh.worker")
-
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
 _RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for a late request
 _FETCH_TIMEOUT_MS = 200
@@ -90,6 +88,7 @@ class Worker:
         *,
         service: str | None = None,
         worker_id: str | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.category = category
         self.registry = registry
@@ -98,6 +97,8 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.topics = Topics(settings.topic_prefix)
         self.metrics = WorkerMetrics()
+        # None: the global provider, even one installed after this (setup_tracing in serve).
+        self._tracer = trace.get_tracer("runmesh.worker", tracer_provider=tracer_provider)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running: dict[uuid.UUID, StopSignal] = {}
@@ -325,7 +326,7 @@ class Worker:
                 await self._republish(request, claim.terminal_event)
             log.info("run %s already %s; not run again", request.run_id, claim.state)
             return True
-        with tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             f"run {self.category}.{request.action}",
             context=extract_context(record.headers),
             kind=SpanKind.CONSUMER,
@@ -473,6 +474,7 @@ class Worker:
                     memory_mb=self.settings.job_memory_mb,
                     progress_interval_s=self.settings.progress_interval_s,
                     context=context,
+                    trace_carrier=trace_carrier(),
                 )
                 outcome = await execute_job(
                     spec, emitter.emit_async, stop, grace_s=self.settings.cancel_grace_s

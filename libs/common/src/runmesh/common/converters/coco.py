@@ -351,3 +351,49 @@ class _CocoReader:
         ):
             raise self.fail(where, f"{key!r} must be an array of numbers")
         return value
+
+
+# -- single files (to_task: one annotation file per data unit) --------------------------------
+
+
+def parse_coco_file(
+    data: bytes, file_name: str, width: int | None = None, height: int | None = None
+) -> DMImage:
+    """The one image of a COCO document holding a single image's annotations.
+
+    The document has `categories` and `annotations`; its `images` holds that one image, or is
+    absent (or empty), in which case every annotation belongs to the image `file_name` of
+    `width` x `height` (both then required). Shapes read as in `read_coco`. Raises
+    `ConversionError` naming `file_name` for anything else, more than one image included.
+    """
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise ConversionError(f"{file_name}: not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ConversionError(f"{file_name}: top level: expected a JSON object")
+    if not document.get("images"):
+        annotations = document.get("annotations")
+        image_ids = {
+            entry.get("image_id")
+            for entry in (annotations if isinstance(annotations, list) else [])
+            if isinstance(entry, dict)
+        }
+        if len(image_ids) > 1:
+            raise ConversionError(
+                f"{file_name}: annotations of {len(image_ids)} images and no `images` to tell "
+                "which is this data unit's"
+            )
+        if width is None or height is None:
+            raise ConversionError(f"{file_name}: no `images` entry and no image size to use")
+        image_id = next(iter(image_ids), 1)
+        document = {
+            **document,
+            "images": [{"id": image_id, "file_name": file_name, "width": width, "height": height}],
+        }
+    dataset = _CocoReader(Path(file_name)).read(document)
+    if len(dataset.images) != 1:
+        raise ConversionError(
+            f"{file_name}: holds {len(dataset.images)} images; expected one image's annotations"
+        )
+    return dataset.images[0]

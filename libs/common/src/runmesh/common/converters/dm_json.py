@@ -67,3 +67,62 @@ def read_dm_json(root: Path) -> Dataset:
         except (ValidationError, orjson.JSONDecodeError, OSError) as exc:
             raise ConversionError(f"{path}: not a DM document: {exc}") from exc
     return Dataset(classes=tuple(class_names(images)), images=images)
+
+
+# -- single files (to_task: one annotation file per data unit) --------------------------------
+
+ANNOTATION_FORMATS = ("dm", "coco", "yolo", "pascal_voc")
+"""The formats `detect_annotation_format` tells apart (the to_task `annotation_format`s)."""
+
+
+def parse_dm_file(data: bytes, file_name: str = "annotation.json") -> DMImage:
+    """The one image of a DM document (a DMData) read from `file_name`'s bytes.
+
+    Raises `ConversionError` naming `file_name` when the bytes are not DM or the document
+    holds other than exactly one image.
+    """
+    try:
+        document = parse_dm(data)
+    except (ValidationError, ValueError) as exc:
+        raise ConversionError(f"{file_name}: not a DM document: {exc}") from exc
+    if len(document.images) != 1:
+        raise ConversionError(
+            f"{file_name}: holds {len(document.images)} images; a data unit's DM file holds one"
+        )
+    return document.images[0]
+
+
+def detect_annotation_format(data: bytes, file_name: str) -> str:
+    """Which of `ANNOTATION_FORMATS` one annotation file is in, by extension and content.
+
+    `.xml` (or content starting with `<`) is Pascal VOC and `.txt` is YOLO; a JSON object
+    with `categories` and `annotations` is COCO, one with `images` (or `dm_version`) is DM.
+    Raises `ConversionError` naming the file when it is none of them.
+    """
+    suffix = PurePosixPath(file_name).suffix.lower()
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if suffix == ".xml" or (suffix != ".json" and head == b"<"):
+        return "pascal_voc"
+    if suffix == ".txt":
+        return "yolo"
+    if suffix == ".json" or head == b"{":
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ConversionError(f"{file_name}: not valid JSON: {exc}") from exc
+        if isinstance(document, dict):
+            if "categories" in document and "annotations" in document:
+                return "coco"
+            if "dm_version" in document or "images" in document:
+                return "dm"
+        raise ConversionError(
+            f"{file_name}: a JSON document that is neither COCO (categories, annotations) "
+            "nor DM (images)"
+        )
+    if head.isdigit() or not head:
+        # Label lines start with a class id; an empty file is an image without labels.
+        return "yolo"
+    raise ConversionError(
+        f"{file_name}: cannot tell its format (expected .json, .xml or .txt: DM, COCO, "
+        "Pascal VOC or YOLO)"
+    )

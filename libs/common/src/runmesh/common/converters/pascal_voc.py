@@ -457,3 +457,34 @@ def _decimal(path: Path, element: ElementTree.Element, tag: str, where: str) -> 
     if not value.is_finite():
         raise ConversionError(f"{path}: {where}: <{tag}> {text!r} is not a finite number")
     return value
+
+
+# -- single files (to_task: one annotation file per data unit) --------------------------------
+
+
+def parse_pascal_voc_file(data: bytes, file_name: str = "annotation.xml") -> DMImage:
+    """One Pascal VOC `<annotation>` XML document as a DM image (boxes read as in
+    `read_pascal_voc`); raises `ConversionError` naming `file_name` when it is not one."""
+    path = Path(file_name)  # only named in messages: the helpers take a path for that
+    if b"<!ENTITY" in data:
+        raise ConversionError(f"{path}: XML entity declarations are not accepted")
+    try:
+        document = ElementTree.fromstring(data)
+    except ElementTree.ParseError as error:
+        raise ConversionError(f"{path}: not well-formed XML: {error}") from error
+    if document.tag != "annotation":
+        raise ConversionError(f"{path}: the root element is <{document.tag}>, not <annotation>")
+    size = _child(path, document, "size")
+    fields: dict[str, object] = {
+        "file_name": _text(path, document, "filename"),
+        "width": _integer(path, size, "width"),
+        "height": _integer(path, size, "height"),
+        "annotations": [
+            _read_object(path, index, element)
+            for index, element in enumerate(document.findall("object"))
+        ],
+    }
+    try:
+        return DMImage.model_validate(fields)
+    except ValidationError as error:
+        raise ConversionError(f"{path}: not valid DM: {error}") from error

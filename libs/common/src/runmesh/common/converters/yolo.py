@@ -384,3 +384,65 @@ def _class_id(token: str, count: int, where: str) -> int:
     if not 0 <= class_id < count:
         raise ConversionError(f"{where}: class id {class_id} is not in 0..{count - 1}")
     return class_id
+
+
+# -- single files (to_task: one annotation file per data unit) --------------------------------
+
+
+def parse_yolo_file(
+    data: bytes, classes: Sequence[str], file_name: str, width: int, height: int
+) -> DMImage:
+    """One YOLO label file (`class cx cy w h` or polygon lines) as the DM image `file_name`.
+
+    `classes[i]` is the name of class id `i`; `width` and `height` are the image's size in
+    pixels, which YOLO's normalised coordinates need (the caller reads it from the image).
+    Lines read as in `read_yolo`; raises `ConversionError` naming `file_name` and the line.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"{file_name}: cannot read it as UTF-8 text: {error}") from error
+    names = tuple(classes)
+    annotations: list[BoundingBox | Polygon] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{file_name}, line {number}"
+        count = len(tokens)
+        if count != 5 and (count < 7 or count % 2 == 0):
+            raise ConversionError(
+                f"{where}: {count} values; expected 5 (class cx cy w h) or an odd number of "
+                "at least 7 (class x1 y1 x2 y2 x3 y3 ...)"
+            )
+        class_name = names[_class_id(tokens[0], len(names), where)]
+        try:
+            values = [float(token) for token in tokens[1:]]
+        except ValueError as error:
+            raise ConversionError(f"{where}: a coordinate is not a number: {error}") from error
+        if not all(math.isfinite(value) for value in values):
+            raise ConversionError(f"{where}: coordinates must be finite numbers")
+        annotation_id = str(len(annotations) + 1)
+        try:
+            if count == 5:
+                cx, cy, w, h = values
+                if w < 0 or h < 0:
+                    raise ConversionError(f"{where}: negative box width or height")
+                annotations.append(
+                    BoundingBox(
+                        id=annotation_id,
+                        class_name=class_name,
+                        bbox=((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height),
+                    )
+                )
+            else:
+                points = [
+                    (values[i] * width, values[i + 1] * height) for i in range(0, len(values), 2)
+                ]
+                annotations.append(Polygon(id=annotation_id, class_name=class_name, points=points))
+        except ValidationError as error:
+            raise ConversionError(f"{where}: not a valid DM shape: {error}") from error
+    try:
+        return DMImage(file_name=file_name, width=width, height=height, annotations=annotations)
+    except ValidationError as error:
+        raise ConversionError(f"{file_name}: not a valid DM image: {error}") from error

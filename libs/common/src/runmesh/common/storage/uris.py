@@ -6,7 +6,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from runmesh.common.settings import Settings
-from runmesh.common.storage import FileStorage, HttpStorage, S3Storage, Storage, StorageError
+from runmesh.common.storage.base import Storage
+from runmesh.common.storage.errors import StorageError
+from runmesh.common.storage.file import FileStorage
+from runmesh.common.storage.http import HttpStorage
+from runmesh.common.storage.s3 import S3Storage
 
 
 def open_uri(

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from runmesh.common.catalog import annotation
 from runmesh.common.dm import DMImage, parse_dm
 from runmesh.common.storage import Storage, StorageError, StorageNotFound
+from runmesh.common.storage.uris import open_uri
 from runmesh.common.validation import describe_errors
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.emitted_files import store_emitted
-from runmesh.export.sources import open_uri
 from runmesh.export.steps.base import Step
 
 log = logging.getLogger(__name__)

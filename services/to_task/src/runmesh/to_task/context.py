@@ -1,0 +1,79 @@
+"""What the to_task steps share: the params, the open resources, and what each step found."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from runmesh.common.pipeline import Counts
+from runmesh.common.plugins import Run
+from runmesh.common.settings import Settings
+from runmesh.to_task.params import ToTaskParams
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from runmesh.common.catalog.repository import DataCollectionRow, DataFile
+    from runmesh.common.dm import DMData
+    from runmesh.common.storage import Storage
+
+
+@dataclass(slots=True, frozen=True)
+class Item:
+    """One data unit to annotate and its task."""
+
+    data_unit_id: int
+    task_id: int
+    files: dict[str, DataFile]
+    has_data: bool  # the task held annotations when the run began
+
+
+@dataclass(slots=True, frozen=True)
+class Annotated:
+    """A task's new DM data, ready to save."""
+
+    data_unit_id: int
+    task_id: int
+    data: DMData
+    had_data: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """A data unit that could not be annotated, and why."""
+
+    data_unit_id: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ToTaskContext:
+    """State passed from step to step; each step fills what the next ones read."""
+
+    params: ToTaskParams
+    run: Run
+    tenant: str
+    settings: Settings
+    run_id: uuid.UUID
+    pool: asyncpg.Pool | None = None
+    collection: DataCollectionRow | None = None
+    primary_spec: str = ""
+    classes: list[str] = field(default_factory=list)  # by label-schema id order (YOLO ids)
+    items: list[Item] = field(default_factory=list)
+    annotated: list[Annotated] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    saved_task_ids: list[int] = field(default_factory=list)  # written by this run, empty before
+    sources: dict[tuple[str, str], Storage] = field(default_factory=dict)  # (scheme, host)
+    tasks_created: int = 0
+    skipped: int = 0
+    counts: Counts = field(default_factory=Counts)
+
+    def fail(self, data_unit_id: int, reason: str) -> None:
+        """Record a per-item failure; the run goes on."""
+        self.failures.append(Failure(data_unit_id, reason))
+        self.counts.failed += 1
+
+    def report_metrics(self) -> None:
+        """Send the `annotation` metrics as they stand."""
+        self.run.set_metrics(self.counts.as_metrics(), category="annotation")

@@ -1,0 +1,1 @@
+"""The steps of the to_task pipeline, one module each."""

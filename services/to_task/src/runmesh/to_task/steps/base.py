@@ -1,0 +1,10 @@
+"""A step of the to_task pipeline: `runmesh.common.pipeline.Step` over `ToTaskContext`."""
+
+from __future__ import annotations
+
+from runmesh.common.pipeline import Step as PipelineStep
+from runmesh.to_task.context import ToTaskContext
+
+
+class Step(PipelineStep[ToTaskContext]):
+    """One step of the to_task pipeline (the Synapse `BaseStep`)."""

@@ -566,6 +566,8 @@ async def test_cancel_mid_export_stops_quickly_and_deletes_the_folder(
         took = asyncio.get_running_loop().time() - began
     assert terminal.type == "run.cancelled", terminal
     assert took < 5.0, f"cancel took {took:.2f}s"
+    codes = {e.payload.code for e in exports.events[request.run_id] if e.type == "run.log"}  # type: ignore[attr-defined]
+    assert "EXPORT_FAILED" not in codes
     left = [p for p in (tmp_path / "exports").rglob("*") if p.is_file()]
     assert left == []
 

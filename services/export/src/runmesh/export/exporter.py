@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from runmesh.common.converters import WRITERS, DatasetWriter
+from runmesh.common.errors import RunCancelledError
 from runmesh.common.pipeline import Orchestrator
 from runmesh.common.plugins import Action
 from runmesh.export.context import ExportContext, ItemData
@@ -75,6 +76,8 @@ class BaseExporter(Action):
             )
             try:
                 await Orchestrator(self.steps(), close=_close_resources).run(ctx)
+            except RunCancelledError:
+                raise  # the run ends cancelled, not failed
             except Exception as exc:
                 self.run.log_message_with_code("EXPORT_FAILED", exc)
                 raise

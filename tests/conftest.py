@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry.sdk.trace import TracerProvider
 
+from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.events import (
     TERMINAL_EVENT_TYPES,
     CancelRun,
@@ -31,7 +34,7 @@ from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
+from runmesh.common.worker import Worker, build_registry
 
 PLUGINS = Path(__file__).parent / "plugins"
 CATEGORY = "test"
@@ -286,3 +289,38 @@ async def gateway(settings: Settings) -> AsyncIterator[GatewayHandle]:
     await handle.start()
     yield handle
     await handle.stop()
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the sandbox database with the catalog schema applied."""
+    db = await create_pool(settings, min_size=1, max_size=4)
+    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
+    yield db
+    await db.close()
+
+
+@contextlib.asynccontextmanager
+async def service_worker(
+    settings: Settings,
+    category: str,
+    builtin_plugin: Path,
+    *,
+    service: str,
+    tracer_provider: TracerProvider | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Worker]:
+    """A category service in this process with its built-in plugin (plus `plugin_path`'s),
+    as `python -m runmesh.<service>` builds it; leaving stops it."""
+    settings = settings.model_copy(update=overrides)
+    registry = build_registry(settings, [builtin_plugin])
+    worker = Worker(category, registry, settings, service=service, tracer_provider=tracer_provider)
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(60):
+        await worker.ready.wait()
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        async with asyncio.timeout(60):
+            await task

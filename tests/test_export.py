@@ -35,16 +35,15 @@ from runmesh.common.catalog.models import (
 )
 from runmesh.common.catalog.repository import NewDataUnit
 from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.dm import DMData, DMImage, parse_dm
 from runmesh.common.events import RunEventBase
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker, build_registry
+from runmesh.common.worker import Worker
 from runmesh.export import BUILTIN_PLUGIN
 
-from .conftest import RunClient
+from .conftest import RunClient, service_worker
 
 with warnings.catch_warnings():  # supervision warns at import that OpenCV is not installed
     warnings.simplefilter("ignore")
@@ -55,15 +54,6 @@ CATEGORY = "export"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLASSES = ["cat", "dog", "person"]
 BROKEN = 3  # items whose data is not valid DM
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool with the catalog schema applied."""
-    db = await create_pool(settings, min_size=1, max_size=4)
-    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
-    yield db
-    await db.close()
 
 
 @pytest.fixture
@@ -80,23 +70,18 @@ async def exports(settings: Settings) -> AsyncIterator[RunClient]:
     await client.stop()
 
 
-@contextlib.asynccontextmanager
-async def export_worker(
+def export_worker(
     settings: Settings, tracer_provider: TracerProvider | None = None, **overrides: Any
-) -> AsyncIterator[Worker]:
+) -> contextlib.AbstractAsyncContextManager[Worker]:
     """The export service in this process, with its built-in plugin."""
-    settings = settings.model_copy(update=overrides)
-    registry = build_registry(settings, [BUILTIN_PLUGIN])
-    worker = Worker(CATEGORY, registry, settings, service="export", tracer_provider=tracer_provider)
-    task = asyncio.create_task(worker.run())
-    async with asyncio.timeout(60):
-        await worker.ready.wait()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        async with asyncio.timeout(60):
-            await task
+    return service_worker(
+        settings,
+        CATEGORY,
+        BUILTIN_PLUGIN,
+        service="export",
+        tracer_provider=tracer_provider,
+        **overrides,
+    )
 
 
 def png(width: int, height: int) -> bytes:

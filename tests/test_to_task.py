@@ -25,15 +25,14 @@ from runmesh.common.converters import (
     PascalVocWriter,
     YoloWriter,
 )
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.dm import BoundingBox, DMImage, parse_dm
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker, build_registry
+from runmesh.common.worker import Worker
 from runmesh.to_task import BUILTIN_PLUGIN
 
-from .conftest import RunClient
+from .conftest import RunClient, service_worker
 
 CATEGORY = "pre_annotation"
 CLASSES = ["cat", "dog", "person"]
@@ -46,15 +45,6 @@ WRITERS: dict[str, tuple[type[DatasetWriter], str]] = {
 }
 UNKNOWN = 0  # the unit whose file names a class outside the label schema
 CORRUPT = 1  # the unit whose file is not in its format
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool with the catalog schema applied."""
-    db = await create_pool(settings, min_size=1, max_size=4)
-    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
-    yield db
-    await db.close()
 
 
 @pytest.fixture
@@ -71,20 +61,9 @@ async def runs(settings: Settings) -> AsyncIterator[RunClient]:
     await client.stop()
 
 
-@contextlib.asynccontextmanager
-async def to_task_worker(settings: Settings) -> AsyncIterator[Worker]:
+def to_task_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
     """The to_task service in this process, with its built-in plugin."""
-    registry = build_registry(settings, [BUILTIN_PLUGIN])
-    worker = Worker(CATEGORY, registry, settings, service="to_task")
-    task = asyncio.create_task(worker.run())
-    async with asyncio.timeout(60):
-        await worker.ready.wait()
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        async with asyncio.timeout(60):
-            await task
+    return service_worker(settings, CATEGORY, BUILTIN_PLUGIN, service="to_task")
 
 
 def png(width: int, height: int) -> bytes:

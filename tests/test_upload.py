@@ -25,28 +25,17 @@ from openpyxl import Workbook
 
 from runmesh.common.catalog import repository
 from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
-from runmesh.common.worker.service import build_registry
 from runmesh.upload import BUILTIN_PLUGIN
 
-from .conftest import RunClient
+from .conftest import RunClient, service_worker
 
 CATEGORY = "upload"
 KB = 1024
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool with the catalog schema applied."""
-    db = await create_pool(settings, min_size=1, max_size=4)
-    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
-    yield db
-    await db.close()
 
 
 @pytest.fixture
@@ -63,19 +52,11 @@ async def uploads(settings: Settings) -> AsyncIterator[RunClient]:
     await client.stop()
 
 
-@contextlib.asynccontextmanager
-async def upload_worker(settings: Settings, **overrides: Any) -> AsyncIterator[Worker]:
-    """The upload service in this process, with its built-in plugin."""
-    settings = settings.model_copy(update=overrides)
-    registry = build_registry(settings, [BUILTIN_PLUGIN])  # plus RUNMESH_PLUGIN_PATH's
-    worker = Worker(CATEGORY, registry, settings, service="upload")
-    task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(worker.ready.wait(), 60)
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(task, 60)
+def upload_worker(
+    settings: Settings, **overrides: Any
+) -> contextlib.AbstractAsyncContextManager[Worker]:
+    """The upload service in this process, with its built-in plugin (plus RUNMESH_PLUGIN_PATH's)."""
+    return service_worker(settings, CATEGORY, BUILTIN_PLUGIN, service="upload", **overrides)
 
 
 async def make_storage(pool: asyncpg.Pool, tenant: str, root: Path) -> uuid.UUID:

@@ -320,12 +320,19 @@ def _read_text(path: Path) -> str:
 def _read_labels(
     label: Path, classes: tuple[str, ...], width: int, height: int
 ) -> list[BoundingBox | Polygon]:
+    return _parse_label_lines(_read_text(label), str(label), classes, width, height)
+
+
+def _parse_label_lines(
+    text: str, source: str, classes: Sequence[str], width: int, height: int
+) -> list[BoundingBox | Polygon]:
+    """The shapes of one label file's text; errors name `source` and the line."""
     annotations: list[BoundingBox | Polygon] = []
-    for number, line in enumerate(_read_text(label).splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue
-        where = f"{label}, line {number}"
+        where = f"{source}, line {number}"
         count = len(tokens)
         if count != 5 and (count < 7 or count % 2 == 0):
             raise ConversionError(
@@ -402,46 +409,7 @@ def parse_yolo_file(
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConversionError(f"{file_name}: cannot read it as UTF-8 text: {error}") from error
-    names = tuple(classes)
-    annotations: list[BoundingBox | Polygon] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        where = f"{file_name}, line {number}"
-        count = len(tokens)
-        if count != 5 and (count < 7 or count % 2 == 0):
-            raise ConversionError(
-                f"{where}: {count} values; expected 5 (class cx cy w h) or an odd number of "
-                "at least 7 (class x1 y1 x2 y2 x3 y3 ...)"
-            )
-        class_name = names[_class_id(tokens[0], len(names), where)]
-        try:
-            values = [float(token) for token in tokens[1:]]
-        except ValueError as error:
-            raise ConversionError(f"{where}: a coordinate is not a number: {error}") from error
-        if not all(math.isfinite(value) for value in values):
-            raise ConversionError(f"{where}: coordinates must be finite numbers")
-        annotation_id = str(len(annotations) + 1)
-        try:
-            if count == 5:
-                cx, cy, w, h = values
-                if w < 0 or h < 0:
-                    raise ConversionError(f"{where}: negative box width or height")
-                annotations.append(
-                    BoundingBox(
-                        id=annotation_id,
-                        class_name=class_name,
-                        bbox=((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height),
-                    )
-                )
-            else:
-                points = [
-                    (values[i] * width, values[i + 1] * height) for i in range(0, len(values), 2)
-                ]
-                annotations.append(Polygon(id=annotation_id, class_name=class_name, points=points))
-        except ValidationError as error:
-            raise ConversionError(f"{where}: not a valid DM shape: {error}") from error
+    annotations = _parse_label_lines(text, file_name, classes, width, height)
     try:
         return DMImage(file_name=file_name, width=width, height=height, annotations=annotations)
     except ValidationError as error:

@@ -37,7 +37,7 @@ from runmesh.common.catalog.models import (
     ProjectCreate,
     TaskStatus,
 )
-from runmesh.common.catalog.repository import Executor
+from runmesh.common.catalog.repository import Executor, fetch_newest_first, fetch_tenant_row
 from runmesh.common.dm import DMData
 from runmesh.common.events import JsonObject
 
@@ -257,12 +257,7 @@ async def create_project(conn: Executor, tenant: str, project: ProjectCreate) ->
 
 async def get_project(conn: Executor, tenant: str, project_id: uuid.UUID) -> ProjectRow | None:
     """The tenant's project, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_PROJECT_COLUMNS} FROM catalog.projects WHERE id = $1 AND tenant = $2",
-        project_id,
-        tenant,
-        timeout=_TIMEOUT_S,
-    )
+    row = await fetch_tenant_row(conn, "projects", _PROJECT_COLUMNS, tenant, project_id)
     return None if row is None else _project(row)
 
 
@@ -274,18 +269,7 @@ async def list_projects(
     limit: int = 50,
 ) -> list[ProjectRow]:
     """The tenant's projects, newest first, after the position `before` (created_at, id)."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_PROJECT_COLUMNS} FROM catalog.projects
-        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC LIMIT $4
-        """,
-        tenant,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
-        timeout=_TIMEOUT_S,
-    )
+    rows = await fetch_newest_first(conn, "projects", _PROJECT_COLUMNS, tenant, before, limit)
     return [_project(row) for row in rows]
 
 
@@ -372,12 +356,7 @@ async def create_tasks(
 
 async def get_task(conn: Executor, tenant: str, task_id: int) -> TaskRow | None:
     """The tenant's task, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_TASK_COLUMNS} FROM catalog.tasks WHERE id = $1 AND tenant = $2",
-        task_id,
-        tenant,
-        timeout=_TIMEOUT_S,
-    )
+    row = await fetch_tenant_row(conn, "tasks", _TASK_COLUMNS, tenant, task_id)
     return None if row is None else _task(row)
 
 

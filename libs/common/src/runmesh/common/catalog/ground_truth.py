@@ -24,7 +24,7 @@ from runmesh.common.catalog.models import (
     GroundTruthDatasetCreate,
     GroundTruthItemIn,
 )
-from runmesh.common.catalog.repository import Executor
+from runmesh.common.catalog.repository import Executor, fetch_newest_first, fetch_tenant_row
 from runmesh.common.events import JsonObject
 
 _TIMEOUT_S = 30.0
@@ -169,12 +169,8 @@ async def get_ground_truth_dataset(
     conn: Executor, tenant: str, dataset_id: uuid.UUID
 ) -> GroundTruthDatasetRow | None:
     """The tenant's ground-truth dataset, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_DATASET_COLUMNS} FROM catalog.ground_truth_datasets"
-        " WHERE id = $1 AND tenant = $2",
-        dataset_id,
-        tenant,
-        timeout=_TIMEOUT_S,
+    row = await fetch_tenant_row(
+        conn, "ground_truth_datasets", _DATASET_COLUMNS, tenant, dataset_id
     )
     return None if row is None else _dataset(row)
 
@@ -187,17 +183,8 @@ async def list_ground_truth_datasets(
     limit: int = 50,
 ) -> list[GroundTruthDatasetRow]:
     """The tenant's ground-truth datasets, newest first, after the position `before`."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_DATASET_COLUMNS} FROM catalog.ground_truth_datasets
-        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC LIMIT $4
-        """,
-        tenant,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
-        timeout=_TIMEOUT_S,
+    rows = await fetch_newest_first(
+        conn, "ground_truth_datasets", _DATASET_COLUMNS, tenant, before, limit
     )
     return [_dataset(row) for row in rows]
 

@@ -43,6 +43,47 @@ _UNIT_COLUMNS = (
 )
 
 
+# -- shared queries --------------------------------------------------------------------------
+
+
+async def fetch_tenant_row(
+    conn: Executor, table: str, columns: str, tenant: str, row_id: uuid.UUID | int
+) -> asyncpg.Record | None:
+    """The row `row_id` of `catalog.<table>` if it is the tenant's (None for another's)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {columns} FROM catalog.{table} WHERE id = $1 AND tenant = $2",
+        row_id,
+        tenant,
+        timeout=_TIMEOUT_S,
+    )
+    return row
+
+
+async def fetch_newest_first(
+    conn: Executor,
+    table: str,
+    columns: str,
+    tenant: str,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The tenant's rows of `catalog.<table>`, newest first, after the keyset position
+    `before` (created_at, id)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {columns} FROM catalog.{table}
+        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+        ORDER BY created_at DESC, id DESC LIMIT $4
+        """,
+        tenant,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
+        timeout=_TIMEOUT_S,
+    )
+    return rows
+
+
 # -- rows ------------------------------------------------------------------------------------
 
 
@@ -217,12 +258,7 @@ async def create_storage(conn: Executor, tenant: str, storage: StorageCreate) ->
 
 async def get_storage(conn: Executor, tenant: str, storage_id: uuid.UUID) -> StorageRow | None:
     """The tenant's storage, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_STORAGE_COLUMNS} FROM catalog.storages WHERE id = $1 AND tenant = $2",
-        storage_id,
-        tenant,
-        timeout=_TIMEOUT_S,
-    )
+    row = await fetch_tenant_row(conn, "storages", _STORAGE_COLUMNS, tenant, storage_id)
     return None if row is None else _storage(row)
 
 
@@ -234,18 +270,7 @@ async def list_storages(
     limit: int = 50,
 ) -> list[StorageRow]:
     """The tenant's storages, newest first, after the position `before` (created_at, id)."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_STORAGE_COLUMNS} FROM catalog.storages
-        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC LIMIT $4
-        """,
-        tenant,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
-        timeout=_TIMEOUT_S,
-    )
+    rows = await fetch_newest_first(conn, "storages", _STORAGE_COLUMNS, tenant, before, limit)
     return [_storage(row) for row in rows]
 
 
@@ -283,11 +308,8 @@ async def get_collection(
     conn: Executor, tenant: str, collection_id: uuid.UUID
 ) -> DataCollectionRow | None:
     """The tenant's data collection, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLLECTION_COLUMNS} FROM catalog.data_collections WHERE id = $1 AND tenant = $2",
-        collection_id,
-        tenant,
-        timeout=_TIMEOUT_S,
+    row = await fetch_tenant_row(
+        conn, "data_collections", _COLLECTION_COLUMNS, tenant, collection_id
     )
     return None if row is None else _collection(row)
 
@@ -300,17 +322,8 @@ async def list_collections(
     limit: int = 50,
 ) -> list[DataCollectionRow]:
     """The tenant's data collections, newest first, after the position `before`."""
-    rows = await conn.fetch(
-        f"""
-        SELECT {_COLLECTION_COLUMNS} FROM catalog.data_collections
-        WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC LIMIT $4
-        """,
-        tenant,
-        before[0] if before else None,
-        before[1] if before else None,
-        limit,
-        timeout=_TIMEOUT_S,
+    rows = await fetch_newest_first(
+        conn, "data_collections", _COLLECTION_COLUMNS, tenant, before, limit
     )
     return [_collection(row) for row in rows]
 
@@ -484,12 +497,7 @@ async def delete_data_units_of_run(conn: Executor, tenant: str, run_id: uuid.UUI
 
 async def get_data_unit(conn: Executor, tenant: str, unit_id: int) -> DataUnitRow | None:
     """The tenant's data unit, or None (also for another tenant's)."""
-    row = await conn.fetchrow(
-        f"SELECT {_UNIT_COLUMNS} FROM catalog.data_units WHERE id = $1 AND tenant = $2",
-        unit_id,
-        tenant,
-        timeout=_TIMEOUT_S,
-    )
+    row = await fetch_tenant_row(conn, "data_units", _UNIT_COLUMNS, tenant, unit_id)
     return None if row is None else _unit(row)
 
 

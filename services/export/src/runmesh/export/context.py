@@ -65,7 +65,6 @@ class ExportContext:
     export_dir: str = ""  # in the destination storage: `<path>/<name>` or `<name>(n)`
     writers: dict[str, DatasetWriter] = field(default_factory=dict)  # by split ("" = none)
     sources: dict[tuple[str, str], Storage] = field(default_factory=dict)  # (scheme, host)
-    stored_paths: list[str] = field(default_factory=list)  # every object this run wrote
     json_errors: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     original_errors: list[tuple[str, str]] = field(default_factory=list)
     conversion_issues: int = 0

@@ -31,18 +31,29 @@ async def store_emitted(ctx: ExportContext, *, force: bool = False) -> None:
     for split, writer in ctx.writers.items():
         if not writer.outlet:
             continue
-        prefix = f"{ctx.export_dir}/{split}/" if split else f"{ctx.export_dir}/"
+        prefix = f"{split}/" if split else ""
         batch.extend((prefix + relative, data) for relative, data in writer.outlet)
         writer.outlet = []
-    if not batch:
-        return
-    outcomes = await ctx.destination.write_many(batch, concurrency=ctx.params.max_concurrency)
-    failures = [
-        f"{path}: {outcome}"
-        for (path, _), outcome in zip(batch, outcomes, strict=True)
+    raise_failures(await store_batch(ctx, batch))
+
+
+async def store_batch(ctx: ExportContext, files: list[tuple[str, bytes]]) -> list[str]:
+    """Store files (paths relative to the export folder) in one `write_many`; what the
+    destination refused, as `path: reason`."""
+    assert ctx.destination is not None
+    if not files:
+        return []
+    targets = [(f"{ctx.export_dir}/{relative}", data) for relative, data in files]
+    outcomes = await ctx.destination.write_many(targets, concurrency=ctx.params.max_concurrency)
+    return [
+        f"{relative}: {outcome}"
+        for (relative, _), outcome in zip(files, outcomes, strict=True)
         if isinstance(outcome, StorageError)
     ]
+
+
+def raise_failures(failures: list[str]) -> None:
+    """Fail the run when the destination refused any export file."""
     if failures:
         shown = "; ".join(failures[:5])
         raise ExportWriteError(f"{len(failures)} export files could not be stored: {shown}")
-    ctx.stored_paths.extend(path for path, _ in batch)

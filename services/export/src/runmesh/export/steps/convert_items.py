@@ -29,6 +29,9 @@ from runmesh.export.steps.base import Step
 
 log = logging.getLogger(__name__)
 
+ISSUES_FILE = "conversion_issues.jsonl"
+"""Staged file of what the format could not hold: one JSON object per line."""
+
 CHUNK = 256
 """Items per chunk: one thread hop for the hooks and the writer, one batch of copies."""
 
@@ -61,7 +64,7 @@ class ConvertItems(Step):
         )
         ctx.data_files.stand_by = ctx.total
         ctx.run.set_progress(0, ctx.total, category="dataset_conversion")
-        issues_file = (ctx.staging / "conversion_issues.jsonl").open("ab")
+        issues_file = (ctx.staging / ISSUES_FILE).open("ab")
         done = 0
         try:
             async with ctx.pool.acquire(timeout=30) as conn:
@@ -213,7 +216,6 @@ async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> Non
                 ctx.original_files.failed += 1
                 ctx.original_errors.append((original.item, f"{original.uri}: {exc}"))
                 return
-        ctx.stored_paths.append(target)
         ctx.original_files.success += 1
 
     await asyncio.gather(*(copy(original) for original in originals))

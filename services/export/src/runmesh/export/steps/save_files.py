@@ -12,9 +12,9 @@ import orjson
 
 from runmesh.common.storage import StorageError
 from runmesh.export.context import ExportContext
-from runmesh.export.emitted_files import store_emitted
-from runmesh.export.errors import ExportWriteError
+from runmesh.export.emitted_files import raise_failures, store_batch, store_emitted
 from runmesh.export.steps.base import Step
+from runmesh.export.steps.convert_items import ISSUES_FILE
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ _BATCH = 1000  # small files read and stored together (memory: at most 1,000 x 1
 _CHUNK_BYTES = 1 << 20
 
 ERROR_LIST = "error_file_list.json"
-ISSUES_FILE = "conversion_issues.jsonl"
 
 
 class SaveFiles(Step):
@@ -77,26 +76,14 @@ async def _store(ctx: ExportContext, files: list[str]) -> None:
     for start in range(0, len(small), _BATCH):
         batch = small[start : start + _BATCH]
         contents = await asyncio.to_thread(_read_all, ctx.staging, batch)
-        targets = [f"{ctx.export_dir}/{relative}" for relative in batch]
-        stored = await destination.write_many(
-            list(zip(targets, contents, strict=True)), concurrency=ctx.params.max_concurrency
-        )
-        for relative, target, outcome in zip(batch, targets, stored, strict=True):
-            if isinstance(outcome, StorageError):
-                failures.append(f"{relative}: {outcome}")
-            else:
-                ctx.stored_paths.append(target)
+        failures += await store_batch(ctx, list(zip(batch, contents, strict=True)))
     for relative in (f for f in files if sizes[f] > _SMALL_FILE_BYTES):
         target = f"{ctx.export_dir}/{relative}"
         try:
             await destination.write(target, _read_chunks(ctx.staging / relative))
         except StorageError as exc:
             failures.append(f"{relative}: {exc}")
-            continue
-        ctx.stored_paths.append(target)
-    if failures:
-        shown = "; ".join(failures[:5])
-        raise ExportWriteError(f"{len(failures)} export files could not be stored: {shown}")
+    raise_failures(failures)
 
 
 def _sizes(root: Path, relatives: list[str]) -> dict[str, int]:

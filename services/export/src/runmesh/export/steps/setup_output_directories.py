@@ -44,7 +44,6 @@ class SetupOutputDirectories(Step):
             raise StorageError(f"{base}(1) to ({_MAX_SUFFIX - 1}) are all taken; choose a name")
         marker = {"run_id": str(ctx.run_id), "started_at": datetime.now(UTC).isoformat()}
         await ctx.destination.write_bytes(f"{ctx.export_dir}/{MARKER}", orjson.dumps(marker))
-        ctx.stored_paths.append(f"{ctx.export_dir}/{MARKER}")
         ratios = ctx.params.extra_params.split
         splits: list[str] = list(ratios) if ratios else [""]
         for split in splits:

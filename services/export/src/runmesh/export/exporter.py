@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -11,6 +10,7 @@ from runmesh.common.converters import WRITERS, DatasetWriter
 from runmesh.common.errors import RunCancelledError
 from runmesh.common.pipeline import Orchestrator
 from runmesh.common.plugins import Action
+from runmesh.common.run_resources import close_run_resources
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.params import ExportParams
 from runmesh.export.steps.base import Step
@@ -123,9 +123,4 @@ class BaseExporter(Action):
 
 
 async def _close_resources(ctx: ExportContext) -> None:
-    storages = [*ctx.sources.values(), *([ctx.destination] if ctx.destination else [])]
-    for storage in storages:
-        with contextlib.suppress(Exception):
-            await storage.close()
-    if ctx.pool is not None:
-        await ctx.pool.close()
+    await close_run_resources([*ctx.sources.values(), ctx.destination], ctx.pool)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import ClassVar
 
 from runmesh.common.pipeline import Orchestrator
 from runmesh.common.plugins import Action
+from runmesh.common.run_resources import close_run_resources
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.params import ToTaskParams
 from runmesh.to_task.steps.annotate import Annotate
@@ -80,8 +80,4 @@ class BaseToTask(Action):
 
 
 async def _close_resources(ctx: ToTaskContext) -> None:
-    for storage in ctx.sources.values():
-        with contextlib.suppress(Exception):
-            await storage.close()
-    if ctx.pool is not None:
-        await ctx.pool.close()
+    await close_run_resources(ctx.sources.values(), ctx.pool)

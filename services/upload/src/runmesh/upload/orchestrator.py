@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 from runmesh.common.pipeline import Orchestrator as PipelineOrchestrator
+from runmesh.common.run_resources import close_run_resources
 from runmesh.upload.context import UploadContext
 from runmesh.upload.steps.base import Step
 
@@ -23,9 +23,4 @@ class Orchestrator(PipelineOrchestrator[UploadContext]):
 
 async def close_resources(ctx: UploadContext) -> None:
     """Close the storages and the pool the steps opened."""
-    for storage in (ctx.source, ctx.destination):
-        if storage is not None:
-            with contextlib.suppress(Exception):
-                await storage.close()
-    if ctx.pool is not None:
-        await ctx.pool.close()
+    await close_run_resources((ctx.source, ctx.destination), ctx.pool)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runmesh.common.catalog import annotation, repository
 from runmesh.common.catalog.errors import CatalogNotFoundError
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.run_resources import open_catalog_pool
 from runmesh.common.storage import StorageError, open_storage
 from runmesh.export.context import ExportContext
 from runmesh.export.errors import ExportConfigError, NothingToExportError
@@ -20,9 +20,7 @@ class Initialize(Step):
         """Connect, resolve the destination storage and the label schema, count the items."""
         params = ctx.params
         ctx.run.log_message_with_code("EXPORT_STARTED", params.name, params.target)
-        ctx.pool = await create_pool(ctx.settings, min_size=1, max_size=4)
-        # Idempotent, under an advisory lock: a worker may start before any gateway did.
-        await apply_migrations(ctx.pool, "catalog", load_migrations("runmesh.common.catalog"))
+        ctx.pool = await open_catalog_pool(ctx.settings)
         async with ctx.pool.acquire(timeout=30) as conn:
             storage = await repository.get_storage(conn, ctx.tenant, params.storage)
             if storage is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runmesh.common.catalog import annotation, repository
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.run_resources import open_catalog_pool
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.errors import ToTaskConfigError
 from runmesh.to_task.steps.base import Step
@@ -18,9 +18,7 @@ class Validate(Step):
         """Connect; resolve the project, its data collection, label schema and specs."""
         params = ctx.params
         ctx.run.log_message_with_code("TO_TASK_STARTED", params.name, params.project)
-        ctx.pool = await create_pool(ctx.settings, min_size=1, max_size=4)
-        # Idempotent, under an advisory lock: a worker may start before any gateway did.
-        await apply_migrations(ctx.pool, "catalog", load_migrations("runmesh.common.catalog"))
+        ctx.pool = await open_catalog_pool(ctx.settings)
         async with ctx.pool.acquire(timeout=30) as conn:
             project = await annotation.get_project(conn, ctx.tenant, params.project)
             if project is None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from runmesh.common.catalog import repository
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
+from runmesh.common.run_resources import open_catalog_pool
 from runmesh.common.storage import StorageError, open_storage, platform_storage
 from runmesh.upload.context import UploadContext
 from runmesh.upload.errors import UploadConfigError
@@ -29,9 +29,7 @@ class Initialize(Step):
     async def execute(self, ctx: UploadContext) -> None:
         """Connect, then resolve destination, source and collection."""
         params = ctx.params
-        ctx.pool = await create_pool(ctx.settings, min_size=1, max_size=4)
-        # Idempotent, under an advisory lock: a worker may start before any gateway did.
-        await apply_migrations(ctx.pool, "catalog", load_migrations("runmesh.common.catalog"))
+        ctx.pool = await open_catalog_pool(ctx.settings)
         async with ctx.pool.acquire(timeout=30) as conn:
             destination = None
             if params.destination is not None:

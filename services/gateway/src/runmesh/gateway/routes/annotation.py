@@ -40,7 +40,7 @@ from runmesh.common.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
-from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
+from runmesh.gateway.routes.pagination import after_id_page, cursor_page, decode_cursor
 from runmesh.gateway.routes.support import MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
@@ -311,11 +311,8 @@ async def list_projects(
         before=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return ProjectList(
-        items=[ProjectOut.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
-    )
+    page, next_cursor = cursor_page(rows, limit)
+    return ProjectList(items=[ProjectOut.of(row) for row in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -390,11 +387,8 @@ async def list_tasks(
         after_id=after_id,
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return TaskPage(
-        items=[TaskOut.of(row) for row in page],
-        next_after=page[-1].id if len(rows) > limit else None,
-    )
+    page, next_after = after_id_page(rows, limit)
+    return TaskPage(items=[TaskOut.of(row) for row in page], next_after=next_after)
 
 
 @router.get(
@@ -485,11 +479,8 @@ async def list_assignments(
     rows = await annotation.list_assignments(
         deps.pool, tenant, task_id, after_id=after_id, limit=limit + 1
     )
-    page = rows[:limit]
-    return AssignmentPage(
-        items=[AssignmentOut.of(row) for row in page],
-        next_after=page[-1].id if len(rows) > limit else None,
-    )
+    page, next_after = after_id_page(rows, limit)
+    return AssignmentPage(items=[AssignmentOut.of(row) for row in page], next_after=next_after)
 
 
 # -- ground truth ----------------------------------------------------------------------------
@@ -536,10 +527,9 @@ async def list_ground_truth_datasets(
         before=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page, next_cursor = cursor_page(rows, limit)
     return GroundTruthDatasetList(
-        items=[GroundTruthDatasetOut.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
+        items=[GroundTruthDatasetOut.of(row) for row in page], next_cursor=next_cursor
     )
 
 
@@ -614,10 +604,9 @@ async def list_ground_truth_versions(
         before=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page, next_cursor = cursor_page(rows, limit)
     return GroundTruthVersionList(
-        items=[GroundTruthVersionOut.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
+        items=[GroundTruthVersionOut.of(row) for row in page], next_cursor=next_cursor
     )
 
 
@@ -663,8 +652,7 @@ async def list_ground_truth_items(
     # the version's items, too much work for every page).
     if not rows and not await ground_truth.get_ground_truth_version(deps.pool, tenant, version_id):
         raise NotFound(f"ground-truth version {version_id} not found")
-    page = rows[:limit]
+    page, next_after = after_id_page(rows, limit)
     return GroundTruthItemPage(
-        items=[GroundTruthItemOut.of(row) for row in page],
-        next_after=page[-1].id if len(rows) > limit else None,
+        items=[GroundTruthItemOut.of(row) for row in page], next_after=next_after
     )

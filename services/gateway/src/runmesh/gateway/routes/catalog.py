@@ -29,7 +29,7 @@ from runmesh.common.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
-from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
+from runmesh.gateway.routes.pagination import after_id_page, cursor_page, decode_cursor
 from runmesh.gateway.routes.support import MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
@@ -377,12 +377,8 @@ async def list_storages(
         before=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
-    more = len(rows) > limit
-    return StorageList(
-        items=[StorageOut.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
-    )
+    page, next_cursor = cursor_page(rows, limit)
+    return StorageList(items=[StorageOut.of(row) for row in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -451,11 +447,9 @@ async def list_collections(
         before=decode_cursor(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
-    more = len(rows) > limit
+    page, next_cursor = cursor_page(rows, limit)
     return DataCollectionList(
-        items=[DataCollectionOut.of(row) for row in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+        items=[DataCollectionOut.of(row) for row in page], next_cursor=next_cursor
     )
 
 
@@ -508,11 +502,8 @@ async def list_data_units(
         limit=limit + 1,
         upload_run_id=upload_run_id,
     )
-    page = rows[:limit]
-    return DataUnitPage(
-        items=[DataUnitOut.of(row) for row in page],
-        next_after=page[-1].id if len(rows) > limit else None,
-    )
+    page, next_after = after_id_page(rows, limit)
+    return DataUnitPage(items=[DataUnitOut.of(row) for row in page], next_after=next_after)
 
 
 @router.post(

@@ -1,11 +1,16 @@
-"""Opaque cursors for newest-first lists: a (created_at, id) position, URL-safe base64."""
+"""Pages of lists: opaque cursors for newest-first lists (a (created_at, id) position,
+URL-safe base64) and `after_id` positions for lists in id order.
+
+List routes fetch `limit + 1` rows: the extra row only says whether another page follows."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -29,3 +34,32 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             "invalid cursor: pass `next_cursor` of the previous page unchanged",
             errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
         ) from exc
+
+
+class _Dated(Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+class _Numbered(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+D = TypeVar("D", bound=_Dated)
+N = TypeVar("N", bound=_Numbered)
+
+
+def cursor_page(rows: Sequence[D], limit: int) -> tuple[Sequence[D], str | None]:
+    """The page of `limit + 1` fetched rows, and the cursor of the next page (None: last)."""
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
+
+
+def after_id_page(rows: Sequence[N], limit: int) -> tuple[Sequence[N], int | None]:
+    """The page of `limit + 1` fetched rows, and the `after_id` of the next page (None: last)."""
+    page = rows[:limit]
+    return page, page[-1].id if len(rows) > limit else None

@@ -1,6 +1,6 @@
 """Running one action: in-process (`task`) or in an isolated child process (`job`)."""
 
-from runmesh.common.execution.job import JobSpec, execute_job
+from runmesh.common.execution.job import JobSpec, execute_job, warm_job_server
 from runmesh.common.execution.outcome import Cancelled, Failed, Outcome, Succeeded
 from runmesh.common.execution.stop import StopSignal
 from runmesh.common.execution.task import execute_task
@@ -14,4 +14,5 @@ __all__ = [
     "Succeeded",
     "execute_job",
     "execute_task",
+    "warm_job_server",
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -23,28 +24,71 @@ EmitFn = Callable[[str, EventPayload], Awaitable[None]]
 
 _PIPE_QUEUE_SIZE = 256  # messages read ahead of the emitter; the child blocks beyond it
 
-__all__ = ["JobSpec", "execute_job"]
+__all__ = ["JobSpec", "execute_job", "preload_job_modules", "start_job_server", "warm_job_server"]
+
+# Jobs are forked from a fork server: a clean single-threaded process (no sockets, locks or
+# event loop of the worker's) that imported these modules once, so a job starts in
+# milliseconds instead of re-importing pydantic, aiobotocore, asyncpg... (about 2 s) each time.
+_JOB_CONTEXT = multiprocessing.get_context("forkserver")
+_preload: set[str] = {"runmesh.common.execution.job_child"}
+_server_started = False
+_server_lock = threading.Lock()
+
+
+def preload_job_modules(modules: Iterable[str]) -> None:
+    """Have the job fork server import `modules` (one that fails to import is skipped).
+
+    Only takes effect before the server starts, at the first job or `start_job_server()`.
+    """
+    added = set(modules) - _preload
+    if added and _server_started:
+        log.debug("job server already running; not preloading %s", sorted(added))
+    _preload.update(added)
+
+
+def start_job_server() -> None:
+    """Start the job fork server now (blocking: call it in a thread) rather than at the first
+    job; its imports then run while the worker joins its group."""
+    global _server_started  # one fork server per process, as multiprocessing has
+    with _server_lock:
+        if not _server_started:
+            _JOB_CONTEXT.set_forkserver_preload(sorted(_preload))
+            _server_started = True
+        multiprocessing.forkserver.ensure_running()
+
+
+def warm_job_server(action_classes: Iterable[type]) -> None:
+    """Preload the modules the job actions' classes come from (their bases: the services'
+    pipelines and what they import; never a plugin's own modules, which a new version may
+    change) and start the job server, whose imports then overlap the worker's start-up."""
+    modules = {
+        base.__module__
+        for cls in action_classes
+        for base in cls.__mro__
+        if not base.__module__.startswith(("runmesh_plugins", "builtins", "abc"))
+    }
+    preload_job_modules(modules)
+    start_job_server()
 
 
 async def execute_job(spec: JobSpec, emit: EmitFn, stop: StopSignal, *, grace_s: float) -> Outcome:
     """Run the action in a child process; its `run` calls arrive through `emit`, in order.
 
-    The child is spawned (not forked: no inherited sockets, locks or event loop), limited to
+    The child is forked from the job server (never from the worker: no inherited sockets, locks
+    or event loop), limited to
     `spec.memory_mb` of address space, sent SIGTERM on a stop request and SIGKILL `grace_s`
     later. A crash, an exit without an outcome or a kill ends the attempt `failed`; the worker
     itself is untouched.
     """
-    ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(
+    receiver, sender = _JOB_CONTEXT.Pipe(duplex=False)
+    process = _JOB_CONTEXT.Process(
         target=job_main,
         args=(spec, sender, os.getpid()),
         name=f"runmesh-job-{spec.run_id}",
         daemon=True,
     )
-    # Started from the loop thread on purpose: the child's parent-death signal is tied to the
-    # thread that forked it, and an executor thread may exit before the job does.
-    process.start()
+    # In a thread: the first start waits for the job server's imports.
+    await asyncio.to_thread(_start_process, process)
     sender.close()  # the child holds the only writer: EOF means it is gone
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(maxsize=_PIPE_QUEUE_SIZE)
@@ -73,6 +117,11 @@ async def execute_job(spec: JobSpec, emit: EmitFn, stop: StopSignal, *, grace_s:
     if outcome is None:
         return _crash_outcome(process.exitcode, spec.memory_mb)
     return outcome
+
+
+def _start_process(process: multiprocessing.process.BaseProcess) -> None:
+    start_job_server()
+    process.start()
 
 
 def _read_pipe(

@@ -70,9 +70,9 @@ class PipeSink:
             self._conn.send(("outcome", outcome))
 
 
-def job_main(spec: JobSpec, conn: Connection, parent_pid: int) -> None:
+def job_main(spec: JobSpec, conn: Connection, worker_pid: int) -> None:
     """Entry point of the spawned child process."""
-    _die_with_parent(parent_pid)
+    _die_with_worker(worker_pid)
     limit = spec.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     cancel_flag = threading.Event()
@@ -94,13 +94,21 @@ def job_main(spec: JobSpec, conn: Connection, parent_pid: int) -> None:
     conn.close()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """A job must not outlive a worker killed with SIGKILL (its run is redone elsewhere)."""
+def _die_with_worker(worker_pid: int) -> None:
+    """A job must not outlive a worker killed with SIGKILL (its run is redone elsewhere).
+
+    The job's parent is the job fork server, which exits as soon as the worker is gone (its
+    end of the server's pipe closes); the parent-death signal then kills the job.
+    """
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
+    try:
+        os.kill(worker_pid, 0)
+    except ProcessLookupError:
         os._exit(1)  # the worker died before the signal was armed
+    if os.getppid() == 1:
+        os._exit(1)  # the fork server died before the signal was armed
 
 
 def _run(

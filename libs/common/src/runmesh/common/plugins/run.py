@@ -46,6 +46,8 @@ class RunContext:
     tenant: str = "default"
     category: str = ""
     settings: Settings | None = None
+    plugin: str = ""  # code of the plugin running the action (what a trained model records)
+    plugin_version: str = ""
 
 
 class Run:

@@ -42,6 +42,7 @@ from runmesh.common.execution import (
     Succeeded,
     execute_job,
     execute_task,
+    warm_job_server,
 )
 from runmesh.common.kafka import (
     Publisher,
@@ -122,6 +123,14 @@ class Worker:
     async def run(self) -> None:
         """Serve until `request_stop()`; in-flight runs get `shutdown_grace_s` to finish."""
         settings = self.settings
+        job_classes = [
+            action.cls
+            for plugin in self.registry.plugins(self.category)
+            for action in plugin.actions.values()
+            if action.method == "job"
+        ]
+        if job_classes:
+            await asyncio.to_thread(warm_job_server, job_classes)
         async with contextlib.AsyncExitStack() as stack:
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
                 pool = await create_pool(settings, min_size=1, max_size=4)
@@ -462,7 +471,11 @@ class Worker:
         in_flight.inc()
         try:
             context = RunContext(
-                tenant=request.tenant, category=self.category, settings=self.settings
+                tenant=request.tenant,
+                category=self.category,
+                settings=self.settings,
+                plugin=plugin.config.code,
+                plugin_version=plugin.config.version,
             )
             if action.method == "job":
                 spec = JobSpec(

@@ -13,6 +13,7 @@ from runmesh.to_task.steps.annotate import Annotate
 from runmesh.to_task.steps.base import Step
 from runmesh.to_task.steps.extract import Extract
 from runmesh.to_task.steps.metrics import Metrics
+from runmesh.to_task.steps.preprocess import Preprocess
 from runmesh.to_task.steps.save import Save
 from runmesh.to_task.steps.validate import Validate
 
@@ -31,7 +32,8 @@ LOG_MESSAGES = {
 
 
 class BaseToTask(Action):
-    """Creates a project's tasks and pre-annotates them from each data unit's file.
+    """Creates a project's tasks and pre-annotates them from each data unit's file, or with a
+    registered model (`method: inference`).
 
     Subclass it in a plugin and override `steps()` to change the pipeline.
     """
@@ -48,7 +50,7 @@ class BaseToTask(Action):
 
     def steps(self) -> list[Step]:
         """The pipeline, in order."""
-        return [Validate(), Extract(), Annotate(), Save(), Metrics()]
+        return [Validate(), Extract(), Preprocess(), Annotate(), Save(), Metrics()]
 
     async def start(self) -> dict[str, object]:
         """Run the pipeline; the result counts the tasks and lists the failed units."""

@@ -65,6 +65,8 @@ class ToTaskContext:
     failures: list[Failure] = field(default_factory=list)
     saved_task_ids: list[int] = field(default_factory=list)  # written by this run, empty before
     sources: dict[tuple[str, str], Storage] = field(default_factory=dict)  # (scheme, host)
+    to_predict: list[Item] = field(default_factory=list)  # inference: the units to run on
+    images_uri: str | None = None  # inference: the list of their images, in the bucket
     tasks_created: int = 0
     skipped: int = 0
     counts: Counts = field(default_factory=Counts)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from runmesh.common.settings import Settings
 from runmesh.common.worker import main as serve_category
+from runmesh.train import BUILTIN_PLUGIN
 
 CATEGORY = "neural_net"
 
 
 def main(settings: Settings | None = None) -> None:
-    """Serve the category; built-in plugins join in their own issues."""
-    serve_category(CATEGORY, service="train", settings=settings)
+    """Serve the category with the built-in `runmesh-train` plugin."""
+    serve_category(CATEGORY, service="train", builtin_plugins=[BUILTIN_PLUGIN], settings=settings)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ _PROJECT_COLUMNS = (
     " label_schema::text AS label_schema, created_at"
 )
 _TASK_COLUMNS = (
-    "id, tenant, project_id, data_unit_id, status, data::text AS data, created_at, updated_at"
+    "id, tenant, project_id, data_unit_id, status, data::text AS data, annotated_by_run_id,"
+    " created_at, updated_at"
 )
 _ASSIGNMENT_COLUMNS = "id, tenant, task_id, status, data::text AS data, created_at"
 
@@ -111,6 +112,7 @@ class TaskRow:
     data_unit_id: int
     status: TaskStatus
     data: JsonObject | None
+    annotated_by_run_id: uuid.UUID | None  # the run that wrote `data`; None: the API
     created_at: datetime
     updated_at: datetime
 
@@ -156,6 +158,7 @@ def _task(row: Mapping[str, Any]) -> TaskRow:
         data_unit_id=row["data_unit_id"],
         status=row["status"],
         data=None if row["data"] is None else orjson.loads(row["data"]),
+        annotated_by_run_id=row["annotated_by_run_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -366,22 +369,25 @@ async def list_tasks(
     *,
     project_id: uuid.UUID | None = None,
     status: TaskStatus | None = None,
+    annotated_by_run_id: uuid.UUID | None = None,
     after_id: int = 0,
     limit: int = 100,
 ) -> list[TaskRow]:
-    """The tenant's tasks in id order after `after_id`, optionally of one project and
-    status."""
+    """The tenant's tasks in id order after `after_id`, optionally of one project, status
+    and annotating run."""
     rows = await conn.fetch(
         f"""
         SELECT {_TASK_COLUMNS} FROM catalog.tasks
         WHERE tenant = $1 AND id > $2
           AND ($3::uuid IS NULL OR project_id = $3) AND ($4::text IS NULL OR status = $4)
-        ORDER BY id LIMIT $5
+          AND ($5::uuid IS NULL OR annotated_by_run_id = $5)
+        ORDER BY id LIMIT $6
         """,
         tenant,
         after_id,
         project_id,
         status,
+        annotated_by_run_id,
         limit,
         timeout=_TIMEOUT_S,
     )
@@ -413,10 +419,12 @@ async def set_task_data(
     data: DMData | None,
     *,
     status: TaskStatus | None = None,
+    run_id: uuid.UUID | None = None,
 ) -> TaskRow | None:
     """Replace the task's annotations (None clears them) and, when given, its status; the
     updated task, or None when the tenant has no such task. `UnknownClassError` when the
-    annotations name a class that the project's label schema lacks (nothing is stored)."""
+    annotations name a class that the project's label schema lacks (nothing is stored).
+    `run_id` is the run writing them (None: a person, through the API)."""
     found = await _task_label_schema(conn, tenant, task_id)
     if found is None:
         return None
@@ -425,7 +433,8 @@ async def set_task_data(
     row = await conn.fetchrow(
         f"""
         UPDATE catalog.tasks
-        SET data = $3::text::jsonb, status = coalesce($4, status), updated_at = now()
+        SET data = $3::text::jsonb, status = coalesce($4, status), annotated_by_run_id = $5,
+            updated_at = now()
         WHERE id = $1 AND tenant = $2
         RETURNING {_TASK_COLUMNS}
         """,
@@ -433,9 +442,58 @@ async def set_task_data(
         tenant,
         None if data is None else data.model_dump_json(),
         status,
+        run_id,
         timeout=_TIMEOUT_S,
     )
     return None if row is None else _task(row)
+
+
+async def set_tasks_data(
+    conn: Executor,
+    tenant: str,
+    project_id: uuid.UUID,
+    updates: Sequence[tuple[int, DMData | None]],
+    *,
+    run_id: uuid.UUID | None,
+) -> tuple[set[int], dict[int, str]]:
+    """Write many tasks of one project in one statement: (the ids written, task id → why
+    not). A document naming a class the label schema lacks is refused, not stored; a task
+    that is not the tenant's project's is left out."""
+    project = await get_project(conn, tenant, project_id)
+    if project is None:
+        return set(), {task_id: f"project {project_id} no longer exists" for task_id, _ in updates}
+    refused: dict[int, str] = {}
+    rows: list[tuple[int, str | None]] = []
+    for task_id, data in updates:
+        if data is not None:
+            try:
+                check_classes([((), data)], project.label_schema, project_id)
+            except UnknownClassError as exc:
+                refused[task_id] = str(exc)
+                continue
+        rows.append((task_id, None if data is None else data.model_dump_json()))
+    if not rows:
+        return set(), refused
+    written = await conn.fetch(
+        """
+        UPDATE catalog.tasks AS t
+        SET data = u.data::jsonb, annotated_by_run_id = $5, updated_at = now()
+        FROM unnest($3::bigint[], $4::text[]) AS u (id, data)
+        WHERE t.id = u.id AND t.tenant = $1 AND t.project_id = $2
+        RETURNING t.id
+        """,
+        tenant,
+        project_id,
+        [task_id for task_id, _ in rows],
+        [data for _, data in rows],
+        run_id,
+        timeout=_TIMEOUT_S,
+    )
+    done = {row["id"] for row in written}
+    for task_id, _ in rows:
+        if task_id not in done:
+            refused[task_id] = f"task {task_id} no longer exists"
+    return done, refused
 
 
 async def set_task_status(

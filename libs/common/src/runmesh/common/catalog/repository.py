@@ -509,13 +509,23 @@ async def list_data_units(
     after_id: int = 0,
     limit: int = 100,
     upload_run_id: uuid.UUID | None = None,
+    unit_ids: Sequence[int] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[DataUnitRow]:
-    """The collection's data units in id order after `after_id`, optionally of one run."""
+    """The collection's data units in id order after `after_id`, optionally only of one run,
+    only `unit_ids`, with `meta` containing the given keys and values, created in
+    [created_after, created_before)."""
     rows = await conn.fetch(
         f"""
         SELECT {_UNIT_COLUMNS} FROM catalog.data_units
         WHERE tenant = $1 AND data_collection_id = $2 AND id > $3
           AND ($4::uuid IS NULL OR upload_run_id = $4)
+          AND ($6::text IS NULL OR meta @> $6::text::jsonb)
+          AND ($7::timestamptz IS NULL OR created_at >= $7)
+          AND ($8::timestamptz IS NULL OR created_at < $8)
+          AND ($9::bigint[] IS NULL OR id = ANY($9))
         ORDER BY id LIMIT $5
         """,
         tenant,
@@ -523,6 +533,10 @@ async def list_data_units(
         after_id,
         upload_run_id,
         limit,
+        None if meta is None else _json(meta),
+        created_after,
+        created_before,
+        None if unit_ids is None else list(unit_ids),
         timeout=_TIMEOUT_S,
     )
     return [_unit(row) for row in rows]

@@ -32,7 +32,13 @@ class _Shape(BaseModel):
     id: _Text = Field(description="Unique within its image")
     class_name: _Text = Field(description="A class of the project's label schema")
     attributes: dict[str, AttributeValue] = Field(
-        default_factory=dict, description="Free attributes (occluded, truncated, score, ...)"
+        default_factory=dict, description="Free attributes (occluded, truncated, ...)"
+    )
+    score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="A model's confidence: set on a pre-annotation, absent on a person's",
     )
 
 

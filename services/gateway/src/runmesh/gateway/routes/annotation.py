@@ -113,6 +113,10 @@ class TaskOut(BaseModel):
     data_unit_id: int
     status: TaskStatus
     data: JsonObject | None = Field(description="DM document; null until annotated")
+    annotated_by_run_id: uuid.UUID | None = Field(
+        description="The run that wrote `data` (a to_task run's pre-annotations, whose "
+        "annotations carry the model's `score`); null when it came through the API"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -125,6 +129,7 @@ class TaskOut(BaseModel):
             data_unit_id=row.data_unit_id,
             status=row.status,
             data=row.data,
+            annotated_by_run_id=row.annotated_by_run_id,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -362,6 +367,12 @@ async def create_tasks(
 # -- tasks -----------------------------------------------------------------------------------
 
 
+_AnnotatedBy = Annotated[
+    uuid.UUID | None, Query(description="Only tasks whose annotations this run wrote (to_task)")
+]
+_StatusFilter = Annotated[TaskStatus | None, Query(description="Only tasks in this status")]
+
+
 @router.get(
     "/tasks",
     response_model=TaskPage,
@@ -373,17 +384,55 @@ async def list_tasks(
     tenant: Tenant,
     deps: DepsParam,
     project_id: Annotated[uuid.UUID | None, Query(description="Only this project's")] = None,
-    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status")] = None,
+    status: _StatusFilter = None,
+    annotated_by_run_id: _AnnotatedBy = None,
     after_id: AfterId = 0,
     limit: ItemLimit = 100,
 ) -> TaskPage:
     """The tenant's tasks in id order, with their annotations; pass `next_after` as
     `after_id` until it is null."""
+    return await _task_page(deps, tenant, project_id, status, annotated_by_run_id, after_id, limit)
+
+
+@router.get(
+    "/projects/{project_id}/tasks",
+    response_model=TaskPage,
+    summary="List a project's tasks",
+    tags=[_TAG_PROJECTS],
+    responses=problems(401, 404, 422),
+)
+async def list_project_tasks(
+    project_id: ProjectId,
+    tenant: Tenant,
+    deps: DepsParam,
+    status: _StatusFilter = None,
+    annotated_by_run_id: _AnnotatedBy = None,
+    after_id: AfterId = 0,
+    limit: ItemLimit = 100,
+) -> TaskPage:
+    """The project's tasks in id order with their annotations, pre-annotations included
+    (each annotation a model made carries its `score`; `annotated_by_run_id` names the run).
+    Pass `next_after` as `after_id` until it is null."""
+    if await annotation.get_project(deps.pool, tenant, project_id) is None:
+        raise NotFound(f"project {project_id} not found")
+    return await _task_page(deps, tenant, project_id, status, annotated_by_run_id, after_id, limit)
+
+
+async def _task_page(
+    deps: Deps,
+    tenant: str,
+    project_id: uuid.UUID | None,
+    status: TaskStatus | None,
+    annotated_by_run_id: uuid.UUID | None,
+    after_id: int,
+    limit: int,
+) -> TaskPage:
     rows = await annotation.list_tasks(
         deps.pool,
         tenant,
         project_id=project_id,
         status=status,
+        annotated_by_run_id=annotated_by_run_id,
         after_id=after_id,
         limit=limit + 1,
     )

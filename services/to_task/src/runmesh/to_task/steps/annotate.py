@@ -1,4 +1,5 @@
-"""Annotate: read each unit's annotation file, convert it to DM and check its classes.
+"""Annotate: read each unit's annotation file, convert it to DM and check its classes (the
+`file` method; `inference` is `steps.inference`).
 
 Units are processed in chunks of `batch_size`, at most `max_concurrency` files at once. A
 unit that fails (no file, unreadable, corrupt, unknown classes) is recorded with its reason
@@ -25,6 +26,7 @@ from runmesh.common.storage import StorageError
 from runmesh.common.storage.uris import open_uri
 from runmesh.to_task.context import Annotated, Item, ToTaskContext
 from runmesh.to_task.steps.base import Step
+from runmesh.to_task.steps.inference import annotate_with_model
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class Annotate(Step):
     async def execute(self, ctx: ToTaskContext) -> None:
         """Convert every item; failures are recorded, annotated tasks skipped unless asked."""
         params = ctx.params
+        if params.method == "inference":
+            await annotate_with_model(ctx)
+            return
         total = len(ctx.items)
         ctx.run.log_message_with_code("ANNOTATION_STARTED", total, params.annotation_format)
         ctx.run.set_progress(0, total, category="annotate_task_data")
@@ -86,6 +91,7 @@ async def _convert(ctx: ToTaskContext, item: Item) -> DMImage:
     """The unit's annotation file as a DM image named after its primary file."""
     params = ctx.params
     spec = params.target_specification_name
+    assert spec is not None  # the params require it for the file method
     target = item.files.get(spec)
     if target is None:
         raise _ItemFailed(f"no file of specification {spec!r}")

@@ -68,28 +68,34 @@ async def _existing_tasks(conn: Executor, ctx: ToTaskContext) -> dict[int, tuple
 
 
 async def _units(conn: Executor, ctx: ToTaskContext) -> AsyncIterator[DataUnitRow]:
-    """The selected units in id order: the listed ones, else all of the collection."""
+    """The selected units in id order: the listed ones (each must be of the collection),
+    else all of the collection, narrowed by the meta and created-range filters."""
     assert ctx.collection is not None
-    wanted = ctx.params.task_filters.data_unit_ids
+    filters = ctx.params.task_filters
+    wanted = filters.data_unit_ids
     if wanted is not None:
-        missing: list[int] = []
-        for unit_id in sorted(set(wanted)):
-            unit = await repository.get_data_unit(conn, ctx.tenant, unit_id)
-            if unit is None or unit.data_collection_id != ctx.collection.id:
-                missing.append(unit_id)
-            else:
-                yield unit
+        present = await repository.list_data_units(
+            conn, ctx.tenant, ctx.collection.id, unit_ids=wanted, limit=len(wanted)
+        )
+        missing = sorted(set(wanted) - {unit.id for unit in present})
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
             raise ToTaskConfigError(
                 f"task_filters.data_unit_ids: not in data collection {ctx.collection.name!r}: "
                 f"{shown}"
             )
-        return
     after = 0
     while True:
         page = await repository.list_data_units(
-            conn, ctx.tenant, ctx.collection.id, after_id=after, limit=_PAGE
+            conn,
+            ctx.tenant,
+            ctx.collection.id,
+            after_id=after,
+            limit=_PAGE,
+            unit_ids=wanted,
+            meta=filters.meta,
+            created_after=filters.created_after,
+            created_before=filters.created_before,
         )
         for unit in page:
             yield unit

@@ -1,0 +1,109 @@
+"""`/v1/models`: the models train and tune runs registered (read-only: runs write them)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from runmesh.common.catalog import trained_models
+from runmesh.common.catalog.trained_models import ModelRow
+from runmesh.common.events import JsonObject
+from runmesh.gateway.auth import Tenant
+from runmesh.gateway.deps import Deps, get_deps
+from runmesh.gateway.errors import NotFound
+from runmesh.gateway.routes.pagination import cursor_page, decode_cursor
+from runmesh.gateway.routes.support import MeasuredRoute, problems
+
+router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
+
+DepsParam = Annotated[Deps, Depends(get_deps)]
+ModelId = Annotated[uuid.UUID, Path(description="The model's id")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
+_TAG = "models"
+
+
+class ModelOut(BaseModel):
+    """A trained model: where its weights are, what it was trained on, how well it did."""
+
+    id: uuid.UUID
+    name: str
+    description: str
+    plugin: str = Field(description="Code of the plugin that trained it")
+    plugin_version: str
+    action: str = Field(description="`train` or `tune`")
+    run_id: uuid.UUID = Field(description="The run that trained it")
+    base_model_id: uuid.UUID | None = Field(description="The model it was fine-tuned from")
+    dataset: JsonObject = Field(description="What it was trained on")
+    classes: list[str] = Field(description="Its output classes, in order")
+    params: JsonObject = Field(description="The hyperparameters it was trained with")
+    metrics: dict[str, float] = Field(description="Its final validation metrics")
+    artifact_uri: str = Field(description="Where its weights are (s3://...)")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: ModelRow) -> ModelOut:
+        """From a stored row."""
+        return cls(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            plugin=row.plugin,
+            plugin_version=row.plugin_version,
+            action=row.action,
+            run_id=row.run_id,
+            base_model_id=row.base_model_id,
+            dataset=row.dataset,
+            classes=row.classes,
+            params=row.params,
+            metrics=row.metrics,
+            artifact_uri=row.artifact_uri,
+            created_at=row.created_at,
+        )
+
+
+class ModelList(BaseModel):
+    """One page of models, newest first."""
+
+    items: list[ModelOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null = end")
+
+
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="List models",
+    tags=[_TAG],
+    responses=problems(401, 422),
+)
+async def list_models(
+    tenant: Tenant, deps: DepsParam, cursor: Cursor = None, limit: Limit = 50
+) -> ModelList:
+    """The tenant's trained models, newest first; page with `next_cursor` until it is null."""
+    rows = await trained_models.list_models(
+        deps.pool,
+        tenant,
+        before=decode_cursor(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    page, next_cursor = cursor_page(rows, limit)
+    return ModelList(items=[ModelOut.of(row) for row in page], next_cursor=next_cursor)
+
+
+@router.get(
+    "/models/{model_id}",
+    response_model=ModelOut,
+    summary="Get a model",
+    tags=[_TAG],
+    responses=problems(401, 404, 422),
+)
+async def get_model(model_id: ModelId, tenant: Tenant, deps: DepsParam) -> ModelOut:
+    """One model of the tenant: its metrics, params, dataset and weights' URI."""
+    row = await trained_models.get_model(deps.pool, tenant, model_id)
+    if row is None:
+        raise NotFound(f"model {model_id} not found")
+    return ModelOut.of(row)

@@ -1,0 +1,96 @@
+"""Where a train run keeps its checkpoints and model in the platform bucket, and how a
+registered model's weights are loaded back.
+
+Layout: `s3://<bucket>/models/<tenant>/<run_id>/checkpoints/epoch-000007.npz` and
+`.../model.npz` for train runs, `s3://<bucket>/runs/<tenant>/<run_id>/...` for the files of
+other runs (predictions, test reports). Checkpoints are named by epoch, zero-padded, so the
+last one is the greatest name; each is written whole before it is listed (S3 puts are
+atomic), so a crash mid-write leaves the previous checkpoint as the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass
+
+from runmesh.common.settings import Settings
+from runmesh.common.storage import Storage, StorageError
+from runmesh.common.storage.s3 import S3Storage
+from runmesh.common.storage.uris import open_uri
+from runmesh.train.errors import ModelNotFoundError
+from runmesh.train.model import Detector
+
+MAX_MODEL_BYTES = 1024 * 1024 * 1024
+_CHECKPOINT = re.compile(r"epoch-(\d{6})\.npz$")
+_TIMEOUT_S = 300
+
+
+@dataclass(slots=True, frozen=True)
+class StoredFile:
+    """A file written to the platform bucket."""
+
+    uri: str
+    size: int
+    checksum: str | None
+
+
+class RunArtifacts:
+    """The run's folder in the platform bucket."""
+
+    def __init__(
+        self, settings: Settings, tenant: str, run_id: uuid.UUID, *, kind: str = "models"
+    ) -> None:
+        self.storage: Storage = S3Storage.from_settings(settings, bucket=settings.s3_bucket)
+        self.prefix = f"{kind}/{tenant}/{run_id}"
+
+    async def close(self) -> None:
+        """Release the storage client."""
+        await self.storage.close()
+
+    async def save_checkpoint(self, epoch: int, data: bytes) -> StoredFile:
+        """Store the state after `epoch`."""
+        return await self._write(f"{self.prefix}/checkpoints/epoch-{epoch:06d}.npz", data)
+
+    async def save_model(self, data: bytes, name: str = "model.npz") -> StoredFile:
+        """Store the final model."""
+        return await self._write(f"{self.prefix}/{name}", data)
+
+    async def save_file(self, name: str, data: bytes) -> StoredFile:
+        """Store another file of the run (a confusion matrix, predictions)."""
+        return await self._write(f"{self.prefix}/{name}", data)
+
+    async def last_checkpoint(self) -> tuple[int, bytes] | None:
+        """(epoch, bytes) of the newest checkpoint of this run, or None."""
+        newest: tuple[int, str] | None = None
+        async with asyncio.timeout(_TIMEOUT_S):
+            async for info in self.storage.list(f"{self.prefix}/checkpoints"):
+                match = _CHECKPOINT.search(info.path)
+                if match is not None and (newest is None or int(match[1]) > newest[0]):
+                    newest = (int(match[1]), info.path)
+            if newest is None:
+                return None
+            data = await self.storage.read_bytes(newest[1], max_bytes=MAX_MODEL_BYTES)
+        return newest[0], data
+
+    async def _write(self, path: str, data: bytes) -> StoredFile:
+        async with asyncio.timeout(_TIMEOUT_S):
+            info = await self.storage.write_bytes(path, data)
+        return StoredFile(self.storage.url(path), info.size, info.checksum)
+
+
+async def load_detector(
+    uri: str, settings: Settings, sources: dict[tuple[str, str], Storage]
+) -> Detector:
+    """The detector whose weights are at `uri` (a registered model's `artifact_uri`)."""
+    try:
+        storage, path = open_uri(sources, uri, settings)
+        async with asyncio.timeout(_TIMEOUT_S):
+            data = await storage.read_bytes(path, max_bytes=MAX_MODEL_BYTES)
+    except (StorageError, OSError, TimeoutError) as exc:
+        raise ModelNotFoundError(f"cannot read the model's weights at {uri}: {exc}") from exc
+    try:
+        return await asyncio.to_thread(Detector.from_bytes, data)
+    except ValueError as exc:
+        raise ModelNotFoundError(f"{uri} is not a model of the built-in trainer: {exc}") from exc

@@ -1,0 +1,166 @@
+"""`BaseInference`: detect objects with a registered model in a list of images.
+
+The list comes as a JSON-lines file in storage (`{"key": ..., "uri": ...}` per image) and
+the predictions go back as one (`{"key", "width", "height", "detections": [{"class_name",
+"bbox", "score"}]}` or `{"key", "error"}` per image), so a run over 10,000 images moves no
+large message through Kafka. An image that cannot be read is an error line, not a failed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import orjson
+from PIL import Image
+
+from runmesh.common.catalog import trained_models
+from runmesh.common.plugins import Action
+from runmesh.common.run_resources import close_run_resources, open_catalog_pool
+from runmesh.common.storage import Storage, StorageError
+from runmesh.common.storage.uris import open_uri
+from runmesh.train.artifacts import RunArtifacts, load_detector
+from runmesh.train.dataset import MAX_IMAGE_BYTES, decode_image
+from runmesh.train.errors import DatasetError, ModelNotFoundError
+from runmesh.train.model import Detector
+from runmesh.train.params import InferenceParams
+
+MAX_LIST_BYTES = 256 * 1024 * 1024
+_CHUNK = 64  # images between progress reports and cancellation checks
+
+LOG_MESSAGES = {
+    "INFERENCE_STARTED": {"message": "inference with model {} on {} images", "level": "info"},
+    "INFERENCE_COMPLETED": {
+        "message": "inference done: {} detections in {} images, {} failed",
+        "level": "success",
+    },
+}
+
+
+class BaseInference(Action):
+    """Runs a registered model over images; used by to_task's `inference` method."""
+
+    name = "inference"
+    params_model = InferenceParams
+    progress_categories: ClassVar = {
+        "inference": {"description": "Predicting, per image", "proportion": 100}
+    }
+    metrics_categories: ClassVar = {"inference": "images, detections, failed"}
+    log_messages: ClassVar = LOG_MESSAGES
+
+    async def start(self) -> dict[str, object]:
+        """Predict on every listed image; the result says where the predictions are."""
+        params: InferenceParams = self.params  # type: ignore[assignment]
+        run = self.run
+        settings = run.context.settings
+        if settings is None:
+            raise RuntimeError("the inference action needs the platform settings")
+        tenant = run.context.tenant
+        pool = await open_catalog_pool(settings)
+        sources: dict[tuple[str, str], Storage] = {}
+        artifacts = RunArtifacts(settings, tenant, run.run_id, kind="runs")
+        try:
+            async with pool.acquire(timeout=30) as conn:
+                model = await trained_models.get_model(conn, tenant, params.model)
+            if model is None:
+                raise ModelNotFoundError(f"model: model {params.model} not found")
+            detector = await load_detector(model.artifact_uri, settings, sources)
+            images = await _read_list(params.images_uri, settings, sources)
+            run.log_message_with_code("INFERENCE_STARTED", model.id, len(images))
+            lines: list[bytes] = []
+            detections = failed = 0
+            limit = asyncio.Semaphore(params.max_concurrency)
+
+            async def one(key: Any, uri: str) -> dict[str, Any]:
+                async with limit:
+                    return await _predict(key, uri, detector, params, settings, sources)
+
+            for start in range(0, len(images), _CHUNK):
+                run.check_cancelled()
+                chunk = images[start : start + _CHUNK]
+                for line in await asyncio.gather(*(one(key, uri) for key, uri in chunk)):
+                    lines.append(orjson.dumps(line))
+                    if "error" in line:
+                        failed += 1
+                    else:
+                        detections += len(line["detections"])
+                done = start + len(chunk)
+                run.set_progress(done, len(images), category="inference")
+                run.set_metrics(
+                    {"images": done, "detections": detections, "failed": failed}, "inference"
+                )
+            stored = await artifacts.save_file("predictions.jsonl", b"\n".join(lines) + b"\n")
+            run.log_artifact(
+                "predictions",
+                stored.uri,
+                size=stored.size,
+                checksum=stored.checksum,
+                media_type="application/jsonl",
+            )
+            run.log_message_with_code("INFERENCE_COMPLETED", detections, len(images), failed)
+            return {
+                "model_id": str(model.id),
+                "classes": detector.classes,
+                "predictions_uri": stored.uri,
+                "images": len(images),
+                "detections": detections,
+                "failed": failed,
+            }
+        finally:
+            await artifacts.close()
+            await close_run_resources(sources.values(), pool)
+
+
+async def _read_list(
+    uri: str, settings: Any, sources: dict[tuple[str, str], Storage]
+) -> list[tuple[Any, str]]:
+    """The (key, uri) pairs of the images file; `DatasetError` names a bad line."""
+    try:
+        storage, path = open_uri(sources, uri, settings)
+        async with asyncio.timeout(120):
+            data = await storage.read_bytes(path, max_bytes=MAX_LIST_BYTES)
+    except (StorageError, OSError, TimeoutError) as exc:
+        raise DatasetError(f"images_uri: cannot read {uri}: {exc}") from exc
+    images: list[tuple[Any, str]] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise DatasetError(f"images_uri: line {number} is not JSON: {exc}") from exc
+        if not isinstance(entry, dict) or not isinstance(entry.get("uri"), str):
+            raise DatasetError(f'images_uri: line {number} is not {{"key": ..., "uri": "..."}}')
+        images.append((entry.get("key"), entry["uri"]))
+    return images
+
+
+async def _predict(
+    key: Any,
+    uri: str,
+    detector: Detector,
+    params: InferenceParams,
+    settings: Any,
+    sources: dict[tuple[str, str], Storage],
+) -> dict[str, Any]:
+    try:
+        storage, path = open_uri(sources, uri, settings)
+        async with asyncio.timeout(120):
+            data = await storage.read_bytes(path, max_bytes=MAX_IMAGE_BYTES)
+        pixels = await asyncio.to_thread(decode_image, data)
+    except (StorageError, OSError, TimeoutError, Image.DecompressionBombError) as exc:
+        return {"key": key, "error": f"cannot read {uri}: {type(exc).__name__}: {exc}"}
+    found = await asyncio.to_thread(
+        detector.detect,
+        pixels,
+        threshold=params.confidence_threshold,
+        max_detections=params.max_detections,
+    )
+    return {
+        "key": key,
+        "width": int(pixels.shape[1]),
+        "height": int(pixels.shape[0]),
+        "detections": [
+            {"class_name": d.class_name, "bbox": list(d.box), "score": d.score} for d in found
+        ],
+    }

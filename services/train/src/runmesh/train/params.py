@@ -1,0 +1,111 @@
+"""Params of the neural_net actions: train, inference and test (the Synapse contract)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DatasetFormat: TypeAlias = Literal["auto", "dm", "coco", "yolo", "pascal_voc"]
+_Uri = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^(s3|file)://")]
+
+
+class DatasetRef(BaseModel):
+    """What to learn from: exactly one of a ground-truth version, an export run's output, or
+    a dataset folder in storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ground_truth_version: uuid.UUID | None = Field(
+        default=None, description="A ground-truth dataset version (items split by category)"
+    )
+    export_run: uuid.UUID | None = Field(
+        default=None, description="A succeeded export run: the folder it wrote"
+    )
+    uri: _Uri | None = Field(
+        default=None, description="A dataset folder: s3://bucket/prefix or file:///path"
+    )
+    format: DatasetFormat = Field(
+        default="auto", description="Layout of an export or folder dataset (auto: by its files)"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetRef:
+        given = [self.ground_truth_version, self.export_run, self.uri]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of ground_truth_version, export_run or uri")
+        return self
+
+    def describe(self) -> dict[str, str]:
+        """The reference as stored with the model."""
+        return {k: str(v) for k, v in self.model_dump(exclude_none=True).items()}
+
+
+class Hyperparameters(BaseModel):
+    """How the built-in model learns; every value is checked before training starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=20, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    learning_rate: float = Field(default=0.01, gt=0, le=1.0)
+    hidden_units: int = Field(default=64, ge=2, le=2048)
+    weight_decay: float = Field(default=1e-4, ge=0, le=1.0)
+    negatives_per_image: int = Field(
+        default=4, ge=0, le=64, description="Background windows sampled per image"
+    )
+
+
+class TrainParams(BaseModel):
+    """Train the built-in detector on a dataset and register the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"\S", description="The model's name (unique)"
+    )
+    description: str = Field(default="", max_length=2000)
+    dataset: DatasetRef
+    model: uuid.UUID | None = Field(
+        default=None, description="A registered model to start from (same classes)"
+    )
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    validation_split: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=0.9,
+        description="Share of images held out for validation (items of a ground-truth version "
+        "keep their own train/validation category)",
+    )
+    checkpoint_interval: int = Field(
+        default=1, ge=1, le=1000, description="Epochs between checkpoints"
+    )
+    resume: bool = Field(
+        default=True,
+        description="An attempt after a crash continues from this run's last checkpoint",
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Same seed, same model")
+
+
+class InferenceParams(BaseModel):
+    """Detect objects with a registered model in many images; predictions go to storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: uuid.UUID = Field(description="A registered model")
+    images_uri: _Uri = Field(
+        description='A JSON-lines file of {"key": ..., "uri": ...}: the images to predict on'
+    )
+    confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_detections: int = Field(default=100, ge=1, le=10_000, description="Per image")
+    max_concurrency: int = Field(default=8, ge=1, le=64, description="Images read at once")
+
+
+class EvaluateParams(BaseModel):
+    """Evaluate a registered model on a dataset's boxes: per-class precision, recall, F1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: uuid.UUID = Field(description="A registered model")
+    dataset: DatasetRef

@@ -1,0 +1,19 @@
+"""The built-in neural_net actions, as the train service ships them."""
+
+from __future__ import annotations
+
+from runmesh.train.evaluate_action import BaseTest
+from runmesh.train.inference_action import BaseInference
+from runmesh.train.train_action import BaseTrain
+
+
+class Train(BaseTrain):
+    """Train the built-in detector (see `runmesh.train.train_action.BaseTrain`)."""
+
+
+class Inference(BaseInference):
+    """Predict with a registered model (see `runmesh.train.inference_action.BaseInference`)."""
+
+
+class Test(BaseTest):
+    """Evaluate a registered model (see `runmesh.train.evaluate_action.BaseTest`)."""

@@ -1,4 +1,5 @@
-"""Session fixtures for every test: one sandbox (Tansu, Postgres, moto) and per-test settings."""
+"""Session fixtures for every test: one sandbox (Tansu, Postgres, moto), settings per test and
+settings per module."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield running
 
 
-@pytest.fixture
-def settings(sandbox: Sandbox) -> Settings:
-    """The sandbox's settings with a topic prefix of the test's own and fast test timings."""
+def fast_settings(sandbox: Sandbox) -> Settings:
+    """The sandbox's settings with a topic prefix of their own and fast test timings."""
     return sandbox.settings.model_copy(
         update={
             "topic_prefix": f"t{uuid4().hex[:10]}",
@@ -31,3 +31,16 @@ def settings(sandbox: Sandbox) -> Settings:
             "cancel_grace_s": 1.0,
         }
     )
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox) -> Settings:
+    """The sandbox's settings with a topic prefix of the test's own and fast test timings."""
+    return fast_settings(sandbox)
+
+
+@pytest.fixture(scope="module")
+def module_settings(sandbox: Sandbox) -> Settings:
+    """Like `settings`, with a topic prefix shared by the module's tests (for a worker that
+    several tests use); a test that starts, stops or kills workers of its own uses `settings`."""
+    return fast_settings(sandbox)

@@ -1,5 +1,10 @@
 """The export service end to end: real broker, PostgreSQL and moto S3, files checked by
-independent readers (pycocotools, supervision)."""
+independent readers (pycocotools, supervision).
+
+The tests that need the export service as it ships share one in-process worker (`exports`:
+started once per module, on topics of the module's own). A test that needs other settings,
+or that stops or kills workers, starts its own on its own topics (`own_exports`).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from runmesh.common.catalog.models import (
 from runmesh.common.catalog.repository import NewDataUnit
 from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
 from runmesh.common.dm import DMData, DMImage, parse_dm
-from runmesh.common.events import RunEventBase
+from runmesh.common.events import RunEventBase, RunRequest
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
@@ -61,13 +66,26 @@ def tenant() -> str:
     return f"ex-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-async def exports(settings: Settings) -> AsyncIterator[RunClient]:
-    """Submits export requests and collects their events."""
-    client = RunClient(settings, category=CATEGORY)
-    await client.start()
-    yield client
-    await client.stop()
+class TrackingRunClient(RunClient):
+    """A `RunClient` that remembers the runs it sent, so a test's unfinished ones can be ended."""
+
+    def __init__(self, settings: Settings, category: str) -> None:
+        super().__init__(settings, category)
+        self.sent: list[uuid.UUID] = []
+
+    async def send(
+        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        self.sent.append(request.run_id)
+        await super().send(request, headers)
+
+    async def end_unfinished(self, first: int) -> None:
+        """Cancel the runs sent from `sent[first]` on that have not ended; wait until they end."""
+        unfinished = [run_id for run_id in self.sent[first:] if not self.terminal(run_id)]
+        for run_id in unfinished:
+            await self.cancel(run_id)
+        for run_id in unfinished:
+            await self.wait_terminal(run_id, timeout=30)
 
 
 def export_worker(
@@ -82,6 +100,44 @@ def export_worker(
         tracer_provider=tracer_provider,
         **overrides,
     )
+
+
+@pytest.fixture(scope="module")
+async def module_export_worker(module_settings: Settings) -> AsyncIterator[Worker]:
+    """One export service, with the default configuration, for the module's tests."""
+    async with export_worker(module_settings) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+async def module_exports(module_settings: Settings) -> AsyncIterator[TrackingRunClient]:
+    """A client on the module worker's topics, shared by the tests that use that worker."""
+    client = TrackingRunClient(module_settings, category=CATEGORY)
+    await client.start()
+    yield client
+    await client.stop()
+
+
+@pytest.fixture
+async def exports(
+    module_export_worker: Worker, module_exports: TrackingRunClient
+) -> AsyncIterator[RunClient]:
+    """Submits export requests to the module's export service (default configuration, already
+    serving) and collects their events; a test reads only its own runs', by run id. Runs of
+    the test that did not end are cancelled at teardown: the next test finds the worker idle."""
+    first = len(module_exports.sent)
+    yield module_exports
+    await module_exports.end_unfinished(first)
+
+
+@pytest.fixture
+async def own_exports(settings: Settings) -> AsyncIterator[RunClient]:
+    """Submits export requests on the test's own topics, for a test that starts (and stops or
+    kills) export services of its own: none of them joins the module worker's group."""
+    client = RunClient(settings, category=CATEGORY)
+    await client.start()
+    yield client
+    await client.stop()
 
 
 def png(width: int, height: int) -> bytes:
@@ -265,30 +321,29 @@ def last_metrics(events: list[RunEventBase], category: str) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_tasks_export_in_every_format_reads_back_with_independent_readers(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     count = 100
-    seeded = await seed(pool, settings, tenant, count)
+    seeded = await seed(pool, module_settings, tenant, count)
     storage = await make_destination(pool, tenant, tmp_path)
     results: dict[str, dict[str, Any]] = {}
-    async with export_worker(settings):
-        for output_format in ("dm", "coco", "yolo", "pascal_voc"):
-            request = await exports.submit(
-                "export", params_for(storage, seeded, output_format), tenant=tenant
-            )
-            terminal = await exports.wait_terminal(request.run_id, timeout=120)
-            assert terminal.type == "run.succeeded", terminal
-            results[output_format] = terminal.payload.result  # type: ignore[attr-defined]
-            events = exports.events[request.run_id]
-            assert last_metrics(events, "data_file") == {
-                "stand_by": 0,
-                "success": count - BROKEN - 1,
-                "failed": BROKEN,
-            }
-            assert last_metrics(events, "original_file")["failed"] == 1
-            codes = {e.payload.code for e in events if e.type == "run.log"}  # type: ignore[attr-defined]
-            assert {"EXPORT_STARTED", "RESULTS_RETRIEVED", "CONVERSION_STARTED"} <= codes
-            assert {"NULL_DATA_DETECTED", "CONVERSION_COMPLETED", "EXPORT_COMPLETED"} <= codes
+    for output_format in ("dm", "coco", "yolo", "pascal_voc"):
+        request = await exports.submit(
+            "export", params_for(storage, seeded, output_format), tenant=tenant
+        )
+        terminal = await exports.wait_terminal(request.run_id, timeout=120)
+        assert terminal.type == "run.succeeded", terminal
+        results[output_format] = terminal.payload.result  # type: ignore[attr-defined]
+        events = exports.events[request.run_id]
+        assert last_metrics(events, "data_file") == {
+            "stand_by": 0,
+            "success": count - BROKEN - 1,
+            "failed": BROKEN,
+        }
+        assert last_metrics(events, "original_file")["failed"] == 1
+        codes = {e.payload.code for e in events if e.type == "run.log"}  # type: ignore[attr-defined]
+        assert {"EXPORT_STARTED", "RESULTS_RETRIEVED", "CONVERSION_STARTED"} <= codes
+        assert {"NULL_DATA_DETECTED", "CONVERSION_COMPLETED", "EXPORT_COMPLETED"} <= codes
     expected = {
         f"{task_id}_img{seeded.task_ids.index(task_id):05d}.png": dm
         for task_id, dm in seeded.expected.items()
@@ -373,21 +428,20 @@ async def test_tasks_export_in_every_format_reads_back_with_independent_readers(
 
 
 async def test_a_second_export_with_the_same_name_gets_its_own_folder(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    seeded = await seed(pool, settings, tenant, 15)
+    seeded = await seed(pool, module_settings, tenant, 15)
     storage = await make_destination(pool, tenant, tmp_path)
     paths = []
-    async with export_worker(settings):
-        for _ in range(2):
-            request = await exports.submit(
-                "export",
-                params_for(storage, seeded, "coco", save_original_file=False),
-                tenant=tenant,
-            )
-            terminal = await exports.wait_terminal(request.run_id, timeout=60)
-            assert terminal.type == "run.succeeded", terminal
-            paths.append(terminal.payload.result["path"])  # type: ignore[attr-defined]
+    for _ in range(2):
+        request = await exports.submit(
+            "export",
+            params_for(storage, seeded, "coco", save_original_file=False),
+            tenant=tenant,
+        )
+        terminal = await exports.wait_terminal(request.run_id, timeout=60)
+        assert terminal.type == "run.succeeded", terminal
+        paths.append(terminal.payload.result["path"])  # type: ignore[attr-defined]
     assert paths == ["exports/export-coco", "exports/export-coco(1)"]
     assert not (tmp_path / paths[0] / "images").exists()
 
@@ -395,9 +449,9 @@ async def test_a_second_export_with_the_same_name_gets_its_own_folder(
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_assignment_and_ground_truth_targets_in_every_format(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    seeded = await seed(pool, settings, tenant, 20)
+    seeded = await seed(pool, module_settings, tenant, 20)
     approved = seeded.task_ids[12:16]
     async with pool.acquire() as conn:
         for task_id in seeded.task_ids[12:18]:
@@ -408,51 +462,50 @@ async def test_assignment_and_ground_truth_targets_in_every_format(
     storage = await make_destination(pool, tenant, tmp_path)
     formats = ("dm", "coco", "yolo", "pascal_voc")
     requests = {}
-    async with export_worker(settings):
-        for output_format in formats:
-            requests[("a", output_format)] = await exports.submit(
-                "export",
-                params_for(
-                    storage,
-                    seeded,
-                    output_format,
-                    target="assignment",
-                    name=f"a-{output_format}",
-                    filter={"project": str(seeded.project), "status": "approved"},
-                ),
-                tenant=tenant,
-            )
-            split = {"train": 0.5, "valid": 0.5}
-            requests[("gt", output_format)] = await exports.submit(
-                "export",
-                params_for(
-                    storage,
-                    seeded,
-                    output_format,
-                    target="ground_truth",
-                    name=f"gt-{output_format}",
-                    filter={"ground_truth_dataset_version": str(seeded.gt_version)},
-                    extra_params={"output_format": output_format, "split": split},
-                ),
-                tenant=tenant,
-            )
-        bad = await exports.submit(
+    for output_format in formats:
+        requests[("a", output_format)] = await exports.submit(
             "export",
             params_for(
                 storage,
                 seeded,
-                "coco",
-                target="ground_truth",
-                name="bad",
-                filter={"project": str(seeded.project)},
+                output_format,
+                target="assignment",
+                name=f"a-{output_format}",
+                filter={"project": str(seeded.project), "status": "approved"},
             ),
             tenant=tenant,
         )
-        done = {
-            key: await exports.wait_terminal(request.run_id, timeout=60)
-            for key, request in requests.items()
-        }
-        failed = await exports.wait_terminal(bad.run_id, timeout=60)
+        split = {"train": 0.5, "valid": 0.5}
+        requests[("gt", output_format)] = await exports.submit(
+            "export",
+            params_for(
+                storage,
+                seeded,
+                output_format,
+                target="ground_truth",
+                name=f"gt-{output_format}",
+                filter={"ground_truth_dataset_version": str(seeded.gt_version)},
+                extra_params={"output_format": output_format, "split": split},
+            ),
+            tenant=tenant,
+        )
+    bad = await exports.submit(
+        "export",
+        params_for(
+            storage,
+            seeded,
+            "coco",
+            target="ground_truth",
+            name="bad",
+            filter={"project": str(seeded.project)},
+        ),
+        tenant=tenant,
+    )
+    done = {
+        key: await exports.wait_terminal(request.run_id, timeout=60)
+        for key, request in requests.items()
+    }
+    failed = await exports.wait_terminal(bad.run_id, timeout=60)
     readers = {"dm": read_dm_json, "coco": read_coco, "pascal_voc": read_pascal_voc}
     for (target, output_format), terminal in done.items():
         assert terminal.type == "run.succeeded", (target, output_format, terminal)
@@ -473,7 +526,7 @@ async def test_assignment_and_ground_truth_targets_in_every_format(
 
 
 async def test_a_user_plugin_changes_the_output_through_the_hooks(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     seeded = await seed(pool, settings, tenant, 12)
     async with pool.acquire() as conn:  # an item with no box at all: the plugin skips it
@@ -492,13 +545,13 @@ async def test_a_user_plugin_changes_the_output_through_the_hooks(
         await annotation.set_task_data(conn, tenant, seeded.task_ids[0], only_label)
     storage = await make_destination(pool, tenant, tmp_path)
     async with export_worker(settings, plugin_path=[EXAMPLES]):
-        request = await exports.submit(
+        request = await own_exports.submit(
             "export",
             params_for(storage, seeded, "dm", name="csv", save_original_file=False),
             tenant=tenant,
             plugin="export-csv",
         )
-        terminal = await exports.wait_terminal(request.run_id, timeout=60)
+        terminal = await own_exports.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     root = tmp_path / "exports/csv"
     rows = (root / "annotations.csv").read_text().splitlines()
@@ -510,45 +563,43 @@ async def test_a_user_plugin_changes_the_output_through_the_hooks(
 
 
 async def test_nothing_to_export_and_an_unknown_storage_fail_clearly(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     storage = await make_destination(pool, tenant, tmp_path)
     empty = Seeded()
     empty.project = uuid.uuid4()
-    async with export_worker(settings):
-        unknown_project = await exports.submit(
-            "export", params_for(storage, empty, "coco"), tenant=tenant
-        )
-        unknown_storage = await exports.submit(
-            "export", params_for(uuid.uuid4(), empty, "coco"), tenant=tenant
-        )
-        first = await exports.wait_terminal(unknown_project.run_id, timeout=60)
-        second = await exports.wait_terminal(unknown_storage.run_id, timeout=60)
+    unknown_project = await exports.submit(
+        "export", params_for(storage, empty, "coco"), tenant=tenant
+    )
+    unknown_storage = await exports.submit(
+        "export", params_for(uuid.uuid4(), empty, "coco"), tenant=tenant
+    )
+    first = await exports.wait_terminal(unknown_project.run_id, timeout=60)
+    second = await exports.wait_terminal(unknown_storage.run_id, timeout=60)
     assert first.type == "run.failed" and "not found" in first.payload.message  # type: ignore[attr-defined]
     assert second.type == "run.failed" and "storage" in second.payload.message  # type: ignore[attr-defined]
 
 
 async def test_cancel_mid_export_stops_quickly_and_deletes_the_folder(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    seeded = await seed(pool, settings, tenant, 300)
+    seeded = await seed(pool, module_settings, tenant, 300)
     storage = await make_destination(pool, tenant, tmp_path)
-    async with export_worker(settings):
-        request = await exports.submit(
-            "export", params_for(storage, seeded, "yolo", max_concurrency=1), tenant=tenant
+    request = await exports.submit(
+        "export", params_for(storage, seeded, "yolo", max_concurrency=1), tenant=tenant
+    )
+
+    def converting() -> bool:
+        return any(
+            e.type == "run.log" and e.payload.code == "CONVERSION_STARTED"  # type: ignore[attr-defined]
+            for e in exports.events[request.run_id]
         )
 
-        def converting() -> bool:
-            return any(
-                e.type == "run.log" and e.payload.code == "CONVERSION_STARTED"  # type: ignore[attr-defined]
-                for e in exports.events[request.run_id]
-            )
-
-        await eventually(converting, timeout=60, message="the export never started converting")
-        began = asyncio.get_running_loop().time()
-        await exports.cancel(request.run_id)
-        terminal = await exports.wait_terminal(request.run_id, timeout=30)
-        took = asyncio.get_running_loop().time() - began
+    await eventually(converting, timeout=60, message="the export never started converting")
+    began = asyncio.get_running_loop().time()
+    await exports.cancel(request.run_id)
+    terminal = await exports.wait_terminal(request.run_id, timeout=30)
+    took = asyncio.get_running_loop().time() - began
     assert terminal.type == "run.cancelled", terminal
     assert took < 5.0, f"cancel took {took:.2f}s"
     codes = {e.payload.code for e in exports.events[request.run_id] if e.type == "run.log"}  # type: ignore[attr-defined]
@@ -558,7 +609,7 @@ async def test_cancel_mid_export_stops_quickly_and_deletes_the_folder(
 
 
 async def test_a_jobs_pipeline_steps_are_spans_under_the_run_span(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     received: list[bytes] = []
 
@@ -586,10 +637,10 @@ async def test_a_jobs_pipeline_steps_are_spans_under_the_run_span(
     traced = settings.model_copy(update={"otel_exporter_otlp_endpoint": f"http://127.0.0.1:{port}"})
     try:
         async with export_worker(traced, tracer_provider=provider):
-            request = await exports.submit(
+            request = await own_exports.submit(
                 "export", params_for(storage, unknown, "coco"), tenant=tenant
             )
-            terminal = await exports.wait_terminal(request.run_id, timeout=60)
+            terminal = await own_exports.wait_terminal(request.run_id, timeout=60)
         await eventually(lambda: received, timeout=10, message="the job exported no span")
     finally:
         server.close()
@@ -613,7 +664,7 @@ async def test_a_jobs_pipeline_steps_are_spans_under_the_run_span(
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_duplicates(
-    settings: Settings, pool: asyncpg.Pool, exports: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     count = 900
     seeded = await seed(pool, settings, tenant, count)
@@ -631,19 +682,19 @@ async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_dupli
     first = start_process(tmp_path / "w1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
-        request = await exports.submit("export", params, tenant=tenant)
+        request = await own_exports.submit("export", params, tenant=tenant)
 
         async def some_progress() -> bool:
             return any(
                 e.type == "run.progress" and e.payload.current >= 256  # type: ignore[attr-defined]
-                for e in exports.events[request.run_id]
+                for e in own_exports.events[request.run_id]
             )
 
         await eventually(some_progress, timeout=120, message="no progress")
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = start_process(tmp_path / "w2.log")
-        terminal = await exports.wait_terminal(request.run_id, timeout=240)
+        terminal = await own_exports.wait_terminal(request.run_id, timeout=240)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:

@@ -2,6 +2,10 @@
 
 Each test builds a source tree on disk (a `file://` storage), submits an upload and checks
 the data units in the catalog, the objects in the bucket, metrics and the result.
+
+The tests that need the upload service as it ships share one in-process worker (`uploads`:
+started once per module, on topics of the module's own). A test that needs other settings,
+or that stops or kills workers, starts its own on its own topics (`own_uploads`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from openpyxl import Workbook
 
 from runmesh.common.catalog import repository
 from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase
+from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase, RunRequest
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
@@ -43,13 +47,26 @@ def tenant() -> str:
     return f"up-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-async def uploads(settings: Settings) -> AsyncIterator[RunClient]:
-    """Submits upload requests and collects their events."""
-    client = RunClient(settings, category=CATEGORY)
-    await client.start()
-    yield client
-    await client.stop()
+class TrackingRunClient(RunClient):
+    """A `RunClient` that remembers the runs it sent, so a test's unfinished ones can be ended."""
+
+    def __init__(self, settings: Settings, category: str) -> None:
+        super().__init__(settings, category)
+        self.sent: list[uuid.UUID] = []
+
+    async def send(
+        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        self.sent.append(request.run_id)
+        await super().send(request, headers)
+
+    async def end_unfinished(self, first: int) -> None:
+        """Cancel the runs sent from `sent[first]` on that have not ended; wait until they end."""
+        unfinished = [run_id for run_id in self.sent[first:] if not self.terminal(run_id)]
+        for run_id in unfinished:
+            await self.cancel(run_id)
+        for run_id in unfinished:
+            await self.wait_terminal(run_id, timeout=30)
 
 
 def upload_worker(
@@ -57,6 +74,44 @@ def upload_worker(
 ) -> contextlib.AbstractAsyncContextManager[Worker]:
     """The upload service in this process, with its built-in plugin (plus RUNMESH_PLUGIN_PATH's)."""
     return service_worker(settings, CATEGORY, BUILTIN_PLUGIN, service="upload", **overrides)
+
+
+@pytest.fixture(scope="module")
+async def module_upload_worker(module_settings: Settings) -> AsyncIterator[Worker]:
+    """One upload service, with the default configuration, for the module's tests."""
+    async with upload_worker(module_settings) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+async def module_uploads(module_settings: Settings) -> AsyncIterator[TrackingRunClient]:
+    """A client on the module worker's topics, shared by the tests that use that worker."""
+    client = TrackingRunClient(module_settings, category=CATEGORY)
+    await client.start()
+    yield client
+    await client.stop()
+
+
+@pytest.fixture
+async def uploads(
+    module_upload_worker: Worker, module_uploads: TrackingRunClient
+) -> AsyncIterator[RunClient]:
+    """Submits upload requests to the module's upload service (default configuration, already
+    serving) and collects their events; a test reads only its own runs', by run id. Runs of
+    the test that did not end are cancelled at teardown: the next test finds the worker idle."""
+    first = len(module_uploads.sent)
+    yield module_uploads
+    await module_uploads.end_unfinished(first)
+
+
+@pytest.fixture
+async def own_uploads(settings: Settings) -> AsyncIterator[RunClient]:
+    """Submits upload requests on the test's own topics, for a test that starts (and stops or
+    kills) upload services of its own: none of them joins the module worker's group."""
+    client = RunClient(settings, category=CATEGORY)
+    await client.start()
+    yield client
+    await client.stop()
 
 
 async def make_storage(pool: asyncpg.Pool, tenant: str, root: Path) -> uuid.UUID:
@@ -186,7 +241,7 @@ def last_metrics(events: list[RunEventBase], category: str) -> dict[str, float]:
 
 
 async def test_single_path_upload_creates_exactly_the_valid_units(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     single_path_tree(tmp_path)
     excel(
@@ -204,9 +259,8 @@ async def test_single_path_upload_creates_exactly_the_valid_units(
         "max_file_size_mb": 0.03,
         "creating_data_unit_batch_size": 2,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     units = await units_of(pool, request.run_id)
@@ -239,11 +293,11 @@ async def test_single_path_upload_creates_exactly_the_valid_units(
     assert progress == {"analyze_collection", "upload_data_files", "generate_data_units"}
     # Every file of every unit is in the bucket, byte for byte, under the run's prefix.
     prefix = f"{tenant}/{collection}/{request.run_id}"
-    stored = await objects(settings, prefix)
+    stored = await objects(module_settings, prefix)
     assert len(stored) == 9
     for unit in units.values():
         for spec, info in unit["files"].items():
-            key = info["uri"].removeprefix(f"s3://{settings.s3_bucket}/")
+            key = info["uri"].removeprefix(f"s3://{module_settings.s3_bucket}/")
             assert key.startswith(f"{prefix}/{spec}/")
             (source,) = (tmp_path / "ds" / spec).rglob(unit["unit_key"] + Path(key).suffix)
             assert stored[key] == source.read_bytes()
@@ -252,7 +306,7 @@ async def test_single_path_upload_creates_exactly_the_valid_units(
 
 
 async def test_multi_path_upload_takes_each_spec_from_its_folder(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     for stem in ("x", "y"):
         write(tmp_path / "pics" / "2024" / f"{stem}.png", 2 * KB, stem)
@@ -270,9 +324,8 @@ async def test_multi_path_upload_takes_each_spec_from_its_folder(
             "extra": {"path": "no/such/folder"},  # optional: skipped with a warning
         },
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     units = await units_of(pool, request.run_id)
@@ -301,7 +354,7 @@ def multi_path_tree(root: Path) -> None:
 
 
 async def test_multi_path_upload_creates_exactly_the_valid_units(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     multi_path_tree(tmp_path)
     storage = await make_storage(pool, tenant, tmp_path)
@@ -318,9 +371,8 @@ async def test_multi_path_upload_creates_exactly_the_valid_units(
         "max_file_size_mb": 0.03,
         "creating_data_unit_batch_size": 2,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     units = await units_of(pool, request.run_id)
@@ -359,12 +411,12 @@ async def test_multi_path_upload_creates_exactly_the_valid_units(
         ("a", "extra"): "notes/a.txt",
     }
     prefix = f"{tenant}/{collection}/{request.run_id}"
-    stored = await objects(settings, prefix)
+    stored = await objects(module_settings, prefix)
     assert len(stored) == len(sources)
     for (key, spec), source in sources.items():
         info = units[key]["files"][spec]
         data = (tmp_path / source).read_bytes()
-        stored_key = info["uri"].removeprefix(f"s3://{settings.s3_bucket}/")
+        stored_key = info["uri"].removeprefix(f"s3://{module_settings.s3_bucket}/")
         assert stored_key == f"{prefix}/{spec}/{key}{Path(source).suffix}"
         assert stored[stored_key] == data
         assert info["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
@@ -372,7 +424,7 @@ async def test_multi_path_upload_creates_exactly_the_valid_units(
 
 
 async def test_the_single_data_unit_strategy_creates_the_same_units_as_batch(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     many_units(tmp_path, 5, 2 * KB)
     write(tmp_path / "ds" / "extra" / "u001.txt", 50, "x")
@@ -386,14 +438,13 @@ async def test_the_single_data_unit_strategy_creates_the_same_units_as_batch(
         "path": "ds",
         "excel_metadata_path": "meta.xlsx",
     }
-    async with upload_worker(settings):
-        single = await uploads.submit(
-            "upload", {**base, "name": "single", "creating_data_unit_batch_size": 1}, tenant=tenant
-        )
-        batch = await uploads.submit(
-            "upload", {**base, "name": "batch", "creating_data_unit_batch_size": 2}, tenant=tenant
-        )
-        ends = [await uploads.wait_terminal(r.run_id, timeout=60) for r in (single, batch)]
+    single = await uploads.submit(
+        "upload", {**base, "name": "single", "creating_data_unit_batch_size": 1}, tenant=tenant
+    )
+    batch = await uploads.submit(
+        "upload", {**base, "name": "batch", "creating_data_unit_batch_size": 2}, tenant=tenant
+    )
+    ends = [await uploads.wait_terminal(r.run_id, timeout=60) for r in (single, batch)]
     assert [e.type for e in ends] == ["run.succeeded"] * 2, ends
     results = [e.payload.result for e in ends]  # type: ignore[attr-defined]
 
@@ -432,7 +483,7 @@ async def test_the_single_data_unit_strategy_creates_the_same_units_as_batch(
 
 
 async def test_single_path_upload_without_is_recursive_ignores_nested_folders(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "ds"
     write(src / "a.jpg", 100, "a")  # directly in `path`: matched to a spec by extension
@@ -452,9 +503,8 @@ async def test_single_path_upload_without_is_recursive_ignores_nested_folders(
         "path": "ds",
         "is_recursive": False,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     units = await units_of(pool, request.run_id)
@@ -462,13 +512,13 @@ async def test_single_path_upload_without_is_recursive_ignores_nested_folders(
     assert set(units["a"]["files"]) == {"image", "label", "extra"}
     assert result["failed_units"] == [] and result["failed_files"] == []
     assert result["data_files"]["success"] == 3
-    stored = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
-    label = units["a"]["files"]["label"]["uri"].removeprefix(f"s3://{settings.s3_bucket}/")
+    stored = await objects(module_settings, f"{tenant}/{collection}/{request.run_id}")
+    label = units["a"]["files"]["label"]["uri"].removeprefix(f"s3://{module_settings.s3_bucket}/")
     assert stored[label] == (src / "a.json").read_bytes()  # not more/deeper/a.json
 
 
 async def test_single_path_upload_without_is_recursive_still_reads_the_spec_folders(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "ds"
     write(src / "image" / "a.jpg", 100, "a")
@@ -484,9 +534,8 @@ async def test_single_path_upload_without_is_recursive_still_reads_the_spec_fold
         "path": "ds",
         "is_recursive": False,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     assert set(await units_of(pool, request.run_id)) == {"a"}
 
@@ -496,7 +545,6 @@ async def test_single_path_upload_without_is_recursive_still_reads_the_spec_fold
     [("../outside", "cannot list"), ("/etc", "cannot list")],
 )
 async def test_paths_escaping_the_storage_are_refused(
-    settings: Settings,
     pool: asyncpg.Pool,
     uploads: RunClient,
     tenant: str,
@@ -515,16 +563,15 @@ async def test_paths_escaping_the_storage_are_refused(
         "data_collection": str(collection),
         "path": path,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.failed"
     assert expected in terminal.payload.message  # type: ignore[attr-defined]
     assert await units_of(pool, request.run_id) == {}
 
 
 async def test_a_symlink_out_of_the_storage_is_not_uploaded(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "root"
     write(root / "ds" / "image" / "a.jpg", 100, "a")
@@ -540,19 +587,18 @@ async def test_a_symlink_out_of_the_storage_is_not_uploaded(
         "data_collection": str(collection),
         "path": "ds",
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     units = await units_of(pool, request.run_id)
     assert set(units) == {"a"}  # b lost its label: the escaping link was never read
-    stored = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
+    stored = await objects(module_settings, f"{tenant}/{collection}/{request.run_id}")
     assert all(b"secret" not in value for value in stored.values())
     assert len(stored) == 2
 
 
 async def test_an_http_storage_on_loopback_is_refused(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str
 ) -> None:
     storage = STORAGE_CREATE.validate_python(
         {"name": "local-web", "provider": "http", "config": {"base_url": "http://127.0.0.1:9/"}}
@@ -567,9 +613,8 @@ async def test_an_http_storage_on_loopback_is_refused(
         "path": "",
         "excel_metadata_path": "meta.xlsx",  # the first thing read from the source
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.failed"
     message = terminal.payload.message  # type: ignore[attr-defined]
     assert "cannot read the Excel metadata" in message
@@ -577,7 +622,7 @@ async def test_an_http_storage_on_loopback_is_refused(
 
 
 async def test_a_malformed_workbook_fails_the_run_clearly(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     write(tmp_path / "ds" / "image" / "a.jpg", 100, "a")
     write(tmp_path / "ds" / "label" / "a.json", 100, "al")
@@ -586,19 +631,18 @@ async def test_a_malformed_workbook_fails_the_run_clearly(
     storage = await make_storage(pool, tenant, tmp_path)
     collection = await make_collection(pool, tenant)
     base = {"name": "x", "storage": str(storage), "data_collection": str(collection), "path": "ds"}
-    async with upload_worker(settings):
-        broken = await uploads.submit(
-            "upload", {**base, "excel_metadata_path": "ds/meta.xlsx"}, tenant=tenant
-        )
-        duplicated = await uploads.submit(
-            "upload", {**base, "excel_metadata_path": "dup.xlsx"}, tenant=tenant
-        )
-        missing = await uploads.submit(
-            "upload", {**base, "excel_metadata_path": "nope.xlsx"}, tenant=tenant
-        )
-        ends = [
-            await uploads.wait_terminal(r.run_id, timeout=60) for r in (broken, duplicated, missing)
-        ]
+    broken = await uploads.submit(
+        "upload", {**base, "excel_metadata_path": "ds/meta.xlsx"}, tenant=tenant
+    )
+    duplicated = await uploads.submit(
+        "upload", {**base, "excel_metadata_path": "dup.xlsx"}, tenant=tenant
+    )
+    missing = await uploads.submit(
+        "upload", {**base, "excel_metadata_path": "nope.xlsx"}, tenant=tenant
+    )
+    ends = [
+        await uploads.wait_terminal(r.run_id, timeout=60) for r in (broken, duplicated, missing)
+    ]
     messages = [e.payload.message for e in ends]  # type: ignore[attr-defined]
     assert [e.type for e in ends] == ["run.failed"] * 3
     assert "not a readable .xlsx workbook" in messages[0]
@@ -607,7 +651,7 @@ async def test_a_malformed_workbook_fails_the_run_clearly(
 
 
 async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    module_settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     many_units(tmp_path, 150, 64 * KB)
     storage = await make_storage(pool, tenant, tmp_path)
@@ -619,17 +663,16 @@ async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
         "path": "ds",
         "max_concurrency": 1,
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
+    request = await uploads.submit("upload", params, tenant=tenant)
 
-        await wait_uploaded(uploads, request.run_id, 5 / 300)
-        began = asyncio.get_running_loop().time()
-        await uploads.cancel(request.run_id)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=30)
-        took = asyncio.get_running_loop().time() - began
+    await wait_uploaded(uploads, request.run_id, 5 / 300)
+    began = asyncio.get_running_loop().time()
+    await uploads.cancel(request.run_id)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=30)
+    took = asyncio.get_running_loop().time() - began
     assert terminal.type == "run.cancelled", terminal
     assert took < 2.0, f"cancel took {took:.2f}s"
-    assert await objects(settings, f"{tenant}/{collection}/{request.run_id}") == {}
+    assert await objects(module_settings, f"{tenant}/{collection}/{request.run_id}") == {}
     assert await units_of(pool, request.run_id) == {}
 
 
@@ -638,7 +681,7 @@ async def test_cancel_mid_upload_stops_within_2s_and_rolls_back(
 async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_duplicates(
     settings: Settings,
     pool: asyncpg.Pool,
-    uploads: RunClient,
+    own_uploads: RunClient,
     tenant: str,
     tmp_path: Path,
 ) -> None:
@@ -666,13 +709,13 @@ async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_dupli
     first = start_process(tmp_path / "w1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
-        request = await uploads.submit("upload", params, tenant=tenant)
+        request = await own_uploads.submit("upload", params, tenant=tenant)
 
-        await wait_uploaded(uploads, request.run_id, 1 / 3)
+        await wait_uploaded(own_uploads, request.run_id, 1 / 3)
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = start_process(tmp_path / "w2.log")
-        terminal = await uploads.wait_terminal(request.run_id, timeout=180)
+        terminal = await own_uploads.wait_terminal(request.run_id, timeout=180)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
@@ -695,7 +738,7 @@ async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_dupli
 
 
 async def test_a_user_plugin_extends_the_uploader_through_its_hooks(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     write(tmp_path / "ds" / "image" / "big.jpg", 4 * KB, "big")
     write(tmp_path / "ds" / "label" / "big.json", 100, "bl")
@@ -711,20 +754,22 @@ async def test_a_user_plugin_extends_the_uploader_through_its_hooks(
         "min_image_bytes": 1000,
     }
     async with upload_worker(settings, plugin_path=[EXAMPLES]):
-        request = await uploads.submit("upload", params, tenant=tenant, plugin="upload-min-size")
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+        request = await own_uploads.submit(
+            "upload", params, tenant=tenant, plugin="upload-min-size"
+        )
+        terminal = await own_uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     assert set(await units_of(pool, request.run_id)) == {"big"}
     assert result["failed_units"] == [
         {"item": "tiny", "reason": "ds/image/tiny.jpg: 10 bytes, under min_image_bytes=1000"}
     ]
-    logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
+    logs = [e.payload.message for e in own_uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
     assert any(message.startswith("stored ds/image/big.jpg (sha256:") for message in logs)
 
 
 async def test_meta_must_match_the_collections_schema(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     for stem in ("a", "b", "c"):
         write(tmp_path / "ds" / "image" / f"{stem}.jpg", 100, stem)
@@ -744,9 +789,8 @@ async def test_meta_must_match_the_collections_schema(
         "path": "ds",
         "excel_metadata_path": "meta.xlsx",
     }
-    async with upload_worker(settings):
-        request = await uploads.submit("upload", params, tenant=tenant)
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+    request = await uploads.submit("upload", params, tenant=tenant)
+    terminal = await uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.succeeded", terminal
     result = terminal.payload.result  # type: ignore[attr-defined]
     assert set(await units_of(pool, request.run_id)) == {"a"}
@@ -760,7 +804,7 @@ async def test_meta_must_match_the_collections_schema(
 
 
 async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     count = 60
     many_units(tmp_path, count, 64 * KB)
@@ -775,16 +819,16 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
     }
     # Short grace periods: the first worker stops the upload as soon as it is asked to.
     async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
-        request = await uploads.submit("upload", params, tenant=tenant)
+        request = await own_uploads.submit("upload", params, tenant=tenant)
 
-        await wait_uploaded(uploads, request.run_id, 10 / 120)
-    assert uploads.terminal(request.run_id) == []  # stopped for redelivery, not ended
-    logs = [e.payload.message for e in uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
-    assert any("keeping what was written for the next attempt" in m for m in logs)
+        await wait_uploaded(own_uploads, request.run_id, 10 / 120)
+    assert own_uploads.terminal(request.run_id) == []  # stopped for redelivery, not ended
+    logs = [e.payload.message for e in own_uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
+    assert any("keeping what was written for the next attempt" in m for m in logs), logs
     kept = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
     assert kept, "the first attempt's objects were rolled back"
     async with upload_worker(settings):
-        terminal = await uploads.wait_terminal(request.run_id, timeout=120)
+        terminal = await own_uploads.wait_terminal(request.run_id, timeout=120)
     assert terminal.type == "run.succeeded", terminal
     assert terminal.attempt == 2
     result = terminal.payload.result  # type: ignore[attr-defined]
@@ -794,7 +838,7 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
 
 
 async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
-    settings: Settings, pool: asyncpg.Pool, uploads: RunClient, tenant: str, tmp_path: Path
+    settings: Settings, pool: asyncpg.Pool, own_uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     count = 60
     many_units(tmp_path, count, 64 * KB)
@@ -811,10 +855,10 @@ async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
     }
     # Attempt 1 stores objects, then stops for a worker shutdown (keeping them for attempt 2).
     async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
-        request = await uploads.submit("upload", params, tenant=tenant)
+        request = await own_uploads.submit("upload", params, tenant=tenant)
 
-        await wait_uploaded(uploads, request.run_id, 10 / 120)
-    assert uploads.terminal(request.run_id) == []
+        await wait_uploaded(own_uploads, request.run_id, 10 / 120)
+    assert own_uploads.terminal(request.run_id) == []
     prefix = f"{tenant}/{collection}/{request.run_id}"
     kept = await objects(settings, prefix)
     assert kept, "the first attempt's objects were rolled back"
@@ -838,7 +882,7 @@ async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
     # Attempt 2 fails in process_metadata, before the steps that write.
     (tmp_path / "meta.xlsx").unlink()
     async with upload_worker(settings):
-        terminal = await uploads.wait_terminal(request.run_id, timeout=60)
+        terminal = await own_uploads.wait_terminal(request.run_id, timeout=60)
     assert terminal.type == "run.failed", terminal
     assert terminal.attempt == 2
     assert "Excel metadata not found" in terminal.payload.message  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ _QUEUE_SIZE = 1000  # reports buffered between an action and the publisher
 # How long `finish` re-sends events Kafka did not acknowledge before giving the attempt up
 # (then the request is left uncommitted for redelivery, as before).
 RESEND_FOR_S = 120.0
+ABORT_DRAIN_S = 5.0  # an abandoned attempt's last reports get this long to be published
 _RESEND_MAX_DELAY_S = 10.0
 _TRUNCATED_SUFFIX = " … [truncated]"
 
@@ -215,12 +216,21 @@ class RunEmitter:
                     self._failed.append(_Sent(retry, sent.value, sent.headers))
 
     async def abort(self) -> None:
-        """Stop draining without a terminal event (the attempt is abandoned for redelivery)."""
+        """Stop without a terminal event (the attempt is abandoned for redelivery), after
+        publishing what the attempt reported: its last logs say why it stopped and what it
+        kept. A pump that cannot drain within `ABORT_DRAIN_S` (Kafka gone) is cancelled."""
         self._closed = True
         if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-            self._pump = None
+            try:
+                async with asyncio.timeout(ABORT_DRAIN_S):
+                    await self._queue.put(None)
+                    await self._pump
+            except TimeoutError:
+                log.warning("run %s: reports not published before abandoning it", self._run_id)
+            finally:
+                self._pump.cancel()
+                await asyncio.gather(self._pump, return_exceptions=True)
+                self._pump = None
 
     async def _drain(self) -> None:
         while (item := await self._queue.get()) is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import numpy as np
+import optuna
 import orjson
 import pytest
 
@@ -25,6 +26,7 @@ from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
 from runmesh.train import BUILTIN_PLUGIN
+from runmesh.train import study as studies
 from runmesh.train.dataset import Sample
 from runmesh.train.model import Detector, encode_png, make_synthetic_image
 from runmesh.train.params import Hyperparameters
@@ -353,3 +355,49 @@ def _train_straight(params: dict[str, Any], count: int, seed: int) -> Detector:
         detector, prepared, hyper, seed=params["seed"], first_epoch=1, on_epoch=lambda *_: None
     )
     return detector
+
+
+async def test_tune_runs_8_trials_over_2_replicas_in_one_study_and_registers_the_best(
+    settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str
+) -> None:
+    uri = await coco_dataset(settings, 20, seed=2)
+    params = {
+        "name": f"tuned-{tenant}",
+        "dataset": {"uri": uri},
+        "hyperparameters": {"epochs": 3, "negatives_per_image": 6},
+        "search_space": {
+            "learning_rate": {"low": 0.001, "high": 0.03, "log": True},
+            "hidden_units": {"choices": [16, 32, 64]},
+        },
+        "n_trials": 8,
+        "max_concurrent_trials": 4,
+        "seed": 3,
+    }
+    async with train_worker(settings), train_worker(settings):
+        request = await runs.submit("tune", params, tenant=tenant)
+        terminal = await runs.wait_terminal(request.run_id, timeout=300)
+    assert terminal.type == "run.succeeded", terminal
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    assert sum(result["trials"].values()) == 8, result["trials"]
+    assert result["trials"].get("complete", 0) >= 1
+
+    # One study in PostgreSQL holding 8 distinct trials, each run as a run of its own.
+    study = await asyncio.to_thread(
+        optuna.load_study, study_name=result["study"], storage=studies.storage(settings)
+    )
+    assert sorted(t.number for t in study.trials) == list(range(8))
+    trial_runs = {
+        run_id: events
+        for run_id, events in runs.events.items()
+        if any(e.type == "run.started" and e.payload.action == "tune_trial" for e in events)  # type: ignore[attr-defined]
+    }
+    assert len(trial_runs) == 8
+    # Each trial's per-epoch metrics reached the tune run as trial_<n>.
+    relayed = {m.payload.category for m in runs.events[request.run_id] if isinstance(m, RunMetric)}
+    assert relayed and all(category.startswith("trial_") for category in relayed)
+
+    model = await trained_models.get_model(pool, tenant, uuid.UUID(result["model_id"]))
+    assert model is not None and model.action == "tune"
+    assert model.params["trial"] == result["best_trial"] == study.best_trial.number
+    assert model.metrics == study.best_trial.user_attrs["metrics"]
+    assert model.artifact_uri == study.best_trial.user_attrs["artifact_uri"]

@@ -109,3 +109,95 @@ class EvaluateParams(BaseModel):
 
     model: uuid.UUID = Field(description="A registered model")
     dataset: DatasetRef
+
+
+TunedName = Literal[
+    "epochs", "batch_size", "learning_rate", "hidden_units", "weight_decay", "negatives_per_image"
+]
+_INTEGER_PARAMS = {"epochs", "batch_size", "hidden_units", "negatives_per_image"}
+
+
+class SearchRange(BaseModel):
+    """A range to sample from: uniform, or log-uniform with `log` (then `low` > 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class SearchChoice(BaseModel):
+    """Values to choose from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    choices: list[float] = Field(min_length=1, max_length=100)
+
+
+class TuneParams(BaseModel):
+    """Search hyperparameters with Optuna; register the best trial's model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"\S", description="The best model's name (unique)"
+    )
+    description: str = Field(default="", max_length=2000)
+    dataset: DatasetRef
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, description="Values of what is not searched"
+    )
+    search_space: dict[TunedName, SearchRange | SearchChoice] = Field(
+        min_length=1, description="Per hyperparameter: a range {low, high, log} or {choices}"
+    )
+    n_trials: int = Field(default=10, ge=1, le=1000)
+    max_concurrent_trials: int = Field(
+        default=2, ge=1, le=64, description="Trial runs at once (spread over the replicas)"
+    )
+    direction: Literal["maximize", "minimize"] = "maximize"
+    metric: Literal["validation_accuracy", "validation_loss"] = "validation_accuracy"
+    pruning: bool = Field(default=True, description="Stop trials below the median early")
+    validation_split: float = Field(default=0.2, gt=0.0, le=0.9)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    trial_timeout_s: float = Field(default=3600, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _valid_space(self) -> TuneParams:
+        # Every sampled value must pass Hyperparameters' own checks: try the bounds now.
+        for name, space in self.search_space.items():
+            values = space.choices if isinstance(space, SearchChoice) else [space.low, space.high]
+            for value in values:
+                cast = int(value) if name in _INTEGER_PARAMS else value
+                if name in _INTEGER_PARAMS and cast != value:
+                    raise ValueError(f"search_space.{name}: {value} is not a whole number")
+                try:
+                    Hyperparameters.model_validate(self.hyperparameters.model_dump() | {name: cast})
+                except ValueError as exc:
+                    raise ValueError(f"search_space.{name}: {value} is out of range") from exc
+        return self
+
+
+class TrialParams(BaseModel):
+    """One trial of a tune run's study (submitted by the tune run, not by people)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str = Field(min_length=1, max_length=200)
+    tune_run: uuid.UUID
+    dataset: DatasetRef
+    hyperparameters: Hyperparameters
+    search_space: dict[TunedName, SearchRange | SearchChoice] = Field(min_length=1)
+    direction: Literal["maximize", "minimize"]
+    metric: Literal["validation_accuracy", "validation_loss"]
+    pruning: bool
+    validation_split: float = Field(gt=0.0, le=0.9)
+    seed: int = Field(ge=0, le=2**32 - 1)

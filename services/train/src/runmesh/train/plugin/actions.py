@@ -5,6 +5,8 @@ from __future__ import annotations
 from runmesh.train.evaluate_action import BaseTest
 from runmesh.train.inference_action import BaseInference
 from runmesh.train.train_action import BaseTrain
+from runmesh.train.trial_action import BaseTuneTrial
+from runmesh.train.tune_action import BaseTune
 
 
 class Train(BaseTrain):
@@ -17,3 +19,11 @@ class Inference(BaseInference):
 
 class Test(BaseTest):
     """Evaluate a registered model (see `runmesh.train.evaluate_action.BaseTest`)."""
+
+
+class Tune(BaseTune):
+    """Search hyperparameters (see `runmesh.train.tune_action.BaseTune`)."""
+
+
+class TuneTrial(BaseTuneTrial):
+    """One trial of a tune run (see `runmesh.train.trial_action.BaseTuneTrial`)."""

@@ -292,7 +292,7 @@ async def test_a_killed_worker_resumes_from_the_last_checkpoint_to_the_same_mode
     settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     uri = await coco_dataset(settings, 24, seed=5)
-    hyper = {"epochs": 60, "batch_size": 1, "hidden_units": 128}
+    hyper = {"epochs": 40, "batch_size": 2, "hidden_units": 64}
     params = train_params(uri, f"resumed-{tenant}", **hyper)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
     env.update(settings.to_env())

@@ -13,12 +13,11 @@ import orjson
 
 from runmesh.common.catalog import trained_models
 from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
-from runmesh.common.storage import Storage
-from runmesh.train.artifacts import RunArtifacts, load_detector
+from runmesh.train.artifacts import load_detector
 from runmesh.train.dataset import load_dataset
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.params import EvaluateParams
+from runmesh.train.resources import run_resources
 from runmesh.train.trainer import evaluate_boxes
 
 
@@ -39,14 +38,9 @@ class BaseTest(Action):
         """Evaluate; the result holds the whole report and the confusion matrix's URI."""
         params: EvaluateParams = self.params  # type: ignore[assignment]
         run = self.run
-        settings = run.context.settings
-        if settings is None:
-            raise RuntimeError("the test action needs the platform settings")
-        tenant = run.context.tenant
-        pool = await open_catalog_pool(settings)
-        sources: dict[tuple[str, str], Storage] = {}
-        artifacts = RunArtifacts(settings, tenant, run.run_id, kind="runs")
-        try:
+        async with run_resources(run, "test", kind="runs") as res:
+            settings, tenant, pool = res.settings, res.tenant, res.pool
+            sources, artifacts = res.sources, res.artifacts
             async with pool.acquire(timeout=30) as conn:
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
@@ -88,6 +82,3 @@ class BaseTest(Action):
                 "report": dict(report),
                 "confusion_matrix_uri": stored.uri,
             }
-        finally:
-            await artifacts.close()
-            await close_run_resources(sources.values(), pool)

@@ -16,14 +16,14 @@ from PIL import Image
 
 from runmesh.common.catalog import trained_models
 from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
 from runmesh.common.storage import Storage, StorageError
 from runmesh.common.storage.uris import open_uri
-from runmesh.train.artifacts import RunArtifacts, load_detector
+from runmesh.train.artifacts import load_detector
 from runmesh.train.dataset import MAX_IMAGE_BYTES, decode_image
 from runmesh.train.errors import DatasetError, ModelNotFoundError
 from runmesh.train.model import Detector
 from runmesh.train.params import InferenceParams
+from runmesh.train.resources import run_resources
 
 MAX_LIST_BYTES = 256 * 1024 * 1024
 _CHUNK = 64  # images between progress reports and cancellation checks
@@ -52,14 +52,9 @@ class BaseInference(Action):
         """Predict on every listed image; the result says where the predictions are."""
         params: InferenceParams = self.params  # type: ignore[assignment]
         run = self.run
-        settings = run.context.settings
-        if settings is None:
-            raise RuntimeError("the inference action needs the platform settings")
-        tenant = run.context.tenant
-        pool = await open_catalog_pool(settings)
-        sources: dict[tuple[str, str], Storage] = {}
-        artifacts = RunArtifacts(settings, tenant, run.run_id, kind="runs")
-        try:
+        async with run_resources(run, "inference", kind="runs") as res:
+            settings, tenant, pool = res.settings, res.tenant, res.pool
+            sources, artifacts = res.sources, res.artifacts
             async with pool.acquire(timeout=30) as conn:
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
@@ -106,9 +101,6 @@ class BaseInference(Action):
                 "detections": detections,
                 "failed": failed,
             }
-        finally:
-            await artifacts.close()
-            await close_run_resources(sources.values(), pool)
 
 
 async def _read_list(

@@ -16,7 +16,6 @@ from runmesh.common.catalog import trained_models
 from runmesh.common.catalog.errors import DuplicateNameError
 from runmesh.common.catalog.trained_models import NewModel
 from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
 from runmesh.common.settings import Settings
 from runmesh.common.storage import Storage
 from runmesh.train.artifacts import RunArtifacts, load_detector
@@ -24,6 +23,7 @@ from runmesh.train.dataset import LoadedDataset, load_dataset
 from runmesh.train.errors import DatasetError, ModelNotFoundError, TrainConfigError
 from runmesh.train.model import Detector
 from runmesh.train.params import TrainParams
+from runmesh.train.resources import run_resources
 from runmesh.train.trainer import (
     EpochReport,
     Prepared,
@@ -67,21 +67,14 @@ class BaseTrain(Action):
     async def start(self) -> dict[str, object]:
         """Train, checkpoint, register; the result names the model and its metrics."""
         params: TrainParams = self.params  # type: ignore[assignment]
-        settings = self.run.context.settings
-        if settings is None:
-            raise RuntimeError("the train action needs the platform settings (run.context)")
-        tenant = self.run.context.tenant
-        pool = await open_catalog_pool(settings)
-        sources: dict[tuple[str, str], Storage] = {}
-        artifacts = RunArtifacts(settings, tenant, self.run.run_id)
-        try:
-            return await self._train(params, settings, tenant, pool, sources, artifacts)
-        except (DatasetError, ModelNotFoundError, TrainConfigError) as exc:
-            self.run.log_message_with_code("TRAIN_FAILED", exc)
-            raise
-        finally:
-            await artifacts.close()
-            await close_run_resources(sources.values(), pool)
+        async with run_resources(self.run, "train") as res:
+            try:
+                return await self._train(
+                    params, res.settings, res.tenant, res.pool, res.sources, res.artifacts
+                )
+            except (DatasetError, ModelNotFoundError, TrainConfigError) as exc:
+                self.run.log_message_with_code("TRAIN_FAILED", exc)
+                raise
 
     async def _train(
         self,

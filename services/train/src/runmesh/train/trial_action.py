@@ -13,14 +13,13 @@ from typing import Any, ClassVar
 import optuna
 
 from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
-from runmesh.common.storage import Storage
 from runmesh.train import study as studies
 from runmesh.train.artifacts import RunArtifacts
 from runmesh.train.dataset import load_dataset
 from runmesh.train.errors import DatasetError
 from runmesh.train.model import Detector
 from runmesh.train.params import Hyperparameters, TrialParams
+from runmesh.train.resources import run_resources
 from runmesh.train.trainer import EpochReport, evaluate_boxes, new_detector, prepare, train_epochs
 
 
@@ -42,14 +41,9 @@ class BaseTuneTrial(Action):
         """Run the trial; the result says its number, state, value and model."""
         params: TrialParams = self.params  # type: ignore[assignment]
         run = self.run
-        settings = run.context.settings
-        if settings is None:
-            raise RuntimeError("the tune_trial action needs the platform settings")
-        tenant = run.context.tenant
-        pool = await open_catalog_pool(settings)
-        sources: dict[tuple[str, str], Storage] = {}
-        artifacts = RunArtifacts(settings, tenant, params.tune_run)
-        try:
+        async with run_resources(run, "tune_trial", owner=params.tune_run) as res:
+            settings, tenant, pool = res.settings, res.tenant, res.pool
+            sources, artifacts = res.sources, res.artifacts
             dataset = await load_dataset(
                 params.dataset,
                 tenant=tenant,
@@ -84,9 +78,6 @@ class BaseTuneTrial(Action):
             except BaseException:
                 await asyncio.to_thread(study.tell, trial, state=optuna.trial.TrialState.FAIL)
                 raise
-        finally:
-            await artifacts.close()
-            await close_run_resources(sources.values(), pool)
 
     async def _train(
         self,

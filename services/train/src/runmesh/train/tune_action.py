@@ -22,10 +22,10 @@ from runmesh.common.catalog.trained_models import NewModel
 from runmesh.common.child_runs import ChildRunCancelled, ChildRunError, run_child
 from runmesh.common.events import RunEventBase, RunFailed, RunMetric, RunRequest, RunSucceeded
 from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
 from runmesh.train import study as studies
 from runmesh.train.errors import TrainConfigError, TrainError
 from runmesh.train.params import TrialParams, TuneParams
+from runmesh.train.resources import run_resources
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,8 @@ class BaseTune(Action):
         """Run the study; the result names the best trial, its params and its model."""
         params: TuneParams = self.params  # type: ignore[assignment]
         run = self.run
-        settings = run.context.settings
-        if settings is None:
-            raise RuntimeError("the tune action needs the platform settings")
-        tenant = run.context.tenant
-        pool = await open_catalog_pool(settings)
-        try:
+        async with run_resources(run, "tune") as res:
+            settings, tenant, pool = res.settings, res.tenant, res.pool
             async with pool.acquire(timeout=30) as conn:
                 if await trained_models.name_taken(conn, tenant, params.name, run.run_id):
                     raise TrainConfigError(f"name: a model named {params.name!r} exists already")
@@ -86,8 +82,6 @@ class BaseTune(Action):
             await self._run_trials(params, name, tenant, remaining, len(trials))
             best = await asyncio.to_thread(_best_trial, study)
             return await self._register(params, study, best, pool, tenant)
-        finally:
-            await close_run_resources([], pool)
 
     async def _run_trials(
         self, params: TuneParams, name: str, tenant: str, count: int, finished: int

@@ -140,6 +140,28 @@ class RunClient:
         return result
 
 
+class TrackingRunClient(RunClient):
+    """A `RunClient` that remembers the runs it sent, so a test's unfinished ones can be ended."""
+
+    def __init__(self, settings: Settings, category: str) -> None:
+        super().__init__(settings, category)
+        self.sent: list[uuid.UUID] = []
+
+    async def send(
+        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        self.sent.append(request.run_id)
+        await super().send(request, headers)
+
+    async def end_unfinished(self, first: int) -> None:
+        """Cancel the runs sent from `sent[first]` on that have not ended; wait until they end."""
+        unfinished = [run_id for run_id in self.sent[first:] if not self.terminal(run_id)]
+        for run_id in unfinished:
+            await self.cancel(run_id)
+        for run_id in unfinished:
+            await self.wait_terminal(run_id, timeout=30)
+
+
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[RunClient]:
     """A `RunClient` on the test's own topics."""
@@ -324,3 +346,12 @@ async def service_worker(
         worker.request_stop()
         async with asyncio.timeout(60):
             await task
+
+
+@contextlib.asynccontextmanager
+async def shared_worker_client(client: TrackingRunClient) -> AsyncIterator[TrackingRunClient]:
+    """`client` of a module's shared worker for one test: the test's runs that did not end
+    are cancelled when it leaves, so the next test finds the worker idle."""
+    first = len(client.sent)
+    yield client
+    await client.end_unfinished(first)

@@ -41,14 +41,14 @@ from runmesh.common.catalog.models import (
 from runmesh.common.catalog.repository import NewDataUnit
 from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
 from runmesh.common.dm import DMData, DMImage, parse_dm
-from runmesh.common.events import RunEventBase, RunRequest
+from runmesh.common.events import RunEventBase
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
 from runmesh.export import BUILTIN_PLUGIN
 
-from .conftest import RunClient, service_worker
+from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
 
 with warnings.catch_warnings():  # supervision warns at import that OpenCV is not installed
     warnings.simplefilter("ignore")
@@ -64,28 +64,6 @@ BROKEN = 3  # items whose data is not valid DM
 @pytest.fixture
 def tenant() -> str:
     return f"ex-{uuid.uuid4().hex[:8]}"
-
-
-class TrackingRunClient(RunClient):
-    """A `RunClient` that remembers the runs it sent, so a test's unfinished ones can be ended."""
-
-    def __init__(self, settings: Settings, category: str) -> None:
-        super().__init__(settings, category)
-        self.sent: list[uuid.UUID] = []
-
-    async def send(
-        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        self.sent.append(request.run_id)
-        await super().send(request, headers)
-
-    async def end_unfinished(self, first: int) -> None:
-        """Cancel the runs sent from `sent[first]` on that have not ended; wait until they end."""
-        unfinished = [run_id for run_id in self.sent[first:] if not self.terminal(run_id)]
-        for run_id in unfinished:
-            await self.cancel(run_id)
-        for run_id in unfinished:
-            await self.wait_terminal(run_id, timeout=30)
 
 
 def export_worker(
@@ -125,9 +103,8 @@ async def exports(
     """Submits export requests to the module's export service (default configuration, already
     serving) and collects their events; a test reads only its own runs', by run id. Runs of
     the test that did not end are cancelled at teardown: the next test finds the worker idle."""
-    first = len(module_exports.sent)
-    yield module_exports
-    await module_exports.end_unfinished(first)
+    async with shared_worker_client(module_exports) as client:
+        yield client
 
 
 @pytest.fixture

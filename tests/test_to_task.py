@@ -32,7 +32,7 @@ from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
 from runmesh.to_task import BUILTIN_PLUGIN
 
-from .conftest import RunClient, service_worker
+from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
 
 CATEGORY = "pre_annotation"
 CLASSES = ["cat", "dog", "person"]
@@ -52,13 +52,25 @@ def tenant() -> str:
     return f"tt-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-async def runs(settings: Settings) -> AsyncIterator[RunClient]:
-    """Submits to_task requests and collects their events."""
-    client = RunClient(settings, category=CATEGORY)
+@pytest.fixture(scope="module")
+async def module_to_task(module_settings: Settings) -> AsyncIterator[TrackingRunClient]:
+    """One to_task service (default configuration) for the module's tests, and a client on
+    its topics."""
+    client = TrackingRunClient(module_settings, category=CATEGORY)
     await client.start()
-    yield client
-    await client.stop()
+    try:
+        async with to_task_worker(module_settings):
+            yield client
+    finally:
+        await client.stop()
+
+
+@pytest.fixture
+async def runs(module_to_task: TrackingRunClient) -> AsyncIterator[RunClient]:
+    """Submits to_task requests to the module's service and collects their events; a test
+    reads only its own runs, by run id."""
+    async with shared_worker_client(module_to_task) as client:
+        yield client
 
 
 def to_task_worker(settings: Settings) -> contextlib.AbstractAsyncContextManager[Worker]:
@@ -213,47 +225,46 @@ async def test_file_method_annotates_tasks_from_each_format(
 ) -> None:
     count = 8
     seeded = await seed(pool, settings, tenant, fmt, count, tmp_path)
-    async with to_task_worker(settings):
-        first = await runs.submit("to_task", params_for(seeded, batch_size=3), tenant=tenant)
-        terminal = await runs.wait_terminal(first.run_id, timeout=90)
-        assert terminal.type == "run.succeeded", terminal
-        result = terminal.payload.result  # type: ignore[attr-defined]
-        assert result["tasks_created"] == count
-        assert result["annotated"] == count - 2
-        assert result["skipped"] == 0
-        failed = {f["data_unit_id"]: f["reason"] for f in result["failed"]}
-        assert set(failed) == {seeded.unit_ids[UNKNOWN], seeded.unit_ids[CORRUPT]}
-        unknown_reason = failed[seeded.unit_ids[UNKNOWN]]
-        if fmt == "yolo":
-            assert "u00000.txt, line 3: class id 9 is not in 0..2" in unknown_reason
-        else:
-            assert "'zebra'" in unknown_reason and "label schema" in unknown_reason
-        assert "u00001" in failed[seeded.unit_ids[CORRUPT]]  # names the file
+    first = await runs.submit("to_task", params_for(seeded, batch_size=3), tenant=tenant)
+    terminal = await runs.wait_terminal(first.run_id, timeout=90)
+    assert terminal.type == "run.succeeded", terminal
+    result = terminal.payload.result  # type: ignore[attr-defined]
+    assert result["tasks_created"] == count
+    assert result["annotated"] == count - 2
+    assert result["skipped"] == 0
+    failed = {f["data_unit_id"]: f["reason"] for f in result["failed"]}
+    assert set(failed) == {seeded.unit_ids[UNKNOWN], seeded.unit_ids[CORRUPT]}
+    unknown_reason = failed[seeded.unit_ids[UNKNOWN]]
+    if fmt == "yolo":
+        assert "u00000.txt, line 3: class id 9 is not in 0..2" in unknown_reason
+    else:
+        assert "'zebra'" in unknown_reason and "label schema" in unknown_reason
+    assert "u00001" in failed[seeded.unit_ids[CORRUPT]]  # names the file
 
-        tasks = await tasks_by_unit(pool, tenant, seeded)
-        assert sorted(tasks) == sorted(seeded.unit_ids)
-        for unit_id, source in seeded.expected.items():
-            task = tasks[unit_id]
-            if unit_id in failed:
-                assert task.data is None
-                continue
-            (image,) = parse_dm(task.data).images
-            assert image.file_name == source.file_name
-            assert (image.width, image.height) == (source.width, source.height)
-            got, want = boxes(image), boxes(source)
-            assert [name for name, _ in got] == [name for name, _ in want]
-            for (_, g), (_, w) in zip(got, want, strict=True):
-                assert g == pytest.approx(w, abs=1e-6)
+    tasks = await tasks_by_unit(pool, tenant, seeded)
+    assert sorted(tasks) == sorted(seeded.unit_ids)
+    for unit_id, source in seeded.expected.items():
+        task = tasks[unit_id]
+        if unit_id in failed:
+            assert task.data is None
+            continue
+        (image,) = parse_dm(task.data).images
+        assert image.file_name == source.file_name
+        assert (image.width, image.height) == (source.width, source.height)
+        got, want = boxes(image), boxes(source)
+        assert [name for name, _ in got] == [name for name, _ in want]
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            assert g == pytest.approx(w, abs=1e-6)
 
-        metrics = [
-            e.payload.values  # type: ignore[attr-defined]
-            for e in runs.events[first.run_id]
-            if e.type == "run.metric" and e.payload.category == "annotation"  # type: ignore[attr-defined]
-        ]
-        assert metrics[-1] == {"stand_by": 0, "success": count - 2, "failed": 2}
+    metrics = [
+        e.payload.values  # type: ignore[attr-defined]
+        for e in runs.events[first.run_id]
+        if e.type == "run.metric" and e.payload.category == "annotation"  # type: ignore[attr-defined]
+    ]
+    assert metrics[-1] == {"stand_by": 0, "success": count - 2, "failed": 2}
 
-        again = await runs.submit("to_task", params_for(seeded), tenant=tenant)
-        terminal = await runs.wait_terminal(again.run_id, timeout=90)
+    again = await runs.submit("to_task", params_for(seeded), tenant=tenant)
+    terminal = await runs.wait_terminal(again.run_id, timeout=90)
     assert terminal.type == "run.succeeded", terminal
     second = terminal.payload.result  # type: ignore[attr-defined]
     assert second["tasks_created"] == 0
@@ -266,23 +277,20 @@ async def test_bad_params_fail_clearly(
     settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     seeded = await seed(pool, settings, tenant, "dm", 3, tmp_path)
-    async with to_task_worker(settings):
-        inference = await runs.submit(
-            "to_task", params_for(seeded, method="inference"), tenant=tenant
-        )
-        spec = await runs.submit(
-            "to_task", params_for(seeded, target_specification_name="nope"), tenant=tenant
-        )
-        project = await runs.submit(
-            "to_task", params_for(Seeded(), project=str(uuid.uuid4())), tenant=tenant
-        )
-        failures = [
-            await runs.wait_terminal(request.run_id, timeout=60)
-            for request in (inference, spec, project)
-        ]
+    inference = await runs.submit("to_task", params_for(seeded, method="inference"), tenant=tenant)
+    spec = await runs.submit(
+        "to_task", params_for(seeded, target_specification_name="nope"), tenant=tenant
+    )
+    project = await runs.submit(
+        "to_task", params_for(Seeded(), project=str(uuid.uuid4())), tenant=tenant
+    )
+    failures = [
+        await runs.wait_terminal(request.run_id, timeout=60)
+        for request in (inference, spec, project)
+    ]
     messages = [event.payload.message for event in failures]  # type: ignore[attr-defined]
     assert all(event.type == "run.failed" for event in failures), failures
-    assert "'inference' is not available yet" in messages[0]
+    assert "method 'inference' needs model" in messages[0]
     assert "'nope'" in messages[1] and "file specification" in messages[1]
     assert "not found" in messages[2]
 
@@ -292,24 +300,23 @@ async def test_cancel_stops_within_two_seconds(
     settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str, tmp_path: Path
 ) -> None:
     seeded = await seed(pool, settings, tenant, "coco", 400, tmp_path)
-    async with to_task_worker(settings):
-        request = await runs.submit(
-            "to_task", params_for(seeded, max_concurrency=1, batch_size=20), tenant=tenant
+    request = await runs.submit(
+        "to_task", params_for(seeded, max_concurrency=1, batch_size=20), tenant=tenant
+    )
+
+    def annotating() -> bool:
+        return any(
+            e.type == "run.progress"
+            and e.payload.category == "annotate_task_data"  # type: ignore[attr-defined]
+            and e.payload.current > 0  # type: ignore[attr-defined]
+            for e in runs.events[request.run_id]
         )
 
-        def annotating() -> bool:
-            return any(
-                e.type == "run.progress"
-                and e.payload.category == "annotate_task_data"  # type: ignore[attr-defined]
-                and e.payload.current > 0  # type: ignore[attr-defined]
-                for e in runs.events[request.run_id]
-            )
-
-        await eventually(annotating, timeout=60, message="the run never started annotating")
-        began = asyncio.get_running_loop().time()
-        await runs.cancel(request.run_id)
-        terminal = await runs.wait_terminal(request.run_id, timeout=30)
-        took = asyncio.get_running_loop().time() - began
+    await eventually(annotating, timeout=60, message="the run never started annotating")
+    began = asyncio.get_running_loop().time()
+    await runs.cancel(request.run_id)
+    terminal = await runs.wait_terminal(request.run_id, timeout=30)
+    took = asyncio.get_running_loop().time() - began
     assert terminal.type == "run.cancelled", terminal
     assert took < 2.0, f"cancel took {took:.2f}s"
     tasks = await tasks_by_unit(pool, tenant, seeded)

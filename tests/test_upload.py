@@ -29,13 +29,13 @@ from openpyxl import Workbook
 
 from runmesh.common.catalog import repository
 from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase, RunRequest
+from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
 from runmesh.upload import BUILTIN_PLUGIN
 
-from .conftest import RunClient, service_worker
+from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
 
 CATEGORY = "upload"
 KB = 1024
@@ -45,28 +45,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.fixture
 def tenant() -> str:
     return f"up-{uuid.uuid4().hex[:8]}"
-
-
-class TrackingRunClient(RunClient):
-    """A `RunClient` that remembers the runs it sent, so a test's unfinished ones can be ended."""
-
-    def __init__(self, settings: Settings, category: str) -> None:
-        super().__init__(settings, category)
-        self.sent: list[uuid.UUID] = []
-
-    async def send(
-        self, request: RunRequest, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        self.sent.append(request.run_id)
-        await super().send(request, headers)
-
-    async def end_unfinished(self, first: int) -> None:
-        """Cancel the runs sent from `sent[first]` on that have not ended; wait until they end."""
-        unfinished = [run_id for run_id in self.sent[first:] if not self.terminal(run_id)]
-        for run_id in unfinished:
-            await self.cancel(run_id)
-        for run_id in unfinished:
-            await self.wait_terminal(run_id, timeout=30)
 
 
 def upload_worker(
@@ -99,9 +77,8 @@ async def uploads(
     """Submits upload requests to the module's upload service (default configuration, already
     serving) and collects their events; a test reads only its own runs', by run id. Runs of
     the test that did not end are cancelled at teardown: the next test finds the worker idle."""
-    first = len(module_uploads.sent)
-    yield module_uploads
-    await module_uploads.end_unfinished(first)
+    async with shared_worker_client(module_uploads) as client:
+        yield client
 
 
 @pytest.fixture
@@ -823,8 +800,16 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
 
         await wait_uploaded(own_uploads, request.run_id, 10 / 120)
     assert own_uploads.terminal(request.run_id) == []  # stopped for redelivery, not ended
-    logs = [e.payload.message for e in own_uploads.events[request.run_id] if e.type == "run.log"]  # type: ignore[attr-defined]
-    assert any("keeping what was written for the next attempt" in m for m in logs), logs
+
+    def kept_log() -> bool:
+        # Published as the worker stops: it may reach this client a poll later.
+        return any(
+            e.type == "run.log"
+            and "keeping what was written for the next attempt" in e.payload.message  # type: ignore[attr-defined]
+            for e in own_uploads.events[request.run_id]
+        )
+
+    await eventually(kept_log, timeout=10, message="no log about keeping the work")
     kept = await objects(settings, f"{tenant}/{collection}/{request.run_id}")
     assert kept, "the first attempt's objects were rolled back"
     async with upload_worker(settings):

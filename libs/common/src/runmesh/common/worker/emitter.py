@@ -225,6 +225,8 @@ class RunEmitter:
                 async with asyncio.timeout(ABORT_DRAIN_S):
                     await self._queue.put(None)
                     await self._pump
+                    if self._pending:  # sent, not yet acknowledged: the producer stops next
+                        await asyncio.wait([sent.future for sent in self._pending])
             except TimeoutError:
                 log.warning("run %s: reports not published before abandoning it", self._run_id)
             finally:

@@ -7,7 +7,9 @@ hyperparameters. Optuna's storage is synchronous (SQLAlchemy): use it from a thr
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -33,8 +35,19 @@ async def ensure_schema(pool: asyncpg.Pool) -> None:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", timeout=30)
 
 
+@contextlib.contextmanager
+def opened_storage(settings: Settings) -> Iterator[optuna.storages.RDBStorage]:
+    """`storage(settings)`, its connections closed on leaving."""
+    rdb = storage(settings)
+    try:
+        yield rdb
+    finally:
+        rdb.engine.dispose()
+
+
 def storage(settings: Settings) -> optuna.storages.RDBStorage:
-    """Optuna's storage on the platform database, its tables in schema `optuna`."""
+    """Optuna's storage on the platform database, its tables in schema `optuna` (dispose of
+    its engine when done: `opened_storage`)."""
     if settings.database_url is None:
         raise TrainConfigError("tune needs PostgreSQL: RUNMESH_DATABASE_URL is not set")
     url = make_url(settings.database_url).set(drivername="postgresql+psycopg")

@@ -60,24 +60,25 @@ class BaseTuneTrial(Action):
                 if params.pruning
                 else optuna.pruners.NopPruner()
             )
-            study = await asyncio.to_thread(
-                optuna.load_study,
-                study_name=params.study,
-                storage=studies.storage(settings),
-                sampler=sampler,
-                pruner=pruner,
-            )
-            trial = await asyncio.to_thread(study.ask)
-            try:
-                return await self._train(
-                    params, dataset.classes, dataset.samples, study, trial, artifacts
+            with studies.opened_storage(settings) as rdb:
+                study = await asyncio.to_thread(
+                    optuna.load_study,
+                    study_name=params.study,
+                    storage=rdb,
+                    sampler=sampler,
+                    pruner=pruner,
                 )
-            except _Pruned:
-                await asyncio.to_thread(study.tell, trial, state=optuna.trial.TrialState.PRUNED)
-                return {"trial": trial.number, "state": "pruned", "params": trial.params}
-            except BaseException:
-                await asyncio.to_thread(study.tell, trial, state=optuna.trial.TrialState.FAIL)
-                raise
+                trial = await asyncio.to_thread(study.ask)
+                try:
+                    return await self._train(
+                        params, dataset.classes, dataset.samples, study, trial, artifacts
+                    )
+                except _Pruned:
+                    await asyncio.to_thread(study.tell, trial, state=optuna.trial.TrialState.PRUNED)
+                    return {"trial": trial.number, "state": "pruned", "params": trial.params}
+                except BaseException:
+                    await asyncio.to_thread(study.tell, trial, state=optuna.trial.TrialState.FAIL)
+                    raise
 
     async def _train(
         self,

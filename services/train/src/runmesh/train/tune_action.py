@@ -68,20 +68,23 @@ class BaseTune(Action):
                 if await trained_models.name_taken(conn, tenant, params.name, run.run_id):
                     raise TrainConfigError(f"name: a model named {params.name!r} exists already")
             await studies.ensure_schema(pool)
-            name = studies.study_name(run.run_id)
-            study = await asyncio.to_thread(
-                optuna.create_study,
-                study_name=name,
-                storage=studies.storage(settings),
-                direction=params.direction,
-                load_if_exists=True,
-            )
-            trials = await asyncio.to_thread(study.get_trials, deepcopy=False, states=_FINISHED)
-            remaining = max(0, params.n_trials - len(trials))
-            run.log_message_with_code("TUNE_STARTED", name, remaining, params.max_concurrent_trials)
-            await self._run_trials(params, name, tenant, remaining, len(trials))
-            best = await asyncio.to_thread(_best_trial, study)
-            return await self._register(params, study, best, pool, tenant)
+            with studies.opened_storage(settings) as rdb:
+                name = studies.study_name(run.run_id)
+                study = await asyncio.to_thread(
+                    optuna.create_study,
+                    study_name=name,
+                    storage=rdb,
+                    direction=params.direction,
+                    load_if_exists=True,
+                )
+                trials = await asyncio.to_thread(study.get_trials, deepcopy=False, states=_FINISHED)
+                remaining = max(0, params.n_trials - len(trials))
+                run.log_message_with_code(
+                    "TUNE_STARTED", name, remaining, params.max_concurrent_trials
+                )
+                await self._run_trials(params, name, tenant, remaining, len(trials))
+                best = await asyncio.to_thread(_best_trial, study)
+                return await self._register(params, study, best, pool, tenant)
 
     async def _run_trials(
         self, params: TuneParams, name: str, tenant: str, count: int, finished: int

@@ -23,11 +23,15 @@ bootstrap: $(VENV)/.synced ## install uv and the workspace
 dev: bootstrap ## start the embedded sandbox (broker, Postgres, S3) until Ctrl-C
 	$(VENV)/bin/runmesh dev
 
+# Two pytest workers, each with its own sandbox, a test file per worker at a time (module-scoped
+# service workers stay shared): the suite mostly waits on brokers and processes, not on CPU.
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
 test: bootstrap ## the whole suite, against real broker, Postgres and S3 servers
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
 test-fast: bootstrap ## the suite without tests marked slow
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 lint: bootstrap ## ruff (lint + format check), mypy, stale generated docs
 	$(VENV)/bin/ruff check .

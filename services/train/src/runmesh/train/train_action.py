@@ -21,7 +21,7 @@ from runmesh.common.storage import Storage
 from runmesh.train.artifacts import RunArtifacts, load_detector
 from runmesh.train.dataset import LoadedDataset, load_dataset
 from runmesh.train.errors import DatasetError, ModelNotFoundError, TrainConfigError
-from runmesh.train.model import Detector
+from runmesh.train.model import MLP, Detector
 from runmesh.train.params import TrainParams
 from runmesh.train.resources import run_resources
 from runmesh.train.trainer import (
@@ -226,6 +226,13 @@ class BaseTrain(Action):
             "images": {"total": len(dataset.samples), "skipped": len(dataset.skipped)},
         }
 
+    def network(self, network: MLP) -> MLP:
+        """Hook: the network to train, given the numpy one (new, the base model's, or this
+        run's checkpoint). A plugin returns a subclass that trains elsewhere (a PyTorch one on
+        a GPU: examples/pytorch-train-plugin) and keeps the same weights layout, so that
+        checkpoints, the registered model and `inference` stay the same."""
+        return network
+
     async def _starting_point(
         self,
         params: TrainParams,
@@ -236,19 +243,24 @@ class BaseTrain(Action):
     ) -> tuple[Detector, int]:
         """The detector to train and its first epoch: this run's last checkpoint when
         resuming, else the base model, else a new network."""
+        detector: Detector | None = None
+        first_epoch = 1
         if params.resume:
             found = await artifacts.last_checkpoint()
             if found is not None:
                 epoch, data = found
                 self.run.log_message_with_code("RESUMED", epoch)
-                return await asyncio.to_thread(Detector.from_bytes, data), epoch + 1
-        if base is not None:
+                detector = await asyncio.to_thread(Detector.from_bytes, data)
+                first_epoch = epoch + 1
+        if detector is None and base is not None:
             base.window_sizes = prepared.window_sizes
-            return base, 1
-        detector = await asyncio.to_thread(
-            new_detector, prepared, classes, params.hyperparameters, params.seed
-        )
-        return detector, 1
+            detector = base
+        if detector is None:
+            detector = await asyncio.to_thread(
+                new_detector, prepared, classes, params.hyperparameters, params.seed
+            )
+        detector.network = self.network(detector.network)
+        return detector, first_epoch
 
 
 def _classes(dataset: LoadedDataset, base: Detector | None) -> list[str]:

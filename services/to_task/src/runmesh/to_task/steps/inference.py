@@ -107,10 +107,16 @@ async def _read_predictions(ctx: ToTaskContext, uri: str) -> dict[int, dict[str,
     except (StorageError, OSError) as exc:
         raise InferenceFailedError(f"cannot read the predictions at {uri}: {exc}") from exc
     found: dict[int, dict[str, Any]] = {}
-    for raw in data.splitlines():
-        if raw.strip():
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
             line = orjson.loads(raw)
             found[int(line["key"])] = line
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InferenceFailedError(
+                f"{uri}: line {number} is not a prediction ({type(exc).__name__}: {exc})"
+            ) from exc
     return found
 
 

@@ -1,5 +1,5 @@
-"""Peak memory of a benchmark's `job` children (spawned processes that exit before the run's
-terminal event, so their high-water mark is sampled while they live)."""
+"""Peak memory of a benchmark's `job` children (processes that exit before the run's terminal
+event, so their high-water mark is sampled while they live)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 
-def job_processes_hwm_mb() -> float:
-    """Highest VmHWM among this process's `job` children (multiprocessing spawn), in MB."""
-    me = str(os.getpid())
-    peak = 0.0
+def _processes() -> dict[str, tuple[str, bytes, dict[str, str]]]:
+    """pid → (parent pid, command line, status fields) of every readable process."""
+    found: dict[str, tuple[str, bytes, dict[str, str]]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -21,9 +20,24 @@ def job_processes_hwm_mb() -> float:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() != me or b"spawn_main" not in cmdline:
-            continue
-        peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
+        found[proc.name] = (fields.get("PPid", "").strip(), cmdline, fields)
+    return found
+
+
+def job_processes_hwm_mb() -> float:
+    """Highest VmHWM among this process's `job` processes, in MB: the children of its job
+    fork server (jobs are forked from it, see runmesh.common.execution.job)."""
+    me = str(os.getpid())
+    processes = _processes()
+    servers = {
+        pid
+        for pid, (parent, cmdline, _) in processes.items()
+        if parent == me and b"forkserver" in cmdline
+    }
+    peak = 0.0
+    for parent, _, fields in processes.values():
+        if parent in servers:
+            peak = max(peak, int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
     return peak
 
 

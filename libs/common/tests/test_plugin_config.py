@@ -537,3 +537,19 @@ def test_plugin_config_is_a_plain_model() -> None:
         actions={"a": ActionConfig(entrypoint="plugin.a.A")},
     )
     assert config.actions["a"].method == "task"
+
+
+def test_a_field_error_gives_the_line_of_the_field() -> None:
+    text = config_with(
+        """
+        train:
+          entrypoint: plugin.actions.Train
+          method: lambda
+        """
+    )
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if "method: lambda" in row)
+
+    with pytest.raises(PluginError) as caught:
+        parse_config(text)
+
+    assert str(caught.value).endswith(f"(line {line})")

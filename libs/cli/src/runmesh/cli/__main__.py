@@ -105,9 +105,9 @@ def _root(
 
 def _register() -> None:
     # Imported here: each module adds its commands to `app`.
-    from runmesh.cli.commands import dev, runs, serve, submit, token
+    from runmesh.cli.commands import dev, plugin, runs, serve, submit, token
 
-    for module in (dev, serve, token, submit, runs):
+    for module in (dev, serve, token, submit, runs, plugin):
         module.register(app)
 
 

@@ -70,8 +70,44 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> PluginConfig:
     try:
         return PluginConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = describe_errors(exc.errors(include_url=False))
+        errors = exc.errors(include_url=False)
+        problems = "; ".join(
+            f"{describe_errors([error])} (line {line})"
+            if (line := yaml_line(text, error["loc"])) is not None
+            else describe_errors([error])
+            for error in errors
+        )
         raise PluginError(f"{source}: {problems}") from exc
+
+
+def yaml_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the YAML key (or list item) at `loc`, a pydantic error location;
+    None when the document has nothing there (a missing field: its path says where)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+            key = next((k for k, _ in node.value if k.value == str(part)), None)
+            if key is not None:
+                line = key.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            return None
+        node = child
+    return line
 
 
 def load_config(directory: Path) -> PluginConfig:

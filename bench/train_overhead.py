@@ -75,7 +75,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
@@ -101,7 +100,7 @@ from runmesh.gateway.app import create_app
 from runmesh.gateway.tokens import create_token
 from runmesh.train import BUILTIN_PLUGIN
 from runmesh.train.dataset import load_dataset
-from runmesh.train.model import Detector, encode_png, make_synthetic_image
+from runmesh.train.model import Detector, coco_files, synthetic_images
 from runmesh.train.params import DatasetRef, Hyperparameters
 from runmesh.train.trainer import EpochReport, new_detector, prepare, train_epochs
 
@@ -224,33 +223,11 @@ class Measured:
 
 async def write_dataset(settings: Settings, count: int, size: int) -> str:
     """A seeded COCO folder (annotations.json + images/) in the platform bucket; its URI."""
-    rng = np.random.default_rng(DATASET_SEED)
     prefix = f"datasets/train-bench-{uuid.uuid4().hex[:10]}"
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
+    images = synthetic_images(count, seed=DATASET_SEED, size=size, classes=CLASSES)
     async with platform_storage(settings) as storage:
-        for index in range(1, count + 1):
-            pixels, boxes = make_synthetic_image(rng, size, size, classes=tuple(CLASSES))
-            name = f"img-{index:04d}.png"
-            await storage.write_bytes(f"{prefix}/images/{name}", encode_png(pixels))
-            images.append({"id": index, "file_name": name, "width": size, "height": size})
-            for class_name, box in boxes:
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": index,
-                        "category_id": CLASSES.index(class_name) + 1,
-                        "bbox": list(box),
-                        "area": box[2] * box[3],
-                        "iscrowd": 0,
-                    }
-                )
-        document = {
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
-        }
-        await storage.write_bytes(f"{prefix}/annotations.json", orjson.dumps(document))
+        for path, data in coco_files(images, CLASSES):
+            await storage.write_bytes(f"{prefix}/{path}", data)
     return f"s3://{settings.s3_bucket}/{prefix}"
 
 

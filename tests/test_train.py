@@ -4,10 +4,7 @@ folder of synthetic images (coloured shapes) in the platform bucket: learnable, 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,11 +25,11 @@ from runmesh.common.testing import eventually
 from runmesh.train import BUILTIN_PLUGIN
 from runmesh.train import study as studies
 from runmesh.train.dataset import Sample
-from runmesh.train.model import Detector, encode_png, make_synthetic_image
+from runmesh.train.model import Detector, coco_files, synthetic_images
 from runmesh.train.params import Hyperparameters
 from runmesh.train.trainer import new_detector, prepare, train_epochs
 
-from .conftest import GatewayHandle, RunClient, service_worker
+from .conftest import GatewayHandle, RunClient, ServiceProcesses, service_worker
 
 CATEGORY = "neural_net"
 CLASSES = ["red_square", "green_circle", "blue_triangle"]
@@ -57,36 +54,15 @@ def train_worker(settings: Settings, **overrides: Any) -> Any:
 
 
 def synthetic(count: int, seed: int) -> list[tuple[np.ndarray, list[tuple[str, Any]]]]:
-    rng = np.random.default_rng(seed)
-    return [make_synthetic_image(rng, SIZE, SIZE, classes=tuple(CLASSES)) for _ in range(count)]
+    return synthetic_images(count, seed=seed, size=SIZE, classes=CLASSES)
 
 
 async def coco_dataset(settings: Settings, count: int, seed: int) -> str:
     """A COCO folder (annotations.json + images/) in the platform bucket; its URI."""
     prefix = f"datasets/{uuid.uuid4().hex[:10]}"
-    images, annotations = [], []
     async with platform_storage(settings) as storage:
-        for index, (pixels, boxes) in enumerate(synthetic(count, seed), start=1):
-            name = f"img-{index:04d}.png"
-            await storage.write_bytes(f"{prefix}/images/{name}", encode_png(pixels))
-            images.append({"id": index, "file_name": name, "width": SIZE, "height": SIZE})
-            for class_name, box in boxes:
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": index,
-                        "category_id": CLASSES.index(class_name) + 1,
-                        "bbox": list(box),
-                        "area": box[2] * box[3],
-                        "iscrowd": 0,
-                    }
-                )
-        document = {
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
-        }
-        await storage.write_bytes(f"{prefix}/annotations.json", orjson.dumps(document))
+        for path, data in coco_files(synthetic(count, seed), CLASSES):
+            await storage.write_bytes(f"{prefix}/{path}", data)
     return f"s3://{settings.s3_bucket}/{prefix}"
 
 
@@ -294,18 +270,8 @@ async def test_a_killed_worker_resumes_from_the_last_checkpoint_to_the_same_mode
     uri = await coco_dataset(settings, 24, seed=5)
     hyper = {"epochs": 40, "batch_size": 2, "hidden_units": 64}
     params = train_params(uri, f"resumed-{tenant}", **hyper)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(settings.to_env())
-
-    def start_process(log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "runmesh.train"], env=env, stdout=out, stderr=out
-            )
-
-    first = start_process(tmp_path / "w1.log")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    with ServiceProcesses(settings, "runmesh.train", tmp_path) as services:
+        first = services.start()
         request = await runs.submit("train", params, tenant=tenant)
 
         def checkpointed() -> bool:
@@ -317,14 +283,9 @@ async def test_a_killed_worker_resumes_from_the_last_checkpoint_to_the_same_mode
         await eventually(checkpointed, timeout=120, message="no checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait()
-        second = start_process(tmp_path / "w2.log")
+        services.start()
         terminal = await runs.wait_terminal(request.run_id, timeout=240)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
-    assert terminal.type == "run.succeeded", (terminal, (tmp_path / "w2.log").read_text()[-3000:])
+    assert terminal.type == "run.succeeded", (terminal, services.log_tail(1))
     assert terminal.attempt == 2
     result = terminal.payload.result  # type: ignore[attr-defined]
     assert result["first_epoch"] > 3  # epochs 1..3 at least were not run again

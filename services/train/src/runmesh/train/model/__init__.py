@@ -18,7 +18,12 @@ from runmesh.train.model.evaluation import (
 from runmesh.train.model.features import FEATURE_SIZE, batch_features, crop_features
 from runmesh.train.model.network import MLP
 from runmesh.train.model.samples import training_samples, window_sizes_from
-from runmesh.train.model.synthetic import encode_png, make_synthetic_image
+from runmesh.train.model.synthetic import (
+    coco_files,
+    encode_png,
+    make_synthetic_image,
+    synthetic_images,
+)
 
 __all__ = [
     "FEATURE_SIZE",
@@ -30,10 +35,12 @@ __all__ = [
     "Detector",
     "batch_features",
     "classification_report",
+    "coco_files",
     "crop_features",
     "encode_png",
     "iou",
     "make_synthetic_image",
+    "synthetic_images",
     "training_samples",
     "window_sizes_from",
 ]

@@ -9,7 +9,8 @@ caller's `numpy.random.Generator`, so a seed gives the same images on every mach
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -151,3 +152,43 @@ def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def synthetic_images(
+    count: int, *, seed: int, size: int, classes: Sequence[str]
+) -> list[tuple[npt.NDArray[np.uint8], list[tuple[str, Box]]]]:
+    """`count` square images drawn one after another from one generator seeded by `seed`."""
+    rng = np.random.default_rng(seed)
+    return [make_synthetic_image(rng, size, size, classes=classes) for _ in range(count)]
+
+
+def coco_files(
+    images: Sequence[tuple[npt.NDArray[np.uint8], list[tuple[str, Box]]]],
+    classes: Sequence[str],
+) -> Iterator[tuple[str, bytes]]:
+    """The images as a COCO dataset folder: (relative path, bytes) of `images/img-NNNN.png`
+    each and of `annotations.json` last (category ids are 1.. in `classes` order)."""
+    entries: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    for index, (pixels, boxes) in enumerate(images, start=1):
+        name = f"img-{index:04d}.png"
+        yield f"images/{name}", encode_png(pixels)
+        height, width = int(pixels.shape[0]), int(pixels.shape[1])
+        entries.append({"id": index, "file_name": name, "width": width, "height": height})
+        for class_name, box in boxes:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": list(classes).index(class_name) + 1,
+                    "bbox": list(box),
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+    document = {
+        "images": entries,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
+    }
+    yield "annotations.json", json.dumps(document).encode()

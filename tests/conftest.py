@@ -197,11 +197,54 @@ def worker(settings: Settings, registry: PluginRegistry) -> WorkerFactory:
     return start
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment for a worker subprocess that uses the same servers and topics."""
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for a service subprocess that uses the same servers and topics."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(settings.model_copy(update={"plugin_path": [PLUGINS]}).to_env())
+    env.update(settings.to_env())
     return env
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`service_env` with the test plugin on the plugin path (for the `test` category)."""
+    return service_env(settings.model_copy(update={"plugin_path": [PLUGINS]}))
+
+
+class ServiceProcesses:
+    """`python -m <module>` services in processes of their own (for kill tests), on the
+    test's servers and topics; logs in `log_dir/w1.log`, `w2.log`, ...; every process still
+    running is killed on leaving."""
+
+    def __init__(self, settings: Settings, module: str, log_dir: Path) -> None:
+        self._env = service_env(settings)
+        self._module = module
+        self._log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """One more service process."""
+        with self.log_path(len(self.started)).open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", self._module], env=self._env, stdout=out, stderr=out
+            )
+        self.started.append(process)
+        return process
+
+    def log_path(self, index: int) -> Path:
+        """The log of the `index`-th process started (from 0)."""
+        return self._log_dir / f"w{index + 1}.log"
+
+    def log_tail(self, index: int, chars: int = 3000) -> str:
+        """The end of that process's log (for an assertion's message)."""
+        return self.log_path(index).read_text(errors="replace")[-chars:]
+
+    def __enter__(self) -> ServiceProcesses:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 class WorkerProcess:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import signal
-import subprocess
-import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -48,7 +45,13 @@ from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
 from runmesh.export import BUILTIN_PLUGIN
 
-from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
+from .conftest import (
+    RunClient,
+    ServiceProcesses,
+    TrackingRunClient,
+    service_worker,
+    shared_worker_client,
+)
 
 with warnings.catch_warnings():  # supervision warns at import that OpenCV is not installed
     warnings.simplefilter("ignore")
@@ -647,18 +650,8 @@ async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_dupli
     seeded = await seed(pool, settings, tenant, count)
     storage = await make_destination(pool, tenant, tmp_path / "dst")
     params = params_for(storage, seeded, "coco", max_concurrency=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(settings.model_copy(update={"kafka_session_timeout_ms": 6000}).to_env())
-
-    def start_process(log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "runmesh.export"], env=env, stdout=out, stderr=out
-            )
-
-    first = start_process(tmp_path / "w1.log")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    with ServiceProcesses(settings, "runmesh.export", tmp_path) as services:
+        first = services.start()
         request = await own_exports.submit("export", params, tenant=tenant)
 
         async def some_progress() -> bool:
@@ -670,14 +663,9 @@ async def test_a_worker_killed_mid_export_is_finished_by_attempt_2_without_dupli
         await eventually(some_progress, timeout=120, message="no progress")
         first.send_signal(signal.SIGKILL)
         first.wait()
-        second = start_process(tmp_path / "w2.log")
+        services.start()
         terminal = await own_exports.wait_terminal(request.run_id, timeout=240)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
-    assert terminal.type == "run.succeeded", (terminal, (tmp_path / "w2.log").read_text()[-3000:])
+    assert terminal.type == "run.succeeded", (terminal, services.log_tail(1))
     assert terminal.attempt == 2
     exported = count - BROKEN - 1
     root = tmp_path / "dst" / "exports" / "export-coco"

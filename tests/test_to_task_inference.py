@@ -3,10 +3,7 @@ PostgreSQL and moto S3; the model is trained by the train service in the same te
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from runmesh.to_task import BUILTIN_PLUGIN as TO_TASK_PLUGIN
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 from runmesh.train.model import encode_png, make_synthetic_image
 
-from .conftest import GatewayHandle, RunClient, service_worker
+from .conftest import GatewayHandle, RunClient, ServiceProcesses, service_worker
 from .test_to_task import params_for, seed
 from .test_train import CLASSES, coco_dataset, train_params
 
@@ -215,40 +212,27 @@ async def test_a_killed_worker_s_attempt_2_creates_no_duplicate_tasks(
     seeded = await seed(pool, settings, tenant, "coco", count, tmp_path)
     client = RunClient(settings, category="pre_annotation")
     await client.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(settings.to_env())
-
-    def start_process(log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "runmesh.to_task"], env=env, stdout=out, stderr=out
+    with ServiceProcesses(settings, "runmesh.to_task", tmp_path) as services:
+        first = services.start()
+        try:
+            request = await client.submit(
+                "to_task", params_for(seeded, max_concurrency=1, batch_size=10), tenant=tenant
             )
 
-    first = start_process(tmp_path / "w1.log")
-    second: subprocess.Popen[bytes] | None = None
-    try:
-        request = await client.submit(
-            "to_task", params_for(seeded, max_concurrency=1, batch_size=10), tenant=tenant
-        )
+            def annotating() -> bool:
+                return any(
+                    e.type == "run.progress" and e.payload.current >= 20  # type: ignore[attr-defined]
+                    for e in client.events[request.run_id]
+                )
 
-        def annotating() -> bool:
-            return any(
-                e.type == "run.progress" and e.payload.current >= 20  # type: ignore[attr-defined]
-                for e in client.events[request.run_id]
-            )
-
-        await eventually(annotating, timeout=120, message="no progress")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        second = start_process(tmp_path / "w2.log")
-        terminal = await client.wait_terminal(request.run_id, timeout=240)
-    finally:
-        await client.stop()
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
-    assert terminal.type == "run.succeeded", (terminal, (tmp_path / "w2.log").read_text()[-3000:])
+            await eventually(annotating, timeout=120, message="no progress")
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            services.start()
+            terminal = await client.wait_terminal(request.run_id, timeout=240)
+        finally:
+            await client.stop()
+    assert terminal.type == "run.succeeded", (terminal, services.log_tail(1))
     assert terminal.attempt == 2
     rows = await annotation.list_tasks(pool, tenant, project_id=seeded.project, limit=1000)
     assert len(rows) == count

@@ -13,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +32,13 @@ from runmesh.common.testing import eventually
 from runmesh.common.worker import Worker
 from runmesh.upload import BUILTIN_PLUGIN
 
-from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
+from .conftest import (
+    RunClient,
+    ServiceProcesses,
+    TrackingRunClient,
+    service_worker,
+    shared_worker_client,
+)
 
 CATEGORY = "upload"
 KB = 1024
@@ -674,31 +677,16 @@ async def test_a_worker_killed_mid_upload_is_finished_by_attempt_2_without_dupli
         "max_concurrency": 1,
         "creating_data_unit_batch_size": 7,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
-    env.update(settings.model_copy(update={"kafka_session_timeout_ms": 6000}).to_env())
-
-    def start_process(log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "runmesh.upload"], env=env, stdout=out, stderr=out
-            )
-
-    first = start_process(tmp_path / "w1.log")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    with ServiceProcesses(settings, "runmesh.upload", tmp_path) as services:
+        first = services.start()
         request = await own_uploads.submit("upload", params, tenant=tenant)
 
         await wait_uploaded(own_uploads, request.run_id, 1 / 3)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        second = start_process(tmp_path / "w2.log")
+        services.start()
         terminal = await own_uploads.wait_terminal(request.run_id, timeout=180)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
-    assert terminal.type == "run.succeeded", (terminal, (tmp_path / "w2.log").read_text()[-3000:])
+    assert terminal.type == "run.succeeded", (terminal, services.log_tail(1))
     assert terminal.attempt == 2
     result = terminal.payload.result  # type: ignore[attr-defined]
     assert result["data_files"]["already_uploaded"] > 0

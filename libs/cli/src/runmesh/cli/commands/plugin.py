@@ -1,13 +1,20 @@
-"""`runmesh plugin validate`: check a plugin directory the way a worker loads it."""
+"""`runmesh plugin`: the plugin author's commands (validate here; create, run and publish in
+modules of their own that add themselves to `plugin_app`)."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-plugin_app = typer.Typer(help="Work on plugins: check them before running or publishing.")
+plugin_app = typer.Typer(
+    help="Work on plugins: create one from a template, check it, run it locally, publish it."
+)
+
+# Modules that add a command to `plugin_app` when imported.
+_SUBCOMMANDS: tuple[str, ...] = ()
 
 
 @plugin_app.command(
@@ -37,4 +44,6 @@ def validate_command(
 
 def register(app: typer.Typer) -> None:
     """Add `runmesh plugin` to `app`."""
+    for module in _SUBCOMMANDS:
+        importlib.import_module(f"runmesh.cli.commands.{module}")
     app.add_typer(plugin_app, name="plugin")

@@ -12,6 +12,7 @@ from runmesh.common.errors import PluginError
 from runmesh.common.validation import describe_errors
 
 ExecutionMethod = Literal["task", "job", "restapi"]
+PackageManager = Literal["pip", "uv"]
 
 CONFIG_FILE = "config.yaml"
 
@@ -45,6 +46,14 @@ class PluginConfig(BaseModel):
     description: str = ""
     data_types: list[str] = Field(default_factory=list)
     annotation_types: list[str] = Field(default_factory=list)
+    package_manager: PackageManager = Field(
+        default="uv",
+        description="What installs a published version's requirements.txt into its virtualenv",
+    )
+    package_manager_options: list[str] = Field(
+        default_factory=list,
+        description="Extra installer arguments, e.g. ['--no-index', '--find-links', 'wheels']",
+    )
     actions: dict[str, ActionConfig] = Field(min_length=1)
 
     @field_validator("version", mode="before")

@@ -14,6 +14,7 @@ from runmesh.cli.errors import CliError
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # heartbeats come every 15 s
+_UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # a plugin archive may be 50 MiB
 _RECONNECT_ATTEMPTS = 20
 
 
@@ -58,6 +59,19 @@ class GatewayClient:
         """POST /v1/runs."""
         run: dict[str, Any] = await self.request("POST", "/v1/runs", json=body)
         return run
+
+    async def publish_plugin(
+        self, archive: bytes, *, filename: str, sha256: str, force: bool
+    ) -> dict[str, Any]:
+        """POST /v1/plugins (multipart): the archive, its checksum and `force`."""
+        published: dict[str, Any] = await self.request(
+            "POST",
+            "/v1/plugins",
+            files={"archive": (filename, archive, "application/zip")},
+            data={"sha256": sha256, "force": "true" if force else "false"},
+            timeout=_UPLOAD_TIMEOUT,
+        )
+        return published
 
     async def run(self, run_id: str) -> dict[str, Any]:
         """GET /v1/runs/{id}."""

@@ -37,6 +37,14 @@ class UnknownPluginError(PluginError):
     """A request names a plugin, version or action that this worker does not have."""
 
 
+class PluginArchiveError(PluginError):
+    """A plugin archive is malformed or unsafe (path escape, symlink, too large, bad config)."""
+
+
+class PluginInstallError(PluginError):
+    """A published plugin version could not be downloaded, verified or installed."""
+
+
 class ParamsValidationError(RunmeshError):
     """A request's params do not validate against the action's params model."""
 

@@ -263,8 +263,20 @@ class ActionManifest(BaseModel):
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
 
 
+class PluginArchive(BaseModel):
+    """Where a published plugin version's archive is and how to verify it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uri: str = Field(description="s3://bucket/plugins/<tenant>/<code>/<version>.zip")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
 class PluginManifest(WireModel):
-    """A plugin version available on a worker, announced on `runmesh.plugins` at start."""
+    """A plugin version: announced by a worker at start (built-in or from its plugin path,
+    `tenant` '*'), or by the gateway when a tenant publishes one (with `archive`) or deletes
+    it (`deleted`)."""
 
     code: str
     name: str
@@ -278,6 +290,14 @@ class PluginManifest(WireModel):
     service: str
     worker: str
     published_at: datetime = Field(default_factory=utcnow)
+    tenant: str = Field(default="*", description="'*' = every tenant; else the publisher's")
+    package_manager: Literal["pip", "uv"] = "uv"
+    archive: PluginArchive | None = Field(
+        default=None, description="Set for a published version: workers install it from here"
+    )
+    deleted: bool = Field(
+        default=False, description="A published version withdrawn: no new runs may use it"
+    )
 
 
 M = TypeVar("M", bound=BaseModel)

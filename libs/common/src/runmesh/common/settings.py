@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     plugin_path: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Directories holding user plugins (os.pathsep-separated)"
     )
+    plugin_cache_dir: Path = Field(
+        default=Path("~/.cache/runmesh/plugins"),
+        description="Where workers keep published plugin versions and their virtualenvs",
+    )
+    plugin_install_timeout_s: float = Field(
+        default=600.0, gt=0, description="Longest a published plugin's requirements may install"
+    )
+    plugin_archive_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest plugin archive the gateway takes"
+    )
+    plugin_archive_max_unpacked_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024, description="Largest unpacked size of a plugin archive"
+    )
+    plugin_archive_max_files: int = Field(
+        default=5000, ge=1, description="Most files one plugin archive may hold"
+    )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds")
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_url: str | None = Field(

@@ -80,3 +80,41 @@ def await_chain(task: asyncio.Task[object]) -> str:
             lines.append(f"  awaiting {awaited!r}")
         awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     return "\n".join(lines)
+
+
+def zip_bomb(
+    name: str = "bomb.bin", size: int = 1 << 30, files: dict[str, bytes] | None = None
+) -> bytes:
+    """A zip whose entry `name` inflates to `size` zero bytes (1 GiB by default) but weighs
+    about a thousandth of that, after `files`: what archive checks must refuse unopened.
+
+    Built in well under a second: deflating a chunk of zeros after a full flush always gives
+    the same bytes, so one compressed chunk is repeated instead of deflating `size` bytes.
+    """
+    import io
+    import zipfile
+    import zlib
+
+    chunk_size = 1 << 22
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(chunk_size)) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+    class _RepeatedZeros:
+        def compress(self, data: bytes) -> bytes:
+            return block
+
+        def flush(self) -> bytes:
+            return b"\x03\x00"  # an empty final block ends the stream
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file_name, content in (files or {}).items():
+            archive.writestr(file_name, content)
+        info = zipfile.ZipInfo(name)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=size >= 1 << 32) as entry:
+            entry._compressor = _RepeatedZeros()  # type: ignore[attr-defined]
+            zeros = bytes(chunk_size)
+            for _ in range(size // chunk_size):
+                entry.write(zeros)
+    return buffer.getvalue()

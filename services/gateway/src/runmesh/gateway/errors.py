@@ -47,3 +47,17 @@ class InvalidRequest(GatewayError):
 
     status = 422
     title = "Invalid request"
+
+
+class PayloadTooLarge(GatewayError):
+    """A request body above the limit for its route."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class ServiceUnavailable(GatewayError):
+    """A dependency (S3, PostgreSQL, Kafka) refused the request's work: try again later."""
+
+    status = 503
+    title = "Service unavailable"

@@ -75,7 +75,7 @@ class KnownPlugins:
         wanted = sorted(set(categories))
         rows = await conn.fetch(
             "SELECT tenant, code, version, category, builtin, manifest, announced_at"
-            " FROM runs.plugins WHERE tenant IN ('*', $1)"
+            " FROM runs.plugins WHERE tenant IN ('*', $1) AND deleted_at IS NULL"
             " AND (cardinality($2::text[]) = 0 OR category = ANY($2::text[]))",
             tenant,
             wanted,
@@ -88,7 +88,7 @@ class KnownPlugins:
                 row["category"]
                 for row in await conn.fetch(
                     "SELECT DISTINCT category FROM runs.plugins WHERE tenant IN ('*', $1)"
-                    " ORDER BY category",
+                    " AND deleted_at IS NULL ORDER BY category",
                     tenant,
                 )
             ]

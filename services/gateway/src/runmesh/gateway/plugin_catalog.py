@@ -87,6 +87,8 @@ class PluginCatalog:
                     "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
                 )
                 continue
+            if manifest.archive is not None:
+                continue  # a tenant's published version: the gateway stored it when publishing
             rows.append(
                 (
                     manifest.code,

@@ -8,10 +8,12 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from multiprocessing.connection import Connection
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from runmesh.common.events import EventPayload
 from runmesh.common.execution.job_child import JobSpec, job_main
@@ -71,24 +73,78 @@ def warm_job_server(action_classes: Iterable[type]) -> None:
     start_job_server()
 
 
-async def execute_job(spec: JobSpec, emit: EmitFn, stop: StopSignal, *, grace_s: float) -> Outcome:
+class JobProcess(Protocol):
+    """What `execute_job` needs of a child process (multiprocessing's or an interpreter's)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def exitcode(self) -> int | None: ...
+    def is_alive(self) -> bool: ...
+    def kill(self) -> None: ...
+    def join(self) -> None: ...
+
+
+class InterpreterProcess:
+    """A job run by another Python interpreter (a published plugin's virtualenv)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], name: str) -> None:
+        self._popen = popen
+        self.name = name
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid."""
+        return self._popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """As multiprocessing's: negative for a signal, None while running."""
+        return self._popen.poll()
+
+    def is_alive(self) -> bool:
+        """True until the child exits."""
+        return self._popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, unless it already exited."""
+        if self.is_alive():
+            self._popen.kill()
+
+    def join(self) -> None:
+        """Wait for the exit (blocking)."""
+        self._popen.wait()
+
+
+async def execute_job(
+    spec: JobSpec, emit: EmitFn, stop: StopSignal, *, grace_s: float, python: Path | None = None
+) -> Outcome:
     """Run the action in a child process; its `run` calls arrive through `emit`, in order.
 
     The child is forked from the job server (never from the worker: no inherited sockets, locks
-    or event loop), limited to
+    or event loop), or, with `python`, started with that interpreter. It is limited to
     `spec.memory_mb` of address space, sent SIGTERM on a stop request and SIGKILL `grace_s`
     later. A crash, an exit without an outcome or a kill ends the attempt `failed`; the worker
     itself is untouched.
     """
-    receiver, sender = _JOB_CONTEXT.Pipe(duplex=False)
-    process = _JOB_CONTEXT.Process(
-        target=job_main,
-        args=(spec, sender, os.getpid()),
-        name=f"runmesh-job-{spec.run_id}",
-        daemon=True,
-    )
-    # In a thread: the first start waits for the job server's imports.
-    await asyncio.to_thread(_start_process, process)
+    process: JobProcess
+    if python is None:
+        receiver, sender = _JOB_CONTEXT.Pipe(duplex=False)
+        forked = _JOB_CONTEXT.Process(
+            target=job_main,
+            args=(spec, sender, os.getpid()),
+            name=f"runmesh-job-{spec.run_id}",
+            daemon=True,
+        )
+        # In a thread: the first start waits for the job server's imports.
+        await asyncio.to_thread(_start_process, forked)
+        process = forked
+    else:
+        receiver, sender = multiprocessing.Pipe(duplex=True)
+        process = _start_interpreter(python, spec, sender)
+        receiver.send(spec)
     sender.close()  # the child holds the only writer: EOF means it is gone
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(maxsize=_PIPE_QUEUE_SIZE)
@@ -124,6 +180,26 @@ def _start_process(process: multiprocessing.process.BaseProcess) -> None:
     process.start()
 
 
+def _start_interpreter(python: Path, spec: JobSpec, conn: Connection) -> InterpreterProcess:
+    """Start `python -m runmesh.common.execution.interpreter_job` on the pipe's other end.
+
+    Started from the event loop's thread on purpose: the child's parent-death signal fires
+    when the thread that forked it exits, and the loop's thread lives as long as the worker.
+    """
+    popen = subprocess.Popen(
+        [
+            str(python),
+            "-m",
+            "runmesh.common.execution.interpreter_job",
+            str(conn.fileno()),
+            str(os.getpid()),
+        ],
+        pass_fds=[conn.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    return InterpreterProcess(popen, f"runmesh-job-{spec.run_id}")
+
+
 def _read_pipe(
     receiver: Connection,
     inbox: asyncio.Queue[tuple[Any, ...] | None],
@@ -144,9 +220,7 @@ def _read_pipe(
             return  # the loop is gone: the worker is shutting down and no one awaits this job
 
 
-async def _stop_process(
-    process: multiprocessing.process.BaseProcess, stop: StopSignal, grace_s: float
-) -> None:
+async def _stop_process(process: JobProcess, stop: StopSignal, grace_s: float) -> None:
     await stop.wait()
     if process.is_alive() and process.pid is not None:
         # SIGUSR1 says "stop, you will be redone" (shutdown); SIGTERM says "stop" (cancel,

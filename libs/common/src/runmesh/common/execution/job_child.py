@@ -18,15 +18,18 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
 
-from runmesh.common.events import EventPayload
+from runmesh.common.events import EventPayload, StartedPayload
 from runmesh.common.execution.outcome import (
     Failed,
     Outcome,
     exception_outcome,
+    invalid_params,
     result_outcome,
 )
 from runmesh.common.plugins.loader import load_plugin
+from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.run import Run, RunContext
 from runmesh.common.telemetry import context_from_carrier, setup_tracing
 
@@ -45,6 +48,9 @@ class JobSpec:
     context: RunContext = field(default_factory=RunContext)
     trace_carrier: dict[str, str] = field(default_factory=dict)
     """The run span's context (W3C headers): the action's spans are its children."""
+    validates_params: bool = False
+    """The job validates the params and publishes `run.started` itself: the worker cannot
+    import the action (a published plugin, whose requirements live in its own virtualenv)."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -117,7 +123,24 @@ def _run(
     try:
         plugin = load_plugin(Path(spec.plugin_dir))
         loaded = plugin.action(spec.action)
-        params = loaded.cls.params_model.model_validate(spec.params)
+        try:
+            params = loaded.cls.params_model.model_validate(spec.params)
+        except ValidationError as exc:
+            if not spec.validates_params:
+                raise
+            log_payload, failure = invalid_params(plugin.ref, spec.action, exc)
+            sink.emit("run.log", log_payload)
+            return failure
+        if spec.validates_params:
+            sink.emit(
+                "run.started",
+                StartedPayload(
+                    plugin=plugin.code,
+                    plugin_version=plugin.version,
+                    action=spec.action,
+                    params=redacted_params(params),
+                ),
+            )
         run = Run.for_action(
             loaded.cls,
             run_id=spec.run_id,

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from runmesh.common.errors import RunCancelledError
+from runmesh.common.events import LogPayload
+from runmesh.common.validation import describe_errors
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,3 +65,12 @@ def exception_outcome(exc: BaseException) -> Outcome:
         traceback="".join(traceback.format_exception(exc)),
         retryable=bool(getattr(exc, "retriable", False)),
     )
+
+
+def invalid_params(ref: str, action: str, exc: ValidationError) -> tuple[LogPayload, Failed]:
+    """The error log (every field's error, for the run page) and the failure of a run whose
+    params do not validate; the same wherever the params are checked (worker or job)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    log = LogPayload(level="error", message="invalid params", data={"errors": errors})
+    summary = describe_errors(errors, root="(params)")
+    return log, Failed("ValidationError", f"invalid params for {ref} {action}: {summary}")

@@ -92,6 +92,7 @@ class LoadedPlugin:
             builtin=self.builtin,
             data_types=self.config.data_types,
             annotation_types=self.config.annotation_types,
+            package_manager=self.config.package_manager,
             actions={name: action.manifest() for name, action in self.actions.items()},
             service=service,
             worker=worker,

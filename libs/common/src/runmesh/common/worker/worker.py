@@ -12,6 +12,8 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,11 +25,13 @@ from pydantic import BaseModel, ValidationError
 from runmesh.common.db.pool import create_pool
 from runmesh.common.errors import (
     DecodeError,
+    PluginInstallError,
     UnknownPluginError,
 )
 from runmesh.common.events import (
     CancelRun,
     LogPayload,
+    PluginManifest,
     RunRequest,
     StartedPayload,
     decode,
@@ -44,6 +48,7 @@ from runmesh.common.execution import (
     execute_task,
     warm_job_server,
 )
+from runmesh.common.execution.outcome import invalid_params
 from runmesh.common.kafka import (
     Publisher,
     TrackedConsumer,
@@ -53,7 +58,9 @@ from runmesh.common.kafka import (
     pin_to_latest,
 )
 from runmesh.common.kafka.tracked_consumer import Record
-from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin
+from runmesh.common.plugins.action import Action
+from runmesh.common.plugins.install import PluginInstaller
+from runmesh.common.plugins.published import PublishedPlugins
 from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.plugins.run import Run, RunContext
@@ -61,7 +68,6 @@ from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import extract_context, inject_headers, trace_carrier
 from runmesh.common.topics import Topics
-from runmesh.common.validation import describe_errors
 from runmesh.common.worker.emitter import RunEmitter
 from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
@@ -72,6 +78,20 @@ _RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for 
 _FETCH_TIMEOUT_MS = 200
 _MAX_BACKOFF_S = 5.0
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
+
+
+@dataclass(slots=True, frozen=True)
+class _Target:
+    """What a run executes: an action this worker imported, or a published version's action,
+    which only its job imports, with the interpreter of the version's virtualenv."""
+
+    code: str
+    version: str
+    action: str
+    method: str
+    directory: Path
+    cls: type[Action] | None = None
+    python: Path | None = None
 
 
 class Worker:
@@ -110,6 +130,8 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
+        self._published = PublishedPlugins(settings)
+        self._installer = PluginInstaller(settings)
 
     @property
     def group_id(self) -> str:
@@ -151,6 +173,7 @@ class Worker:
                 background = [
                     group.create_task(self._control_loop()),
                     group.create_task(self._commit_loop()),
+                    group.create_task(self._published.run()),
                 ]
                 await self._fetch_loop(group)
                 await self._drain()
@@ -171,6 +194,8 @@ class Worker:
         stack.push_async_callback(producer.stop)
         self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
         self._control = await self._start_control(stack)
+        await self._published.start()
+        stack.push_async_callback(self._published.stop)
         self._consumer = TrackedConsumer(
             make_consumer(
                 settings, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
@@ -418,7 +443,10 @@ class Worker:
                 request.plugin, self.category, request.action
             )
         except UnknownPluginError as exc:
-            return Failed("UnknownAction", str(exc))
+            published = await self._find_published(request)
+            if published is None:
+                return Failed("UnknownAction", str(exc))
+            return await self._attempt_published(request, claim, published, emitter)
         if action.method == "restapi":
             return Failed(
                 "UnsupportedMethod",
@@ -428,15 +456,9 @@ class Worker:
         try:
             params = action.cls.params_model.model_validate(request.params)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            await emitter.publish_now(
-                "run.log",
-                LogPayload(level="error", message="invalid params", data={"errors": errors}),
-            )
-            summary = describe_errors(errors, root="(params)")
-            return Failed(
-                "ValidationError", f"invalid params for {plugin.ref} {action.name}: {summary}"
-            )
+            log_payload, failure = invalid_params(plugin.ref, action.name, exc)
+            await emitter.publish_now("run.log", log_payload)
+            return failure
         await emitter.publish_now(
             "run.started",
             StartedPayload(
@@ -447,16 +469,86 @@ class Worker:
             ),
         )
         self.metrics.child(self.metrics.runs_started, self.category).inc()
-        return await self._execute(request, claim, plugin, action, params, emitter)
+        target = _Target(
+            code=plugin.code,
+            version=plugin.version,
+            action=action.name,
+            method=action.method,
+            directory=plugin.directory,
+            cls=action.cls,
+        )
+        return await self._execute(request, claim, target, emitter, params)
+
+    async def _find_published(self, request: RunRequest) -> PluginManifest | None:
+        """The tenant's published version a request names, if it names one."""
+        if request.plugin is None:
+            return None
+        code, _, version = request.plugin.partition("@")
+        return await self._published.find(request.tenant, code, version or None)
+
+    async def _attempt_published(
+        self, request: RunRequest, claim: Claim, plugin: PluginManifest, emitter: RunEmitter
+    ) -> Outcome | None:
+        """Run an action of a published version: install it (once per checksum), then run the
+        action as a job with the version's interpreter, which validates the params and
+        announces `run.started` itself."""
+        ref = f"{plugin.code}@{plugin.version}"
+        if plugin.category != self.category:
+            return Failed(
+                "UnknownAction",
+                f"plugin {ref} is a {plugin.category!r} plugin, not {self.category!r}",
+            )
+        action = plugin.actions.get(request.action)
+        if action is None:
+            known = ", ".join(sorted(plugin.actions))
+            return Failed(
+                "UnknownAction",
+                f"plugin {ref} has no action {request.action!r}; known actions: {known}",
+            )
+        if action.method == "restapi":
+            return Failed(
+                "UnsupportedMethod",
+                f"action {request.action!r} of {ref} is a restapi action: it is served over "
+                "HTTP, not run as a run",
+            )
+
+        async def log_line(message: str) -> None:
+            await emitter.publish_now("run.log", LogPayload(level="info", message=message))
+
+        stop = self._running.setdefault(request.run_id, StopSignal())
+        install = asyncio.ensure_future(self._installer.install(plugin, log_line))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({install, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not install.done():  # stopped first: the installer cleans up as it unwinds
+                install.cancel()
+            await asyncio.gather(install, stopped, return_exceptions=True)
+        if stop.requested:
+            return None if stop.kind == "shutdown" else stop.outcome()
+        try:
+            installed = install.result()
+        except PluginInstallError as exc:
+            return Failed("PluginInstallError", str(exc))
+        self.metrics.child(self.metrics.runs_started, self.category).inc()
+        target = _Target(
+            code=plugin.code,
+            version=plugin.version,
+            action=request.action,
+            method="job",
+            directory=installed.directory,
+            python=installed.python,
+        )
+        return await self._execute(request, claim, target, emitter)
 
     async def _execute(
         self,
         request: RunRequest,
         claim: Claim,
-        plugin: LoadedPlugin,
-        action: LoadedAction,
-        params: BaseModel,
+        target: _Target,
         emitter: RunEmitter,
+        params: BaseModel | None = None,
     ) -> Outcome | None:
         stop = self._running.setdefault(request.run_id, StopSignal())
         timer = None
@@ -474,13 +566,13 @@ class Worker:
                 tenant=request.tenant,
                 category=self.category,
                 settings=self.settings,
-                plugin=plugin.config.code,
-                plugin_version=plugin.config.version,
+                plugin=target.code,
+                plugin_version=target.version,
             )
-            if action.method == "job":
+            if target.method == "job":
                 spec = JobSpec(
-                    plugin_dir=str(plugin.directory),
-                    action=action.name,
+                    plugin_dir=str(target.directory),
+                    action=target.action,
                     params=request.params,
                     run_id=request.run_id,
                     attempt=claim.attempt,
@@ -488,14 +580,21 @@ class Worker:
                     progress_interval_s=self.settings.progress_interval_s,
                     context=context,
                     trace_carrier=trace_carrier(),
+                    validates_params=target.python is not None,
                 )
                 outcome = await execute_job(
-                    spec, emitter.emit_async, stop, grace_s=self.settings.cancel_grace_s
+                    spec,
+                    emitter.emit_async,
+                    stop,
+                    grace_s=self.settings.cancel_grace_s,
+                    python=target.python,
                 )
             else:
+                if target.cls is None or params is None:
+                    raise RuntimeError(f"{target.code} {target.action}: a task needs its class")
                 cancel_flag = threading.Event()
                 run = Run.for_action(
-                    action.cls,
+                    target.cls,
                     run_id=request.run_id,
                     attempt=claim.attempt,
                     sink=emitter,
@@ -504,7 +603,7 @@ class Worker:
                     context=context,
                 )
                 outcome = await execute_task(
-                    action.cls,
+                    target.cls,
                     params,
                     run,
                     cancel_flag,

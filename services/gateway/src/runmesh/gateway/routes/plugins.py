@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 
 from runmesh.common.events import JsonObject
+from runmesh.gateway import plugin_publishing
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
-from runmesh.gateway.errors import NotFound
+from runmesh.gateway.errors import InvalidRequest, NotFound, PayloadTooLarge
 from runmesh.gateway.params_validation import KnownPlugins, PluginVersion
 from runmesh.gateway.routes.support import MeasuredRoute, problems
 
@@ -42,12 +44,25 @@ class ActionOut(BaseModel):
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
 
 
+class ArchiveOut(BaseModel):
+    """A published version's archive."""
+
+    uri: str
+    sha256: str
+    size: int
+
+
 class PluginVersionOut(BaseModel):
     """One announced version of a plugin."""
 
     version: str
     builtin: bool
     announced_at: datetime | None = None
+    published: bool = Field(
+        default=False, description="Published by this tenant (else built in or on workers)"
+    )
+    archive: ArchiveOut | None = None
+    package_manager: str = "uv"
     data_types: list[str] = Field(default_factory=list)
     annotation_types: list[str] = Field(default_factory=list)
     actions: dict[str, ActionOut]
@@ -97,10 +112,14 @@ def _version_out(plugin: PluginVersion) -> PluginVersionOut:
             actions[name] = ActionOut.model_validate(
                 {"method": "task", "params_schema": {}} | entry
             )
+    archive = plugin.manifest.get("archive") if isinstance(plugin.manifest, dict) else None
     return PluginVersionOut(
         version=plugin.version,
         builtin=plugin.builtin,
         announced_at=plugin.announced_at,
+        published=plugin.tenant != "*",
+        archive=ArchiveOut.model_validate(archive) if isinstance(archive, dict) else None,
+        package_manager=_text(plugin.manifest, "package_manager", "uv"),
         data_types=_strings(plugin.manifest, "data_types"),
         annotation_types=_strings(plugin.manifest, "annotation_types"),
         actions=actions,
@@ -117,11 +136,27 @@ async def list_plugins(
     tenant: Tenant,
     deps: Annotated[Deps, Depends(get_deps)],
     category: Annotated[str | None, Query(description="Only this category's plugins")] = None,
+    data_type: Annotated[
+        str | None, Query(description="Only plugins whose latest version lists this data type")
+    ] = None,
+    annotation_type: Annotated[
+        str | None,
+        Query(description="Only plugins whose latest version lists this annotation type"),
+    ] = None,
 ) -> list[PluginSummary]:
     """Every plugin the tenant can run (built-in, worker-local and its own) at its latest
     version, ordered by category and code."""
     known = await KnownPlugins.load(deps.pool, tenant, [category] if category else [])
-    summaries = [_summary(versions) for code in known.codes() if (versions := known.of_code(code))]
+    summaries = [
+        _summary(versions)
+        for code in known.codes()
+        if (versions := known.of_code(code))
+        and (data_type is None or data_type in _strings(versions[-1].manifest, "data_types"))
+        and (
+            annotation_type is None
+            or annotation_type in _strings(versions[-1].manifest, "annotation_types")
+        )
+    ]
     return sorted(summaries, key=lambda plugin: (plugin.category, plugin.code))
 
 
@@ -150,3 +185,137 @@ async def get_plugin(
         latest_version=summary.latest_version,
         versions=[_version_out(plugin) for plugin in versions],
     )
+
+
+@router.get(
+    "/plugins/{code}/versions",
+    response_model=list[PluginVersionOut],
+    summary="List a plugin's versions",
+    responses=problems(401, 404, 422),
+)
+async def list_plugin_versions(
+    code: Annotated[str, Path(description="The plugin's code")],
+    tenant: Tenant,
+    deps: Annotated[Deps, Depends(get_deps)],
+) -> list[PluginVersionOut]:
+    """Every version the tenant can run, oldest first: built in, on the workers' plugin path,
+    or published (with its archive's checksum). Deleted versions are not listed."""
+    versions = (await KnownPlugins.load(deps.pool, tenant)).of_code(code)
+    if not versions:
+        raise NotFound(f"plugin {code!r} not found")
+    return [_version_out(plugin) for plugin in versions]
+
+
+class PublishedOut(BaseModel):
+    """A version just published."""
+
+    code: str
+    version: str
+    category: str
+    archive: ArchiveOut
+    actions: list[str]
+    published_at: datetime
+
+
+_MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the archive
+
+_PUBLISH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["archive"],
+                    "properties": {
+                        "archive": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The zip `runmesh plugin publish` builds",
+                        },
+                        "sha256": {
+                            "type": "string",
+                            "description": "The archive's sha256; a mismatch is refused",
+                        },
+                        "force": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "Replace an already published pre-release",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/plugins",
+    status_code=201,
+    response_model=PublishedOut,
+    summary="Publish a plugin version",
+    responses=problems(401, 409, 413, 422, 503),
+    openapi_extra=_PUBLISH_BODY,
+)
+async def publish_plugin(
+    request: Request, tenant: Tenant, deps: Annotated[Deps, Depends(get_deps)]
+) -> PublishedOut:
+    """Publish a plugin archive (multipart field `archive`) for this tenant.
+
+    The archive is checked (config.yaml, the actions' manifest, size, entry count, no absolute
+    paths, `..` or symlinks), stored under `plugins/<tenant>/<code>/<version>.zip` in the
+    platform bucket and announced on `runmesh.plugins`; runs may then name `code@version`.
+    A published release is immutable (409); a pre-release may be replaced with `force`.
+    """
+    limit = deps.settings.plugin_archive_max_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            f"the upload is {int(declared):,} bytes; plugin archives are limited to "
+            f"{limit:,} (RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"
+        )
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("archive")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("multipart field 'archive' (the plugin zip) is missing")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"the archive is over {limit:,} bytes (RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"
+            )
+        sha256 = form.get("sha256")
+        force = str(form.get("force", "false")).lower() in ("1", "true", "yes", "on")
+    published = await plugin_publishing.publish(
+        deps, tenant, data, force=force, sha256=sha256 if isinstance(sha256, str) else None
+    )
+    manifest = published.manifest
+    archive = manifest.archive
+    if archive is None:  # publish always sets it
+        raise RuntimeError("published manifest without archive")
+    return PublishedOut(
+        code=manifest.code,
+        version=manifest.version,
+        category=manifest.category,
+        archive=ArchiveOut(uri=archive.uri, sha256=archive.sha256, size=archive.size),
+        actions=sorted(manifest.actions),
+        published_at=published.published_at,
+    )
+
+
+@router.delete(
+    "/plugins/{code}/versions/{version}",
+    status_code=204,
+    summary="Delete a published plugin version",
+    responses=problems(401, 404, 409, 422),
+)
+async def delete_plugin_version(
+    code: Annotated[str, Path(description="The plugin's code")],
+    version: Annotated[str, Path(description="The version to withdraw")],
+    tenant: Tenant,
+    deps: Annotated[Deps, Depends(get_deps)],
+) -> Response:
+    """Withdraw a version this tenant published: no new run may use it (runs already running
+    finish). Built-in and worker-installed plugins cannot be deleted here (409)."""
+    await plugin_publishing.withdraw(deps, tenant, code, version)
+    return Response(status_code=204)

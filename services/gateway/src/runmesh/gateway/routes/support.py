@@ -133,6 +133,7 @@ _PROBLEM_TEXT = {
     401: "No or an invalid API token",
     404: "No such resource for this tenant",
     409: "The resource's state does not allow this",
+    413: "The request body is larger than the route's limit",
     422: "Invalid request; `errors` lists field errors as {loc, msg}",
     503: "Not ready",
 }

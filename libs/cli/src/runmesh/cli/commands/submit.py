@@ -16,9 +16,9 @@ from runmesh.cli.watch import watch_run
 from runmesh.common.settings import Settings
 
 
-def parse_params(text: str) -> dict[str, Any]:
-    """`--params` as JSON text, or `@path` to a JSON file."""
-    source = "--params"
+def parse_params(text: str, *, source: str = "--params") -> dict[str, Any]:
+    """Params as JSON text, or `@path` to a JSON file; errors name `source` (the option or
+    argument the text came from) or the file."""
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         source = str(path)

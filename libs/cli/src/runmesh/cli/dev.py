@@ -157,7 +157,7 @@ async def run_dev(
             print("\n".join(describe(sandbox, [c.part for c in running], info)), file=stream)
             stream.flush()
             if demo:
-                await run_demo(info, stream)
+                await run_demo(info, stream, data_dir=(platform.home / "demo-data").resolve())
                 print("\nPress Ctrl-C to stop", file=stream, flush=True)
             if ready is not None:
                 ready.set()

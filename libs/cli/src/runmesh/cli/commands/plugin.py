@@ -14,7 +14,7 @@ plugin_app = typer.Typer(
 )
 
 # Modules that add a command to `plugin_app` when imported.
-_SUBCOMMANDS: tuple[str, ...] = ()
+_SUBCOMMANDS: tuple[str, ...] = ("plugin_run", "plugin_create", "plugin_publish")
 
 
 @plugin_app.command(

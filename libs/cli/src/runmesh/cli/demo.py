@@ -101,13 +101,19 @@ async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path) -> int:
             console.print(f"[red]demo stopped:[/] {exc or 'timed out'}", highlight=False)
             status = 1
     console.print(_summary(chain.results))
+    if "project" in chain.ids:
+        console.print(
+            f"Demo project: {chain.ids['project']}   storage: {chain.ids['storage']} "
+            f"({dataset.root.parent})",
+            highlight=False,
+        )
     console.print(f"Dashboard: {info.gateway_url}/   (token {info.token})", highlight=False)
     return status
 
 
 async def _run_chain(chain: DemoChain) -> None:
     stamp = chain.stamp
-    storage = await chain.create(
+    storage = chain.ids["storage"] = await chain.create(
         "/v1/storages",
         {
             "name": f"demo-{stamp}",
@@ -137,7 +143,7 @@ async def _run_chain(chain: DemoChain) -> None:
         },
         _uploaded,
     )
-    project = await chain.create(
+    project = chain.ids["project"] = await chain.create(
         "/v1/projects",
         {
             "name": f"demo-{stamp}",

@@ -43,6 +43,15 @@ class Mesh:
         root = ["--gateway-url", self.gateway.url, "--token", self.token]
         return await asyncio.to_thread(main, [*root, *args])
 
+    async def create_and_publish(self, category: str, code: str, where: Path) -> Path:
+        """`plugin create` version 1.0.0, `validate`, `publish`: the project's directory."""
+        args = ["--category", category, "--code", code, "--version", "1.0.0", "-o", str(where)]
+        assert await self.cli("plugin", "create", *args) == 0
+        project = where / f"runmesh-{code}-plugin"
+        assert await self.cli("plugin", "validate", str(project)) == 0
+        assert await self.cli("plugin", "publish", str(project)) == 0
+        return project
+
     async def run(
         self, client: RunClient, plugin: str, action: str, params: dict[str, Any]
     ) -> tuple[RunEventBase, list[RunEventBase]]:
@@ -95,11 +104,7 @@ async def test_an_export_plugin_from_create_to_pinned_versions(
     mesh: Mesh, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     code = f"lc-export-{uuid.uuid4().hex[:6]}"
-    args = ["--category", "export", "--code", code, "--version", "1.0.0", "-o", str(tmp_path)]
-    assert await mesh.cli("plugin", "create", *args) == 0
-    project = tmp_path / f"runmesh-{code}-plugin"
-    assert await mesh.cli("plugin", "validate", str(project)) == 0
-    assert await mesh.cli("plugin", "publish", str(project)) == 0
+    project = await mesh.create_and_publish("export", code, tmp_path)
 
     seeded = await seed(pool, mesh.settings, mesh.tenant, 12)
     destination = await make_destination(pool, mesh.tenant, tmp_path / "out")
@@ -145,11 +150,7 @@ async def test_a_neural_net_plugin_from_create_to_a_registered_model(
     mesh: Mesh, tmp_path: Path
 ) -> None:
     code = f"lc-train-{uuid.uuid4().hex[:6]}"
-    args = ["--category", "neural_net", "--code", code, "--version", "1.0.0", "-o", str(tmp_path)]
-    assert await mesh.cli("plugin", "create", *args) == 0
-    project = tmp_path / f"runmesh-{code}-plugin"
-    assert await mesh.cli("plugin", "validate", str(project)) == 0
-    assert await mesh.cli("plugin", "publish", str(project)) == 0
+    await mesh.create_and_publish("neural_net", code, tmp_path)
 
     dataset = await coco_dataset(mesh.settings, 12, seed=3)
     params = train_params(dataset, f"model-{code}", epochs=3)

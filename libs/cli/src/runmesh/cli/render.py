@@ -34,24 +34,28 @@ _LEVEL_STYLES = {
 _BAR_WIDTH = 30
 
 
+def live_bars(console: Console, *, indent: str = "") -> Progress | None:
+    """Live progress bars (category, bar, percent, done/total, ETA) on a terminal; None
+    elsewhere, where callers print progress as lines."""
+    if not console.is_terminal:
+        return None
+    return Progress(
+        TextColumn(indent + "{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 class RunRenderer:
     """Live progress bars on a terminal; plain lines (every quarter of progress) elsewhere."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
         self._live = console.is_terminal
-        self._progress = (
-            Progress(
-                TextColumn("  {task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            )
-            if self._live
-            else None
-        )
+        self._progress = live_bars(console, indent="  ")
         self._bars: dict[str, TaskID] = {}
         self._quarters: dict[str, int] = {}
 

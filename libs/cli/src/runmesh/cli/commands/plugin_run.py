@@ -18,17 +18,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeRemainingColumn,
 )
 
 from runmesh.cli.commands.plugin import plugin_app
 from runmesh.cli.commands.submit import parse_params, submit
 from runmesh.cli.errors import CliError
+from runmesh.cli.render import live_bars
 from runmesh.cli.watch import EXIT_CODES
 from runmesh.common.errors import RunmeshError
 from runmesh.common.events import (
@@ -285,18 +281,7 @@ class TerminalReport:
         self._console = console
         self._lock = threading.Lock()
         self._closed = False
-        self._progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            )
-            if console.is_terminal
-            else None
-        )
+        self._progress = live_bars(console)
         self._bars: dict[str, TaskID] = {}
         self._shown: dict[str, tuple[float, float | None]] = {}
 

@@ -19,7 +19,16 @@ from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
-from runmesh.gateway.routes import annotation, catalog, events, health, models, plugins, runs
+from runmesh.gateway.routes import (
+    annotation,
+    catalog,
+    dashboard,
+    events,
+    health,
+    models,
+    plugins,
+    runs,
+)
 from runmesh.gateway.supervisor import supervise
 from runmesh.gateway.tokens import TokenCache
 
@@ -67,6 +76,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, runs, events, plugins, catalog, annotation, models):
+    for module in (health, runs, events, plugins, catalog, annotation, models, dashboard):
         app.include_router(module.router)
     return app

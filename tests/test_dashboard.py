@@ -1,0 +1,353 @@
+"""The dashboard end to end: headless Chromium (Debian's `chromium`, driven by Playwright) on a
+real gateway, with in-process workers of the demo plugin (`hello.count`, slow enough to watch
+with `delay_s`) and of the test kit (`echo`, which reports an artifact).
+
+The gateway and the workers are shared by the module (starting them is most of its time); each
+test signs in with a token of a tenant of its own, so it only ever sees its own runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+from runmesh.cli.services import demo_plugin_dir
+from runmesh.common.settings import Settings
+from runmesh.common.testing import eventually
+
+from .conftest import PLUGINS, GatewayHandle, service_worker
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip(
+        "no Chromium on PATH: the dashboard tests drive the system's `chromium` "
+        "(Debian package `chromium`); `playwright install` is not used",
+        allow_module_level=True,
+    )
+
+pytestmark = pytest.mark.slow
+
+DEMO_CATEGORY = "demo"
+
+
+class Api:
+    """REST calls of one tenant, as a script next to the dashboard would make them."""
+
+    def __init__(self, gateway: GatewayHandle, token: str) -> None:
+        self.token = token
+        self.http = httpx.AsyncClient(
+            base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    async def submit(
+        self, action: str = "count", category: str = DEMO_CATEGORY, **params: Any
+    ) -> str:
+        response = await self.http.post(
+            "/v1/runs", json={"category": category, "action": action, "params": params}
+        )
+        assert response.status_code == 202, response.text
+        run_id: str = response.json()["id"]
+        return run_id
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/v1/runs/{run_id}")
+        assert response.status_code == 200, response.text
+        run: dict[str, Any] = response.json()
+        return run
+
+    async def wait_state(self, run_id: str, *states: str, timeout: float = 30) -> dict[str, Any]:
+        async def reached() -> dict[str, Any]:
+            run = await self.run(run_id)
+            return run if run["state"] in states else {}
+
+        run: dict[str, Any] = await eventually(
+            reached, timeout=timeout, interval=0.1, message=f"run {run_id} never {states}"
+        )
+        return run
+
+    async def cancel_unfinished(self, *run_ids: str) -> None:
+        """Leave the shared worker idle for the next test."""
+        for run_id in run_ids:
+            await self.http.post(f"/v1/runs/{run_id}/cancel")
+        for run_id in run_ids:
+            await self.wait_state(run_id, "succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+async def stack(module_settings: Settings) -> AsyncIterator[GatewayHandle]:
+    """A gateway, a demo worker and a test-kit worker, once both plugins are announced."""
+    settings = module_settings
+    gateway = GatewayHandle(settings)
+    await gateway.start()
+    async with AsyncExitStack() as workers:
+        await workers.enter_async_context(
+            service_worker(settings, DEMO_CATEGORY, demo_plugin_dir(), service="demo")
+        )
+        await workers.enter_async_context(
+            service_worker(settings, "test", PLUGINS / "testkit", service="test")
+        )
+        token = await gateway.token("dashboard-probe")
+        async with httpx.AsyncClient(
+            base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
+
+            async def announced() -> bool:
+                codes = {plugin["code"] for plugin in (await http.get("/v1/plugins")).json()}
+                return {"hello", "testkit"} <= codes
+
+            await eventually(announced, timeout=60, message="plugins never announced")
+        yield gateway
+    await gateway.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def api(stack: GatewayHandle) -> AsyncIterator[Api]:
+    """A tenant of the test's own, with a token."""
+    client = Api(stack, await stack.token(f"dash-{uuid.uuid4().hex[:8]}"))
+    yield client
+    await client.http.aclose()
+
+
+@pytest.fixture
+async def page(stack: GatewayHandle, browser: Browser) -> AsyncIterator[Page]:
+    """A fresh browser context (empty local storage) on the gateway; the test fails on any
+    script error or Content-Security-Policy violation."""
+    context = await browser.new_context(base_url=stack.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    tab = await context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    def console(message: ConsoleMessage) -> None:
+        # A refused token is a 401 the browser logs as a failed load: expected there.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(f"console: {message.text}")
+
+    tab.on("console", console)
+    yield tab
+    await context.close()
+    assert not problems, problems
+
+
+async def sign_in(page: Page, token: str, path: str = "/#/runs", *, valid: bool = True) -> None:
+    await page.goto(path)
+    await expect(page.locator("#login")).to_be_visible()
+    await page.fill("#token-input", token)
+    await page.click("#login-form button[type=submit]")
+    if valid:
+        await expect(page.locator("#login")).to_be_hidden()
+
+
+async def percent_of(page: Page, selector: str) -> float:
+    value = await page.locator(selector).get_attribute("aria-valuenow")
+    return float(value or 0)
+
+
+async def fill_width(page: Page, bar: str) -> float:
+    """The drawn width of a progress bar's fill, in CSS pixels."""
+    box = await page.locator(f"{bar} .fill").bounding_box()
+    return box["width"] if box else 0.0
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+async def test_token_form_stores_the_token_and_the_runs_list_loads(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    response = await page.goto("/")
+    assert response is not None
+    assert response.headers["cache-control"] == "no-cache"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    run_id = await api.submit(to=3, delay_s=0)
+    await api.wait_state(run_id, "succeeded")
+
+    await sign_in(page, api.token)
+
+    row = page.locator(f"tr[data-run-id='{run_id}']")
+    await expect(row.locator(".badge")).to_have_text("succeeded")
+    await expect(row).to_contain_text("hello")
+    await expect(row).to_contain_text("count")
+    await expect(row).to_contain_text(re.compile(r"just now|s ago"))
+    await expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100.0")
+    assert await page.evaluate("localStorage.getItem('runmesh.token')") == api.token
+
+    # the filters go to GET /v1/runs: no failed run here
+    await page.select_option("#filter-state", "failed")
+    await expect(row).to_have_count(0)
+    await expect(page.locator("p.empty")).to_be_visible()
+    await page.select_option("#filter-state", "succeeded")
+    await expect(row).to_have_count(1)
+
+    await page.reload()  # the token survives a reload
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(row).to_have_count(1)
+
+    await page.click("#sign-out")
+    await expect(page.locator("#login")).to_be_visible()
+    assert await page.evaluate("localStorage.getItem('runmesh.token')") is None
+
+
+async def test_a_submitted_run_appears_live_and_its_progress_bar_moves(
+    page: Page, api: Api, tmp_path: Path
+) -> None:
+    await sign_in(page, api.token)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("tr[data-run-id]")).to_have_count(0)
+
+    run_id = await api.submit(to=40, delay_s=0.1)  # about 4 s
+    row = page.locator(f"tr[data-run-id='{run_id}']")
+    bar = f"tr[data-run-id='{run_id}'] [role=progressbar]"
+    # No reload: the run arrives through the tenant's event stream (the list's fallback poll
+    # is every 30 s, far beyond this wait).
+    await expect(row).to_be_visible(timeout=10_000)
+
+    async def started() -> float:
+        value = await percent_of(page, bar)
+        return value if 0 < value < 100 else 0.0  # 0.0: not yet
+
+    first = await eventually(started, timeout=15, interval=0.05, message="bar never moved")
+    await page.screenshot(path=tmp_path / "progress-1.png")
+    first_width = await fill_width(page, bar)
+
+    async def moved_on() -> float:
+        value = await percent_of(page, bar)
+        return value if value > first else 0.0
+
+    second = await eventually(moved_on, timeout=15, interval=0.05, message="bar stopped")
+    await page.wait_for_timeout(350)  # the width's CSS transition
+    await page.screenshot(path=tmp_path / "progress-2.png")
+    second_width = await fill_width(page, bar)
+
+    assert second > first
+    assert second_width > first_width
+    assert (tmp_path / "progress-1.png").stat().st_size > 0
+    assert (tmp_path / "progress-2.png").stat().st_size > 0
+    await expect(row.locator(".badge")).to_have_text("succeeded", timeout=20_000)
+    await expect(page.locator(bar)).to_have_attribute("aria-valuenow", "100.0")
+
+
+async def test_the_run_page_shows_progress_logs_metrics_and_result(page: Page, api: Api) -> None:
+    await sign_in(page, api.token)
+    run_id = await api.submit(to=20, delay_s=0.05)
+    await page.goto(f"/#/runs/{run_id}")  # opened while queued: everything arrives live
+
+    await expect(page.locator("#run-state")).to_have_text("succeeded", timeout=20_000)
+    await expect(page.locator("#overall-progress")).to_have_attribute("aria-valuenow", "100.0")
+    category = page.locator("tr[data-category='count']")
+    await expect(category).to_contain_text("20 / 20")
+    await expect(category).to_contain_text("Counting")  # the action's category description
+    await expect(page.locator(".facts")).to_contain_text("hello@1.0.0")
+
+    logs = page.locator("#logs .line")
+    await expect(logs.filter(has_text="counting to 20")).to_have_count(1)
+    success = logs.filter(has_text="counted to 20")
+    await expect(success).to_have_count(1)
+    await expect(success).to_contain_text("COUNT_DONE")
+
+    lines = page.locator("figure.chart[data-category='count'] path.line")
+    await expect(lines).to_have_count(2)  # total and sqrt_total
+    await expect(page.locator("figure.chart[data-name='total']")).to_contain_text("latest 210")
+    total = page.locator("figure.chart[data-name='total'] path.line")
+    await expect(total).to_have_attribute("d", re.compile(r"^M[\d.]+,[\d.]+ L[\d.]+,[\d.]+$"))
+
+    await expect(page.locator("#outcome pre")).to_contain_text('"counted": 20')
+    await expect(page.locator("#cancel-run")).to_have_count(0)
+
+    # the level filter hides info lines, keeps the success line
+    await page.uncheck("#level-info")
+    await expect(logs.filter(has_text="counting to 20")).to_be_hidden()
+    await expect(success).to_be_visible()
+
+
+async def test_artifacts_show_their_uri_with_a_copy_button(page: Page, api: Api) -> None:
+    await sign_in(page, api.token)
+    run_id = await api.submit("echo", "test", name="ada", count=3)
+    await api.wait_state(run_id, "succeeded")
+    await page.goto(f"/#/runs/{run_id}")
+
+    artifact = page.locator("#artifacts li[data-name='echo.txt']")
+    await expect(artifact.locator("input.uri")).to_have_value(f"s3://runmesh/echo/{run_id}.txt")
+    await expect(artifact.get_by_role("button", name="Copy URI")).to_be_visible()
+    await expect(artifact.get_by_role("link")).to_have_count(0)  # s3:// is no browser link
+    await expect(page.locator("#outcome pre")).to_contain_text('"name": "ada"')
+
+
+async def test_a_failed_run_shows_its_error_and_traceback_as_text(page: Page, api: Api) -> None:
+    hostile = '<img src=x onerror="document.title=1">boom'
+    run_id = await api.submit("fail", "test", message=hostile)
+    await api.wait_state(run_id, "failed")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+
+    outcome = page.locator("#outcome")
+    await expect(page.locator("#run-state")).to_have_text("failed")
+    await expect(outcome.locator("p.error")).to_have_text(f"ValueError: {hostile}")
+    await expect(outcome.locator("img")).to_have_count(0)  # text, never markup
+    traceback = outcome.locator("details pre.traceback")
+    await expect(traceback).to_be_hidden()  # folded
+    await outcome.locator("details summary").click()
+    await expect(traceback).to_contain_text("ValueError")
+
+
+async def test_cancel_from_the_run_page_then_rerun(page: Page, api: Api) -> None:
+    run_id = await api.submit(to=300, delay_s=0.1)  # 30 s unless cancelled
+    rerun_id: str | None = None
+    try:
+        await sign_in(page, api.token, f"/#/runs/{run_id}")
+        await expect(page.locator("#run-state")).to_have_text("running", timeout=20_000)
+        await page.click("#cancel-run")
+        await expect(page.locator("#run-state")).to_have_text("cancelled", timeout=15_000)
+        await expect(page.locator("#cancel-run")).to_have_count(0)
+        await expect(page.locator("#status")).to_contain_text("Cancel")
+
+        await page.click("#rerun-run")
+        await page.wait_for_url(re.compile(r"#/runs/(?!" + run_id + r")[0-9a-f-]{36}$"))
+        rerun_id = page.url.rsplit("/", 1)[1]
+        await expect(page.locator("#parent-link")).to_have_text(run_id[:8])
+        assert (await api.run(rerun_id))["parent_run_id"] == run_id
+    finally:
+        await api.cancel_unfinished(run_id, *([rerun_id] if rerun_id else []))
+
+
+async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:
+    await sign_in(page, api.token, "/#/plugins")
+    row = page.locator("tr[data-plugin='hello']")
+    await expect(row).to_contain_text("demo")
+    await page.select_option("#filter-plugin-category", "demo")
+    await expect(page.locator("tr[data-plugin='testkit']")).to_have_count(0)
+
+    await row.get_by_role("link", name="hello").click()
+    action = page.locator("details.version[open] article[data-action='count']")
+    await expect(action).to_contain_text("job")
+    schema = action.locator("pre.json")
+    await expect(schema).to_be_visible()
+    await expect(schema).to_contain_text('"delay_s"')
+    await expect(schema).to_contain_text('"maximum": 100000')
+    await expect(action.locator("table.params")).to_contain_text("Pause between numbers")
+    await expect(action.locator("table.progress-categories")).to_contain_text("Counting")
+
+
+async def test_a_wrong_token_returns_to_the_form_with_an_error(
+    page: Page, stack: GatewayHandle
+) -> None:
+    await sign_in(page, "rmt_not-a-real-token", valid=False)
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.locator("#login-error")).to_contain_text("unknown or revoked")
+    assert await page.evaluate("localStorage.getItem('runmesh.token')") is None

@@ -22,6 +22,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from runmesh.cli.services import demo_plugin_dir
 from runmesh.common.settings import Settings
+from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
 
 from .conftest import PLUGINS, GatewayHandle, service_worker
@@ -37,6 +38,9 @@ if CHROMIUM is None:
 pytestmark = pytest.mark.slow
 
 DEMO_CATEGORY = "demo"
+
+
+JSON = {"Accept": "application/json"}
 
 
 class Api:
@@ -277,16 +281,38 @@ async def test_the_run_page_shows_progress_logs_metrics_and_result(page: Page, a
     await expect(success).to_be_visible()
 
 
-async def test_artifacts_show_their_uri_with_a_copy_button(page: Page, api: Api) -> None:
+async def test_artifacts_show_their_uri_and_download_through_the_gateway(
+    page: Page, api: Api, stack: GatewayHandle, tmp_path: Path
+) -> None:
     await sign_in(page, api.token)
     run_id = await api.submit("echo", "test", name="ada", count=3)
     await api.wait_state(run_id, "succeeded")
+    # The echo action reports the artifact without writing it: put its bytes where it says.
+    async with platform_storage(stack.settings) as storage:
+        await storage.write_bytes(f"echo/{run_id}.txt", b"echo ada\n")
     await page.goto(f"/#/runs/{run_id}")
 
     artifact = page.locator("#artifacts li[data-name='echo.txt']")
-    await expect(artifact.locator("input.uri")).to_have_value(f"s3://runmesh/echo/{run_id}.txt")
+    uri = f"s3://{stack.settings.s3_bucket}/echo/{run_id}.txt"
+    await expect(artifact.locator("input.uri")).to_have_value(uri)
     await expect(artifact.get_by_role("button", name="Copy URI")).to_be_visible()
     await expect(artifact.get_by_role("link")).to_have_count(0)  # s3:// is no browser link
+    async with page.expect_download() as download_info:
+        await artifact.get_by_role("button", name="Download").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"{run_id}.txt"
+    await download.save_as(tmp_path / "artifact.txt")
+    assert (tmp_path / "artifact.txt").read_bytes() == b"echo ada\n"
+    # Only artifact events of the tenant's run: anything else is a 404.
+    events = (await api.http.get(f"/v1/runs/{run_id}/events", headers=JSON)).json()
+    log_id = next(e["id"] for e in events if e["type"] == "run.log")
+    assert (await api.http.get(f"/v1/runs/{run_id}/artifacts/{log_id}")).status_code == 404
+    other = await stack.token(f"other-{uuid.uuid4().hex[:6]}")
+    artifact_id = next(e["id"] for e in events if e["type"] == "run.artifact")
+    stranger = await api.http.get(
+        f"/v1/runs/{run_id}/artifacts/{artifact_id}", headers={"Authorization": f"Bearer {other}"}
+    )
+    assert stranger.status_code == 404
     await expect(page.locator("#outcome pre")).to_contain_text('"name": "ada"')
 
 

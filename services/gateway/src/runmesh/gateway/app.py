@@ -21,6 +21,7 @@ from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
 from runmesh.gateway.routes import (
     annotation,
+    artifacts,
     catalog,
     dashboard,
     events,
@@ -76,6 +77,16 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, runs, events, plugins, catalog, annotation, models, dashboard):
+    for module in (
+        health,
+        runs,
+        artifacts,
+        events,
+        plugins,
+        catalog,
+        annotation,
+        models,
+        dashboard,
+    ):
         app.include_router(module.router)
     return app

@@ -1110,6 +1110,32 @@
 
     // -- artifacts --
 
+    async function downloadArtifact(url, fileName) {
+      try {
+        const response = await fetch(url, { headers: authHeaders() });
+        if (response.status === 401) throw await refused(response);
+        if (!response.ok) {
+          let detail = `${response.status}`;
+          try {
+            detail = (await response.json()).detail || detail;
+          } catch {
+            // not problem+json
+          }
+          announce(`Cannot download: ${detail}`, "error");
+          return;
+        }
+        const blob = URL.createObjectURL(await response.blob());
+        const anchor = h("a", { href: blob, download: fileName });
+        document.body.append(anchor);
+        anchor.click();
+        anchor.remove();
+        setTimeout(() => URL.revokeObjectURL(blob), 60_000);
+        announce(`Downloaded ${fileName}.`);
+      } catch (error) {
+        if (!(error instanceof Unauthorized)) announce(`Cannot download: ${error}`, "error");
+      }
+    }
+
     const artifactIds = new Set();
 
     function addArtifact(message) {
@@ -1122,6 +1148,15 @@
         const url = new URL(uri);
         if (url.protocol === "https:" || url.protocol === "http:") {
           link = h("a", { href: url.href, download: "", rel: "noopener noreferrer" }, "Download");
+        } else if (url.protocol === "s3:" && payload.media_type !== "inode/directory") {
+          // Through the gateway, which streams files of its platform bucket (a 409 otherwise).
+          link = h("button", { type: "button", class: "small download" }, "Download");
+          link.addEventListener("click", () =>
+            downloadArtifact(
+              `${path}/artifacts/${encodeURIComponent(message.id)}`,
+              uri.split("/").pop() || "artifact",
+            ),
+          );
         }
       } catch {
         link = null;

@@ -33,3 +33,12 @@ class Topics:
     def plugins(self) -> str:
         """Plugin manifests announced by workers and the gateway."""
         return f"{self.prefix}.plugins"
+
+    def creation_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs runmesh sets when it creates a topic (others get the broker's).
+
+        `plugins` is kept forever: workers read it from its start to learn every version a
+        tenant published, so the broker's default retention would forget them. (Not
+        compacted: a record's key, `code@version`, does not name its tenant.)
+        """
+        return {self.plugins: {"retention.ms": "-1"}}

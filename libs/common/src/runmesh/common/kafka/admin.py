@@ -11,6 +11,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from runmesh.common.kafka.clients import connection_config
 from runmesh.common.settings import Settings
+from runmesh.common.topics import Topics
 
 
 async def ensure_topics(
@@ -18,6 +19,7 @@ async def ensure_topics(
 ) -> None:
     """Create each missing topic with the configured partitions and replication factor."""
     wanted = sorted(set(topics))
+    configs = Topics(settings.topic_prefix).creation_configs()
     # The producers' and consumers' connection settings: a broker that needs TLS or SASL
     # needs them from the admin client too.
     admin = AIOKafkaAdminClient(**connection_config(settings))
@@ -30,6 +32,7 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions or settings.topic_partitions,
                 replication_factor=settings.topic_replication_factor,
+                topic_configs=configs.get(name, {}),
             )
             for name in wanted
             if name not in existing

@@ -43,7 +43,7 @@ format: bootstrap
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-schemas: bootstrap ## regenerate docs/schemas/*.json and docs/asyncapi.yaml from runmesh.common.events
+schemas: bootstrap ## regenerate docs/schemas/*.json, docs/asyncapi.yaml and docs/events.md from runmesh.common.events
 	$(PY) -m runmesh.common.schemas docs
 
 bench: bootstrap ## every benchmark; each prints a JSON line with its ratio to a same-run baseline

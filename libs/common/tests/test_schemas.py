@@ -1,4 +1,5 @@
-"""The generated JSON Schemas and AsyncAPI document: fresh, valid, and true to the wire."""
+"""The generated JSON Schemas, AsyncAPI document and event catalogue: fresh, valid, and true
+to the wire."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from jsonschema.protocols import Validator
 from jsonschema.validators import Draft7Validator, Draft202012Validator, validator_for
+from pydantic import BaseModel
 
 from runmesh.common import schemas
 from runmesh.common.errors import DecodeError
@@ -216,6 +218,12 @@ def test_main_writes_then_checks(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert schemas.main([str(tmp_path)]) == 0
     assert schemas.stale_docs(tmp_path) == []
 
+    events_md = tmp_path / schemas.EVENTS_FILE
+    events_md.write_text(events_md.read_text(encoding="utf-8") + "edited\n", encoding="utf-8")
+    assert schemas.main(["--check", str(tmp_path)]) == 1
+    assert schemas.EVENTS_FILE in capsys.readouterr().err
+    assert schemas.stale_docs(tmp_path) == [events_md]
+
 
 # (b) the AsyncAPI document -------------------------------------------------------------
 
@@ -378,3 +386,77 @@ def test_standalone_schemas_declare_their_dialect() -> None:
         schema = _load(name)
         assert schema["$schema"] == schemas.JSON_SCHEMA_DIALECT
         assert validator_for(schema) is Draft202012Validator
+
+
+# (d) the event catalogue (docs/events.md) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> str:
+    return (DOCS / schemas.EVENTS_FILE).read_text(encoding="utf-8")
+
+
+def _section(catalogue: str, heading: str) -> str:
+    """The text under a `### heading`, up to the next heading of level 2 or 3."""
+    assert f"\n{heading}\n" in catalogue, f"no heading {heading!r}"
+    body = catalogue.split(f"\n{heading}\n", 1)[1]
+    return re.split(r"\n##?#? ", body, maxsplit=1)[0]
+
+
+def test_catalogue_is_the_generators_output(catalogue: str) -> None:
+    assert catalogue == schemas.render_docs()[schemas.EVENTS_FILE]
+    assert catalogue == schemas.events_markdown()
+
+
+def test_catalogue_names_every_topic_and_event_type(catalogue: str) -> None:
+    topics = Topics()
+    for address in [
+        topics.requests("{category}"),
+        topics.dlq("{category}"),
+        topics.events,
+        topics.control,
+        topics.plugins,
+    ]:
+        assert f"### `{address}`" in catalogue, address
+    for event_type in EVENT_TYPES:
+        assert f"### `{event_type}`" in catalogue, event_type
+    for message in ["RunRequest", "DeadLetteredRequest", "CancelRun", "PluginManifest"]:
+        assert f"\n### {message}\n" in catalogue, message
+
+
+@pytest.mark.parametrize("event_type", list(EVENT_TYPES))
+def test_catalogue_lists_every_payload_field(catalogue: str, event_type: str) -> None:
+    section = _section(catalogue, f"### `{event_type}`")
+    payload = EVENT_TYPES[event_type].model_fields["payload"].annotation
+    assert isinstance(payload, type)
+    assert issubclass(payload, BaseModel)
+    for field in payload.model_fields:
+        assert f"| `{field}` |" in section, (event_type, field)
+
+
+def test_catalogue_lists_the_envelope_and_headers(catalogue: str) -> None:
+    envelope = _section(catalogue, "### Envelope")
+    for field in RunStarted.model_fields:
+        assert f"| `{field}` |" in envelope, field
+    headers = _section(catalogue, "### Event headers")
+    for header in ["event-type", "traceparent", "tracestate"]:
+        assert f"| `{header}` |" in headers, header
+    dead_letter = _section(catalogue, "### DeadLetteredRequest")
+    for header in ["reason", "reason-detail", "source-topic", "source-partition", "source-offset"]:
+        assert f"| `{header}` |" in dead_letter, header
+    for name in ["RunRequest", "CancelRun", "PluginManifest"]:
+        model = SAMPLE_MESSAGES[name]
+        section = _section(catalogue, f"### {name}")
+        for field in type(model).model_fields:
+            assert f"| `{field}` |" in section, (name, field)
+
+
+def test_catalogue_links_resolve(catalogue: str) -> None:
+    anchors = {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in catalogue.splitlines()
+        if line.startswith("#")
+    }
+    targets = set(re.findall(r"\]\(#([^)]+)\)", catalogue))
+    assert targets
+    assert targets <= anchors, targets - anchors

@@ -253,6 +253,32 @@ async def test_a_run_first_seen_in_events_is_filed_under_their_tenant_and_catego
     assert {r["tenant"] for r in await stored(pool, tagged.run_id)} == {"acme"}
 
 
+async def test_a_kafka_child_run_gets_its_parent_from_its_run_started(
+    settings: Settings,
+    aggregator: AggregatorFactory,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+) -> None:
+    parent, child = uuid.uuid4(), Events()
+    started = child.started()
+    payload = started.payload.model_copy(update={"parent_run_id": parent})  # type: ignore[union-attr]
+    async with aggregator():
+        await produce(producer, settings, started.model_copy(update={"payload": payload}))
+        row = await wait_state(pool, child.run_id, "running")
+        assert row["parent_run_id"] == parent
+        # A later attempt's run.started without a parent does not erase it.
+        await produce(producer, settings, child.started(attempt=2))
+        row = await eventually(
+            lambda: _attempt_of(pool, child.run_id, 2), message="attempt 2 never seen"
+        )
+    assert row["parent_run_id"] == parent
+
+
+async def _attempt_of(pool: asyncpg.Pool, run_id: uuid.UUID, attempt: int) -> Any:
+    row = await run_row(pool, run_id)
+    return row if row is not None and row["attempt"] == attempt else None
+
+
 async def test_stale_and_late_events_are_stored_but_change_nothing(
     settings: Settings,
     aggregator: AggregatorFactory,

@@ -61,6 +61,9 @@ class StartedPayload(BaseModel):
     plugin_version: str
     action: str
     params: JsonObject = Field(description="Validated params with secrets redacted")
+    parent_run_id: uuid.UUID | None = Field(
+        default=None, description="The run that requested this one (a child run), if any"
+    )
 
 
 class ProgressPayload(BaseModel):

@@ -79,9 +79,9 @@ _UPDATE_RUNS = """
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-                         $11::timestamptz[], $12::text[], $13::text[])
+                         $11::timestamptz[], $12::text[], $13::text[], $14::uuid[])
         AS d(id, state, attempt, plugin_version, params_redacted, progress, metrics, result,
-             error, started_at, finished_at, action, plugin)
+             error, started_at, finished_at, action, plugin, parent_run_id)
 ), updated AS (
     UPDATE runs.runs AS r SET
         state = d.state,
@@ -100,10 +100,12 @@ WITH d AS (
         finished_at = d.finished_at,
         action = d.action,
         plugin = d.plugin,
+        -- A Kafka child run's parent is known only from its run.started.
+        parent_run_id = COALESCE(r.parent_run_id, d.parent_run_id),
         updated_at = now()
     FROM d WHERE r.id = d.id
 )
-SELECT count(pg_notify('runmesh_events', n)) FROM unnest($14::text[]) AS n
+SELECT count(pg_notify('runmesh_events', n)) FROM unnest($15::text[]) AS n
 """
 
 
@@ -354,7 +356,7 @@ def _apply(
         for item in events:
             if item.event.event_id in fresh:
                 new_events[item.event.run_id].append(item.event)
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(15)]
     for run_id, applied in new_events.items():
         row = rows[run_id]
         after = apply_events(_snapshot(row), applied)
@@ -385,6 +387,7 @@ def _apply(
                 after.finished_at,
                 action,
                 plugin,
+                after.parent_run_id,
                 _json(notification),
             ),
             strict=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,7 @@ class RunSnapshot:
     plugin: str | None = None  # the plugin code that ran, from run.started
     action: str | None = None  # from run.started
     plugin_version: str | None = None
+    parent_run_id: uuid.UUID | None = None  # a child run's parent, from run.started
     params_redacted: JsonObject = field(default_factory=dict)
     progress: dict[str, ProgressEntry] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -102,6 +104,8 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
                 plugin_version=payload.plugin_version,
                 params_redacted=dict(payload.params),
             )
+            if payload.parent_run_id is not None:
+                changes["parent_run_id"] = payload.parent_run_id
         elif isinstance(event, RunProgress):
             if not copied_progress:
                 progress, copied_progress = dict(progress), True

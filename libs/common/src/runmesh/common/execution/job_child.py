@@ -48,6 +48,8 @@ class JobSpec:
     context: RunContext = field(default_factory=RunContext)
     trace_carrier: dict[str, str] = field(default_factory=dict)
     """The run span's context (W3C headers): the action's spans are its children."""
+    parent_run_id: uuid.UUID | None = None
+    """The run that requested this one, for the `run.started` a job publishes itself."""
     validates_params: bool = False
     """The job validates the params and publishes `run.started` itself: the worker cannot
     import the action (a published plugin, whose requirements live in its own virtualenv)."""
@@ -139,6 +141,7 @@ def _run(
                     plugin_version=plugin.version,
                     action=spec.action,
                     params=redacted_params(params),
+                    parent_run_id=spec.parent_run_id,
                 ),
             )
         run = Run.for_action(

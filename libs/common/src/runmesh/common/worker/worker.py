@@ -466,6 +466,7 @@ class Worker:
                 plugin_version=plugin.version,
                 action=action.name,
                 params=redacted_params(params),
+                parent_run_id=request.parent_run_id,
             ),
         )
         self.metrics.child(self.metrics.runs_started, self.category).inc()
@@ -581,6 +582,7 @@ class Worker:
                     context=context,
                     trace_carrier=trace_carrier(),
                     validates_params=target.python is not None,
+                    parent_run_id=request.parent_run_id,
                 )
                 outcome = await execute_job(
                     spec,

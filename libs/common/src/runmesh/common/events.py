@@ -44,12 +44,18 @@ class RunRequest(WireModel):
         default=None,
         description="`code` or `code@version`; unset = the category's built-in plugin",
     )
-    action: str = Field(min_length=1)
-    params: JsonObject = Field(default_factory=dict)
-    tenant: str = Field(default="default", min_length=1)
-    timeout_s: float | None = Field(default=None, gt=0)
-    parent_run_id: uuid.UUID | None = None
-    submitted_at: datetime = Field(default_factory=utcnow)
+    action: str = Field(min_length=1, description="The plugin action to run")
+    params: JsonObject = Field(
+        default_factory=dict, description="The action's params, validated by its params model"
+    )
+    tenant: str = Field(default="default", min_length=1, description="Who the run belongs to")
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Cancel the run after this many seconds of running"
+    )
+    parent_run_id: uuid.UUID | None = Field(
+        default=None, description="The run that requested this one (a child run)"
+    )
+    submitted_at: datetime = Field(default_factory=utcnow, description="When it was requested")
 
 
 class StartedPayload(BaseModel):
@@ -57,9 +63,9 @@ class StartedPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    plugin: str
-    plugin_version: str
-    action: str
+    plugin: str = Field(description="The code of the plugin that runs")
+    plugin_version: str = Field(description="The exact version that runs")
+    action: str = Field(description="The action that runs")
     params: JsonObject = Field(description="Validated params with secrets redacted")
     parent_run_id: uuid.UUID | None = Field(
         default=None, description="The run that requested this one (a child run), if any"
@@ -71,9 +77,9 @@ class ProgressPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    category: str
-    current: float = Field(ge=0)
-    total: float | None = Field(default=None, ge=0)
+    category: str = Field(description="A progress category the action declares")
+    current: float = Field(ge=0, description="Work done so far")
+    total: float | None = Field(default=None, ge=0, description="All the work; null = unknown")
 
 
 class LogPayload(BaseModel):
@@ -81,10 +87,12 @@ class LogPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    level: LogLevel = "info"
-    message: str
-    code: str | None = None
-    data: JsonObject = Field(default_factory=dict)
+    level: LogLevel = Field(default="info", description="debug, info, warning, error, success")
+    message: str = Field(description="The line, for people")
+    code: str | None = Field(
+        default=None, description="A log code the action declares in `log_messages`"
+    )
+    data: JsonObject = Field(default_factory=dict, description="Structured details")
 
 
 class MetricPayload(BaseModel):
@@ -92,9 +100,9 @@ class MetricPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    category: str
-    values: dict[str, float]
-    step: int | None = None
+    category: str = Field(description="A metrics category the action declares")
+    values: dict[str, float] = Field(description="Metric name → value")
+    step: int | None = Field(default=None, description="The step (e.g. epoch) they belong to")
 
 
 class ArtifactPayload(BaseModel):
@@ -102,11 +110,11 @@ class ArtifactPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    name: str
-    uri: str
-    size: int | None = Field(default=None, ge=0)
-    checksum: str | None = None
-    media_type: str | None = None
+    name: str = Field(description="What the file is, for people")
+    uri: str = Field(description="Where it is: s3://…, file://…")
+    size: int | None = Field(default=None, ge=0, description="Bytes")
+    checksum: str | None = Field(default=None, description="e.g. sha256:<hex>")
+    media_type: str | None = Field(default=None, description="e.g. application/json")
 
 
 class SucceededPayload(BaseModel):
@@ -114,7 +122,7 @@ class SucceededPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    result: JsonObject = Field(default_factory=dict)
+    result: JsonObject = Field(default_factory=dict, description="What the action returned")
 
 
 class FailedPayload(BaseModel):
@@ -122,10 +130,10 @@ class FailedPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    error_type: str
-    message: str
-    traceback: str | None = None
-    retryable: bool = False
+    error_type: str = Field(description="The exception's class, or a runtime error's name")
+    message: str = Field(description="What went wrong, for people")
+    traceback: str | None = Field(default=None, description="Where, when an exception raised it")
+    retryable: bool = Field(default=False, description="Whether running it again may succeed")
 
 
 class CancelledPayload(BaseModel):
@@ -133,7 +141,7 @@ class CancelledPayload(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    reason: str = "cancelled"
+    reason: str = Field(default="cancelled", description="Who or what stopped it")
 
 
 class RunEventBase(WireModel):

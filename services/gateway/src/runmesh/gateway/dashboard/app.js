@@ -826,7 +826,8 @@
         ),
         run.parent_run_id
           ? fact(
-              "Rerun of",
+              // A rerun's original, or the run that requested this child run.
+              "Parent run",
               h(
                 "a",
                 { href: runHref(run.parent_run_id), class: "mono", id: "parent-link" },

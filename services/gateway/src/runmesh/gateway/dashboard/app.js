@@ -8,7 +8,11 @@
   const TOKEN_KEY = "runmesh.token";
   const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-  const TERMINAL_EVENTS = new Set(["run.succeeded", "run.failed", "run.cancelled"]);
+  const TERMINAL_EVENTS = new Set([
+    "run.succeeded",
+    "run.failed",
+    "run.cancelled",
+  ]);
   const LEVELS = ["debug", "info", "warning", "error", "success"];
   const RUN_REFRESH_MS = 500; // at most one GET /v1/runs/{id} per run per this interval
   const METRICS_REFRESH_MS = 1000; // at most one GET /v1/runs/{id}/metrics per this interval
@@ -73,7 +77,8 @@
   }
 
   function duration(seconds) {
-    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds))
+      return "–";
     const s = Math.max(0, Math.round(seconds));
     if (s < 60) return `${s} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
@@ -82,7 +87,11 @@
 
   function timeEl(iso) {
     if (!iso) return "–";
-    return h("time", { datetime: iso, title: iso }, new Date(iso).toLocaleString());
+    return h(
+      "time",
+      { datetime: iso, title: iso },
+      new Date(iso).toLocaleString(),
+    );
   }
 
   function number(value) {
@@ -182,7 +191,8 @@
 
   class ApiError extends Error {
     constructor(status, problem) {
-      const detail = problem && typeof problem === "object" ? problem.detail : problem;
+      const detail =
+        problem && typeof problem === "object" ? problem.detail : problem;
       super(detail ? String(detail) : `HTTP ${status}`);
       this.status = status;
       this.problem = problem;
@@ -196,7 +206,9 @@
     } catch {
       // not problem+json: keep the generic message
     }
-    signOut(`The gateway refused the token: ${detail || "401 Unauthorized"}. Sign in again.`);
+    signOut(
+      `The gateway refused the token: ${detail || "401 Unauthorized"}. Sign in again.`,
+    );
     return new Unauthorized(detail);
   }
 
@@ -205,8 +217,14 @@
   }
 
   /** A JSON call to the gateway; a 401 signs out, other errors throw ApiError. */
-  async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
-    const init = { method, headers: authHeaders({ Accept: "application/json", ...headers }) };
+  async function api(
+    path,
+    { method = "GET", body, headers = {}, signal } = {},
+  ) {
+    const init = {
+      method,
+      headers: authHeaders({ Accept: "application/json", ...headers }),
+    };
     if (signal) init.signal = signal;
     if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -215,7 +233,9 @@
     const response = await fetch(path, init);
     if (response.status === 401) throw await refused(response);
     const type = response.headers.get("content-type") || "";
-    const data = type.includes("json") ? await response.json() : await response.text();
+    const data = type.includes("json")
+      ? await response.json()
+      : await response.text();
     if (!response.ok) throw new ApiError(response.status, data);
     return data;
   }
@@ -226,14 +246,21 @@
    * says whether a stream that the server ended is finished for good (a run's terminal
    * event); otherwise, and after network errors, it reconnects until `signal` aborts.
    */
-  async function followEvents(path, { signal, onEvent, onOpen, onClose, done = () => false }) {
+  async function followEvents(
+    path,
+    { signal, onEvent, onOpen, onClose, done = () => false },
+  ) {
     let lastId = null;
     let retryMs = 2000;
     while (!signal.aborted) {
       try {
         const headers = authHeaders({ Accept: "text/event-stream" });
         if (lastId !== null) headers["Last-Event-ID"] = lastId;
-        const response = await fetch(path, { headers, signal, cache: "no-store" });
+        const response = await fetch(path, {
+          headers,
+          signal,
+          cache: "no-store",
+        });
         if (response.status === 401) throw await refused(response);
         if (!response.ok) {
           let problem = null;
@@ -245,7 +272,9 @@
           throw new ApiError(response.status, problem);
         }
         onOpen?.();
-        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        const reader = response.body
+          .pipeThrough(new TextDecoderStream())
+          .getReader();
         let buffer = "";
         let data = [];
         let id = null;
@@ -283,11 +312,13 @@
             if (line.startsWith(":")) continue; // heartbeat comment
             const colon = line.indexOf(":");
             const field = colon < 0 ? line : line.slice(0, colon);
-            const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            const text =
+              colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
             if (field === "data") data.push(text);
             else if (field === "id") id = text;
             else if (field === "event") event = text;
-            else if (field === "retry" && /^\d+$/.test(text)) retryMs = Number(text);
+            else if (field === "retry" && /^\d+$/.test(text))
+              retryMs = Number(text);
           }
         }
         onClose?.();
@@ -295,7 +326,11 @@
       } catch (error) {
         if (signal.aborted || error instanceof Unauthorized) return;
         onClose?.(error);
-        if (error instanceof ApiError && error.status !== 503 && error.status < 500) {
+        if (
+          error instanceof ApiError &&
+          error.status !== 503 &&
+          error.status < 500
+        ) {
           announce(`Live updates stopped: ${error.message}`, "error");
           return;
         }
@@ -443,7 +478,11 @@
     );
     const tbody = h("tbody");
     const empty = h("p", { class: "empty", hidden: true }, "No runs match.");
-    const more = h("button", { type: "button", class: "more", hidden: true }, "Load more");
+    const more = h(
+      "button",
+      { type: "button", class: "more", hidden: true },
+      "Load more",
+    );
     const count = h("span", { class: "count", "aria-live": "polite" });
     replace(
       $("#view"),
@@ -459,9 +498,15 @@
           h(
             "tr",
             {},
-            ["State", "Run", "Category", "Plugin", "Action", "Progress", "Created"].map((t) =>
-              h("th", { scope: "col" }, t),
-            ),
+            [
+              "State",
+              "Run",
+              "Category",
+              "Plugin",
+              "Action",
+              "Progress",
+              "Created",
+            ].map((t) => h("th", { scope: "col" }, t)),
           ),
         ),
         tbody,
@@ -483,7 +528,11 @@
     function matches(run) {
       if (filters.state && run.state !== filters.state) return false;
       if (filters.category && run.category !== filters.category) return false;
-      if (filters.plugin && pluginCode(run.plugin) !== pluginCode(filters.plugin)) return false;
+      if (
+        filters.plugin &&
+        pluginCode(run.plugin) !== pluginCode(filters.plugin)
+      )
+        return false;
       return true;
     }
 
@@ -501,7 +550,11 @@
         "tr",
         { "data-run-id": run.id },
         cells.state,
-        h("td", {}, h("a", { href: runHref(run.id), class: "mono" }, shortId(run.id))),
+        h(
+          "td",
+          {},
+          h("a", { href: runHref(run.id), class: "mono" }, shortId(run.id)),
+        ),
         h("td", {}, run.category),
         cells.plugin,
         cells.action,
@@ -517,9 +570,15 @@
       replace(
         cells.plugin,
         run.plugin
-          ? h("a", { href: pluginHref(pluginCode(run.plugin)) }, pluginCode(run.plugin))
+          ? h(
+              "a",
+              { href: pluginHref(pluginCode(run.plugin)) },
+              pluginCode(run.plugin),
+            )
           : "–",
-        run.plugin_version ? h("span", { class: "muted" }, `@${run.plugin_version}`) : null,
+        run.plugin_version
+          ? h("span", { class: "muted" }, `@${run.plugin_version}`)
+          : null,
       );
       cells.action.textContent = run.action || "–";
       setBar(cells.bar, run.percent, run.state);
@@ -530,7 +589,11 @@
     function showAge({ run, cells }) {
       replace(
         cells.age,
-        h("time", { datetime: run.created_at, title: run.created_at }, ago(run.created_at)),
+        h(
+          "time",
+          { datetime: run.created_at, title: run.created_at },
+          ago(run.created_at),
+        ),
       );
     }
 
@@ -564,7 +627,13 @@
       }
       // A run older than the last loaded one arrives with "Load more", not here.
       const lastRow = rows.get(tbody.lastElementChild?.dataset.runId);
-      if (!fromPage && nextCursor && lastRow && run.created_at < lastRow.run.created_at) return;
+      if (
+        !fromPage &&
+        nextCursor &&
+        lastRow &&
+        run.created_at < lastRow.run.created_at
+      )
+        return;
       const created = newRow(run);
       rows.set(run.id, created);
       fill(created);
@@ -609,7 +678,8 @@
       filters.category = categoryInput.value.trim();
       filters.plugin = pluginInput.value.trim();
       const params = new URLSearchParams();
-      for (const [key, value] of Object.entries(filters)) if (value) params.set(key, value);
+      for (const [key, value] of Object.entries(filters))
+        if (value) params.set(key, value);
       const search = params.toString();
       const hash = `#/runs${search ? `?${search}` : ""}`;
       history.replaceState(null, "", hash); // keep the filters in the URL, no re-route
@@ -672,7 +742,8 @@
       },
       onClose: () => setLive("reconnecting"),
       onEvent: (message) => {
-        if (message.data && message.data.run_id) refreshRun(message.data.run_id);
+        if (message.data && message.data.run_id)
+          refreshRun(message.data.run_id);
       },
     });
   }
@@ -695,28 +766,53 @@
       title: h("h1", { class: "mono" }, `Run ${shortId(runId)}`),
       facts: h("dl", { class: "facts" }),
       actions: h("div", { class: "buttons" }),
-      overall: Object.assign(progressBar("Overall progress"), { id: "overall-progress" }),
+      overall: Object.assign(progressBar("Overall progress"), {
+        id: "overall-progress",
+      }),
       overallText: h("span", { class: "pct", id: "overall-percent" }),
       categories: h("div", { class: "categories" }),
-      outcome: h("section", { id: "outcome", "aria-labelledby": "outcome-title", hidden: true }),
+      outcome: h("section", {
+        id: "outcome",
+        "aria-labelledby": "outcome-title",
+        hidden: true,
+      }),
       levels: h("fieldset", { class: "levels" }),
-      logs: h("div", { class: "logs", id: "logs", role: "log", "aria-label": "Log lines" }),
+      logs: h("div", {
+        class: "logs",
+        id: "logs",
+        role: "log",
+        "aria-label": "Log lines",
+      }),
       logNote: h("p", { class: "muted", hidden: true }),
       charts: h("div", { class: "charts", id: "charts" }),
-      artifacts: h("ul", { class: "artifacts", id: "artifacts" }),
+      artifacts: h("ul", { class: "artifacts collapsed", id: "artifacts" }),
+      allArtifacts: h("button", {
+        type: "button",
+        class: "small",
+        id: "all-artifacts",
+        hidden: true,
+      }),
       params: h("div", {}),
     };
     const shownLevels = new Set(LEVELS);
     el.levels.append(h("legend", {}, "Levels"));
     for (const level of LEVELS) {
       const id = `level-${level}`;
-      const box = h("input", { type: "checkbox", id, checked: true, value: level });
+      const box = h("input", {
+        type: "checkbox",
+        id,
+        checked: true,
+        value: level,
+      });
       box.addEventListener("change", () => {
         if (box.checked) shownLevels.add(level);
         else shownLevels.delete(level);
-        for (const line of el.logs.children) line.hidden = !shownLevels.has(line.dataset.level);
+        for (const line of el.logs.children)
+          line.hidden = !shownLevels.has(line.dataset.level);
       });
-      el.levels.append(h("label", { for: id, class: `lvl lvl-${level}` }, box, level));
+      el.levels.append(
+        h("label", { for: id, class: `lvl lvl-${level}` }, box, level),
+      );
     }
 
     replace(
@@ -748,7 +844,12 @@
       h(
         "section",
         { "aria-labelledby": "logs-title" },
-        h("div", { class: "title-row" }, h("h2", { id: "logs-title" }, "Logs"), el.levels),
+        h(
+          "div",
+          { class: "title-row" },
+          h("h2", { id: "logs-title" }, "Logs"),
+          el.levels,
+        ),
         el.logNote,
         el.logs,
       ),
@@ -763,6 +864,7 @@
         { "aria-labelledby": "artifacts-title" },
         h("h2", { id: "artifacts-title" }, "Artifacts"),
         el.artifacts,
+        el.allArtifacts,
       ),
       h(
         "section",
@@ -772,7 +874,23 @@
       ),
     );
     el.charts.append(h("p", { class: "muted" }, "No metrics reported."));
-    el.artifacts.append(h("li", { class: "muted empty-item" }, "No artifacts."));
+    el.artifacts.append(
+      h("li", { class: "muted empty-item" }, "No artifacts."),
+    );
+    // A training run reports a checkpoint per epoch: show the latest few, the rest on demand.
+    const SHOWN_ARTIFACTS = 8;
+    el.allArtifacts.addEventListener("click", () => {
+      el.artifacts.classList.toggle("collapsed");
+      updateArtifactToggle();
+    });
+
+    function updateArtifactToggle() {
+      const count = el.artifacts.querySelectorAll("li:not(.empty-item)").length;
+      el.allArtifacts.hidden = count <= SHOWN_ARTIFACTS;
+      el.allArtifacts.textContent = el.artifacts.classList.contains("collapsed")
+        ? `Show all ${count} artifacts`
+        : `Show the latest ${SHOWN_ARTIFACTS}`;
+    }
 
     // -- header, progress, outcome --
 
@@ -803,7 +921,11 @@
           : Date.now();
       const plugin = run.plugin
         ? [
-            h("a", { href: pluginHref(pluginCode(run.plugin)) }, pluginCode(run.plugin)),
+            h(
+              "a",
+              { href: pluginHref(pluginCode(run.plugin)) },
+              pluginCode(run.plugin),
+            ),
             run.plugin_version ? `@${run.plugin_version}` : "",
           ]
         : ["–"];
@@ -830,7 +952,11 @@
               "Parent run",
               h(
                 "a",
-                { href: runHref(run.parent_run_id), class: "mono", id: "parent-link" },
+                {
+                  href: runHref(run.parent_run_id),
+                  class: "mono",
+                  id: "parent-link",
+                },
                 shortId(run.parent_run_id),
               ),
             )
@@ -847,12 +973,23 @@
         buttons.push(
           h(
             "button",
-            { type: "button", class: "danger", id: "cancel-run", onclick: cancel },
+            {
+              type: "button",
+              class: "danger",
+              id: "cancel-run",
+              onclick: cancel,
+            },
             "Cancel run",
           ),
         );
       }
-      buttons.push(h("button", { type: "button", id: "rerun-run", onclick: rerun }, "Rerun"));
+      buttons.push(
+        h(
+          "button",
+          { type: "button", id: "rerun-run", onclick: rerun },
+          "Rerun",
+        ),
+      );
       replace(el.actions, buttons);
     }
 
@@ -904,7 +1041,12 @@
     function renderProgress() {
       setBar(el.overall, run.percent, run.state);
       el.overallText.textContent = `${number(Math.round((run.percent || 0) * 10) / 10)}%`;
-      const names = [...new Set([...declaredCategories(), ...Object.keys(run.progress || {})])];
+      const names = [
+        ...new Set([
+          ...declaredCategories(),
+          ...Object.keys(run.progress || {}),
+        ]),
+      ];
       if (!names.length) {
         const text = TERMINAL.has(run.state)
           ? "No progress reported."
@@ -941,7 +1083,11 @@
               : "–",
           ),
           h("td", { class: "num" }, p ? duration(p.elapsed_s) : "–"),
-          h("td", { class: "num" }, p ? (p.eta_s === 0 ? "done" : duration(p.eta_s)) : "–"),
+          h(
+            "td",
+            { class: "num" },
+            p ? (p.eta_s === 0 ? "done" : duration(p.eta_s)) : "–",
+          ),
         );
       });
       replace(
@@ -955,9 +1101,14 @@
             h(
               "tr",
               {},
-              ["Category", "Progress", "Current / total", "Percent", "Elapsed", "ETA"].map((t) =>
-                h("th", { scope: "col" }, t),
-              ),
+              [
+                "Category",
+                "Progress",
+                "Current / total",
+                "Percent",
+                "Elapsed",
+                "ETA",
+              ].map((t) => h("th", { scope: "col" }, t)),
             ),
           ),
           h("tbody", {}, rows),
@@ -982,7 +1133,13 @@
         replace(
           el.outcome,
           h("h2", { id: "outcome-title" }, "Error"),
-          h("p", { class: "error" }, h("strong", {}, run.error.type), ": ", run.error.message),
+          h(
+            "p",
+            { class: "error" },
+            h("strong", {}, run.error.type),
+            ": ",
+            run.error.message,
+          ),
           run.error.traceback
             ? h(
                 "details",
@@ -1015,7 +1172,9 @@
       const code = pluginCode(run.plugin);
       if (!code || !run.action) return;
       try {
-        const plugin = await api(`/v1/plugins/${encodeURIComponent(code)}`, { signal });
+        const plugin = await api(`/v1/plugins/${encodeURIComponent(code)}`, {
+          signal,
+        });
         const versions = plugin.versions || [];
         const version =
           versions.find((v) => v.version === run.plugin_version) ||
@@ -1045,20 +1204,31 @@
       const line = h(
         "div",
         { class: "line", "data-level": level, "data-id": entry.id },
-        h("time", { datetime: entry.ts, title: entry.ts }, new Date(entry.ts).toLocaleTimeString()),
+        h(
+          "time",
+          { datetime: entry.ts, title: entry.ts },
+          new Date(entry.ts).toLocaleTimeString(),
+        ),
         h("span", { class: `lvl lvl-${level}` }, level),
         entry.code ? h("span", { class: "code" }, entry.code) : null,
-        entry.attempt > 1 ? h("span", { class: "muted" }, `#${entry.attempt}`) : null,
+        entry.attempt > 1
+          ? h("span", { class: "muted" }, `#${entry.attempt}`)
+          : null,
         h("span", { class: "msg" }, entry.message),
       );
       line.hidden = !shownLevels.has(level);
       // keep event order (the stream and the first page may interleave)
       let before = null;
-      for (let node = el.logs.lastElementChild; node; node = node.previousElementSibling) {
+      for (
+        let node = el.logs.lastElementChild;
+        node;
+        node = node.previousElementSibling
+      ) {
         if (Number(node.dataset.id) < entry.id) break;
         before = node;
       }
-      const atBottom = el.logs.scrollTop + el.logs.clientHeight >= el.logs.scrollHeight - 8;
+      const atBottom =
+        el.logs.scrollTop + el.logs.clientHeight >= el.logs.scrollHeight - 8;
       el.logs.insertBefore(line, before);
       while (el.logs.childElementCount > MAX_LOG_LINES) {
         el.logs.firstElementChild.remove();
@@ -1081,15 +1251,27 @@
       const charts = [];
       for (const [category, byName] of Object.entries(metrics.series || {})) {
         for (const [name, points] of Object.entries(byName)) {
-          const attempt = points.reduce((most, p) => Math.max(most, p.attempt), 0);
+          const attempt = points.reduce(
+            (most, p) => Math.max(most, p.attempt),
+            0,
+          );
           const latest = points.filter((p) => p.attempt === attempt);
-          const useSteps = latest.every((p) => p.step !== null && p.step !== undefined);
-          const xy = latest.map((p, i) => ({ x: useSteps ? p.step : i + 1, y: p.value }));
+          const useSteps = latest.every(
+            (p) => p.step !== null && p.step !== undefined,
+          );
+          const xy = latest.map((p, i) => ({
+            x: useSteps ? p.step : i + 1,
+            y: p.value,
+          }));
           charts.push(
             h(
               "figure",
               { class: "chart", "data-category": category, "data-name": name },
-              lineChart(xy, `${category} / ${name}`, useSteps ? "step" : "report"),
+              lineChart(
+                xy,
+                `${category} / ${name}`,
+                useSteps ? "step" : "report",
+              ),
               h(
                 "figcaption",
                 {},
@@ -1102,10 +1284,18 @@
         }
       }
       if (metrics.truncated)
-        charts.push(h("p", { class: "muted" }, "Only the first 100,000 metric events are shown."));
+        charts.push(
+          h(
+            "p",
+            { class: "muted" },
+            "Only the first 100,000 metric events are shown.",
+          ),
+        );
       replace(
         el.charts,
-        charts.length ? charts : h("p", { class: "muted" }, "No metrics reported."),
+        charts.length
+          ? charts
+          : h("p", { class: "muted" }, "No metrics reported."),
       );
     }
 
@@ -1133,7 +1323,8 @@
         setTimeout(() => URL.revokeObjectURL(blob), 60_000);
         announce(`Downloaded ${fileName}.`);
       } catch (error) {
-        if (!(error instanceof Unauthorized)) announce(`Cannot download: ${error}`, "error");
+        if (!(error instanceof Unauthorized))
+          announce(`Cannot download: ${error}`, "error");
       }
     }
 
@@ -1148,10 +1339,21 @@
       try {
         const url = new URL(uri);
         if (url.protocol === "https:" || url.protocol === "http:") {
-          link = h("a", { href: url.href, download: "", rel: "noopener noreferrer" }, "Download");
-        } else if (url.protocol === "s3:" && payload.media_type !== "inode/directory") {
+          link = h(
+            "a",
+            { href: url.href, download: "", rel: "noopener noreferrer" },
+            "Download",
+          );
+        } else if (
+          url.protocol === "s3:" &&
+          payload.media_type !== "inode/directory"
+        ) {
           // Through the gateway, which streams files of its platform bucket (a 409 otherwise).
-          link = h("button", { type: "button", class: "small download" }, "Download");
+          link = h(
+            "button",
+            { type: "button", class: "small download" },
+            "Download",
+          );
           link.addEventListener("click", () =>
             downloadArtifact(
               `${path}/artifacts/${encodeURIComponent(message.id)}`,
@@ -1191,7 +1393,9 @@
             [
               bytes(payload.size),
               payload.media_type,
-              message.data.attempt > 1 ? `attempt ${message.data.attempt}` : null,
+              message.data.attempt > 1
+                ? `attempt ${message.data.attempt}`
+                : null,
             ]
               .filter(Boolean)
               .join(" · "),
@@ -1200,10 +1404,15 @@
           copy,
           link,
           payload.checksum
-            ? h("span", { class: "muted small mono", title: "checksum" }, String(payload.checksum))
+            ? h(
+                "span",
+                { class: "muted small mono", title: "checksum" },
+                String(payload.checksum),
+              )
             : null,
         ),
       );
+      updateArtifactToggle();
     }
 
     // -- stream --
@@ -1236,15 +1445,24 @@
         default:
           if (TERMINAL_EVENTS.has(message.event)) streamDone = true;
       }
-      if (message.event !== "run.log" && message.event !== "run.artifact") refreshRun("r");
+      if (message.event !== "run.log" && message.event !== "run.artifact")
+        refreshRun("r");
       else if (!run || run.state === "queued") refreshRun("r");
     }
 
     every(view, 1000, () => {
       // tick the duration of a running run
-      if (run && run.started_at && !run.finished_at && !TERMINAL.has(run.state)) {
+      if (
+        run &&
+        run.started_at &&
+        !run.finished_at &&
+        !TERMINAL.has(run.state)
+      ) {
         const node = $("#run-duration");
-        if (node) node.textContent = duration((Date.now() - Date.parse(run.started_at)) / 1000);
+        if (node)
+          node.textContent = duration(
+            (Date.now() - Date.parse(run.started_at)) / 1000,
+          );
       }
     });
 
@@ -1284,7 +1502,9 @@
   function lineChart(all, label, xLabel) {
     // At most ~MAX_CHART_POINTS vertices (a long run reports many thousands), always the last.
     const stride = Math.ceil(all.length / MAX_CHART_POINTS);
-    const points = all.filter((_, i) => i % stride === 0 || i === all.length - 1);
+    const points = all.filter(
+      (_, i) => i % stride === 0 || i === all.length - 1,
+    );
     const width = 320;
     const height = 150;
     const pad = { left: 52, right: 12, top: 12, bottom: 28 };
@@ -1299,11 +1519,16 @@
       const spread = Math.abs(y0) * 0.1 || 1;
       [y0, y1] = [y0 - spread, y1 + spread];
     }
-    const sx = (x) => pad.left + ((x - x0) / (x1 - x0)) * (width - pad.left - pad.right);
+    const sx = (x) =>
+      pad.left + ((x - x0) / (x1 - x0)) * (width - pad.left - pad.right);
     const sy = (y) =>
-      height - pad.bottom - ((y - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
+      height -
+      pad.bottom -
+      ((y - y0) / (y1 - y0)) * (height - pad.top - pad.bottom);
     const d = points
-      .map((p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`)
+      .map(
+        (p, i) => `${i ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`,
+      )
       .join(" ");
     const last = points[points.length - 1];
     const bottom = height - pad.bottom;
@@ -1316,14 +1541,35 @@
         "aria-label": `${label}: ${all.length} points, last ${number(last.y)}`,
       },
       svg("title", {}, label),
-      svg("line", { class: "axis", x1: pad.left, y1: pad.top, x2: pad.left, y2: bottom }),
-      svg("line", { class: "axis", x1: pad.left, y1: bottom, x2: width - pad.right, y2: bottom }),
+      svg("line", {
+        class: "axis",
+        x1: pad.left,
+        y1: pad.top,
+        x2: pad.left,
+        y2: bottom,
+      }),
+      svg("line", {
+        class: "axis",
+        x1: pad.left,
+        y1: bottom,
+        x2: width - pad.right,
+        y2: bottom,
+      }),
       svg(
         "text",
-        { class: "tick", x: pad.left - 6, y: pad.top + 4, "text-anchor": "end" },
+        {
+          class: "tick",
+          x: pad.left - 6,
+          y: pad.top + 4,
+          "text-anchor": "end",
+        },
         number(y1),
       ),
-      svg("text", { class: "tick", x: pad.left - 6, y: bottom, "text-anchor": "end" }, number(y0)),
+      svg(
+        "text",
+        { class: "tick", x: pad.left - 6, y: bottom, "text-anchor": "end" },
+        number(y0),
+      ),
       svg(
         "text",
         { class: "tick", x: pad.left, y: height - 8, "text-anchor": "start" },
@@ -1331,7 +1577,12 @@
       ),
       svg(
         "text",
-        { class: "tick", x: width - pad.right, y: height - 8, "text-anchor": "end" },
+        {
+          class: "tick",
+          x: width - pad.right,
+          y: height - 8,
+          "text-anchor": "end",
+        },
         number(x1),
       ),
       svg(
@@ -1383,9 +1634,14 @@
           h(
             "tr",
             {},
-            ["Plugin", "Name", "Category", "Latest", "Actions", "Description"].map((t) =>
-              h("th", { scope: "col" }, t),
-            ),
+            [
+              "Plugin",
+              "Name",
+              "Category",
+              "Latest",
+              "Actions",
+              "Description",
+            ].map((t) => h("th", { scope: "col" }, t)),
           ),
         ),
         tbody,
@@ -1394,7 +1650,9 @@
     );
 
     async function load() {
-      const suffix = category ? `?category=${encodeURIComponent(category)}` : "";
+      const suffix = category
+        ? `?category=${encodeURIComponent(category)}`
+        : "";
       const plugins = await api(`/v1/plugins${suffix}`, { signal });
       replace(
         tbody,
@@ -1425,7 +1683,9 @@
       history.replaceState(
         null,
         "",
-        category ? `#/plugins?category=${encodeURIComponent(category)}` : "#/plugins",
+        category
+          ? `#/plugins?category=${encodeURIComponent(category)}`
+          : "#/plugins",
       );
       load().catch((error) => failView(view, error, "the plugins"));
     });
@@ -1436,7 +1696,8 @@
         const categories = [
           ...new Set([...all.map((p) => p.category), category].filter(Boolean)),
         ].sort();
-        for (const name of categories) select.append(h("option", { value: name }, name));
+        for (const name of categories)
+          select.append(h("option", { value: name }, name));
         select.value = category;
         await load();
       } catch (error) {
@@ -1446,15 +1707,19 @@
   }
 
   function schemaFields(schema) {
-    const properties = schema && typeof schema === "object" ? schema.properties || {} : {};
+    const properties =
+      schema && typeof schema === "object" ? schema.properties || {} : {};
     const required = new Set(schema?.required || []);
     const names = Object.keys(properties);
     if (!names.length) return null;
     const typeOf = (prop) => {
-      if (prop.type) return Array.isArray(prop.type) ? prop.type.join(" | ") : prop.type;
+      if (prop.type)
+        return Array.isArray(prop.type) ? prop.type.join(" | ") : prop.type;
       const options = prop.anyOf || prop.oneOf;
       if (options)
-        return options.map((o) => o.type || (o.$ref ? o.$ref.split("/").pop() : "?")).join(" | ");
+        return options
+          .map((o) => o.type || (o.$ref ? o.$ref.split("/").pop() : "?"))
+          .join(" | ");
       if (prop.$ref) return prop.$ref.split("/").pop();
       return "any";
     };
@@ -1483,7 +1748,11 @@
             h("th", { scope: "row", class: "mono" }, name),
             h("td", {}, typeOf(prop), prop.format ? ` (${prop.format})` : ""),
             h("td", {}, required.has(name) ? "yes" : "no"),
-            h("td", { class: "mono" }, "default" in prop ? JSON.stringify(prop.default) : "–"),
+            h(
+              "td",
+              { class: "mono" },
+              "default" in prop ? JSON.stringify(prop.default) : "–",
+            ),
             h("td", {}, prop.description || prop.title || ""),
           );
         }),
@@ -1497,7 +1766,9 @@
     (async () => {
       let plugin;
       try {
-        plugin = await api(`/v1/plugins/${encodeURIComponent(code)}`, { signal });
+        plugin = await api(`/v1/plugins/${encodeURIComponent(code)}`, {
+          signal,
+        });
       } catch (error) {
         failView(view, error, `Plugin ${code}`);
         return;
@@ -1505,7 +1776,13 @@
       const versions = [...(plugin.versions || [])].reverse(); // newest first
       replace(
         $("#view"),
-        h("p", { class: "crumbs" }, h("a", { href: "#/plugins" }, "Plugins"), " / ", plugin.code),
+        h(
+          "p",
+          { class: "crumbs" },
+          h("a", { href: "#/plugins" }, "Plugins"),
+          " / ",
+          plugin.code,
+        ),
         h(
           "div",
           { class: "title-row" },
@@ -1538,16 +1815,27 @@
               version.version === plugin.latest_version
                 ? h("span", { class: "tag" }, "latest")
                 : null,
-              version.published ? h("span", { class: "tag" }, "published") : null,
+              version.published
+                ? h("span", { class: "tag" }, "published")
+                : null,
               version.announced_at
-                ? h("span", { class: "muted" }, ` announced ${ago(version.announced_at)}`)
+                ? h(
+                    "span",
+                    { class: "muted" },
+                    ` announced ${ago(version.announced_at)}`,
+                  )
                 : null,
             ),
             version.data_types?.length
               ? h("p", {}, "Data types: ", version.data_types.join(", "))
               : null,
             version.annotation_types?.length
-              ? h("p", {}, "Annotation types: ", version.annotation_types.join(", "))
+              ? h(
+                  "p",
+                  {},
+                  "Annotation types: ",
+                  version.annotation_types.join(", "),
+                )
               : null,
             Object.entries(version.actions || {}).map(([name, action]) =>
               h(
@@ -1563,7 +1851,10 @@
                   "details",
                   { class: "schema" },
                   h("summary", {}, "JSON schema"),
-                  jsonBlock(action.params_schema, `Params JSON schema of ${name}`),
+                  jsonBlock(
+                    action.params_schema,
+                    `Params JSON schema of ${name}`,
+                  ),
                 ),
               ),
             ),
@@ -1571,7 +1862,9 @@
         ),
       );
       // Open the latest version's schemas: submissions are checked against them.
-      for (const details of document.querySelectorAll("details.version[open] details.schema"))
+      for (const details of document.querySelectorAll(
+        "details.version[open] details.schema",
+      ))
         details.open = true;
     })();
   }
@@ -1590,7 +1883,9 @@
           h(
             "tr",
             {},
-            ["Category", "Description", "Proportion"].map((t) => h("th", { scope: "col" }, t)),
+            ["Category", "Description", "Proportion"].map((t) =>
+              h("th", { scope: "col" }, t),
+            ),
           ),
         ),
         h(
@@ -1656,7 +1951,8 @@
     const view = openView();
     const section = parts[0] === "plugins" ? "plugins" : "runs";
     for (const link of document.querySelectorAll("[data-nav]")) {
-      if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
+      if (link.dataset.nav === section)
+        link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
     if (section === "plugins" && parts[1]) renderPlugin(view, parts[1]);
@@ -1683,6 +1979,7 @@
     route();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  if (document.readyState === "loading")
+    document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

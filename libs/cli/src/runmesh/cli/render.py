@@ -24,7 +24,8 @@ from runmesh.common.events import (
     RunSucceeded,
 )
 
-_LEVEL_STYLES = {
+LEVEL_STYLES = {
+    # rich styles of run.log levels, wherever a run's logs are shown
     "debug": "dim",
     "info": "",
     "warning": "yellow",
@@ -78,7 +79,7 @@ class RunRenderer:
         if isinstance(event, RunProgress):
             self._show_progress(event.payload.category, event.payload.current, event.payload.total)
         elif isinstance(event, RunLog):
-            style = _LEVEL_STYLES.get(event.payload.level, "")
+            style = LEVEL_STYLES.get(event.payload.level, "")
             self._print(f"  [{event.payload.level}] {event.payload.message}", style)
         elif isinstance(event, RunStarted):
             self._print(f"  started on {event.worker} (attempt {event.attempt})", "dim")
@@ -109,8 +110,13 @@ class RunRenderer:
 
     def _print(self, text: str, style: str = "") -> None:
         console = self._progress.console if self._progress is not None else self._console
-        # soft_wrap: a log or result line stays one line (greppable) on any width.
-        console.print(text, style=style or None, markup=False, highlight=False, soft_wrap=True)
+        print_line(console, text, style)
+
+
+def print_line(console: Console, text: str, style: str = "") -> None:
+    """One line of a run's report: kept one line (greppable) on any width by soft_wrap, and
+    printed as data (no markup: a log line may contain brackets)."""
+    console.print(text, style=style or None, markup=False, highlight=False, soft_wrap=True)
 
 
 def _text_bar(current: float, total: float | None) -> str:

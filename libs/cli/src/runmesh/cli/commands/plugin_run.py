@@ -24,7 +24,7 @@ from rich.progress import (
 from runmesh.cli.commands.plugin import plugin_app
 from runmesh.cli.commands.submit import parse_params, submit
 from runmesh.cli.errors import CliError
-from runmesh.cli.render import live_bars
+from runmesh.cli.render import LEVEL_STYLES, live_bars, print_line
 from runmesh.cli.watch import EXIT_CODES
 from runmesh.common.errors import RunmeshError
 from runmesh.common.events import (
@@ -44,14 +44,6 @@ if TYPE_CHECKING:
     from runmesh.common.settings import Settings
 
 EXIT_INTERRUPTED = 130  # the shell's code for "killed by SIGINT"
-
-_LEVEL_STYLES = {
-    "debug": "dim",
-    "info": "",
-    "warning": "yellow",
-    "error": "bold red",
-    "success": "green",
-}
 
 
 @plugin_app.command(
@@ -242,11 +234,11 @@ def show_outcome(outcome: Outcome, console: Console, *, max_bytes: int) -> int:
             return EXIT_CODES["succeeded"]
         outcome = text
     if isinstance(outcome, Cancelled):
-        _print(console, f"run was cancelled: {outcome.reason}", "yellow")
+        print_line(console, f"run was cancelled: {outcome.reason}", "yellow")
         return EXIT_CODES["cancelled"]
     if outcome.traceback:
-        _print(console, outcome.traceback.rstrip())
-    _print(console, f"run failed: {outcome.error_type}: {outcome.message}", "bold red")
+        print_line(console, outcome.traceback.rstrip())
+    print_line(console, f"run failed: {outcome.error_type}: {outcome.message}", "bold red")
     return EXIT_CODES["failed"]
 
 
@@ -310,7 +302,7 @@ class TerminalReport:
             if isinstance(payload, ProgressPayload):
                 self._show_progress(payload)
             elif isinstance(payload, LogPayload):
-                self._print(format_log(payload), _LEVEL_STYLES.get(payload.level, ""))
+                self._print(format_log(payload), LEVEL_STYLES.get(payload.level, ""))
             elif isinstance(payload, MetricPayload):
                 self._print(format_metric(payload), "cyan")
             elif isinstance(payload, ArtifactPayload):
@@ -340,7 +332,7 @@ class TerminalReport:
 
     def _print(self, text: str, style: str = "") -> None:
         # While live, the bars' console prints above them (it is the same console).
-        _print(self._console, text, style)
+        print_line(self._console, text, style)
 
 
 def format_progress(payload: ProgressPayload) -> str:
@@ -377,11 +369,6 @@ def format_artifact(payload: ArtifactPayload) -> str:
 def _json(data: dict[str, Any]) -> str:
     # default=str: log data is free-form, and a line of it must never fail the run.
     return orjson.dumps(data, default=str).decode()
-
-
-def _print(console: Console, text: str, style: str = "") -> None:
-    # soft_wrap: a report stays one line (greppable) on any width; markup off: it is data.
-    console.print(text, style=style or None, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -124,29 +124,8 @@ def inspect_archive(data: bytes, limits: ArchiveLimits) -> ArchiveContents:
 
     `PluginArchiveError` says what is wrong in one line (the gateway answers it as a 422).
     """
-    if len(data) > limits.max_bytes:
-        raise PluginArchiveError(
-            f"the archive is {len(data):,} bytes; the limit is {limits.max_bytes:,} "
-            "(RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"
-        )
-    with _open_zip(data) as archive:
-        infos = _checked_entries(archive, limits)
-        names = {info.filename for info in infos}
-        if CONFIG_FILE not in names:
-            raise PluginArchiveError(f"the archive has no {CONFIG_FILE} at its top level")
-        if MANIFEST_FILE not in names:
-            raise PluginArchiveError(
-                f"the archive has no {MANIFEST_FILE}: build it with `runmesh plugin publish`"
-            )
-        try:
-            config = parse_config(
-                _read_entry(archive, CONFIG_FILE, limits).decode("utf-8"), source=CONFIG_FILE
-            )
-        except UnicodeDecodeError as exc:
-            raise PluginArchiveError(f"{CONFIG_FILE}: not UTF-8 text ({exc})") from exc
-        except PluginError as exc:
-            raise PluginArchiveError(str(exc)) from exc
-        actions = _manifest_actions(_read_entry(archive, MANIFEST_FILE, limits), config)
+    with _open_zip(data, limits) as archive:
+        infos, config, actions = _checked(archive, limits)
     return ArchiveContents(
         config=config,
         actions=actions,
@@ -158,17 +137,17 @@ def inspect_archive(data: bytes, limits: ArchiveLimits) -> ArchiveContents:
 
 
 def extract_archive(data: bytes, destination: Path, limits: ArchiveLimits) -> PluginConfig:
-    """Unpack a checked archive into `destination` (which must not exist yet).
+    """Unpack an archive into `destination` (which must not exist yet).
 
-    The same checks as `inspect_archive`, and sizes counted on the bytes actually written, so
-    a zip whose headers understate its entries is stopped at the limit.
+    The same checks as `inspect_archive` first, and sizes counted on the bytes actually
+    written, so a zip whose headers understate its entries is stopped at the limit.
     """
-    contents = inspect_archive(data, limits)
-    destination.mkdir(parents=True)
-    root = destination.resolve()
-    written = 0
-    with _open_zip(data) as archive:
-        for info in _checked_entries(archive, limits):
+    with _open_zip(data, limits) as archive:
+        infos, config, _ = _checked(archive, limits)
+        destination.mkdir(parents=True)
+        root = destination.resolve()
+        written = 0
+        for info in infos:
             target = (root / info.filename).resolve()
             if not target.is_relative_to(root):  # already refused by the name checks
                 raise PluginArchiveError(f"{info.filename!r}: escapes the plugin directory")
@@ -182,10 +161,39 @@ def extract_archive(data: bytes, destination: Path, limits: ArchiveLimits) -> Pl
                     if written > limits.max_unpacked_bytes:
                         raise _too_big(limits)
                     sink.write(chunk)
-    return contents.config
+    return config
 
 
-def _open_zip(data: bytes) -> zipfile.ZipFile:
+def _checked(
+    archive: zipfile.ZipFile, limits: ArchiveLimits
+) -> tuple[list[zipfile.ZipInfo], PluginConfig, dict[str, ActionManifest]]:
+    """The entries, config and actions of an open archive, every rule checked."""
+    infos = _checked_entries(archive, limits)
+    names = {info.filename for info in infos}
+    if CONFIG_FILE not in names:
+        raise PluginArchiveError(f"the archive has no {CONFIG_FILE} at its top level")
+    if MANIFEST_FILE not in names:
+        raise PluginArchiveError(
+            f"the archive has no {MANIFEST_FILE}: build it with `runmesh plugin publish`"
+        )
+    try:
+        config = parse_config(
+            _read_entry(archive, CONFIG_FILE, limits).decode("utf-8"), source=CONFIG_FILE
+        )
+    except UnicodeDecodeError as exc:
+        raise PluginArchiveError(f"{CONFIG_FILE}: not UTF-8 text ({exc})") from exc
+    except PluginError as exc:
+        raise PluginArchiveError(str(exc)) from exc
+    actions = _manifest_actions(_read_entry(archive, MANIFEST_FILE, limits), config)
+    return infos, config, actions
+
+
+def _open_zip(data: bytes, limits: ArchiveLimits) -> zipfile.ZipFile:
+    if len(data) > limits.max_bytes:
+        raise PluginArchiveError(
+            f"the archive is {len(data):,} bytes; the limit is {limits.max_bytes:,} "
+            "(RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"
+        )
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:

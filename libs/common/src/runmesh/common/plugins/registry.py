@@ -26,6 +26,11 @@ def _version_key(version: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, i
     return (numbers, 0, identifiers)
 
 
+def unknown_action(ref: str, action: str, known: Iterable[str]) -> str:
+    """The error of a request naming an action the plugin version `ref` does not have."""
+    return f"plugin {ref} has no action {action!r}; known actions: {', '.join(sorted(known))}"
+
+
 class PluginRegistry:
     """Plugins by code and version; the built-in plugin of each category is the default."""
 
@@ -103,10 +108,7 @@ class PluginRegistry:
         plugin = self.resolve(ref, category)
         loaded = plugin.actions.get(action)
         if loaded is None:
-            known = ", ".join(sorted(plugin.actions))
-            raise UnknownPluginError(
-                f"plugin {plugin.ref} has no action {action!r}; known actions: {known}"
-            )
+            raise UnknownPluginError(unknown_action(plugin.ref, action, plugin.actions))
         return plugin, loaded
 
     def _known(self) -> str:

@@ -62,7 +62,7 @@ from runmesh.common.plugins.action import Action
 from runmesh.common.plugins.install import PluginInstaller
 from runmesh.common.plugins.published import PublishedPlugins
 from runmesh.common.plugins.redaction import redacted_params
-from runmesh.common.plugins.registry import PluginRegistry
+from runmesh.common.plugins.registry import PluginRegistry, unknown_action
 from runmesh.common.plugins.run import Run, RunContext
 from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
@@ -448,11 +448,7 @@ class Worker:
                 return Failed("UnknownAction", str(exc))
             return await self._attempt_published(request, claim, published, emitter)
         if action.method == "restapi":
-            return Failed(
-                "UnsupportedMethod",
-                f"action {action.name!r} of {plugin.ref} is a restapi action: it is served over "
-                "HTTP, not run as a run",
-            )
+            return _not_runnable(action.name, plugin.ref)
         try:
             params = action.cls.params_model.model_validate(request.params)
         except ValidationError as exc:
@@ -501,17 +497,9 @@ class Worker:
             )
         action = plugin.actions.get(request.action)
         if action is None:
-            known = ", ".join(sorted(plugin.actions))
-            return Failed(
-                "UnknownAction",
-                f"plugin {ref} has no action {request.action!r}; known actions: {known}",
-            )
+            return Failed("UnknownAction", unknown_action(ref, request.action, plugin.actions))
         if action.method == "restapi":
-            return Failed(
-                "UnsupportedMethod",
-                f"action {request.action!r} of {ref} is a restapi action: it is served over "
-                "HTTP, not run as a run",
-            )
+            return _not_runnable(request.action, ref)
 
         async def log_line(message: str) -> None:
             await emitter.publish_now("run.log", LogPayload(level="info", message=message))
@@ -642,6 +630,13 @@ class Worker:
         for stop in self._running.values():
             stop.request("shutdown", "the worker is shutting down")
         await asyncio.wait(pending, timeout=self.settings.cancel_grace_s + 5)
+
+
+def _not_runnable(action: str, ref: str) -> Failed:
+    return Failed(
+        "UnsupportedMethod",
+        f"action {action!r} of {ref} is a restapi action: it is served over HTTP, not run as a run",
+    )
 
 
 def decode_type(event: bytes) -> str:

@@ -13,7 +13,6 @@ import logging
 from typing import Any, ClassVar
 
 from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.errors import DuplicateNameError
 from runmesh.common.catalog.trained_models import NewModel
 from runmesh.common.plugins import Action
 from runmesh.common.settings import Settings
@@ -23,6 +22,7 @@ from runmesh.train.dataset import LoadedDataset, load_dataset
 from runmesh.train.errors import DatasetError, ModelNotFoundError, TrainConfigError
 from runmesh.train.model import MLP, Detector
 from runmesh.train.params import TrainParams
+from runmesh.train.registration import register
 from runmesh.train.resources import run_resources
 from runmesh.train.trainer import (
     EpochReport,
@@ -190,30 +190,26 @@ class BaseTrain(Action):
             media_type="application/x-npz",
         )
         run.set_progress(1, 2, category="model_upload")
-        async with pool.acquire(timeout=30) as conn:
-            try:
-                row = await trained_models.register_model(
-                    conn,
-                    tenant,
-                    NewModel(
-                        name=params.name,
-                        description=params.description,
-                        plugin=run.context.plugin,
-                        plugin_version=run.context.plugin_version,
-                        action=self.name,
-                        run_id=run.run_id,
-                        base_model_id=params.model,
-                        dataset=params.dataset.describe(),
-                        classes=detector.classes,
-                        params=params.model_dump(
-                            mode="json", include={"hyperparameters", "seed", "validation_split"}
-                        ),
-                        metrics=metrics,
-                        artifact_uri=stored.uri,
-                    ),
-                )
-            except DuplicateNameError as exc:
-                raise TrainConfigError(f"name: {exc}") from exc
+        row = await register(
+            pool,
+            tenant,
+            NewModel(
+                name=params.name,
+                description=params.description,
+                plugin=run.context.plugin,
+                plugin_version=run.context.plugin_version,
+                action=self.name,
+                run_id=run.run_id,
+                base_model_id=params.model,
+                dataset=params.dataset.describe(),
+                classes=detector.classes,
+                params=params.model_dump(
+                    mode="json", include={"hyperparameters", "seed", "validation_split"}
+                ),
+                metrics=metrics,
+                artifact_uri=stored.uri,
+            ),
+        )
         run.set_progress(2, 2, category="model_upload")
         run.log_message_with_code("MODEL_REGISTERED", row.id, stored.uri)
         return {

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import optuna
 
 from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.errors import DuplicateNameError
 from runmesh.common.catalog.trained_models import NewModel
 from runmesh.common.child_runs import ChildRunCancelled, ChildRunError, run_child
 from runmesh.common.events import RunEventBase, RunFailed, RunMetric, RunRequest, RunSucceeded
@@ -25,6 +24,7 @@ from runmesh.common.plugins import Action
 from runmesh.train import study as studies
 from runmesh.train.errors import TrainConfigError, TrainError
 from runmesh.train.params import TrialParams, TuneParams
+from runmesh.train.registration import register
 from runmesh.train.resources import run_resources
 
 log = logging.getLogger(__name__)
@@ -162,33 +162,29 @@ class BaseTune(Action):
         run = self.run
         attrs = best.user_attrs
         counts = await asyncio.to_thread(_state_counts, study)
-        async with pool.acquire(timeout=30) as conn:
-            try:
-                row = await trained_models.register_model(
-                    conn,
-                    tenant,
-                    NewModel(
-                        name=params.name,
-                        description=params.description,
-                        plugin=run.context.plugin,
-                        plugin_version=run.context.plugin_version,
-                        action=self.name,
-                        run_id=run.run_id,
-                        dataset=params.dataset.describe(),
-                        classes=list(attrs["classes"]),
-                        params={
-                            "hyperparameters": attrs["hyperparameters"],
-                            "seed": params.seed,
-                            "validation_split": params.validation_split,
-                            "study": study.study_name,
-                            "trial": best.number,
-                        },
-                        metrics=dict(attrs["metrics"]),
-                        artifact_uri=attrs["artifact_uri"],
-                    ),
-                )
-            except DuplicateNameError as exc:
-                raise TrainConfigError(f"name: {exc}") from exc
+        row = await register(
+            pool,
+            tenant,
+            NewModel(
+                name=params.name,
+                description=params.description,
+                plugin=run.context.plugin,
+                plugin_version=run.context.plugin_version,
+                action=self.name,
+                run_id=run.run_id,
+                dataset=params.dataset.describe(),
+                classes=list(attrs["classes"]),
+                params={
+                    "hyperparameters": attrs["hyperparameters"],
+                    "seed": params.seed,
+                    "validation_split": params.validation_split,
+                    "study": study.study_name,
+                    "trial": best.number,
+                },
+                metrics=dict(attrs["metrics"]),
+                artifact_uri=attrs["artifact_uri"],
+            ),
+        )
         run.log_message_with_code("BEST_REGISTERED", best.number, params.metric, best.value, row.id)
         return {
             "study": study.study_name,

@@ -64,8 +64,6 @@ class ArchiveContents:
     actions: dict[str, ActionManifest]
     sha256: str
     size: int
-    files: int
-    unpacked_bytes: int
 
 
 def sha256_hex(data: bytes) -> str:
@@ -125,14 +123,12 @@ def inspect_archive(data: bytes, limits: ArchiveLimits) -> ArchiveContents:
     `PluginArchiveError` says what is wrong in one line (the gateway answers it as a 422).
     """
     with _open_zip(data, limits) as archive:
-        infos, config, actions = _checked(archive, limits)
+        _, config, actions = _checked(archive, limits)
     return ArchiveContents(
         config=config,
         actions=actions,
         sha256=sha256_hex(data),
         size=len(data),
-        files=len(infos),
-        unpacked_bytes=sum(info.file_size for info in infos),
     )
 
 

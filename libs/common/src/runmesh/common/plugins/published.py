@@ -78,10 +78,6 @@ class PublishedPlugins:
             return None
         return versions[max(versions, key=_version_key)]
 
-    def versions(self, tenant: str, code: str) -> list[str]:
-        """The published versions of one plugin, oldest first (for error messages)."""
-        return sorted(self._versions.get((tenant, code), {}), key=_version_key)
-
     def _apply(self, value: bytes, offset: int) -> None:
         try:
             manifest = decode(value, PluginManifest)

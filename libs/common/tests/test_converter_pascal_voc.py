@@ -11,7 +11,11 @@ import pytest
 from PIL import Image
 
 from runmesh.common.converters.base import ConversionError, ConversionIssue, Dataset
-from runmesh.common.converters.pascal_voc import PascalVocWriter, read_pascal_voc
+from runmesh.common.converters.pascal_voc import (
+    PascalVocWriter,
+    parse_pascal_voc_file,
+    read_pascal_voc,
+)
 from runmesh.common.dm import BoundingBox, Classification, DMImage, Keypoints, Polygon
 
 if TYPE_CHECKING:
@@ -337,3 +341,34 @@ def test_a_malformed_file_is_a_conversion_error_naming_it(
     with pytest.raises(ConversionError, match=message) as caught:
         read_pascal_voc(tmp_path)
     assert str(bad) in str(caught.value)
+
+
+_ENTITY_DOCUMENT = (
+    '<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE annotation [<!ENTITY e "injected">]>'
+    "<annotation><filename>&e;.jpg</filename><size><width>4</width><height>4</height></size>"
+    "</annotation>"
+)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_dtd_is_refused_by_the_parser_whatever_the_encoding(
+    tmp_path: Path, encoding: str
+) -> None:
+    data = _ENTITY_DOCUMENT.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data  # with its byte order mark, as editors write it
+    assert b"<!ENTITY" not in data  # what the old byte search looked for
+
+    with pytest.raises(ConversionError, match="DTDs and XML entity declarations"):
+        parse_pascal_voc_file(data, "u16.xml")
+
+    write(tmp_path, IMAGES[:1])
+    (tmp_path / "Annotations/u16.xml").write_bytes(data)
+    with pytest.raises(ConversionError, match="DTDs and XML entity declarations"):
+        read_pascal_voc(tmp_path)
+
+
+def test_a_dtd_without_entities_is_refused_too() -> None:
+    data = b'<!DOCTYPE annotation SYSTEM "file:///etc/passwd"><annotation/>'
+    with pytest.raises(ConversionError, match="DTDs"):
+        parse_pascal_voc_file(data)

@@ -153,3 +153,41 @@ def test_a_bad_config_or_manifest_is_named() -> None:
 
     with pytest.raises(PluginArchiveError, match="not a zip archive"):
         inspect_archive(b"PK\x03\x04 not really", LIMITS)
+
+
+def nul_named(data: bytes, name: str, hidden: str) -> bytes:
+    """`data` plus an entry whose raw name is `name` NUL `hidden` (zipfile cuts names at NUL,
+    so it writes a placeholder of the same length, patched in both headers)."""
+    placeholder = name + "#" + hidden
+    crafted = rezip(data, [(placeholder, b"print('pwned')\n")])
+    assert crafted.count(placeholder.encode()) == 2  # local header and central directory
+    return crafted.replace(placeholder.encode(), f"{name}\x00{hidden}".encode())
+
+
+def test_an_entry_name_with_a_nul_is_refused_naming_it(tmp_path: Path) -> None:
+    data = nul_named(example_archive(), "plugin/ok.py", "../../evil.py")
+    assert "plugin/ok.py" in zipfile.ZipFile(io.BytesIO(data)).namelist()  # what zipfile shows
+    with pytest.raises(PluginArchiveError, match=r"plugin/ok\.py\\x00\.\./\.\./evil\.py"):
+        inspect_archive(data, LIMITS)
+    with pytest.raises(PluginArchiveError, match="no NUL"):
+        extract_archive(data, tmp_path / "plugin", LIMITS)
+
+
+def test_publishing_refuses_a_version_without_a_clear_order(tmp_path: Path) -> None:
+    (tmp_path / "plugin").mkdir()
+    for path in EXAMPLE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = tmp_path / "plugin" / path.relative_to(EXAMPLE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    config = tmp_path / "plugin" / "config.yaml"
+    config.write_text(
+        "\n".join(
+            'version: "1.0.0-1"' if line.startswith("version:") else line
+            for line in config.read_text().splitlines()
+        )
+    )
+    data = example_archive(tmp_path / "plugin")
+    with pytest.raises(PluginArchiveError, match=r"reads as 1\.0\.0\.post1"):
+        inspect_archive(data, LIMITS)
+    assert extract_archive(data, tmp_path / "out", LIMITS).version == "1.0.0-1"

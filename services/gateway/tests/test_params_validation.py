@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -145,3 +147,26 @@ def test_find_action_for_display_prefers_the_version_that_ran_and_never_raises()
     assert retired is not None and retired[0].version == "2.0.0"
     assert known.find_action("kit", "test", "teleport") is None
     assert known.find_action(None, "elsewhere", "echo") is None
+
+
+class UploadLike(BaseModel):
+    storage: uuid.UUID
+    since: datetime | None = None
+
+
+def test_formats_are_checked_so_a_bad_uuid_or_date_time_is_a_field_error() -> None:
+    schema = UploadLike.model_json_schema()
+    assert schema["properties"]["storage"]["format"] == "uuid"
+    assert errors_of({"storage": "not-a-uuid"}, schema) == {
+        "params.storage": "'not-a-uuid' is not a 'uuid'"
+    }
+    assert list(errors_of({"storage": str(uuid.uuid4()), "since": "yesterday"}, schema)) == [
+        "params.since"
+    ]
+    assert errors_of({"storage": str(uuid.uuid4()), "since": "2024-05-01T00:00:00Z"}, schema) == {}
+
+
+def test_a_release_candidate_is_older_than_its_release_spelt_shorter() -> None:
+    known = KnownPlugins([plugin("kit", "1.0"), plugin("kit", "1.0.0-rc.1")])
+    assert [p.version for p in known.of_code("kit")] == ["1.0.0-rc.1", "1.0"]
+    assert known.resolve("kit", "test").version == "1.0"

@@ -15,7 +15,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 # The order workers use, so `code` without a version names the same plugin on both sides.
-from runmesh.common.plugins.registry import _version_key
+from runmesh.common.plugins.versions import version_key
 from runmesh.gateway.errors import InvalidRequest
 
 _MAX_FIELD_ERRORS = 50
@@ -106,7 +106,7 @@ class KnownPlugins:
         for plugin in self.versions:
             if plugin.code == code and (plugin.version not in by_version or plugin.tenant != "*"):
                 by_version[plugin.version] = plugin
-        return sorted(by_version.values(), key=lambda p: _version_key(p.version))
+        return sorted(by_version.values(), key=lambda p: version_key(p.version))
 
     def codes(self, category: str | None = None) -> list[str]:
         """Plugin codes, optionally of one category."""
@@ -225,7 +225,9 @@ def _validator(schema_json: bytes) -> Draft202012Validator:
     than validating params, and every submission of an action uses the same schema."""
     schema = orjson.loads(schema_json)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # Formats are assertions here, not annotations: `"format": "uuid"` must refuse
+    # "not-a-uuid" at the gateway rather than fail the run on its worker.
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _error_order(error: SchemaValidationError) -> tuple[str, ...]:

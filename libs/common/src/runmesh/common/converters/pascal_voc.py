@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Final
 from xml.etree import ElementTree
 
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as DefusedElementTree
 from pydantic import ValidationError
 
 from runmesh.common.converters.base import ConversionError, ConversionIssue, Dataset, DatasetWriter
@@ -328,18 +330,7 @@ def _read_annotation(path: Path) -> DMImage:
         data = path.read_bytes()
     except OSError as error:
         raise ConversionError(f"{path}: cannot be read: {error}") from error
-    # The stdlib parser fetches no external entities, and expat (2.4.1 and later) caps
-    # entity expansion; defusedxml is not a dependency of runmesh-common, so entity
-    # declarations, which no VOC file needs, are refused outright instead.
-    if b"<!ENTITY" in data:
-        raise ConversionError(f"{path}: XML entity declarations are not accepted")
-    try:
-        document = ElementTree.fromstring(data)
-    except ElementTree.ParseError as error:
-        raise ConversionError(f"{path}: not well-formed XML: {error}") from error
-    if document.tag != "annotation":
-        raise ConversionError(f"{path}: the root element is <{document.tag}>, not <annotation>")
-
+    document = _parse(path, data)
     size = _child(path, document, "size")
     fields: dict[str, object] = {
         "file_name": _text(path, document, "filename"),
@@ -354,6 +345,23 @@ def _read_annotation(path: Path) -> DMImage:
         return DMImage.model_validate(fields)
     except ValidationError as error:
         raise ConversionError(f"{path}: not valid DM: {error}") from error
+
+
+def _parse(path: Path, data: bytes) -> ElementTree.Element:
+    """The `<annotation>` root of a VOC document. No VOC file needs a DTD, so the parser
+    refuses any (and with it entity declarations) in whatever encoding the document is: a
+    byte search for `<!ENTITY` misses a UTF-16 one."""
+    try:
+        document = DefusedElementTree.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as error:
+        raise ConversionError(
+            f"{path}: DTDs and XML entity declarations are not accepted"
+        ) from error
+    except ElementTree.ParseError as error:
+        raise ConversionError(f"{path}: not well-formed XML: {error}") from error
+    if document.tag != "annotation":
+        raise ConversionError(f"{path}: the root element is <{document.tag}>, not <annotation>")
+    return document
 
 
 def _read_object(path: Path, index: int, element: ElementTree.Element) -> dict[str, object]:
@@ -466,14 +474,7 @@ def parse_pascal_voc_file(data: bytes, file_name: str = "annotation.xml") -> DMI
     """One Pascal VOC `<annotation>` XML document as a DM image (boxes read as in
     `read_pascal_voc`); raises `ConversionError` naming `file_name` when it is not one."""
     path = Path(file_name)  # only named in messages: the helpers take a path for that
-    if b"<!ENTITY" in data:
-        raise ConversionError(f"{path}: XML entity declarations are not accepted")
-    try:
-        document = ElementTree.fromstring(data)
-    except ElementTree.ParseError as error:
-        raise ConversionError(f"{path}: not well-formed XML: {error}") from error
-    if document.tag != "annotation":
-        raise ConversionError(f"{path}: the root element is <{document.tag}>, not <annotation>")
+    document = _parse(path, data)
     size = _child(path, document, "size")
     fields: dict[str, object] = {
         "file_name": _text(path, document, "filename"),

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from runmesh.common.errors import PluginArchiveError, PluginError
 from runmesh.common.events import ActionManifest
 from runmesh.common.plugins.config import CONFIG_FILE, PluginConfig, parse_config
+from runmesh.common.plugins.versions import publishable_version_problem
 from runmesh.common.settings import Settings
 from runmesh.common.validation import describe_errors
 
@@ -124,6 +125,10 @@ def inspect_archive(data: bytes, limits: ArchiveLimits) -> ArchiveContents:
     """
     with _open_zip(data, limits) as archive:
         _, config, actions = _checked(archive, limits)
+    # Only where versions are published: an archive published before this rule still unpacks.
+    problem = publishable_version_problem(config.version)
+    if problem is not None:
+        raise PluginArchiveError(f"{CONFIG_FILE}: {problem}")
     return ArchiveContents(
         config=config,
         actions=actions,
@@ -205,7 +210,9 @@ def _checked_entries(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zi
         )
     declared = 0
     for info in infos:
-        _check_name(info.filename)
+        # `filename` stops at a NUL (zipfile drops the rest); the raw name is what other
+        # unzip tools see, so a NUL anywhere in it is refused.
+        _check_name(info.orig_filename)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise PluginArchiveError(

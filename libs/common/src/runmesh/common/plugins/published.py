@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from runmesh.common.errors import DecodeError
 from runmesh.common.events import PluginManifest, decode
 from runmesh.common.kafka import make_consumer, pin_to_latest
-from runmesh.common.plugins.registry import _version_key
+from runmesh.common.plugins.versions import version_key
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
 
@@ -76,7 +76,7 @@ class PublishedPlugins:
             return versions.get(version)
         if not versions:
             return None
-        return versions[max(versions, key=_version_key)]
+        return versions[max(versions, key=version_key)]
 
     def _apply(self, value: bytes, offset: int) -> None:
         try:

@@ -8,22 +8,7 @@ from pathlib import Path
 from runmesh.common.errors import UnknownPluginError
 from runmesh.common.plugins.config import CONFIG_FILE
 from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin, load_plugin
-
-
-def _version_key(version: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, int, str], ...]]:
-    """Semantic-version order: numbers numerically, a pre-release before its release.
-
-    Pre-release identifiers compare numerically when numeric and before alphanumeric ones
-    (`rc.9` < `rc.10`); build metadata (`+abc`) does not change the order.
-    """
-    core, _, rest = version.partition("+")[0].partition("-")
-    numbers = tuple(int(part) for part in core.split(".") if part.isdigit())
-    if not rest:
-        return (numbers, 1, ())
-    identifiers = tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in rest.split(".")
-    )
-    return (numbers, 0, identifiers)
+from runmesh.common.plugins.versions import version_key
 
 
 def unknown_action(ref: str, action: str, known: Iterable[str]) -> str:
@@ -44,7 +29,7 @@ class PluginRegistry:
         """Register a plugin version (a later one with the same ref replaces it)."""
         versions = self._plugins.setdefault(plugin.code, {})
         versions[plugin.version] = plugin
-        self._latest[plugin.code] = versions[max(versions, key=_version_key)]
+        self._latest[plugin.code] = versions[max(versions, key=version_key)]
 
     def add_directory(self, directory: Path, *, builtin: bool = False) -> LoadedPlugin:
         """Load and register the plugin in `directory`."""
@@ -91,7 +76,7 @@ class PluginRegistry:
             if plugin is None:
                 raise UnknownPluginError(
                     f"plugin {code!r} has no version {version!r}; "
-                    f"known versions: {', '.join(sorted(versions, key=_version_key))}"
+                    f"known versions: {', '.join(sorted(versions, key=version_key))}"
                 )
         else:
             plugin = self._latest[code]

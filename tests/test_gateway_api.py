@@ -608,7 +608,7 @@ async def test_health_readiness_metrics_and_openapi(
     assert ready == {"status": "ready", "checks": {"postgres": "ok", "kafka": "ok"}}
     assert metrics.status_code == 200
     text = metrics.text
-    assert 'runmesh_gateway_runs_submitted_total{category="test"} 1.0' in text
+    assert 'runmesh_gateway_runs_submitted_total{category="other"} 1.0' in text
     assert (
         'runmesh_gateway_http_requests_total{method="POST",route="/v1/runs",status="202"} 1.0'
         in text

@@ -201,7 +201,7 @@ async def test_runs_past_max_attempts_fail_and_go_to_the_dlq(
             await pool.close()
         await client.send(request)
         terminal = await client.wait_terminal(request.run_id)
-        assert running.metrics.dlq_records.labels("test", "max-attempts")._value.get() == 1
+        assert running.metrics.dlq_records.labels("other", "max-attempts")._value.get() == 1
     assert isinstance(terminal, RunFailed)
     assert terminal.payload.error_type == "MaxAttemptsExceeded"
     assert terminal.attempt == 3
@@ -256,7 +256,7 @@ async def test_worker_publishes_manifests_and_counts_metrics(
     async with worker() as running:
         request = await client.submit("noop")
         await client.wait_terminal(request.run_id)
-        finished = running.metrics.runs_finished.labels("test", "succeeded")
+        finished = running.metrics.runs_finished.labels("other", "succeeded")
         await eventually(lambda: finished._value.get() == 1, timeout=5)
     plugins = AIOKafkaConsumer(
         client.topics.plugins,

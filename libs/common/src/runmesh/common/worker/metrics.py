@@ -7,11 +7,19 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from runmesh.common.categories import metric_category
+
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class WorkerMetrics:
-    """Runs started and finished, run duration, events published and runs in flight."""
+    """Runs started and finished, run duration, events published and runs in flight.
+
+    The first label of every metric is the category, and `child()` files it under
+    `metric_category()`: a category that is not built in counts as `other` (its name may be a
+    tenant's choice). Every other label takes values from a fixed set (states, event types,
+    DLQ reasons).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -54,10 +62,11 @@ class WorkerMetrics:
         )
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
-    def child(self, metric: _M, *labels: str) -> _M:
-        """`metric.labels(*labels)`, cached: the hot path asks for the same few children."""
-        key = (id(metric), labels)
+    def child(self, metric: _M, category: str, *labels: str) -> _M:
+        """`metric.labels(metric_category(category), *labels)`, cached: the hot path asks for
+        the same few children."""
+        key = (id(metric), (category, *labels))
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = metric.labels(metric_category(category), *labels)
         return found  # type: ignore[return-value]

@@ -367,7 +367,7 @@ async def submit_run(
     """
     row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
     if created:
-        gateway_metrics(request.app).runs_submitted.labels(body.category).inc()
+        gateway_metrics(request.app).count_submitted(body.category)
     else:
         response.status_code = 200
     return (await views(deps.pool, tenant, [row]))[0]
@@ -623,7 +623,7 @@ async def rerun(
     )
     row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
     if created:
-        gateway_metrics(request.app).runs_submitted.labels(body.category).inc()
+        gateway_metrics(request.app).count_submitted(body.category)
     else:
         response.status_code = 200
     return (await views(deps.pool, tenant, [row]))[0]

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
+from runmesh.common.categories import metric_category
 from runmesh.gateway.errors import GatewayError
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -42,7 +43,8 @@ class GatewayMetrics:
         )
         self.runs_submitted = Counter(
             "runmesh_gateway_runs_submitted",
-            "Runs accepted over REST (new runs only, not idempotent repeats), by category",
+            "Runs accepted over REST (new runs only, not idempotent repeats), by built-in "
+            "category (any other is `other`)",
             ["category"],
             registry=self.registry,
         )
@@ -62,6 +64,11 @@ class GatewayMetrics:
             "1 when the outbox relay's last contact with Kafka succeeded",
             registry=self.registry,
         )
+
+    def count_submitted(self, category: str) -> None:
+        """Count one new run; a category that is not built in counts as `other` (a tenant may
+        name its published plugins' categories, and /metrics is open to every scraper)."""
+        self.runs_submitted.labels(metric_category(category)).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

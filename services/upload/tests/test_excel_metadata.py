@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import time
+import zipfile
 from datetime import date
 from typing import Any
 
 import pytest
 from openpyxl import Workbook
 
-from runmesh.upload.errors import MetadataError
+from runmesh.upload.errors import MetadataError, MetadataTooLargeError
 from runmesh.upload.strategies.metadata.excel import ExcelLimits, parse_workbook
 
 
@@ -75,3 +77,36 @@ def test_not_a_workbook() -> None:
         parse_workbook(b"PK\x03\x04 broken", "m.xlsx", ExcelLimits())
     with pytest.raises(MetadataError, match=r"not a readable \.xlsx workbook"):
         parse_workbook(b"plain text", "m.xlsx", ExcelLimits())
+
+
+def inflating(data: bytes, part: str, extra_bytes: int) -> bytes:
+    """`data` with `part` followed by `extra_bytes` of whitespace (legal after an XML root):
+    a small file whose sheet inflates to many times its size."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for info in source.infolist():
+            if info.filename != part:
+                target.writestr(info, source.read(info))
+                continue
+            with target.open(part, "w") as sink:
+                sink.write(source.read(info))
+                chunk = b" " * (1 << 20)
+                for _ in range(extra_bytes >> 20):
+                    sink.write(chunk)
+    return buffer.getvalue()
+
+
+def test_a_workbook_that_inflates_past_the_limit_is_refused_from_its_zip_headers() -> None:
+    data = inflating(workbook(["file", "k"], ["a", 1]), "xl/worksheets/sheet1.xml", 300 << 20)
+    assert len(data) < ExcelLimits().max_bytes  # small as stored: only its parts are large
+
+    began = time.perf_counter()
+    with pytest.raises(MetadataTooLargeError, match=r"m\.xlsx: the workbook unpacks to 314,"):
+        parse_workbook(data, "m.xlsx", ExcelLimits())
+    assert time.perf_counter() - began < 1.0  # refused before anything was inflated
+
+    with pytest.raises(MetadataTooLargeError, match="parts, over the 2 limit"):
+        parse_workbook(workbook(["file", "k"], ["a", 1]), "m.xlsx", ExcelLimits(max_entries=2))

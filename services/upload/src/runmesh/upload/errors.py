@@ -21,6 +21,10 @@ class MetadataError(UploadError):
     """The Excel metadata workbook is missing, too large or malformed."""
 
 
+class MetadataTooLargeError(MetadataError):
+    """The workbook is over a size limit, as stored or as its zip headers say it unpacks."""
+
+
 class NothingToUploadError(UploadError):
     """No valid data unit was found: the run has nothing to upload."""
 

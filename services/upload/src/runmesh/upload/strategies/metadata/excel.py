@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from runmesh.common.storage import Storage, StorageError, StorageNotFound
-from runmesh.upload.errors import MetadataError
+from runmesh.upload.errors import MetadataError, MetadataTooLargeError
 from runmesh.upload.strategies.metadata.base import MetadataSource
 
 
@@ -20,6 +20,11 @@ class ExcelLimits:
     """Bounds that keep a hostile or mistaken workbook from exhausting the worker."""
 
     max_bytes: int = 10 * 1024 * 1024
+    max_unpacked_bytes: int = 64 * 1024 * 1024
+    """What the workbook's parts may add up to once inflated (their zip headers say, and
+    zipfile never inflates an entry past what its header says): a small file that inflates
+    to hundreds of MB took its job's memory and crashed it."""
+    max_entries: int = 1_000
     max_rows: int = 10_000
     max_columns: int = 50
 
@@ -57,7 +62,8 @@ def parse_workbook(data: bytes, path: str, limits: ExcelLimits) -> dict[str, dic
     from openpyxl import load_workbook  # heavy import, only when a workbook is used
 
     if len(data) > limits.max_bytes:
-        raise MetadataError(f"{path}: {len(data)} bytes, over the {limits.max_bytes} limit")
+        raise MetadataTooLargeError(f"{path}: {len(data)} bytes, over the {limits.max_bytes} limit")
+    _check_unpacked_size(data, path, limits)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
@@ -93,6 +99,25 @@ def parse_workbook(data: bytes, path: str, limits: ExcelLimits) -> dict[str, dic
         return result
     finally:
         workbook.close()
+
+
+def _check_unpacked_size(data: bytes, path: str, limits: ExcelLimits) -> None:
+    """Refuse a workbook by its zip headers before anything is inflated."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise MetadataError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+    if len(infos) > limits.max_entries:
+        raise MetadataTooLargeError(
+            f"{path}: the workbook has {len(infos):,} parts, over the {limits.max_entries:,} limit"
+        )
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > limits.max_unpacked_bytes:
+        raise MetadataTooLargeError(
+            f"{path}: the workbook unpacks to {unpacked:,} bytes, over the "
+            f"{limits.max_unpacked_bytes:,} limit; keep only the metadata sheet, or split it"
+        )
 
 
 def _header_keys(

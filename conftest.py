@@ -29,6 +29,9 @@ def fast_settings(sandbox: Sandbox) -> Settings:
             "kafka_session_timeout_ms": 6000,
             "kafka_heartbeat_interval_ms": 500,
             "cancel_grace_s": 1.0,
+            # The runtime tests exercise the `task` method itself: the operator trusts the test
+            # kit to run in the worker (tests/security runs it without that trust).
+            "in_process_plugins": ["testkit"],
         }
     )
 

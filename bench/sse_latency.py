@@ -250,7 +250,13 @@ async def measure_latency(settings: Settings) -> dict[str, Any]:
     await ensure_topics(settings, [topics.requests(CATEGORY), topics.events, topics.control])
     registry = PluginRegistry()
     registry.add_directory(PLUGIN)
-    worker = Worker(CATEGORY, registry, settings.model_copy(update={"max_concurrent_runs": RUNS}))
+    worker = Worker(
+        CATEGORY,
+        registry,
+        settings.model_copy(
+            update={"max_concurrent_runs": RUNS, "in_process_plugins": ["testkit"]}
+        ),
+    )
     worker_task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 60)
     port = free_port()

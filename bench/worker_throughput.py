@@ -75,7 +75,11 @@ async def runtime_rate(settings: Settings) -> float:
     topics = Topics(settings.topic_prefix)
     registry = PluginRegistry()
     registry.add_directory(PLUGIN)
-    worker = Worker(CATEGORY, registry, settings.model_copy(update={"max_concurrent_runs": 64}))
+    worker = Worker(
+        CATEGORY,
+        registry,
+        settings.model_copy(update={"max_concurrent_runs": 64, "in_process_plugins": ["testkit"]}),
+    )
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(worker.ready.wait(), 60)
     try:

@@ -147,3 +147,17 @@ class Stubborn(Action):
         while time.monotonic() < deadline:
             time.sleep(0.05)
         return {"done": True}
+
+
+class HoldLoop(Action):
+    """An async start that never awaits: it holds the worker's event loop."""
+
+    name = "hold_loop"
+    params_model = SleepParams
+
+    async def start(self) -> dict[str, object]:
+        params: SleepParams = self.params  # type: ignore[assignment]
+        deadline = time.monotonic() + params.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # noqa: ASYNC251 -- blocking the loop on purpose
+        return {"done": True}

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+# Public AWS S3 endpoints: the default allow-list of `storage_s3_endpoints`.
+DEFAULT_S3_ENDPOINTS = (
+    "https://s3.amazonaws.com",
+    "https://s3.*.amazonaws.com",
+    "https://s3.dualstack.*.amazonaws.com",
+)
 
 
 class Settings(BaseSettings):
@@ -90,6 +99,14 @@ class Settings(BaseSettings):
     )
     tenant: str = Field(default="default", description="Tenant of runs submitted without one")
 
+    # Gateway API tokens (revocation, docs/gateway.md)
+    token_cache_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a gateway trusts a token lookup: a revoked token stops working, "
+        "and its open SSE streams close, within this many seconds",
+    )
+
     # Worker runtime
     job_memory_mb: int = Field(default=2048, ge=16, description="Address-space limit of a job")
     cancel_grace_s: float = Field(
@@ -101,6 +118,38 @@ class Settings(BaseSettings):
     )
     commit_interval_s: float = Field(default=0.5, gt=0)
     progress_interval_s: float = Field(default=0.2, gt=0, description="Progress coalescing window")
+
+    # Isolation of plugin code (docs/security.md)
+    in_process_plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Codes of RUNMESH_PLUGIN_PATH plugins trusted to run their `task` actions "
+        "inside the worker process (comma-separated); every other action that is not built in "
+        "runs as a job",
+    )
+    loop_block_limit_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest an in-process action may hold a worker's event loop before it is "
+        "interrupted and its run fails LoopBlocked",
+    )
+
+    # Operator storage policy: where tenants' storages may point (docs/security.md)
+    storage_file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories a tenant's `file` storage root must lie under "
+        "(os.pathsep-separated; `{tenant}` in one stands for the storage's tenant); "
+        "empty = no `file` storages",
+    )
+    storage_s3_endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_S3_ENDPOINTS),
+        description="S3 endpoints a tenant's `s3` storage may name besides "
+        "RUNMESH_S3_ENDPOINT_URL (comma-separated URLs; `*` stands for one DNS label)",
+    )
+    storage_http_allow_private: bool = Field(
+        default=False,
+        description="Honour `allow_private` and `allow_networks` of tenants' `http` storages "
+        "(off: they are refused, and private, loopback and link-local hosts stay unreachable)",
+    )
 
     # Kafka client tuning
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1000)
@@ -140,6 +189,27 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part]
         return value
 
+    @field_validator("storage_file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("storage_s3_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url for url in re.split(r"[,\s]+", value) if url]
+        return value
+
+    @field_validator("in_process_plugins", mode="before")
+    @classmethod
+    def _split_codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [code for code in re.split(rf"[,{re.escape(os.pathsep)}\s]+", value) if code]
+        return value
+
     def to_env(self) -> dict[str, str]:
         """These settings as the variables that reproduce them in a child process."""
         env: dict[str, str] = {}
@@ -154,7 +224,9 @@ class Settings(BaseSettings):
             elif isinstance(value, bool):
                 env[key] = "true" if value else "false"
             elif isinstance(value, list):
-                env[key] = os.pathsep.join(str(item) for item in value)
+                # Paths joined like PATH; other lists with commas, as URLs hold ':'.
+                paths = all(isinstance(item, Path) for item in value)
+                env[key] = (os.pathsep if paths else ",").join(str(item) for item in value)
             else:
                 env[key] = str(value)
         return env

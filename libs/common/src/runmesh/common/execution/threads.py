@@ -11,8 +11,10 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def run_in_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]:
+def run_in_thread(fn: Callable[[], T], *, name: str) -> tuple[asyncio.Future[T], threading.Thread]:
     """Start `fn` on a new daemon thread; the future resolves with its result or exception.
+
+    The thread is returned too, so that code ignoring a stop can be interrupted in it.
 
     Not the loop's default executor: a sync action may run for hours or ignore cancellation,
     and it must never take a slot that other runs or `asyncio.to_thread` callers need.
@@ -45,5 +47,6 @@ def run_in_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]:
         else:
             deliver(settle_result, value)
 
-    threading.Thread(target=target, name=name, daemon=True).start()
-    return future
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return future, thread

@@ -48,7 +48,9 @@ from runmesh.common.execution import (
     execute_task,
     warm_job_server,
 )
+from runmesh.common.execution.isolation import run_method
 from runmesh.common.execution.outcome import invalid_params
+from runmesh.common.execution.watchdog import LoopWatchdog
 from runmesh.common.kafka import (
     Publisher,
     TrackedConsumer,
@@ -132,6 +134,7 @@ class Worker:
         self._ledger: AttemptLedger
         self._published = PublishedPlugins(settings)
         self._installer = PluginInstaller(settings)
+        self._watchdog: LoopWatchdog | None = None  # watches the loop while run() serves
 
     @property
     def group_id(self) -> str:
@@ -145,15 +148,21 @@ class Worker:
     async def run(self) -> None:
         """Serve until `request_stop()`; in-flight runs get `shutdown_grace_s` to finish."""
         settings = self.settings
+        trusted = settings.in_process_plugins
         job_classes = [
             action.cls
             for plugin in self.registry.plugins(self.category)
             for action in plugin.actions.values()
-            if action.method == "job"
+            if run_method(plugin, action, trusted) == "job"
         ]
         if job_classes:
             await asyncio.to_thread(warm_job_server, job_classes)
         async with contextlib.AsyncExitStack() as stack:
+            self._watchdog = LoopWatchdog(
+                asyncio.get_running_loop(), limit_s=settings.loop_block_limit_s
+            )
+            self._watchdog.start()
+            stack.callback(self._watchdog.stop)
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
                 pool = await create_pool(settings, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
@@ -470,7 +479,7 @@ class Worker:
             code=plugin.code,
             version=plugin.version,
             action=action.name,
-            method=action.method,
+            method=run_method(plugin, action, self.settings.in_process_plugins),
             directory=plugin.directory,
             cls=action.cls,
         )
@@ -600,6 +609,7 @@ class Worker:
                     stop,
                     grace_s=self.settings.cancel_grace_s,
                     progress_interval_s=self.settings.progress_interval_s,
+                    watchdog=self._watchdog,
                 )
         finally:
             in_flight.dec()

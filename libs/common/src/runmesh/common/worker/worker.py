@@ -7,13 +7,10 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -40,12 +37,9 @@ from runmesh.common.events import (
 from runmesh.common.execution import (
     Cancelled,
     Failed,
-    JobSpec,
     Outcome,
     StopSignal,
     Succeeded,
-    execute_job,
-    execute_task,
     warm_job_server,
 )
 from runmesh.common.execution.isolation import run_method
@@ -60,17 +54,17 @@ from runmesh.common.kafka import (
     pin_to_latest,
 )
 from runmesh.common.kafka.tracked_consumer import Record
-from runmesh.common.plugins.action import Action
 from runmesh.common.plugins.install import PluginInstaller
 from runmesh.common.plugins.published import PublishedPlugins
 from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.registry import PluginRegistry, unknown_action
-from runmesh.common.plugins.run import Run, RunContext
+from runmesh.common.plugins.run import RunContext
 from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
-from runmesh.common.telemetry import extract_context, inject_headers, trace_carrier
+from runmesh.common.telemetry import extract_context, inject_headers
 from runmesh.common.topics import Topics
 from runmesh.common.worker.emitter import RunEmitter
+from runmesh.common.worker.execution import ExecutionTarget, execute_target
 from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
 
@@ -80,20 +74,6 @@ _RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for 
 _FETCH_TIMEOUT_MS = 200
 _MAX_BACKOFF_S = 5.0
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
-
-
-@dataclass(slots=True, frozen=True)
-class _Target:
-    """What a run executes: an action this worker imported, or a published version's action,
-    which only its job imports, with the interpreter of the version's virtualenv."""
-
-    code: str
-    version: str
-    action: str
-    method: str
-    directory: Path
-    cls: type[Action] | None = None
-    python: Path | None = None
 
 
 class Worker:
@@ -475,7 +455,7 @@ class Worker:
             ),
         )
         self.metrics.child(self.metrics.runs_started, self.category).inc()
-        target = _Target(
+        target = ExecutionTarget(
             code=plugin.code,
             version=plugin.version,
             action=action.name,
@@ -530,7 +510,7 @@ class Worker:
         except PluginInstallError as exc:
             return Failed("PluginInstallError", str(exc))
         self.metrics.child(self.metrics.runs_started, self.category).inc()
-        target = _Target(
+        target = ExecutionTarget(
             code=plugin.code,
             version=plugin.version,
             action=request.action,
@@ -544,7 +524,7 @@ class Worker:
         self,
         request: RunRequest,
         claim: Claim,
-        target: _Target,
+        target: ExecutionTarget,
         emitter: RunEmitter,
         params: BaseModel | None = None,
     ) -> Outcome | None:
@@ -560,57 +540,23 @@ class Worker:
         in_flight = self.metrics.child(self.metrics.runs_in_flight, self.category)
         in_flight.inc()
         try:
-            context = RunContext(
-                tenant=request.tenant,
-                category=self.category,
-                settings=self.settings,
-                plugin=target.code,
-                plugin_version=target.version,
+            outcome = await execute_target(
+                target,
+                request,
+                claim.attempt,
+                RunContext(
+                    tenant=request.tenant,
+                    category=self.category,
+                    settings=self.settings,
+                    plugin=target.code,
+                    plugin_version=target.version,
+                ),
+                emitter,
+                stop,
+                self.settings,
+                params=params,
+                watchdog=self._watchdog,
             )
-            if target.method == "job":
-                spec = JobSpec(
-                    plugin_dir=str(target.directory),
-                    action=target.action,
-                    params=request.params,
-                    run_id=request.run_id,
-                    attempt=claim.attempt,
-                    memory_mb=self.settings.job_memory_mb,
-                    progress_interval_s=self.settings.progress_interval_s,
-                    context=context,
-                    trace_carrier=trace_carrier(),
-                    validates_params=target.python is not None,
-                    parent_run_id=request.parent_run_id,
-                )
-                outcome = await execute_job(
-                    spec,
-                    emitter.emit_async,
-                    stop,
-                    grace_s=self.settings.cancel_grace_s,
-                    python=target.python,
-                )
-            else:
-                if target.cls is None or params is None:
-                    raise RuntimeError(f"{target.code} {target.action}: a task needs its class")
-                cancel_flag = threading.Event()
-                run = Run.for_action(
-                    target.cls,
-                    run_id=request.run_id,
-                    attempt=claim.attempt,
-                    sink=emitter,
-                    cancel_flag=cancel_flag,
-                    progress_interval_s=self.settings.progress_interval_s,
-                    context=context,
-                )
-                outcome = await execute_task(
-                    target.cls,
-                    params,
-                    run,
-                    cancel_flag,
-                    stop,
-                    grace_s=self.settings.cancel_grace_s,
-                    progress_interval_s=self.settings.progress_interval_s,
-                    watchdog=self._watchdog,
-                )
         finally:
             in_flight.dec()
             if timer is not None:

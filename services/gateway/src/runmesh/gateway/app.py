@@ -51,9 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
             await apply_migrations(pool, CATALOG_SCHEMA, load_migrations("runmesh.common.catalog"))
             hub = EventHub(settings, pool)
             relay = OutboxRelay(settings, pool)
-            app.state.deps = Deps(
-                settings=settings, pool=pool, hub=hub, relay=relay, tokens=TokenCache(pool)
-            )
+            tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)
+            app.state.deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
             loops = {
                 "event hub": hub.run,
                 "aggregator": Aggregator(settings, pool).run,

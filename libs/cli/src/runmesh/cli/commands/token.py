@@ -1,6 +1,8 @@
-"""`runmesh token create`: issue an API token for a tenant (an operator's task: uses the DB)."""
+"""`runmesh token create` and `revoke`: a tenant's API tokens (an operator's task: uses the DB)."""
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
@@ -35,6 +37,57 @@ def create_command(
 
     token = run_async(create(load_settings(), tenant, name))
     typer.echo(f"token for tenant {tenant}: {token}")
+
+
+async def revoke(
+    settings: Settings, *, token: str | None, tenant: str | None, name: str | None
+) -> list[str]:
+    """Revoke `token`, or the tenant's tokens (named `name`); the tenants of those revoked."""
+    from runmesh.cli.errors import CliError
+    from runmesh.common.db import apply_migrations, create_pool, load_migrations
+    from runmesh.gateway.app import SCHEMA
+    from runmesh.gateway.tokens import revoke_tokens
+
+    if not settings.database_url:
+        raise CliError("no database: start `runmesh dev`, or set RUNMESH_DATABASE_URL")
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
+        return await revoke_tokens(pool, token=token, tenant=tenant, name=name)
+    finally:
+        await pool.close()
+
+
+@token_app.command(
+    "revoke",
+    help="Revoke a token (give it, or `-` to read it from stdin), or with --tenant every token "
+    "of a tenant (only those called --name, if given). Gateways refuse it within "
+    "RUNMESH_TOKEN_CACHE_TTL_S (30 s), and end the SSE streams it opened.",
+)
+def revoke_command(
+    token: str | None = typer.Argument(None, help="the token (rmt_…), or - for stdin"),
+    tenant: str | None = typer.Option(None, "--tenant", help="revoke this tenant's tokens"),
+    name: str | None = typer.Option(None, "--name", help="with --tenant: only tokens so named"),
+) -> None:
+    from runmesh.cli.__main__ import fail, load_settings, run_async
+
+    if token == "-":
+        token = sys.stdin.readline().strip()
+    if (token is None) == (tenant is None):
+        fail("give a token or --tenant (not both)", code=2)
+    if name is not None and tenant is None:
+        fail("--name needs --tenant", code=2)
+    settings = load_settings()
+    revoked = run_async(revoke(settings, token=token or None, tenant=tenant, name=name))
+    if not revoked:
+        fail("no unrevoked token matched")
+    within = f"{settings.token_cache_ttl_s:g} s"
+    for owner in sorted(set(revoked)):
+        count = revoked.count(owner)
+        typer.echo(
+            f"revoked {count} token{'s' if count != 1 else ''} of tenant {owner}: gateways refuse "
+            f"{'them' if count != 1 else 'it'} within {within}, open event streams included"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,9 @@ the gateway ended itself (a cancel that was never confirmed) has no terminal eve
 then ends with one synthetic message without an `id:`, `event: run.state`,
 `data: {"run_id": ..., "state": ...}`, so clients learn why it ended. Any stream also ends when
 its client is too slow to keep up (its queue in the hub filled) or the database is briefly
-unreachable; clients reconnect with `Last-Event-ID` and lose nothing.
+unreachable; clients reconnect with `Last-Event-ID` and lose nothing. A stream whose token
+is revoked ends within RUNMESH_TOKEN_CACHE_TTL_S, with nothing more sent (a reconnect then
+gets 401).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from runmesh.common.events import TERMINAL_EVENT_TYPES, TERMINAL_STATES
-from runmesh.gateway.auth import Tenant
+from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
 from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.tokens import TokenWatch
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def _wants_json(request: Request) -> bool:
 async def run_events(
     run_id: UUID,
     request: Request,
-    tenant: Tenant,
+    caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],
     last_event_id: Annotated[
         int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
@@ -128,6 +131,7 @@ async def run_events(
     With `Accept: application/json`, answer up to `limit` stored events after it as a list
     instead; page on with `last_event_id` = the `id` of the last one.
     """
+    tenant = caller.tenant
     state: str | None = await deps.pool.fetchval(
         "SELECT state FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant, timeout=10
     )
@@ -139,7 +143,8 @@ async def run_events(
         page = await store.events_after(run_id, after, limit)
         body = b"[" + b",".join(event.data for event in page) + b"]"
         return Response(body, media_type="application/json")
-    return EventStreamResponse(_run_stream(deps, tenant, run_id, after))
+    watch = deps.tokens.watch(caller.token, tenant)
+    return EventStreamResponse(_run_stream(deps, tenant, run_id, after, watch))
 
 
 async def _stored(store: EventStore, run_id: UUID, after: int) -> AsyncIterator[StoredEvent]:
@@ -154,7 +159,7 @@ async def _stored(store: EventStore, run_id: UUID, after: int) -> AsyncIterator[
 
 
 async def _run_stream(
-    deps: Deps, tenant: str, run_id: UUID, after: int
+    deps: Deps, tenant: str, run_id: UUID, after: int, watch: TokenWatch
 ) -> AsyncGenerator[bytes, None]:
     heartbeat_s = deps.settings.sse_heartbeat_s
     store = deps.hub.store
@@ -172,8 +177,11 @@ async def _run_stream(
                 last = event.id
                 sent_terminal_event |= event.is_terminal_event
             while state not in TERMINAL_STATES:
+                if not await watch.still_valid():
+                    log.info("ending the event stream of run %s: its token was revoked", run_id)
+                    return
                 try:
-                    live = await sub.get(timeout=heartbeat_s)
+                    live = await sub.get(timeout=min(heartbeat_s, watch.due_in()))
                 except TimeoutError:
                     yield HEARTBEAT
                     continue
@@ -223,7 +231,7 @@ async def _terminal_event_sent_before(deps: Deps, run_id: UUID, last: int) -> bo
     },
 )
 async def tenant_events(
-    tenant: Tenant,
+    caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],
     last_event_id: Annotated[
         int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
@@ -236,10 +244,13 @@ async def tenant_events(
     1,000 (a dashboard catching up, not an archive).
     """
     after = _resume_point(last_event_id_header, last_event_id)
-    return EventStreamResponse(_tenant_stream(deps, tenant, after))
+    watch = deps.tokens.watch(caller.token, caller.tenant)
+    return EventStreamResponse(_tenant_stream(deps, caller.tenant, after, watch))
 
 
-async def _tenant_stream(deps: Deps, tenant: str, after: int | None) -> AsyncGenerator[bytes, None]:
+async def _tenant_stream(
+    deps: Deps, tenant: str, after: int | None, watch: TokenWatch
+) -> AsyncGenerator[bytes, None]:
     heartbeat_s = deps.settings.sse_heartbeat_s
     yield _RETRY
     try:
@@ -254,8 +265,11 @@ async def _tenant_stream(deps: Deps, tenant: str, after: int | None) -> AsyncGen
                     yield event.frame
                     replayed.add(event.id)
             while True:
+                if not await watch.still_valid():
+                    log.info("ending the event stream of tenant %r: its token was revoked", tenant)
+                    return
                 try:
-                    live = await sub.get(timeout=heartbeat_s)
+                    live = await sub.get(timeout=min(heartbeat_s, watch.due_in()))
                 except TimeoutError:
                     yield HEARTBEAT
                     continue

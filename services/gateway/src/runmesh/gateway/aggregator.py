@@ -53,7 +53,7 @@ ON CONFLICT (id) DO NOTHING
 
 # Locked in id order so that concurrent writers of the same runs cannot deadlock each other.
 _LOCK_RUNS = """
-SELECT id, tenant, submitted_via, action, plugin, state, attempt, plugin_version,
+SELECT id, tenant, submitted_via, action, plugin, state, attempt, retry_reason, plugin_version,
        params_redacted, progress, metrics, result, error, started_at, finished_at
 FROM runs.runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 """
@@ -79,13 +79,15 @@ _UPDATE_RUNS = """
 WITH d AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-                         $11::timestamptz[], $12::text[], $13::text[], $14::uuid[])
+                         $11::timestamptz[], $12::text[], $13::text[], $14::uuid[],
+                         $15::text[])
         AS d(id, state, attempt, plugin_version, params_redacted, progress, metrics, result,
-             error, started_at, finished_at, action, plugin, parent_run_id)
+             error, started_at, finished_at, action, plugin, parent_run_id, retry_reason)
 ), updated AS (
     UPDATE runs.runs AS r SET
         state = d.state,
         attempt = d.attempt,
+        retry_reason = d.retry_reason,
         plugin_version = d.plugin_version,
         params_redacted = d.params_redacted::jsonb,
         -- A Kafka submission's params never reach the gateway; the redacted ones are all
@@ -105,7 +107,7 @@ WITH d AS (
         updated_at = now()
     FROM d WHERE r.id = d.id
 )
-SELECT count(pg_notify('runmesh_events', n)) FROM unnest($15::text[]) AS n
+SELECT count(pg_notify('runmesh_events', n)) FROM unnest($16::text[]) AS n
 """
 
 
@@ -356,7 +358,7 @@ def _apply(
         for item in events:
             if item.event.event_id in fresh:
                 new_events[item.event.run_id].append(item.event)
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for run_id, applied in new_events.items():
         row = rows[run_id]
         after = apply_events(_snapshot(row), applied)
@@ -388,6 +390,7 @@ def _apply(
                 action,
                 plugin,
                 after.parent_run_id,
+                after.retry_reason,
                 _json(notification),
             ),
             strict=True,
@@ -400,6 +403,7 @@ def _snapshot(row: asyncpg.Record) -> RunSnapshot:
     return RunSnapshot(
         state=row["state"],
         attempt=row["attempt"],
+        retry_reason=row["retry_reason"],
         plugin_version=row["plugin_version"],
         params_redacted=row["params_redacted"],
         progress=row["progress"],

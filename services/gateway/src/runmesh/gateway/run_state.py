@@ -25,17 +25,22 @@ from runmesh.common.events import (
 # updated_at}; timestamps are ISO 8601 strings with their offset.
 ProgressEntry = dict[str, Any]
 
+WORKER_LOST = "worker lost"
+"""`retry_reason` of an attempt that started while the attempt before it had not ended."""
+
 
 @dataclass(slots=True, frozen=True)
 class RunSnapshot:
     """The event-derived columns of a `runs.runs` row.
 
     `attempt` is the latest attempt seen (0 = none yet); `progress` and `metrics` belong to that
-    attempt only. Instances are never mutated: `apply_events` returns a new one.
+    attempt only; `retry_reason` says why that attempt started, when it is not the first.
+    Instances are never mutated: `apply_events` returns a new one.
     """
 
     state: str = "queued"
     attempt: int = 0
+    retry_reason: str | None = None
     plugin: str | None = None  # the plugin code that ran, from run.started
     action: str | None = None  # from run.started
     plugin_version: str | None = None
@@ -71,7 +76,10 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
       (this also keeps a run the gateway itself cancelled cancelled);
     - an event of an attempt older than the current one is stale and ignored (a zombie worker);
     - an event of a newer attempt makes it current: progress, metrics, result and error start
-      over, the state becomes running (or the terminal state the event carries);
+      over, the state becomes running (or the terminal state the event carries); when it is
+      not attempt 1, `retry_reason` becomes "worker lost" (workers start attempt N > 1 only
+      for a request delivered again while its run had not ended, and a run that ended changes
+      no more, so the attempt before it never ended);
     - run.started sets started_at (of the latest attempt), plugin, action, plugin_version and
       params_redacted; run.progress and run.metric update their category; the terminal events
       set result or error and finished_at.
@@ -92,6 +100,7 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
             progress, metrics = {}, {}
             copied_progress = copied_metrics = True
             changes.update(result=None, error=None)
+            changes["retry_reason"] = WORKER_LOST if attempt > 1 else None
         # Any event of the current attempt shows the run executing, even if its run.started
         # was never seen (a runtime failure before the action started has none).
         state = "running"

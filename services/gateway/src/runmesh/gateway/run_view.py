@@ -49,6 +49,11 @@ class RunOut(BaseModel):
     action: str
     state: RunState
     attempt: int = Field(description="Latest attempt seen; 0 = not started yet")
+    retry_reason: str | None = Field(
+        default=None,
+        description="Why the latest attempt started, when it is not the first: `worker lost` "
+        "(the attempt before it never ended: its worker died or left mid-run)",
+    )
     params: JsonObject = Field(description="Params with secret fields masked")
     percent: float = Field(description="Overall progress, 0-100, from the category proportions")
     progress: dict[str, CategoryProgress] = Field(default_factory=dict)
@@ -319,6 +324,7 @@ def run_view(
         action=row["action"],
         state=state,  # validated: the table's CHECK constraint holds it to RunState
         attempt=int(row.get("attempt") or 0),
+        retry_reason=row.get("retry_reason"),
         params=shown_params(row, schema if isinstance(schema, Mapping) else None),
         percent=overall_percent(
             state, progress, categories if isinstance(categories, Mapping) else None

@@ -898,6 +898,14 @@
       return [h("dt", {}, term), h("dd", {}, ...value)];
     }
 
+    // "2 after worker lost": a later attempt says why it started.
+    function attemptText(run) {
+      const attempt = String(run.attempt);
+      return run.attempt > 1 && run.retry_reason
+        ? `${attempt} after ${run.retry_reason}`
+        : attempt;
+    }
+
     function renderHeader() {
       // Rebuilt only when it changed: a refresh must not replace what the user is clicking.
       const key = JSON.stringify([
@@ -906,6 +914,7 @@
         run.plugin_version,
         run.action,
         run.attempt,
+        run.retry_reason,
         run.started_at,
         run.finished_at,
       ]);
@@ -934,7 +943,7 @@
         fact("Plugin", ...plugin),
         fact("Action", run.action || "–"),
         fact("Category", run.category),
-        fact("Attempt", String(run.attempt)),
+        fact("Attempt", attemptText(run)),
         fact("Created", timeEl(run.created_at)),
         fact("Started", timeEl(run.started_at)),
         fact("Finished", timeEl(run.finished_at)),

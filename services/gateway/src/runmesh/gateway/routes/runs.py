@@ -43,7 +43,7 @@ MAX_PAGE = 200
 _MAX_METRIC_EVENTS = 100_000
 _DB_TIMEOUT_S = 10.0
 _RUN_COLUMNS = (
-    "id, tenant, category, plugin, plugin_version, action, state, attempt, params,"
+    "id, tenant, category, plugin, plugin_version, action, state, attempt, retry_reason, params,"
     " params_redacted, progress, metrics, result, error, timeout_s, parent_run_id,"
     " idempotency_key, submitted_via, cancel_requested_at, created_at, started_at,"
     " finished_at, updated_at"

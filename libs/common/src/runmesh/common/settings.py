@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     plugin_archive_max_files: int = Field(
         default=5000, ge=1, description="Most files one plugin archive may hold"
     )
+    # Hostile input (docs/gateway.md "Limits")
+    gateway_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body the gateway reads (413 above); the plugin archive "
+        "upload has RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES instead",
+    )
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds")
     gateway_port: int = Field(default=8600, ge=0, le=65535)
     gateway_url: str | None = Field(

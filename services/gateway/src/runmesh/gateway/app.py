@@ -19,6 +19,7 @@ from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
+from runmesh.gateway.request_guard import RequestGuard, document_guarded_statuses
 from runmesh.gateway.routes import (
     annotation,
     artifacts,
@@ -76,6 +77,16 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.gateway_max_body_bytes,
+        larger_bodies={
+            ("POST", "/v1/plugins"): (
+                settings.plugin_archive_max_bytes + plugins.MULTIPART_OVERHEAD,
+                "RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES",
+            )
+        },
+    )
     for module in (
         health,
         runs,
@@ -88,4 +99,5 @@ def create_app(settings: Settings) -> FastAPI:
         dashboard,
     ):
         app.include_router(module.router)
+    document_guarded_statuses(app)
     return app

@@ -41,18 +41,18 @@ from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.routes.pagination import after_id_page, cursor_page, decode_cursor
-from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
 ProjectId = Annotated[uuid.UUID, Path(description="The project's id")]
-TaskId = Annotated[int, Path(ge=1, description="The task's id")]
+TaskId = Annotated[Int64, Path(ge=1, description="The task's id")]
 DatasetId = Annotated[uuid.UUID, Path(description="The ground-truth dataset's id")]
 VersionId = Annotated[uuid.UUID, Path(description="The ground-truth version's id")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
-AfterId = Annotated[int, Query(ge=0, description="Items after this id")]
+AfterId = Annotated[Int64, Query(ge=0, description="Items after this id")]
 # Tasks, assignments and items carry their DM documents, so their pages stay moderate.
 ItemLimit = Annotated[int, Query(ge=1, le=500, description="Items per page")]
 

@@ -15,7 +15,7 @@ from runmesh.common.storage import Storage, StorageError, StorageNotFound, platf
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
-from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
 
@@ -34,7 +34,7 @@ _DB_TIMEOUT_S = 10.0
 async def download_artifact(
     run_id: UUID,
     event_id: Annotated[
-        int, Path(ge=1, description="The `id` of the run's `run.artifact` event (its SSE id)")
+        Int64, Path(ge=1, description="The `id` of the run's `run.artifact` event (its SSE id)")
     ],
     tenant: Tenant,
     deps: Annotated[Deps, Depends(get_deps)],

@@ -30,7 +30,7 @@ from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.routes.pagination import after_id_page, cursor_page, decode_cursor
-from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
 
@@ -487,7 +487,7 @@ async def list_data_units(
     upload_run_id: Annotated[
         uuid.UUID | None, Query(description="Only the units this upload run stored")
     ] = None,
-    after_id: Annotated[int, Query(ge=0, description="Units after this id")] = 0,
+    after_id: Annotated[Int64, Query(ge=0, description="Units after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DataUnitPage:
     """The collection's data units in id order; pass `next_after` as `after_id` until it is
@@ -577,7 +577,7 @@ def _data_file(file: DataFileIn) -> DataFile:
     responses=problems(401, 404, 422),
 )
 async def get_data_unit(
-    unit_id: Annotated[int, Path(ge=1, description="The data unit's id")],
+    unit_id: Annotated[Int64, Path(ge=1, description="The data unit's id")],
     tenant: Tenant,
     deps: DepsParam,
 ) -> DataUnitOut:

@@ -33,7 +33,7 @@ from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
-from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute, problems
 from runmesh.gateway.tokens import TokenWatch
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,12 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
         try:
             value = int(header.strip())
         except ValueError:
-            raise InvalidRequest(f"Last-Event-ID must be an event id, not {header!r}") from None
-        if value < 0:
-            raise InvalidRequest(f"Last-Event-ID must not be negative, got {value}")
+            value = -1
+        if not 0 <= value <= INT64_MAX:
+            raise InvalidRequest(
+                f"Last-Event-ID must be an event id (0 to {INT64_MAX}), not {header[:40]!r}",
+                errors=[{"loc": ["header", "Last-Event-ID"], "msg": "not an event id"}],
+            )
         return value
     return query
 
@@ -119,7 +122,8 @@ async def run_events(
     caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],
     last_event_id: Annotated[
-        int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
+        Int64 | None,
+        Query(ge=0, description="Resume after this id (if no Last-Event-ID header)"),
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     limit: Annotated[
@@ -234,7 +238,8 @@ async def tenant_events(
     caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],
     last_event_id: Annotated[
-        int | None, Query(ge=0, description="Resume after this id (if no Last-Event-ID header)")
+        Int64 | None,
+        Query(ge=0, description="Resume after this id (if no Last-Event-ID header)"),
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:

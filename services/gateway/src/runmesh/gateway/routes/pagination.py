@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 import orjson
 
 from runmesh.gateway.errors import InvalidRequest
+from runmesh.gateway.routes.support import as_utc
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -28,7 +29,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = orjson.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+        return as_utc(datetime.fromisoformat(created_at)), uuid.UUID(row_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequest(
             "invalid cursor: pass `next_cursor` of the previous page unchanged",

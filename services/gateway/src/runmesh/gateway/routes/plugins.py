@@ -217,7 +217,7 @@ class PublishedOut(BaseModel):
     published_at: datetime
 
 
-_MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the archive
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small form fields around the archive
 
 _PUBLISH_BODY: dict[str, Any] = {
     "requestBody": {
@@ -270,7 +270,7 @@ async def publish_plugin(
     """
     limit = deps.settings.plugin_archive_max_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + _MULTIPART_OVERHEAD:
+    if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(
             f"the upload is {int(declared):,} bytes; plugin archives are limited to "
             f"{limit:,} (RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"

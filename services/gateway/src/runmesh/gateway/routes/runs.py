@@ -21,7 +21,14 @@ from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
-from runmesh.gateway.routes.support import MeasuredRoute, gateway_metrics, problems
+from runmesh.gateway.routes.support import (
+    Int32,
+    Int64,
+    MeasuredRoute,
+    UtcDatetime,
+    gateway_metrics,
+    problems,
+)
 from runmesh.gateway.run_view import SECRET_MASK, RunOut, mask_secrets, run_view
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
@@ -190,13 +197,6 @@ async def _categories_defaulting_to(pool: asyncpg.Pool, tenant: str, code: str) 
         except InvalidRequest:  # no single default plugin in that category
             continue
     return categories
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """A naive datetime from a query string is taken as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _contains_mask(value: Any) -> bool:
@@ -382,8 +382,12 @@ async def list_runs(
     plugin: Annotated[str | None, Query(description="Plugin code (any version)")] = None,
     action: str | None = None,
     parent_run_id: uuid.UUID | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Annotated[
+        UtcDatetime | None, Query(description="Created after (UTC if naive)")
+    ] = None,
+    created_before: Annotated[
+        UtcDatetime | None, Query(description="Created before (UTC if naive)")
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> RunList:
@@ -420,9 +424,9 @@ async def list_runs(
     if parent_run_id is not None:
         where("parent_run_id = {0}", parent_run_id)
     if created_after is not None:
-        where("created_at > {0}", _aware(created_after))
+        where("created_at > {0}", created_after)
     if created_before is not None:
-        where("created_at < {0}", _aware(created_before))
+        where("created_at < {0}", created_before)
     if cursor is not None:
         where("(created_at, id) < ({0}, {1})", *decode_cursor(cursor))
     args.append(limit + 1)
@@ -461,8 +465,8 @@ async def run_logs(
     level: Annotated[
         list[LogLevel] | None, Query(description="Only these levels (repeat for several)")
     ] = None,
-    attempt: Annotated[int | None, Query(ge=1, description="Only this attempt")] = None,
-    after: Annotated[int, Query(ge=0, description="Lines after this event id")] = 0,
+    attempt: Annotated[Int32 | None, Query(ge=1, description="Only this attempt")] = None,
+    after: Annotated[Int64, Query(ge=0, description="Lines after this event id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LogPage:
     """`run.log` events of every attempt in order, paged by event id (`after`)."""

@@ -1,4 +1,5 @@
-"""What the REST routers share: Prometheus metrics per app, a measuring route class, docs.
+"""What the REST routers share: Prometheus metrics per app, a measuring route class,
+parameter types the database can hold, docs.
 
 Each app keeps its own `CollectorRegistry` on `app.state` (created on first use), so several
 gateways in one process (tests, restarts) never clash on metric registration.
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from runmesh.common.categories import metric_category
@@ -94,6 +96,34 @@ def _status_of(exc: Exception) -> int:
     return 500
 
 
+# -- parameter types the database can hold ---------------------------------------------------
+
+INT64_MAX: Final = 2**63 - 1
+INT32_MAX: Final = 2**31 - 1
+
+Int64 = Annotated[int, Field(le=INT64_MAX)]
+"""An id or position in a PostgreSQL `bigint` column (event ids, task and unit ids): a larger
+number is a 422, not an overflow in the driver. Wrap it in `Query`/`Path` for the rest."""
+
+Int32 = Annotated[int, Field(le=INT32_MAX)]
+"""A number in a PostgreSQL `integer` column (a run's attempt)."""
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` in UTC (a naive one is taken as UTC); `ValueError` when its UTC time is not a
+    date (`0001-01-01T00:00:00+01:00` is in year 0)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("its UTC time is outside years 1 to 9999") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+"""A timestamp filter, as UTC: one whose UTC time no datetime holds is a 422."""
+
+
 class MeasuredRoute(APIRoute):
     """An `APIRoute` that counts its requests and their latency by route template.
 
@@ -140,8 +170,9 @@ _PROBLEM_TEXT = {
     401: "No or an invalid API token",
     404: "No such resource for this tenant",
     409: "The resource's state does not allow this",
-    413: "The request body is larger than the route's limit",
-    422: "Invalid request; `errors` lists field errors as {loc, msg}",
+    413: "The request body is larger than the route's limit (RUNMESH_GATEWAY_MAX_BODY_BYTES)",
+    422: "Invalid request; `errors` lists field errors as {loc, msg} (NUL, lone surrogates, "
+    "integers past 64 bits and JSON deeper than 64 levels included)",
     503: "Not ready",
 }
 

@@ -290,12 +290,12 @@ def load_healthcheck() -> ModuleType:
     return module
 
 
-def test_healthcheck_probes_the_gateway_and_the_worker_metrics() -> None:
+def test_healthcheck_probes_the_gateway_and_the_worker_health() -> None:
     healthcheck = load_healthcheck()
     gateway = healthcheck.health_url(Settings(gateway_port=8601), "runmesh.gateway")
     assert gateway == "http://127.0.0.1:8601/healthz"
     worker = healthcheck.health_url(Settings(metrics_port=9100), "runmesh.upload")
-    assert worker == "http://127.0.0.1:9100/metrics"
+    assert worker == "http://127.0.0.1:9100/healthz"
     with pytest.raises(SystemExit, match="RUNMESH_METRICS_PORT"):
         healthcheck.health_url(Settings(metrics_port=None), "runmesh.train")
 
@@ -529,7 +529,7 @@ def test_deployments_probe_run_unprivileged_and_read_config_and_secret(
     (worker,) = template_documents("worker-deployments.yaml")
     (container,) = worker["spec"]["template"]["spec"]["containers"]
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     env = {item["name"] for item in container["env"]}
     assert {"RUNMESH_METRICS_PORT", "RUNMESH_PLUGIN_CACHE_DIR"} <= env
     for name in ("gateway-deployment.yaml", "worker-deployments.yaml"):

@@ -1,10 +1,18 @@
-"""Supervised processes (issue 19, item 5): a run whose worker died is taken over by its next
-attempt, and the run says so (`attempt 2 after worker lost`)."""
+"""Supervised processes (issue 19, item 5): `runmesh dev` restarts a dead worker or gateway
+and logs it; a run whose worker died is taken over by its next attempt, and the run says so
+(`attempt 2 after worker lost`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,11 +20,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from runmesh.common.kafka import make_producer
+from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.gateway.run_state import WORKER_LOST, RunSnapshot, apply_events
 
-from .conftest import GatewayHandle
+from .conftest import CATEGORY, GatewayHandle, settings_env
 from .test_aggregator import Events, produce
 
 
@@ -87,3 +96,203 @@ async def test_the_run_says_attempt_2_after_worker_lost(
             (str(lost.run_id), "worker lost"),
             (str(healthy.run_id), None),
         }
+
+
+async def test_a_worker_process_serves_healthz_beside_its_metrics(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(settings.model_copy(update={"metrics_port": port}))
+    argv = [sys.executable, "-m", "runmesh.common.worker", "--category", CATEGORY]
+    with (tmp_path / "worker.log").open("wb") as out:
+        worker = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as probe:
+
+            async def healthy() -> dict[str, Any] | None:
+                with contextlib.suppress(httpx.TransportError):
+                    response = await probe.get("/healthz")
+                    if response.status_code == 200:
+                        body: dict[str, Any] = response.json()
+                        return body
+                return None
+
+            health = await eventually(healthy, timeout=60, message="no /healthz")
+            assert health["status"] == "ok" and health["loop_silent_s"] < 5
+            metrics = await probe.get("/metrics")
+        assert metrics.status_code == 200
+        assert "runmesh_runs_in_flight" in metrics.text
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(60):
+                await worker.wait()
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()
+
+
+# -- runmesh dev --------------------------------------------------------------------------------
+
+NAP = """\
+\"\"\"An export-category plugin that naps, reporting progress (a run long enough to kill).\"\"\"
+
+import time
+
+from pydantic import BaseModel, Field
+
+from runmesh.common.plugins import Action
+
+
+class NapParams(BaseModel):
+    seconds: float = Field(default=1.0, ge=0, le=60)
+
+
+class Nap(Action):
+    params_model = NapParams
+
+    def start(self) -> dict:
+        for step in range(20):
+            time.sleep(self.params.seconds / 20)
+            self.run.set_progress(step + 1, 20)
+        return {"slept": self.params.seconds}
+"""
+CONNECTION_VARIABLES = (
+    "RUNMESH_KAFKA_BOOTSTRAP",
+    "RUNMESH_DATABASE_URL",
+    "RUNMESH_S3_ENDPOINT_URL",
+    "RUNMESH_SANDBOX_DIR",
+)
+
+
+def nap_plugin(directory: Path) -> Path:
+    (directory / "nap" / "plugin").mkdir(parents=True)
+    (directory / "nap" / "plugin" / "__init__.py").write_text("")
+    (directory / "nap" / "plugin" / "nap.py").write_text(NAP)
+    (directory / "nap" / "config.yaml").write_text(
+        "code: nap\nname: Nap\nversion: 1.0.0\ncategory: export\ndata_types: [image]\n"
+        "actions:\n  nap:\n    entrypoint: plugin.nap.Nap\n    method: job\n"
+    )
+    return directory
+
+
+def child_pid(parent: int, module: str) -> int:
+    """The pid of `parent`'s child running `python -m <module>` (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and module.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} runs {module}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_runmesh_dev_restarts_a_killed_worker_and_gateway_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    stderr_path = tmp_path / "stderr.log"
+    env = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    env["RUNMESH_HOME"] = str(tmp_path / "home")
+    env["RUNMESH_GATEWAY_PORT"] = "0"
+    env["RUNMESH_PLUGIN_PATH"] = str(nap_plugin(tmp_path / "plugins"))
+    with stderr_path.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "runmesh.cli", "dev", "--no-demo"),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+
+    def log() -> str:
+        return stderr_path.read_text(errors="replace")
+
+    try:
+        assert process.stdout is not None
+        banner = ""
+        async with asyncio.timeout(180):
+            while "Press Ctrl-C to stop" not in banner:
+                line = await process.stdout.readline()
+                assert line, banner + log()
+                banner += line.decode()
+        url = re.search(r"Gateway:\s+(\S+)", banner)
+        token = re.search(r"Token:\s+(\S+)", banner)
+        assert url and token, banner
+        async with httpx.AsyncClient(
+            base_url=url[1], headers={"Authorization": f"Bearer {token[1]}"}, timeout=10
+        ) as api:
+
+            async def run(run_id: str, **expected: Any) -> dict[str, Any] | None:
+                with contextlib.suppress(httpx.TransportError):
+                    response = await api.get(f"/v1/runs/{run_id}")
+                    body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+                    if body and all(body[k] == v for k, v in expected.items()):
+                        return body
+                return None
+
+            async def submit(seconds: float) -> str:
+                async def accepted() -> str | None:
+                    response = await api.post(
+                        "/v1/runs",
+                        json={
+                            "category": "export",
+                            "plugin": "nap",
+                            "action": "nap",
+                            "params": {"seconds": seconds},
+                        },
+                    )
+                    return str(response.json()["id"]) if response.status_code == 202 else None
+
+                run_id: str = await eventually(accepted, timeout=60, message="nap not accepted")
+                return run_id
+
+            # A run is under way on the export worker when the worker is killed.
+            first = await submit(8.0)
+            await eventually(lambda: run(first, state="running", attempt=1), timeout=60)
+            worker = child_pid(process.pid, "runmesh.export")
+            os.kill(worker, signal.SIGKILL)
+            await eventually(
+                lambda: f"export (pid {worker}) exited with signal SIGKILL; restarting it" in log(),
+                timeout=30,
+                message="no restart logged",
+            )
+            await eventually(lambda: "export restarted (pid" in log(), timeout=120)
+            # The restarted worker takes the run over as attempt 2 and finishes it.
+            done = await eventually(
+                lambda: run(first, state="succeeded"), timeout=180, message=log()[-3000:]
+            )
+            assert (done["attempt"], done["retry_reason"]) == (2, "worker lost")
+            second = await submit(0.1)
+            ok = await eventually(lambda: run(second, state="succeeded"), timeout=120)
+            assert (ok["attempt"], ok["retry_reason"]) == (1, None)
+
+            # The gateway too: killed, restarted on the same port, answering again.
+            gateway = child_pid(process.pid, "runmesh.gateway")
+            os.kill(gateway, signal.SIGKILL)
+            await eventually(
+                lambda: f"gateway (pid {gateway}) exited with signal SIGKILL" in log(),
+                timeout=30,
+            )
+            await eventually(lambda: "gateway restarted (pid" in log(), timeout=120)
+            # (the client's old connection died with the old gateway: retried)
+            await eventually(lambda: run(second, state="succeeded"), timeout=30)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            await process.communicate()
+        assert process.returncode == 0, log()
+        assert "not restarting" not in log()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()

@@ -1,9 +1,10 @@
-"""Container health check: the gateway's /healthz, or a worker's Prometheus /metrics.
+"""Container health check: the gateway's /healthz, or a worker's /healthz.
 
 The image's HEALTHCHECK and the compose file run `python /app/healthcheck.py`; Kubernetes
-probes GET the same endpoints. A worker serves no HTTP endpoint but /metrics (when
-RUNMESH_METRICS_PORT is set, as the image does): its answer means the process is up, not
-that it consumes. `APP_MODULE` (set by the image) says which service this container runs.
+probes GET the same endpoints. A worker serves /healthz beside /metrics on
+RUNMESH_METRICS_PORT (set by the image): 200 while its event loop ticks, 503 once it has not
+for RUNMESH_HEALTH_LOOP_STALL_S. `APP_MODULE` (set by the image) says which service this
+container runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def health_url(settings: Settings, module: str) -> str:
             f"{module or 'this worker'}: RUNMESH_METRICS_PORT is not set, so it serves no "
             "HTTP endpoint to check"
         )
-    return f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    return f"http://127.0.0.1:{settings.metrics_port}/healthz"
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ from runmesh.cli.commands.token import create as create_token_for
 from runmesh.cli.demo import run_demo
 from runmesh.cli.dev_info import DevInfo, dev_info_path, remove_dev_info, write_dev_info
 from runmesh.cli.services import service_specs, start_service
+from runmesh.cli.supervision import Supervision
 from runmesh.common.sandbox import Sandbox
 from runmesh.common.sandbox.processes import ChildProcess, free_port
 from runmesh.common.settings import Settings
@@ -108,6 +109,8 @@ async def run_dev(
     run (gateway, one replica of each service) join it after the sandbox and stop before it.
     One replica of each category service starts on the sandbox; with `demo`, a demo worker
     too, and a demo run is submitted over Kafka and followed live to its end.
+    A service process that dies is started again (`runmesh.cli.supervision`), and the restart
+    logged on stderr.
     `ready` is set once everything runs and the panel is printed. A signal during start-up
     cancels the start (the parts already up are stopped) and returns normally.
     Raises SandboxError when a part cannot start.
@@ -141,13 +144,17 @@ async def run_dev(
             if platform.gateway_port == 0:
                 platform = platform.model_copy(update={"gateway_port": free_port()})
             print("starting the services...", file=sys.stderr, flush=True)
+            specs = service_specs(platform, demo=demo)
             children = await asyncio.gather(
-                *(start_service(spec, log_dir) for spec in service_specs(platform, demo=demo)),
-                return_exceptions=True,
+                *(start_service(spec, log_dir) for spec in specs), return_exceptions=True
             )
             running = [child for child in children if isinstance(child, ChildProcess)]
-            for child in running:
-                stack.push_async_callback(child.stop)
+            # A service that dies is started again (logged, with backoff, a few times a minute).
+            supervision = Supervision(log_dir)
+            stack.push_async_callback(supervision.aclose)
+            for spec, child in zip(specs, children, strict=True):
+                if isinstance(child, ChildProcess):
+                    supervision.add(spec, child)
             failures = [child for child in children if isinstance(child, BaseException)]
             if failures:
                 raise failures[0]

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
         "interrupted and its run fails LoopBlocked",
     )
 
+    # Worker health (docs/operations.md "Health")
+    health_loop_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A worker's /healthz (on RUNMESH_METRICS_PORT) answers 503 once its event "
+        "loop has not ticked for this long, so a liveness probe restarts it",
+    )
+
     # Operator storage policy: where tenants' storages may point (docs/security.md)
     storage_file_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

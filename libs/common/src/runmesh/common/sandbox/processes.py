@@ -97,6 +97,11 @@ class ChildProcess:
         """The child's exit status once it exited, else None."""
         return None if self._process is None else self._process.returncode
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once spawned, else None."""
+        return None if self._process is None else self._process.pid
+
     async def spawn(
         self,
         argv: Sequence[str],
@@ -189,6 +194,15 @@ class ChildProcess:
         # asyncio.wait_for rather than asyncio.timeout: on 3.11 the latter turns its own expiry
         # into CancelledError when the task is already being cancelled (a Ctrl-C at start-up).
         return await asyncio.wait_for(process.wait(), timeout_s)  # noqa: TID251
+
+    async def exited(self) -> int:
+        """Wait, however long it takes, until the child exits; its exit status.
+
+        A supervisor's wait: a negative status is the signal that ended the child.
+        """
+        if self._process is None:
+            raise SandboxError(self.part, "was never started", log_path=self.log_path)
+        return await self._process.wait()
 
     async def failure(self, problem: str) -> SandboxError:
         """Build the error for `problem`, with the tail of the child's log."""

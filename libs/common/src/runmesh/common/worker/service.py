@@ -1,4 +1,4 @@
-"""Run a `Worker` as a process: settings, plugins, signals, tracing and /metrics."""
+"""Run a `Worker` as a process: settings, plugins, signals, tracing, /metrics and /healthz."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import start_http_server
-
 from runmesh.common.errors import RunmeshError
 from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import setup_tracing
+from runmesh.common.worker.health import HealthServer, LoopHeartbeat
 from runmesh.common.worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -23,8 +22,17 @@ log = logging.getLogger(__name__)
 async def serve(worker: Worker) -> None:
     """Run `worker` until SIGTERM or SIGINT, then shut it down gracefully."""
     provider = setup_tracing(worker.settings, worker.service)
+    heartbeat = LoopHeartbeat()
+    health: HealthServer | None = None
     if worker.settings.metrics_port is not None:
-        start_http_server(worker.settings.metrics_port, registry=worker.metrics.registry)
+        health = HealthServer(
+            worker.metrics.registry,
+            heartbeat,
+            port=worker.settings.metrics_port,
+            stall_limit_s=worker.settings.health_loop_stall_s,
+        )
+        health.start()
+    beating = asyncio.create_task(heartbeat.run(), name="loop heartbeat")
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.request_stop)
@@ -33,6 +41,10 @@ async def serve(worker: Worker) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+        if health is not None:
+            health.close()
         if provider is not None:
             provider.shutdown()
 

@@ -4,6 +4,7 @@ settings per module."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -19,8 +20,9 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield running
 
 
-def fast_settings(sandbox: Sandbox) -> Settings:
-    """The sandbox's settings with a topic prefix of their own and fast test timings."""
+def fast_settings(sandbox: Sandbox, file_root: Path) -> Settings:
+    """The sandbox's settings with a topic prefix of their own and fast test timings; `file`
+    storages may be rooted under `file_root` (the tests' temporary directories)."""
     return sandbox.settings.model_copy(
         update={
             "topic_prefix": f"t{uuid4().hex[:10]}",
@@ -32,18 +34,20 @@ def fast_settings(sandbox: Sandbox) -> Settings:
             # The runtime tests exercise the `task` method itself: the operator trusts the test
             # kit to run in the worker (tests/security runs it without that trust).
             "in_process_plugins": ["testkit"],
+            # The operator's storage policy: the tests' file storages live in their tmp dirs.
+            "storage_file_roots": [file_root],
         }
     )
 
 
 @pytest.fixture
-def settings(sandbox: Sandbox) -> Settings:
+def settings(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The sandbox's settings with a topic prefix of the test's own and fast test timings."""
-    return fast_settings(sandbox)
+    return fast_settings(sandbox, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")
-def module_settings(sandbox: Sandbox) -> Settings:
+def module_settings(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Like `settings`, with a topic prefix shared by the module's tests (for a worker that
     several tests use); a test that starts, stops or kills workers of its own uses `settings`."""
-    return fast_settings(sandbox)
+    return fast_settings(sandbox, tmp_path_factory.getbasetemp())

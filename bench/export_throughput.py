@@ -445,7 +445,8 @@ async def main() -> None:
         destination.mkdir()
         async with Sandbox(Settings()) as sandbox:
             settings = sandbox.settings.model_copy(
-                update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}"}
+                # The operator's storage policy: the destination storage lives under `root`.
+                update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}", "storage_file_roots": [root]}
             )
             began = time.perf_counter()
             project, storage = await seed(settings, items, destination)

@@ -91,7 +91,7 @@ from runmesh.common.kafka import consumer_config, ensure_topics, pin_to_latest
 from runmesh.common.sandbox import Sandbox
 from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage, platform_storage
+from runmesh.common.storage import TenantUris, platform_storage
 from runmesh.common.testing import eventually
 from runmesh.common.topics import Topics
 from runmesh.common.worker import Worker, build_registry
@@ -222,8 +222,9 @@ class Measured:
 
 
 async def write_dataset(settings: Settings, count: int, size: int) -> str:
-    """A seeded COCO folder (annotations.json + images/) in the platform bucket; its URI."""
-    prefix = f"datasets/train-bench-{uuid.uuid4().hex[:10]}"
+    """A seeded COCO folder (annotations.json + images/) in the tenant's folder of the platform
+    bucket (where its runs may read); its URI."""
+    prefix = f"{TENANT}/datasets/train-bench-{uuid.uuid4().hex[:10]}"
     images = synthetic_images(count, seed=DATASET_SEED, size=size, classes=CLASSES)
     async with platform_storage(settings) as storage:
         for path, data in coco_files(images, CLASSES):
@@ -249,19 +250,18 @@ async def _direct_calls(
     pool = await create_pool(settings, min_size=1, max_size=1)
     try:
         began = time.perf_counter()
-        sources: dict[tuple[str, str], Storage] = {}
+        uris = TenantUris(TENANT, [], settings)
         try:
             dataset = await load_dataset(
                 DatasetRef(uri=uri),
                 tenant=TENANT,
                 settings=settings,
                 pool=pool,
-                sources=sources,
+                uris=uris,
                 progress=lambda _done, _total: None,
             )
         finally:
-            for storage in sources.values():
-                await storage.close()
+            await uris.close()
         loaded = time.perf_counter()
         classes = dataset.classes
         prepared = await asyncio.to_thread(

@@ -191,7 +191,8 @@ async def main() -> None:
         log(f"{len(paths)} files, {mb:.0f} MB")
         async with Sandbox(Settings()) as sandbox:
             settings = sandbox.settings.model_copy(
-                update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}"}
+                # The operator's storage policy: the source storage lives under `root`.
+                update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}", "storage_file_roots": [root]}
             )
             base_s = await baseline_seconds(settings, root, paths)
             log(f"baseline: {base_s:.1f}s, {mb / base_s:.1f} MB/s")

@@ -46,8 +46,9 @@ JSON = {"Accept": "application/json"}
 class Api:
     """REST calls of one tenant, as a script next to the dashboard would make them."""
 
-    def __init__(self, gateway: GatewayHandle, token: str) -> None:
+    def __init__(self, gateway: GatewayHandle, token: str, tenant: str) -> None:
         self.token = token
+        self.tenant = tenant
         self.http = httpx.AsyncClient(
             base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
@@ -124,7 +125,8 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def api(stack: GatewayHandle) -> AsyncIterator[Api]:
     """A tenant of the test's own, with a token."""
-    client = Api(stack, await stack.token(f"dash-{uuid.uuid4().hex[:8]}"))
+    tenant = f"dash-{uuid.uuid4().hex[:8]}"
+    client = Api(stack, await stack.token(tenant), tenant)
     yield client
     await client.http.aclose()
 
@@ -288,19 +290,20 @@ async def test_artifacts_show_their_uri_and_download_through_the_gateway(
     run_id = await api.submit("echo", "test", name="ada", count=3)
     await api.wait_state(run_id, "succeeded")
     # The echo action reports the artifact without writing it: put its bytes where it says.
+    folder = f"runs/{api.tenant}/{run_id}"
     async with platform_storage(stack.settings) as storage:
-        await storage.write_bytes(f"echo/{run_id}.txt", b"echo ada\n")
+        await storage.write_bytes(f"{folder}/echo.txt", b"echo ada\n")
     await page.goto(f"/#/runs/{run_id}")
 
     artifact = page.locator("#artifacts li[data-name='echo.txt']")
-    uri = f"s3://{stack.settings.s3_bucket}/echo/{run_id}.txt"
+    uri = f"s3://{stack.settings.s3_bucket}/{folder}/echo.txt"
     await expect(artifact.locator("input.uri")).to_have_value(uri)
     await expect(artifact.get_by_role("button", name="Copy URI")).to_be_visible()
     await expect(artifact.get_by_role("link")).to_have_count(0)  # s3:// is no browser link
     async with page.expect_download() as download_info:
         await artifact.get_by_role("button", name="Download").click()
     download = await download_info.value
-    assert download.suggested_filename == f"{run_id}.txt"
+    assert download.suggested_filename == "echo.txt"
     await download.save_as(tmp_path / "artifact.txt")
     assert (tmp_path / "artifact.txt").read_bytes() == b"echo ada\n"
     # Only artifact events of the tenant's run: anything else is a 404.

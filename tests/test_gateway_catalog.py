@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -57,6 +58,7 @@ def error_locs(response: httpx.Response) -> list[list[Any]]:
 
 
 SPECS = "file_specifications"
+AWS = "https://s3.eu-west-1.amazonaws.com"
 IMAGES = {"name": "image", "required": True, "extensions": ["JPG", ".Jpeg"], "is_primary": True}
 LABELS = {"name": "label", "required": False, "extensions": ["json"]}
 
@@ -73,9 +75,13 @@ def data_file(name: str, size: int = 10) -> DataFile:
 # -- storages --------------------------------------------------------------------------------
 
 
-async def test_storages_are_created_listed_newest_first_and_got(http: httpx.AsyncClient) -> None:
+async def test_storages_are_created_listed_newest_first_and_got(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Under the operator's allowed roots (the tests' tmp dirs) and allowed S3 endpoints (AWS).
+    root = str(tmp_path / "data")
     file = await post(
-        http, "/v1/storages", {"name": "local", "provider": "file", "config": {"root": "/data"}}
+        http, "/v1/storages", {"name": "local", "provider": "file", "config": {"root": root}}
     )
     s3 = await post(
         http,
@@ -83,7 +89,7 @@ async def test_storages_are_created_listed_newest_first_and_got(http: httpx.Asyn
         {
             "name": "bucket",
             "provider": "s3",
-            "config": {"bucket": "my-data.v2", "prefix": "/raw/", "endpoint_url": "http://s3:9000"},
+            "config": {"bucket": "my-data.v2", "prefix": "/raw/", "endpoint_url": AWS},
         },
     )
     web = await post(
@@ -91,11 +97,13 @@ async def test_storages_are_created_listed_newest_first_and_got(http: httpx.Asyn
         "/v1/storages",
         {"name": "web", "provider": "http", "config": {"base_url": "https://example.com/x/"}},
     )
-    assert file["provider"] == "file" and file["config"] == {"root": "/data"}
+    assert file["provider"] == "file" and file["config"] == {"root": root}
     assert s3["config"] == {
         "bucket": "my-data.v2",
         "prefix": "raw/",
-        "endpoint_url": "http://s3:9000",
+        "endpoint_url": AWS,
+        "region": None,
+        "credentials": None,
     }
     assert web["config"] == {"base_url": "https://example.com/x/", "allow_private": False}
 
@@ -120,14 +128,14 @@ async def test_storages_are_created_listed_newest_first_and_got(http: httpx.Asyn
 
 
 async def test_duplicate_names_are_409_within_a_tenant_only(
-    http: httpx.AsyncClient, gateway: GatewayHandle
+    http: httpx.AsyncClient, gateway: GatewayHandle, tmp_path: Path
 ) -> None:
-    storage = {"name": "dup", "provider": "file", "config": {"root": "/a"}}
+    storage = {"name": "dup", "provider": "file", "config": {"root": str(tmp_path / "a")}}
     collection = {"name": "dup", "file_specifications": [IMAGES]}
     await post(http, "/v1/storages", storage)
     await post(http, "/v1/data-collections", collection)
 
-    again = await http.post("/v1/storages", json=storage | {"config": {"root": "/b"}})
+    again = await http.post("/v1/storages", json=storage | {"config": {"root": str(tmp_path)}})
     assert again.status_code == 409, again.text
     assert "dup" in again.json()["detail"]
     assert (await http.post("/v1/data-collections", json=collection)).status_code == 409
@@ -337,11 +345,10 @@ async def test_upsert_refuses_bad_batches_and_other_tenants_collections(
 
 
 async def test_another_tenant_sees_none_of_the_catalog(
-    http: httpx.AsyncClient, gateway: GatewayHandle, tenant: str
+    http: httpx.AsyncClient, gateway: GatewayHandle, tenant: str, tmp_path: Path
 ) -> None:
-    storage = await post(
-        http, "/v1/storages", {"name": "mine", "provider": "file", "config": {"root": "/m"}}
-    )
+    mine = {"name": "mine", "provider": "file", "config": {"root": str(tmp_path)}}
+    storage = await post(http, "/v1/storages", mine)
     collection = await post(
         http, "/v1/data-collections", {"name": "mine", "file_specifications": [IMAGES]}
     )
@@ -386,9 +393,17 @@ def hand_file(name: str, size: int = 10) -> dict[str, Any]:
     return {"uri": f"s3://bucket/hand/{name}", "size": size}
 
 
+async def hand_storage(http: httpx.AsyncClient) -> None:
+    """The tenant's storage that the hand-registered files lie in (a URI outside every
+    storage of the tenant is refused)."""
+    storage = {"bucket": "bucket", "prefix": "hand"}
+    await post(http, "/v1/storages", {"name": "hand", "provider": "s3", "config": storage})
+
+
 async def test_data_units_registered_by_hand_are_created_then_updated_in_place(
     http: httpx.AsyncClient, gateway: GatewayHandle, tenant: str
 ) -> None:
+    await hand_storage(http)
     collection = await post(
         http, "/v1/data-collections", {"name": "hand", "file_specifications": [IMAGES, LABELS]}
     )
@@ -482,6 +497,7 @@ async def test_data_units_registered_by_hand_are_created_then_updated_in_place(
 async def test_concurrent_registrations_of_a_new_key_make_one_unit(
     http: httpx.AsyncClient,
 ) -> None:
+    await hand_storage(http)
     collection = await post(
         http, "/v1/data-collections", {"name": "race", "file_specifications": [IMAGES]}
     )
@@ -545,6 +561,7 @@ BAD_UNITS: list[tuple[dict[str, Any], list[list[Any]], str]] = [
 async def test_units_that_do_not_fit_the_collection_are_422_naming_the_field(
     http: httpx.AsyncClient,
 ) -> None:
+    await hand_storage(http)
     collection = await post(
         http,
         "/v1/data-collections",

@@ -152,7 +152,7 @@ async def test_a_neural_net_plugin_from_create_to_a_registered_model(
     code = f"lc-train-{uuid.uuid4().hex[:6]}"
     await mesh.create_and_publish("neural_net", code, tmp_path)
 
-    dataset = await coco_dataset(mesh.settings, 12, seed=3)
+    dataset = await coco_dataset(mesh.settings, 12, seed=3, tenant=mesh.tenant)
     params = train_params(dataset, f"model-{code}", epochs=3)
     terminal, events = await mesh.run(mesh.trains, f"{code}@1.0.0", "train", params)
     result = succeeded(terminal)

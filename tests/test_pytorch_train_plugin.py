@@ -62,7 +62,7 @@ async def test_the_example_trains_through_the_mesh_and_the_builtin_serves_its_mo
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     tenant = f"pt-{uuid.uuid4().hex[:8]}"
-    uri = await coco_dataset(settings, 24, seed=4)
+    uri = await coco_dataset(settings, 24, seed=4, tenant=tenant)
     client = RunClient(settings, category="neural_net")
     await client.start()
     try:
@@ -91,7 +91,7 @@ async def test_the_example_trains_through_the_mesh_and_the_builtin_serves_its_mo
             assert model is not None and model.plugin == "pytorch-train"
 
             # The built-in test action reads the PyTorch-trained weights.
-            held_out = await coco_dataset(settings, 12, seed=98)
+            held_out = await coco_dataset(settings, 12, seed=98, tenant=tenant)
             test = await client.submit(
                 "test", {"model": str(model.id), "dataset": {"uri": held_out}}, tenant=tenant
             )

@@ -86,7 +86,7 @@ async def test_inference_pre_annotates_with_scores_above_the_threshold(
             service_worker(settings, "neural_net", TRAIN_PLUGIN, service="train"),
             service_worker(settings, "pre_annotation", TO_TASK_PLUGIN, service="to_task"),
         ):
-            uri = await coco_dataset(settings, 40, seed=11)
+            uri = await coco_dataset(settings, 40, seed=11, tenant=tenant)
             trained = await trains.submit(
                 "train", train_params(uri, f"m-{tenant}", epochs=8), tenant=tenant
             )

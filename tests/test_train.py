@@ -57,9 +57,10 @@ def synthetic(count: int, seed: int) -> list[tuple[np.ndarray, list[tuple[str, A
     return synthetic_images(count, seed=seed, size=SIZE, classes=CLASSES)
 
 
-async def coco_dataset(settings: Settings, count: int, seed: int) -> str:
-    """A COCO folder (annotations.json + images/) in the platform bucket; its URI."""
-    prefix = f"datasets/{uuid.uuid4().hex[:10]}"
+async def coco_dataset(settings: Settings, count: int, seed: int, *, tenant: str) -> str:
+    """A COCO folder (annotations.json + images/) in the tenant's folder of the platform
+    bucket (what a run of the tenant may read); its URI."""
+    prefix = f"{tenant}/datasets/{uuid.uuid4().hex[:10]}"
     async with platform_storage(settings) as storage:
         for path, data in coco_files(synthetic(count, seed), CLASSES):
             await storage.write_bytes(f"{prefix}/{path}", data)
@@ -92,7 +93,7 @@ async def test_train_learns_checkpoints_registers_and_serves_test_and_inference(
     gateway: GatewayHandle,
     tenant: str,
 ) -> None:
-    uri = await coco_dataset(settings, 48, seed=1)
+    uri = await coco_dataset(settings, 48, seed=1, tenant=tenant)
     async with train_worker(settings):
         request = await runs.submit(
             "train", train_params(uri, f"shapes-{tenant}", epochs=8), tenant=tenant
@@ -146,7 +147,7 @@ async def test_train_learns_checkpoints_registers_and_serves_test_and_inference(
         assert "exists already" in refused.payload.message  # type: ignore[attr-defined]
 
         # test: per-class scores on a held-out dataset, the confusion matrix as an artifact.
-        held_out = await coco_dataset(settings, 16, seed=99)
+        held_out = await coco_dataset(settings, 16, seed=99, tenant=tenant)
         test = await runs.submit(
             "test", {"model": str(model.id), "dataset": {"uri": held_out}}, tenant=tenant
         )
@@ -234,7 +235,9 @@ async def test_invalid_hyperparameters_and_a_missing_dataset_fail_clearly(
             assert "learning_rate" in response.text
 
         missing = await runs.submit(
-            "train", train_params(f"s3://{settings.s3_bucket}/nothing-here", "y"), tenant=tenant
+            "train",
+            train_params(f"s3://{settings.s3_bucket}/{tenant}/nothing-here", "y"),
+            tenant=tenant,
         )
         failed = await runs.wait_terminal(missing.run_id, timeout=60)
         assert failed.type == "run.failed"
@@ -244,7 +247,7 @@ async def test_invalid_hyperparameters_and_a_missing_dataset_fail_clearly(
 async def test_cancel_stops_training_within_two_seconds(
     settings: Settings, runs: RunClient, tenant: str
 ) -> None:
-    uri = await coco_dataset(settings, 24, seed=3)
+    uri = await coco_dataset(settings, 24, seed=3, tenant=tenant)
     async with train_worker(settings):
         request = await runs.submit(
             "train",
@@ -267,7 +270,7 @@ async def test_cancel_stops_training_within_two_seconds(
 async def test_a_killed_worker_resumes_from_the_last_checkpoint_to_the_same_model(
     settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    uri = await coco_dataset(settings, 24, seed=5)
+    uri = await coco_dataset(settings, 24, seed=5, tenant=tenant)
     hyper = {"epochs": 40, "batch_size": 2, "hidden_units": 64}
     params = train_params(uri, f"resumed-{tenant}", **hyper)
     with ServiceProcesses(settings, "runmesh.train", tmp_path) as services:
@@ -321,7 +324,7 @@ def _train_straight(params: dict[str, Any], count: int, seed: int) -> Detector:
 async def test_tune_runs_8_trials_over_2_replicas_in_one_study_and_registers_the_best(
     settings: Settings, pool: asyncpg.Pool, runs: RunClient, tenant: str
 ) -> None:
-    uri = await coco_dataset(settings, 12, seed=2)
+    uri = await coco_dataset(settings, 12, seed=2, tenant=tenant)
     params = {
         "name": f"tuned-{tenant}",
         "dataset": {"uri": uri},

@@ -23,15 +23,15 @@ from runmesh.common.storage import (
 
 
 async def test_providers_are_built_from_their_configs(settings: Settings, tmp_path: Path) -> None:
-    file = open_storage("file", {"root": str(tmp_path)}, settings)
+    file = open_storage("file", {"root": str(tmp_path)}, settings, tenant="t")
     assert isinstance(file, FileStorage)
     assert file.root == tmp_path
 
-    s3 = open_storage("s3", {"bucket": "my-bucket", "prefix": "a/b/"}, settings)
+    s3 = open_storage("s3", {"bucket": "my-bucket", "prefix": "a/b/"}, settings, tenant="t")
     assert isinstance(s3, S3Storage)
     assert s3.url("c.txt") == "s3://my-bucket/a/b/c.txt"
 
-    http = open_storage("http", {"base_url": "https://example.com/data"}, settings)
+    http = open_storage("http", {"base_url": "https://example.com/data"}, settings, tenant="t")
     assert isinstance(http, HttpStorage)
     assert http.url("x y.txt") == "https://example.com/data/x%20y.txt"
     for storage in (file, s3, http):
@@ -59,13 +59,13 @@ def test_bad_configs_name_the_field(
     settings: Settings, provider: str, config: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(StorageError, match=f"field '{field}") as raised:
-        open_storage(provider, config, settings)
+        open_storage(provider, config, settings, tenant="t")
     assert provider in str(raised.value)
 
 
 def test_an_unknown_provider_is_refused(settings: Settings) -> None:
     with pytest.raises(StorageError, match=r"unknown storage provider 'ftp'.*file, s3, http"):
-        open_storage("ftp", {}, settings)
+        open_storage("ftp", {}, settings, tenant="t")
 
 
 async def test_storages_from_urls(settings: Settings, tmp_path: Path) -> None:

@@ -56,7 +56,9 @@ class Echo(Action):
         for i in range(1, params.count + 1):
             self.run.set_progress(i, params.count, category="echo")
         self.run.set_metrics({"count": params.count}, category="echo", step=1)
-        self.run.log_artifact("echo.txt", f"s3://runmesh/echo/{self.run.run_id}.txt", size=4)
+        # The run's own folder of the platform bucket: what the gateway serves of it.
+        folder = f"s3://runmesh/runs/{self.run.context.tenant}/{self.run.run_id}"
+        self.run.log_artifact("echo.txt", f"{folder}/echo.txt", size=4)
         self.run.log_message_with_code("ECHO_DONE", params.count)
         return {"name": params.name, "count": params.count}
 
@@ -161,3 +163,20 @@ class HoldLoop(Action):
         while time.monotonic() < deadline:
             time.sleep(0.05)  # noqa: ASYNC251 -- blocking the loop on purpose
         return {"done": True}
+
+
+class ArtifactParams(BaseModel):
+    name: str = Field(min_length=1)
+    uri: str = Field(min_length=1)
+
+
+class Artifact(Action):
+    """Reports an artifact at whatever URI it is given, as a hostile plugin could."""
+
+    name = "artifact"
+    params_model = ArtifactParams
+
+    def start(self) -> dict[str, object]:
+        params: ArtifactParams = self.params  # type: ignore[assignment]
+        self.run.log_artifact(params.name, params.uri)
+        return {"uri": params.uri}

@@ -143,6 +143,12 @@ async def run_dev(
             platform = sandbox.settings
             if platform.gateway_port == 0:
                 platform = platform.model_copy(update={"gateway_port": free_port()})
+            # The sandbox is the operator here: file storages may also live in demo-data
+            # (never in the home itself, whose dev.json holds the token and the S3 keys).
+            demo_data = (platform.home / "demo-data").resolve()
+            platform = platform.model_copy(
+                update={"storage_file_roots": [*platform.storage_file_roots, demo_data]}
+            )
             print("starting the services...", file=sys.stderr, flush=True)
             specs = service_specs(platform, demo=demo)
             children = await asyncio.gather(
@@ -164,7 +170,7 @@ async def run_dev(
             print("\n".join(describe(sandbox, [c.part for c in running], info)), file=stream)
             stream.flush()
             if demo:
-                await run_demo(info, stream, data_dir=(platform.home / "demo-data").resolve())
+                await run_demo(info, stream, data_dir=demo_data)
                 print("\nPress Ctrl-C to stop", file=stream, flush=True)
             if ready is not None:
                 ready.set()

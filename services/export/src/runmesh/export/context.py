@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from runmesh.common.converters import DatasetWriter
-    from runmesh.common.storage import Storage
+    from runmesh.common.storage import Storage, TenantUris
 
 ItemData = dict[str, Any]
 """An item as the hooks see it: {id, data (DM JSON), files, meta, data_unit_id} (Synapse's)."""
@@ -64,7 +64,7 @@ class ExportContext:
     total: int = 0
     export_dir: str = ""  # in the destination storage: `<path>/<name>` or `<name>(n)`
     writers: dict[str, DatasetWriter] = field(default_factory=dict)  # by split ("" = none)
-    sources: dict[tuple[str, str], Storage] = field(default_factory=dict)  # (scheme, host)
+    uris: TenantUris | None = None  # opens original files through the tenant's storages
     json_errors: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     original_errors: list[tuple[str, str]] = field(default_factory=list)
     conversion_issues: int = 0

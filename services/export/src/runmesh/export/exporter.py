@@ -123,4 +123,5 @@ class BaseExporter(Action):
 
 
 async def _close_resources(ctx: ExportContext) -> None:
-    await close_run_resources([*ctx.sources.values(), ctx.destination], ctx.pool)
+    opened = ctx.uris.opened if ctx.uris is not None else []
+    await close_run_resources([*opened, ctx.destination], ctx.pool)

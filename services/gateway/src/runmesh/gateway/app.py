@@ -30,6 +30,7 @@ from runmesh.gateway.routes import (
     models,
     plugins,
     runs,
+    storages,
 )
 from runmesh.gateway.supervisor import supervise
 from runmesh.gateway.tokens import TokenCache
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         artifacts,
         events,
         plugins,
+        storages,
         catalog,
         annotation,
         models,

@@ -82,4 +82,4 @@ class BaseToTask(Action):
 
 
 async def _close_resources(ctx: ToTaskContext) -> None:
-    await close_run_resources(ctx.sources.values(), ctx.pool)
+    await close_run_resources(ctx.uris.opened if ctx.uris is not None else [], ctx.pool)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from runmesh.common.catalog.repository import DataCollectionRow, DataFile
     from runmesh.common.dm import DMData
-    from runmesh.common.storage import Storage
+    from runmesh.common.storage import TenantUris
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,7 +64,7 @@ class ToTaskContext:
     annotated: list[Annotated] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     saved_task_ids: list[int] = field(default_factory=list)  # written by this run, empty before
-    sources: dict[tuple[str, str], Storage] = field(default_factory=dict)  # (scheme, host)
+    uris: TenantUris | None = None  # opens units' files through the tenant's storages
     to_predict: list[Item] = field(default_factory=list)  # inference: the units to run on
     images_uri: str | None = None  # inference: the list of their images, in the bucket
     tasks_created: int = 0

@@ -16,9 +16,8 @@ import uuid
 from dataclasses import dataclass
 
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage, StorageError
+from runmesh.common.storage import Storage, StorageError, TenantUris
 from runmesh.common.storage.s3 import S3Storage
-from runmesh.common.storage.uris import open_uri
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.model import Detector
 
@@ -80,12 +79,11 @@ class RunArtifacts:
         return StoredFile(self.storage.url(path), info.size, info.checksum)
 
 
-async def load_detector(
-    uri: str, settings: Settings, sources: dict[tuple[str, str], Storage]
-) -> Detector:
-    """The detector whose weights are at `uri` (a registered model's `artifact_uri`)."""
+async def load_detector(uri: str, uris: TenantUris) -> Detector:
+    """The detector whose weights are at `uri` (a registered model's `artifact_uri`), read
+    through the run's tenant's storages and folders only."""
     try:
-        storage, path = open_uri(sources, uri, settings)
+        storage, path = uris.open(uri)
         async with asyncio.timeout(_TIMEOUT_S):
             data = await storage.read_bytes(path, max_bytes=MAX_MODEL_BYTES)
     except (StorageError, OSError, TimeoutError) as exc:

@@ -27,8 +27,7 @@ from runmesh.common.converters.pascal_voc import read_pascal_voc
 from runmesh.common.converters.yolo import read_yolo
 from runmesh.common.dm import BoundingBox, DMData, DMImage
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage, StorageError
-from runmesh.common.storage.uris import open_uri
+from runmesh.common.storage import StorageError, TenantUris
 from runmesh.train.errors import DatasetError
 from runmesh.train.model import Box
 from runmesh.train.params import DatasetRef
@@ -99,17 +98,17 @@ async def load_dataset(
     tenant: str,
     settings: Settings,
     pool: asyncpg.Pool,
-    sources: dict[tuple[str, str], Storage],
+    uris: TenantUris,
     progress: Progress,
     max_concurrency: int = 8,
 ) -> LoadedDataset:
     """The referenced dataset, every image decoded; `DatasetError` says what is wrong."""
     if ref.ground_truth_version is not None:
         return await _from_ground_truth(
-            ref.ground_truth_version, tenant, settings, pool, sources, progress, max_concurrency
+            ref.ground_truth_version, tenant, settings, pool, uris, progress, max_concurrency
         )
     uri = ref.uri if ref.uri is not None else await _export_uri(pool, tenant, ref.export_run)
-    return await _from_folder(uri, ref.format, settings, sources, progress)
+    return await _from_folder(uri, ref.format, settings, uris, progress)
 
 
 # -- ground truth ------------------------------------------------------------------------------
@@ -120,7 +119,7 @@ async def _from_ground_truth(
     tenant: str,
     settings: Settings,
     pool: asyncpg.Pool,
-    sources: dict[tuple[str, str], Storage],
+    uris: TenantUris,
     progress: Progress,
     max_concurrency: int,
 ) -> LoadedDataset:
@@ -167,7 +166,7 @@ async def _from_ground_truth(
         nonlocal done
         async with limit:
             try:
-                storage, path = open_uri(sources, uri, settings)
+                storage, path = uris.open(uri)
                 async with asyncio.timeout(120):
                     data = await storage.read_bytes(path, max_bytes=MAX_IMAGE_BYTES)
                 pixels = await asyncio.to_thread(decode_image, data)
@@ -219,12 +218,14 @@ async def _from_folder(
     uri: str,
     fmt: str,
     settings: Settings,
-    sources: dict[tuple[str, str], Storage],
+    uris: TenantUris,
     progress: Progress,
 ) -> LoadedDataset:
     parts = urlsplit(uri)
-    storage, prefix = open_uri(sources, uri.rstrip("/") + "/", settings)
-    prefix = prefix.rstrip("/")
+    try:
+        storage, prefix = uris.open(uri, directory=True)
+    except StorageError as exc:
+        raise DatasetError(f"dataset: {exc}") from exc
     with tempfile.TemporaryDirectory(prefix="runmesh-dataset-") as tmp:
         root = Path(tmp)
         total = 0

@@ -40,18 +40,18 @@ class BaseTest(Action):
         run = self.run
         async with run_resources(run, "test", kind="runs") as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool
-            sources, artifacts = res.sources, res.artifacts
+            uris, artifacts = res.uris, res.artifacts
             async with pool.acquire(timeout=30) as conn:
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
                 raise ModelNotFoundError(f"model: model {params.model} not found")
-            detector = await load_detector(model.artifact_uri, settings, sources)
+            detector = await load_detector(model.artifact_uri, uris)
             dataset = await load_dataset(
                 params.dataset,
                 tenant=tenant,
                 settings=settings,
                 pool=pool,
-                sources=sources,
+                uris=uris,
                 progress=lambda done, total: run.set_progress(done, total, category="dataset"),
             )
             run.check_cancelled()

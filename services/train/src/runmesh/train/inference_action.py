@@ -16,8 +16,7 @@ from PIL import Image
 
 from runmesh.common.catalog import trained_models
 from runmesh.common.plugins import Action
-from runmesh.common.storage import Storage, StorageError
-from runmesh.common.storage.uris import open_uri
+from runmesh.common.storage import StorageError, TenantUris
 from runmesh.train.artifacts import load_detector
 from runmesh.train.dataset import MAX_IMAGE_BYTES, decode_image
 from runmesh.train.errors import DatasetError, ModelNotFoundError
@@ -54,13 +53,13 @@ class BaseInference(Action):
         run = self.run
         async with run_resources(run, "inference", kind="runs") as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool
-            sources, artifacts = res.sources, res.artifacts
+            uris, artifacts = res.uris, res.artifacts
             async with pool.acquire(timeout=30) as conn:
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
                 raise ModelNotFoundError(f"model: model {params.model} not found")
-            detector = await load_detector(model.artifact_uri, settings, sources)
-            images = await _read_list(params.images_uri, settings, sources)
+            detector = await load_detector(model.artifact_uri, uris)
+            images = await _read_list(params.images_uri, settings, uris)
             run.log_message_with_code("INFERENCE_STARTED", model.id, len(images))
             lines: list[bytes] = []
             detections = failed = 0
@@ -68,7 +67,7 @@ class BaseInference(Action):
 
             async def one(key: Any, uri: str) -> dict[str, Any]:
                 async with limit:
-                    return await _predict(key, uri, detector, params, settings, sources)
+                    return await _predict(key, uri, detector, params, settings, uris)
 
             for start in range(0, len(images), _CHUNK):
                 run.check_cancelled()
@@ -103,12 +102,10 @@ class BaseInference(Action):
             }
 
 
-async def _read_list(
-    uri: str, settings: Any, sources: dict[tuple[str, str], Storage]
-) -> list[tuple[Any, str]]:
+async def _read_list(uri: str, settings: Any, uris: TenantUris) -> list[tuple[Any, str]]:
     """The (key, uri) pairs of the images file; `DatasetError` names a bad line."""
     try:
-        storage, path = open_uri(sources, uri, settings)
+        storage, path = uris.open(uri)
         async with asyncio.timeout(120):
             data = await storage.read_bytes(path, max_bytes=MAX_LIST_BYTES)
     except (StorageError, OSError, TimeoutError) as exc:
@@ -133,10 +130,10 @@ async def _predict(
     detector: Detector,
     params: InferenceParams,
     settings: Any,
-    sources: dict[tuple[str, str], Storage],
+    uris: TenantUris,
 ) -> dict[str, Any]:
     try:
-        storage, path = open_uri(sources, uri, settings)
+        storage, path = uris.open(uri)
         async with asyncio.timeout(120):
             data = await storage.read_bytes(path, max_bytes=MAX_IMAGE_BYTES)
         pixels = await asyncio.to_thread(decode_image, data)

@@ -5,27 +5,28 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 
+from runmesh.common.catalog.tenant_storages import tenant_uris
 from runmesh.common.plugins import Run
 from runmesh.common.run_resources import close_run_resources, open_catalog_pool
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage
+from runmesh.common.storage import TenantUris
 from runmesh.train.artifacts import RunArtifacts
 
 
 @dataclass(slots=True)
 class RunResources:
-    """The platform settings, the run's tenant, a catalog pool, the storages opened by URI,
-    and the run's folder in the platform bucket."""
+    """The platform settings, the run's tenant, a catalog pool, the tenant's URIs (opened
+    through its storages only), and the run's folder in the platform bucket."""
 
     settings: Settings
     tenant: str
     pool: asyncpg.Pool
     artifacts: RunArtifacts
-    sources: dict[tuple[str, str], Storage] = field(default_factory=dict)
+    uris: TenantUris
 
 
 @contextlib.asynccontextmanager
@@ -37,14 +38,22 @@ async def run_resources(
     if settings is None:
         raise RuntimeError(f"the {action} action needs the platform settings (run.context)")
     pool = await open_catalog_pool(settings)
+    tenant = run.context.tenant
+    try:
+        async with pool.acquire(timeout=30) as conn:
+            uris = await tenant_uris(conn, tenant, settings)
+    except BaseException:
+        await pool.close()
+        raise
     resources = RunResources(
         settings,
-        run.context.tenant,
+        tenant,
         pool,
-        RunArtifacts(settings, run.context.tenant, owner or run.run_id, kind=kind),
+        RunArtifacts(settings, tenant, owner or run.run_id, kind=kind),
+        uris,
     )
     try:
         yield resources
     finally:
         await resources.artifacts.close()
-        await close_run_resources(resources.sources.values(), pool)
+        await close_run_resources(resources.uris.opened, pool)

@@ -16,7 +16,7 @@ from runmesh.common.catalog import trained_models
 from runmesh.common.catalog.trained_models import NewModel
 from runmesh.common.plugins import Action
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage
+from runmesh.common.storage import TenantUris
 from runmesh.train.artifacts import RunArtifacts, load_detector
 from runmesh.train.dataset import LoadedDataset, load_dataset
 from runmesh.train.errors import DatasetError, ModelNotFoundError, TrainConfigError
@@ -70,7 +70,7 @@ class BaseTrain(Action):
         async with run_resources(self.run, "train") as res:
             try:
                 return await self._train(
-                    params, res.settings, res.tenant, res.pool, res.sources, res.artifacts
+                    params, res.settings, res.tenant, res.pool, res.uris, res.artifacts
                 )
             except (DatasetError, ModelNotFoundError, TrainConfigError) as exc:
                 self.run.log_message_with_code("TRAIN_FAILED", exc)
@@ -82,7 +82,7 @@ class BaseTrain(Action):
         settings: Settings,
         tenant: str,
         pool: Any,
-        sources: dict[tuple[str, str], Storage],
+        uris: TenantUris,
         artifacts: RunArtifacts,
     ) -> dict[str, object]:
         run = self.run
@@ -101,13 +101,11 @@ class BaseTrain(Action):
             tenant=tenant,
             settings=settings,
             pool=pool,
-            sources=sources,
+            uris=uris,
             progress=lambda done, total: run.set_progress(done, total, category="dataset"),
         )
         run.check_cancelled()
-        base_detector = (
-            await load_detector(base.artifact_uri, settings, sources) if base is not None else None
-        )
+        base_detector = await load_detector(base.artifact_uri, uris) if base is not None else None
         classes = _classes(dataset, base_detector)
         run.log_message_with_code(
             "DATASET_LOADED", len(dataset.samples), len(dataset.skipped), classes

@@ -43,13 +43,13 @@ class BaseTuneTrial(Action):
         run = self.run
         async with run_resources(run, "tune_trial", owner=params.tune_run) as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool
-            sources, artifacts = res.sources, res.artifacts
+            uris, artifacts = res.uris, res.artifacts
             dataset = await load_dataset(
                 params.dataset,
                 tenant=tenant,
                 settings=settings,
                 pool=pool,
-                sources=sources,
+                uris=uris,
                 progress=lambda done, total: run.set_progress(done, total, category="dataset"),
             )
             if not dataset.classes:

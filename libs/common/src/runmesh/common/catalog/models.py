@@ -15,8 +15,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
+    SerializationInfo,
     StringConstraints,
     TypeAdapter,
+    field_serializer,
     field_validator,
 )
 
@@ -74,15 +77,48 @@ class FileStorageConfig(BaseModel):
         return root
 
 
+# What the API shows of a stored secret (pydantic's own SecretStr rendering).
+SECRET_MASK = "**********"
+
+
+class S3Credentials(BaseModel):
+    """The tenant's own keys for its bucket; the secret is stored, never shown again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    access_key_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x20\x7f]+$")
+    secret_access_key: SecretStr = Field(min_length=1, max_length=256)
+
+    @field_serializer("secret_access_key", when_used="json")
+    def _stored(self, secret: SecretStr, info: SerializationInfo) -> str:
+        # The repository stores it (context `reveal_secrets`); everything else sees the mask.
+        if isinstance(info.context, dict) and info.context.get("reveal_secrets"):
+            return secret.get_secret_value()
+        return SECRET_MASK
+
+
 class S3StorageConfig(BaseModel):
-    """Objects of one S3 bucket under a key prefix; credentials come from the environment."""
+    """Objects of one S3 bucket under a key prefix, read with the tenant's own `credentials`
+    (without them: unsigned, for public buckets; the platform's key only signs for the
+    platform bucket, under the tenant's own folders)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bucket: str = Field(description="Bucket name (S3 naming rules)")
     prefix: str = Field(default="", max_length=1024, description="Key prefix, no leading /")
     endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint (MinIO, moto); unset = AWS"
+        default=None,
+        description="S3-compatible endpoint (MinIO); unset = the platform's "
+        "(RUNMESH_S3_ENDPOINT_URL); others must be on the operator's list",
+    )
+    region: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+        description="Region requests are signed for; unset = RUNMESH_S3_REGION",
+    )
+    credentials: S3Credentials | None = Field(
+        default=None, description="The tenant's keys; GET shows the secret masked"
     )
 
     @field_validator("bucket")
@@ -176,6 +212,14 @@ StorageCreate: TypeAlias = Annotated[
 STORAGE_CREATE: TypeAdapter[FileStorageCreate | S3StorageCreate | HttpStorageCreate] = TypeAdapter(
     StorageCreate
 )
+
+
+def public_storage_config(config: JsonObject) -> JsonObject:
+    """A stored config as the API shows it: a credentials secret masked."""
+    credentials = config.get("credentials")
+    if not isinstance(credentials, dict):
+        return config
+    return config | {"credentials": credentials | {"secret_access_key": SECRET_MASK}}
 
 
 def parse_storage_config(provider: str, config: JsonObject) -> StorageConfig:

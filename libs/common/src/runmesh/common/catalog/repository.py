@@ -248,7 +248,7 @@ async def create_storage(conn: Executor, tenant: str, storage: StorageCreate) ->
         tenant,
         storage.name,
         storage.provider,
-        _json(storage.config.model_dump(mode="json")),
+        _json(storage.config.model_dump(mode="json", context={"reveal_secrets": True})),
         timeout=_TIMEOUT_S,
     )
     if row is None:

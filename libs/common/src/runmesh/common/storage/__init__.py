@@ -1,8 +1,10 @@
 """One async storage interface over files, S3 and HTTP (DESIGN §8).
 
-`open_storage(provider, config, settings)` builds one from a validated config,
-`storage_from_url` from a URL, `platform_storage(settings)` is the platform bucket. Use a
-storage as `async with`; paths are relative, POSIX-style, and validated centrally.
+`open_storage(provider, config, settings, tenant=...)` builds a tenant's storage under the
+operator's `StoragePolicy`, `TenantUris` opens the URIs a tenant names through its storages,
+`storage_from_url` builds one from a URL the platform wrote, `platform_storage(settings)` is
+the platform bucket. Use a storage as `async with`; paths are relative, POSIX-style, and
+validated centrally.
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ from runmesh.common.storage.errors import (
     StorageError,
     StorageNotFound,
     StoragePathError,
+    StoragePolicyError,
+    StorageScopeError,
     StorageTooLarge,
     StorageUnavailable,
 )
 from runmesh.common.storage.factory import (
     PROVIDERS,
+    check_storage,
     open_storage,
     platform_storage,
     storage_from_url,
 )
 from runmesh.common.storage.file import FileStorage
 from runmesh.common.storage.http import AddressPolicy, HttpStorage, is_public_address
+from runmesh.common.storage.policy import StoragePolicy, run_prefixes, tenant_prefixes
 from runmesh.common.storage.s3 import S3Storage
+from runmesh.common.storage.tenant_uris import Location, StorageRecord, TenantUris
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -32,6 +39,7 @@ __all__ = [
     "AddressPolicy",
     "FileStorage",
     "HttpStorage",
+    "Location",
     "ObjectInfo",
     "S3Storage",
     "Storage",
@@ -39,11 +47,19 @@ __all__ = [
     "StorageError",
     "StorageNotFound",
     "StoragePathError",
+    "StoragePolicy",
+    "StoragePolicyError",
+    "StorageRecord",
+    "StorageScopeError",
     "StorageTooLarge",
     "StorageUnavailable",
+    "TenantUris",
+    "check_storage",
     "is_public_address",
     "open_storage",
     "platform_storage",
+    "run_prefixes",
     "storage_from_url",
+    "tenant_prefixes",
     "validate_path",
 ]

@@ -33,3 +33,25 @@ class StorageUnavailable(StorageError):
 
 class StorageTooLarge(StorageError):
     """An object is larger than the caller (or the provider's limits) allows."""
+
+
+class StoragePolicyError(StorageAccessDenied):
+    """A storage goes against the operator's storage policy (a `RUNMESH_STORAGE_*` setting).
+
+    `field` names the config field at fault (`root`, `endpoint_url`, `prefix`,
+    `allow_private`, ...), `setting` the operator setting that decides it.
+    """
+
+    def __init__(self, message: str, *, field: str, setting: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.setting = setting
+
+    def naming(self, what: str) -> StoragePolicyError:
+        """The same refusal with `what` (the storage at fault) in front of its message."""
+        return StoragePolicyError(f"{what}: {self}", field=self.field, setting=self.setting)
+
+
+class StorageScopeError(StorageAccessDenied):
+    """A URI lies outside every storage of the run's tenant and the tenant's own folders of the
+    platform bucket: it is not read, whoever wrote it into the catalog or the params."""

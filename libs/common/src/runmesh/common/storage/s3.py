@@ -19,18 +19,10 @@ from collections.abc import (
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiohttp
 from aiobotocore.session import get_session
+from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
 from runmesh.common.storage.base import (
     ObjectInfo,
@@ -42,14 +34,8 @@ from runmesh.common.storage.base import (
     join_path,
     validate_path,
 )
-from runmesh.common.storage.errors import (
-    StorageAccessDenied,
-    StorageError,
-    StorageNotFound,
-    StoragePathError,
-    StorageTooLarge,
-    StorageUnavailable,
-)
+from runmesh.common.storage.errors import StorageError, StoragePathError, StorageTooLarge
+from runmesh.common.storage.s3_errors import FAILURES, PRECONDITION_FAILED, error_code, translate
 
 if TYPE_CHECKING:
     from runmesh.common.settings import Settings
@@ -65,84 +51,6 @@ _MAX_PARTS = 10_000
 _MAX_PART_SIZE = 5 * 1024 * MiB
 _METADATA_KEY = "sha256"
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload"})
-_DENIED = frozenset(
-    {
-        "403",
-        "AccessDenied",
-        "AllAccessDisabled",
-        "ExpiredToken",
-        "InvalidAccessKeyId",
-        "InvalidToken",
-        "SignatureDoesNotMatch",
-    }
-)
-_THROTTLED = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-    }
-)
-_PRECONDITION_FAILED = frozenset({"412", "PreconditionFailed"})
-
-# What a call to S3 may raise that `_translate` turns into a StorageError.
-_FAILURES: tuple[type[BaseException], ...] = (
-    ClientError,
-    BotoCoreError,
-    OSError,
-    TimeoutError,
-    aiohttp.ClientError,
-)
-
-
-def _error_code(exc: ClientError) -> tuple[str, int | None]:
-    response = exc.response
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code, status if isinstance(status, int) else None
-
-
-def _translate(exc: BaseException, what: str) -> StorageError:
-    """A StorageError for a failed S3 call; `what` names the operation and object."""
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, ClientError):
-        code, status = _error_code(exc)
-        message = exc.response.get("Error", {}).get("Message") or code
-        if code in _NOT_FOUND or status == 404:
-            return StorageNotFound(f"{what}: not found ({code or status})")
-        if code in _DENIED or status == 403:
-            return StorageAccessDenied(f"{what}: access denied ({code or status}: {message})")
-        if code in _THROTTLED or (status is not None and (status >= 500 or status == 429)):
-            return StorageUnavailable(f"{what}: S3 is unavailable ({code or status}: {message})")
-        return StorageError(f"{what}: {code or status}: {message}")
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return StorageAccessDenied(
-            f"{what}: no S3 credentials (set RUNMESH_S3_ACCESS_KEY_ID and "
-            f"RUNMESH_S3_SECRET_ACCESS_KEY, or AWS_* variables): {exc}"
-        )
-    if isinstance(
-        exc,
-        HTTPClientError
-        | BotoConnectionError
-        | IncompleteReadError
-        | OSError
-        | TimeoutError
-        | aiohttp.ClientError,
-    ):
-        return StorageUnavailable(f"{what}: cannot reach S3: {exc!r}")
-    return StorageError(f"{what}: {exc}")
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -192,6 +100,9 @@ class S3Storage(Storage):
     multipart upload only knows it at the end, so the finished object is then copied onto
     itself, server-side, with that metadata; until that copy completes `stat` reports no
     checksum. Objects written by others have `checksum=None`.
+
+    Requests are signed with the given keys, else botocore's chain; `anonymous` sends them
+    unsigned (public buckets) and never looks for keys.
     """
 
     scheme = "s3"
@@ -204,6 +115,7 @@ class S3Storage(Storage):
         endpoint_url: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        anonymous: bool = False,
         region: str = "us-east-1",
         multipart_threshold: int = 8 * MiB,
         part_size: int = 8 * MiB,
@@ -213,6 +125,8 @@ class S3Storage(Storage):
     ) -> None:
         if not bucket:
             raise StorageError("an S3 storage needs a bucket name")
+        if anonymous and access_key_id is not None:
+            raise StorageError(f"S3 storage for bucket {bucket!r}: anonymous takes no keys")
         if (access_key_id is None) != (secret_access_key is None):
             raise StorageError(
                 f"S3 storage for bucket {bucket!r}: set both the access key id and the secret "
@@ -231,6 +145,8 @@ class S3Storage(Storage):
             if access_key_id is not None
             else {}
         )
+        # Unsigned requests: botocore's chain would otherwise find the host's own credentials.
+        self._anonymous = anonymous
         self._region = region
         self._threshold = multipart_threshold
         self._part_size = part_size
@@ -321,6 +237,7 @@ class S3Storage(Storage):
             s3={"addressing_style": "path"} if custom else None,
             request_checksum_calculation="when_required" if custom else "when_supported",
             response_checksum_validation="when_required" if custom else "when_supported",
+            signature_version=UNSIGNED if self._anonymous else None,
         )
         return get_session().create_client(
             "s3",
@@ -374,8 +291,8 @@ class S3Storage(Storage):
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await call
-        except _FAILURES as exc:
-            raise _translate(exc, what) from exc
+        except FAILURES as exc:
+            raise translate(exc, what) from exc
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """`_call` retried with backoff while the failure is retriable."""
@@ -604,8 +521,8 @@ class S3Storage(Storage):
             )
         except StorageError as exc:
             if isinstance(exc.__cause__, ClientError):
-                code, status = _error_code(exc.__cause__)
-                if code in _PRECONDITION_FAILED or status == 412:
+                code, status = error_code(exc.__cause__)
+                if code in PRECONDITION_FAILED or status == 412:
                     # Another writer replaced the object meanwhile; theirs is the newer one.
                     _logger.info("%s was replaced while its checksum was attached", path)
                     return

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from runmesh.common.catalog import annotation
 from runmesh.common.dm import DMImage, parse_dm
 from runmesh.common.storage import Storage, StorageError, StorageNotFound
-from runmesh.common.storage.uris import open_uri
 from runmesh.common.validation import describe_errors
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.emitted_files import store_emitted
@@ -198,8 +197,8 @@ def _split_of(ctx: ExportContext, item_id: int) -> str:
 
 async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> None:
     """Copy each original image next to its annotations, skipping ones already there."""
-    assert ctx.destination is not None
-    destination = ctx.destination
+    assert ctx.destination is not None and ctx.uris is not None
+    destination, uris = ctx.destination, ctx.uris
     limit = asyncio.Semaphore(ctx.params.max_concurrency)
 
     async def copy(original: _Original) -> None:
@@ -207,7 +206,7 @@ async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> Non
         async with limit:
             ctx.run.check_cancelled()  # a chunk's copies can take long: stop between files
             try:
-                source, path = open_uri(ctx.sources, original.uri, ctx.settings)
+                source, path = uris.open(original.uri)
                 if await _same_size_present(source, path, destination, target):
                     ctx.original_files.success += 1  # written by an earlier attempt
                     return

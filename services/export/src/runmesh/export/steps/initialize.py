@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from runmesh.common.catalog import annotation, repository
 from runmesh.common.catalog.errors import CatalogNotFoundError
+from runmesh.common.catalog.tenant_storages import tenant_uris
 from runmesh.common.run_resources import open_catalog_pool
-from runmesh.common.storage import StorageError, open_storage
+from runmesh.common.storage import StorageError, StoragePolicyError, open_storage
 from runmesh.export.context import ExportContext
 from runmesh.export.errors import ExportConfigError, NothingToExportError
 from runmesh.export.steps.base import Step
@@ -34,6 +35,8 @@ class Initialize(Step):
             ctx.total = await annotation.count_export_items(
                 conn, ctx.tenant, params.target, params.filter
             )
+            # Original files are read only through the tenant's own storages.
+            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings)
         if ctx.total == 0:
             ctx.run.log_message_with_code("NO_RESULTS_FOUND", params.target, params.filter)
             raise NothingToExportError(
@@ -41,7 +44,11 @@ class Initialize(Step):
             )
         ctx.run.log_message_with_code("RESULTS_RETRIEVED", ctx.total, params.target)
         try:
-            ctx.destination = open_storage(storage.provider, storage.config, ctx.settings)
+            ctx.destination = open_storage(
+                storage.provider, storage.config, ctx.settings, tenant=ctx.tenant
+            )
+        except StoragePolicyError as exc:
+            raise exc.naming(f"storage {storage.name!r}") from None
         except StorageError as exc:
             raise ExportConfigError(f"cannot open storage {storage.name!r}: {exc}") from exc
         ctx.destination_name = storage.name

@@ -1,9 +1,15 @@
-"""`/v1/runs/{id}/artifacts/{event_id}`: download an artifact a run reported, from the platform
-bucket, through the gateway (a browser reaches the gateway, not necessarily S3)."""
+"""`/v1/runs/{id}/artifacts/{event_id}`: download an artifact a run reported, from the run's own
+folder of the platform bucket, through the gateway (a browser reaches the gateway, not
+necessarily S3).
+
+A run reports an artifact's URI itself, so the URI proves nothing: only what lies under the
+run's own folders (`runs/<tenant>/<run>/`, `models/<tenant>/<run>/`, or its parent run's, where
+a child run such as a tune trial writes) is served; anything else is a 409.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
@@ -11,7 +17,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
-from runmesh.common.storage import Storage, StorageError, StorageNotFound, platform_storage
+from runmesh.common.storage import (
+    Storage,
+    StorageError,
+    StorageNotFound,
+    StoragePathError,
+    platform_storage,
+    run_prefixes,
+    validate_path,
+)
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
@@ -39,12 +53,16 @@ async def download_artifact(
     tenant: Tenant,
     deps: Annotated[Deps, Depends(get_deps)],
 ) -> StreamingResponse:
-    """Stream an artifact stored in the platform bucket (`s3://<RUNMESH_S3_BUCKET>/…`), such as
-    a model's weights or a confusion matrix. Artifacts elsewhere (a `file://` export folder,
-    another bucket) are a 409 naming their URI: the gateway serves only what it owns."""
+    """Stream an artifact stored in the run's own folder of the platform bucket
+    (`s3://<RUNMESH_S3_BUCKET>/runs/<tenant>/<run>/…` or `…/models/<tenant>/<run>/…`, the
+    parent run's for a child run), such as a model's weights or a confusion matrix.
+    Artifacts elsewhere (a `file://` export folder, another bucket, another run's or
+    tenant's folder) are a 409 naming their URI: the gateway serves only what the run wrote
+    where the platform put it."""
     row = await deps.pool.fetchrow(
-        "SELECT payload FROM runs.run_events WHERE id = $1 AND run_id = $2 AND tenant = $3"
-        " AND type = 'run.artifact'",
+        "SELECT e.payload, r.parent_run_id FROM runs.run_events e"
+        " JOIN runs.runs r ON r.id = e.run_id AND r.tenant = e.tenant"
+        " WHERE e.id = $1 AND e.run_id = $2 AND e.tenant = $3 AND e.type = 'run.artifact'",
         event_id,
         run_id,
         tenant,
@@ -54,15 +72,18 @@ async def download_artifact(
         raise NotFound(f"run {run_id} has no artifact event {event_id}")
     payload: dict[str, Any] = row["payload"] if isinstance(row["payload"], dict) else {}
     name, uri = str(payload.get("name") or "artifact"), str(payload.get("uri") or "")
-    bucket = f"s3://{deps.settings.s3_bucket}/"
-    if not uri.startswith(bucket) or uri.endswith("/"):
-        raise Conflict(
-            f"artifact {name!r} is at {uri}: the gateway serves files in the platform bucket "
-            f"({bucket}) only"
-        )
-    if payload.get("media_type") == "inode/directory":
+    if payload.get("media_type") == "inode/directory" or uri.endswith("/"):
         raise Conflict(f"artifact {name!r} is a folder ({uri}), not a file")
-    key = uri[len(bucket) :]
+    owners = [run_id] if row["parent_run_id"] is None else [run_id, row["parent_run_id"]]
+    key = _own_key(uri, deps.settings.s3_bucket, run_prefixes(tenant, owners))
+    if key is None:
+        shown = ", ".join(
+            f"s3://{deps.settings.s3_bucket}/{prefix}" for prefix in run_prefixes(tenant, [run_id])
+        )
+        raise Conflict(
+            f"artifact {name!r} is at {uri}: the gateway serves only files in the run's own "
+            f"folders of the platform bucket ({shown})"
+        )
     storage = platform_storage(deps.settings)
     try:
         info = await storage.stat(key)
@@ -81,6 +102,20 @@ async def download_artifact(
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file_name)}",
         },
     )
+
+
+def _own_key(uri: str, bucket: str, prefixes: Sequence[str]) -> str | None:
+    """The key of `uri` in the platform bucket if it lies under one of `prefixes`, else None.
+
+    S3 URIs carry their key as is (`S3Storage.url`), so it is not unquoted."""
+    root = f"s3://{bucket}/"
+    if not uri.startswith(root):
+        return None
+    try:
+        key = validate_path(uri[len(root) :])
+    except StoragePathError:
+        return None  # `..`, `//`: never a key the platform wrote
+    return key if any(key.startswith(prefix) for prefix in prefixes) else None
 
 
 async def _stream(storage: Storage, key: str) -> AsyncIterator[bytes]:

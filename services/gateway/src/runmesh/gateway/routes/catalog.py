@@ -1,4 +1,4 @@
-"""`/v1/storages`, `/v1/data-collections`, `/v1/data-units`: a tenant's data catalog."""
+"""`/v1/data-collections`, `/v1/data-units`: a tenant's data catalog (storages: `storages`)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,18 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from runmesh.common.catalog import CatalogNotFoundError, DuplicateNameError, repository
-from runmesh.common.catalog.models import DataCollectionCreate, StorageCreate
+from runmesh.common.catalog.models import DataCollectionCreate
 from runmesh.common.catalog.repository import (
     DataCollectionRow,
     DataFile,
     DataUnitRow,
     NewDataUnit,
-    StorageProvider,
-    StorageRow,
 )
 from runmesh.common.events import JsonObject
 from runmesh.gateway.auth import Tenant
@@ -31,16 +29,15 @@ from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.routes.pagination import after_id_page, cursor_page, decode_cursor
 from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
+from runmesh.gateway.uri_scope import uri_problems
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
-StorageId = Annotated[uuid.UUID, Path(description="The storage's id")]
 CollectionId = Annotated[uuid.UUID, Path(description="The data collection's id")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
 
-_TAG_STORAGES = "storages"
 _TAG_COLLECTIONS = "data collections"
 
 # Units registered by hand come in requests, not runs: a batch the gateway validates against
@@ -53,34 +50,6 @@ _MAX_ERRORS = 100
 
 
 # -- models ----------------------------------------------------------------------------------
-
-
-class StorageOut(BaseModel):
-    """A storage: where files are read from."""
-
-    id: uuid.UUID
-    name: str
-    provider: StorageProvider
-    config: JsonObject = Field(description="The provider's config, as validated")
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: StorageRow) -> StorageOut:
-        """From a stored row."""
-        return cls(
-            id=row.id,
-            name=row.name,
-            provider=row.provider,
-            config=row.config,
-            created_at=row.created_at,
-        )
-
-
-class StorageList(BaseModel):
-    """One page of storages, newest first."""
-
-    items: list[StorageOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null = end")
 
 
 class FileSpecificationOut(BaseModel):
@@ -192,7 +161,9 @@ class DataFileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     uri: str = Field(
-        max_length=4096, description="s3://, file://, http:// or https:// URI of the file"
+        max_length=4096,
+        description="s3://, file://, http:// or https:// URI of the file, in a storage of the "
+        "tenant or its folder of the platform bucket (`s3://<bucket>/<tenant>/...`)",
     )
     size: int = Field(ge=0, description="Bytes")
     checksum: str | None = Field(
@@ -335,67 +306,6 @@ def _unit_problems(collection: DataCollectionRow, units: list[DataUnitIn]) -> li
     return errors
 
 
-# -- storages --------------------------------------------------------------------------------
-
-
-@router.post(
-    "/storages",
-    status_code=201,
-    response_model=StorageOut,
-    summary="Create a storage",
-    tags=[_TAG_STORAGES],
-    responses=problems(401, 409, 422),
-)
-async def create_storage(
-    body: Annotated[StorageCreate, Body()], tenant: Tenant, deps: DepsParam
-) -> StorageOut:
-    """A place files are read from: `file` {root}, `s3` {bucket, prefix, endpoint_url} or
-    `http` {base_url, allow_private}. Credentials are not stored; services take them from
-    their environment. A name the tenant already uses is a 409; an invalid config a 422
-    naming the field."""
-    try:
-        row = await repository.create_storage(deps.pool, tenant, body)
-    except DuplicateNameError as exc:
-        raise Conflict(str(exc)) from exc
-    return StorageOut.of(row)
-
-
-@router.get(
-    "/storages",
-    response_model=StorageList,
-    summary="List storages",
-    tags=[_TAG_STORAGES],
-    responses=problems(401, 422),
-)
-async def list_storages(
-    tenant: Tenant, deps: DepsParam, cursor: Cursor = None, limit: Limit = 50
-) -> StorageList:
-    """The tenant's storages, newest first; page with `next_cursor` until it is null."""
-    rows = await repository.list_storages(
-        deps.pool,
-        tenant,
-        before=decode_cursor(cursor) if cursor is not None else None,
-        limit=limit + 1,
-    )
-    page, next_cursor = cursor_page(rows, limit)
-    return StorageList(items=[StorageOut.of(row) for row in page], next_cursor=next_cursor)
-
-
-@router.get(
-    "/storages/{storage_id}",
-    response_model=StorageOut,
-    summary="Get a storage",
-    tags=[_TAG_STORAGES],
-    responses=problems(401, 404, 422),
-)
-async def get_storage(storage_id: StorageId, tenant: Tenant, deps: DepsParam) -> StorageOut:
-    """One storage of the tenant."""
-    row = await repository.get_storage(deps.pool, tenant, storage_id)
-    if row is None:
-        raise NotFound(f"storage {storage_id} not found")
-    return StorageOut.of(row)
-
-
 # -- data collections ------------------------------------------------------------------------
 
 
@@ -528,12 +438,13 @@ async def register_data_units(
     upload run. A unit key the collection has a unit without a run for updates that unit, so
     repeating a request is safe: 201 when a unit is new, 200 when none is. Files must be
     under the collection's specifications, with their extensions, every required one
-    present, and `meta` must match its `data_unit_meta_schema`; otherwise a 422 names each
-    field at fault, and nothing is stored."""
+    present, each URI in a storage of the tenant (or its folders of the platform bucket), and
+    `meta` must match its `data_unit_meta_schema`; otherwise a 422 names each field at fault,
+    and nothing is stored."""
     collection = await repository.get_collection(deps.pool, tenant, collection_id)
     if collection is None:
         raise NotFound(f"data collection {collection_id} not found")
-    errors = _unit_problems(collection, body.units)
+    errors = _unit_problems(collection, body.units) + await uri_problems(deps, tenant, body.units)
     if errors:
         raise InvalidRequest(
             f"data units do not fit data collection {collection_id}",

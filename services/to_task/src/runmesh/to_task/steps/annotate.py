@@ -23,7 +23,6 @@ from runmesh.common.converters.pascal_voc import parse_pascal_voc_file
 from runmesh.common.converters.yolo import parse_yolo_file
 from runmesh.common.dm import DMData, DMImage
 from runmesh.common.storage import StorageError
-from runmesh.common.storage.uris import open_uri
 from runmesh.to_task.context import Annotated, Item, ToTaskContext
 from runmesh.to_task.steps.base import Step
 from runmesh.to_task.steps.inference import annotate_with_model
@@ -151,7 +150,8 @@ def _coco_has_images(data: bytes) -> bool:
 
 async def _read(ctx: ToTaskContext, uri: str, max_bytes: int) -> bytes:
     try:
-        storage, path = open_uri(ctx.sources, uri, ctx.settings)
+        assert ctx.uris is not None
+        storage, path = ctx.uris.open(uri)
         async with asyncio.timeout(120):
             return await storage.read_bytes(path, max_bytes=max_bytes)
     except (StorageError, OSError, TimeoutError) as exc:

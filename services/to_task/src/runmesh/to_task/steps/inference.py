@@ -19,7 +19,6 @@ from runmesh.common.child_runs import ChildRunCancelled, ChildRunError, run_chil
 from runmesh.common.dm import BoundingBox, DMData, DMImage
 from runmesh.common.events import RunEventBase, RunFailed, RunProgress, RunRequest, RunSucceeded
 from runmesh.common.storage import StorageError
-from runmesh.common.storage.uris import open_uri
 from runmesh.to_task.context import Annotated, ToTaskContext
 from runmesh.to_task.errors import ToTaskError
 
@@ -102,7 +101,8 @@ async def annotate_with_model(ctx: ToTaskContext) -> None:
 
 async def _read_predictions(ctx: ToTaskContext, uri: str) -> dict[int, dict[str, Any]]:
     try:
-        storage, path = open_uri(ctx.sources, uri, ctx.settings)
+        assert ctx.uris is not None
+        storage, path = ctx.uris.open(uri)
         data = await storage.read_bytes(path, max_bytes=MAX_PREDICTIONS_BYTES)
     except (StorageError, OSError) as exc:
         raise InferenceFailedError(f"cannot read the predictions at {uri}: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runmesh.common.catalog import annotation, repository, trained_models
 from runmesh.common.catalog.repository import DataCollectionRow
+from runmesh.common.catalog.tenant_storages import tenant_uris
 from runmesh.common.run_resources import open_catalog_pool
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.errors import ToTaskConfigError
@@ -27,6 +28,8 @@ class Validate(Step):
             collection = await repository.get_collection(
                 conn, ctx.tenant, project.data_collection_id
             )
+            # Units' files and the predictions are read only through the tenant's storages.
+            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings)
         if collection is None:
             raise ToTaskConfigError(
                 f"data collection {project.data_collection_id} of project {project.id} not found"

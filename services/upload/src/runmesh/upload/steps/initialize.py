@@ -7,7 +7,12 @@ import logging
 
 from runmesh.common.catalog import repository
 from runmesh.common.run_resources import open_catalog_pool
-from runmesh.common.storage import StorageError, open_storage, platform_storage
+from runmesh.common.storage import (
+    StorageError,
+    StoragePolicyError,
+    open_storage,
+    platform_storage,
+)
 from runmesh.upload.context import UploadContext
 from runmesh.upload.errors import UploadConfigError
 from runmesh.upload.steps.base import Step
@@ -42,10 +47,14 @@ class Initialize(Step):
         # it to delete what an earlier attempt of this run stored.
         try:
             ctx.destination = (
-                open_storage(destination.provider, destination.config, ctx.settings)
+                open_storage(
+                    destination.provider, destination.config, ctx.settings, tenant=ctx.tenant
+                )
                 if destination is not None
                 else platform_storage(ctx.settings)
             )
+        except StoragePolicyError as exc:
+            raise exc.naming("the destination storage") from None
         except StorageError as exc:
             raise UploadConfigError(f"cannot open the destination storage: {exc}") from exc
         if source is None:
@@ -56,7 +65,11 @@ class Initialize(Step):
         ctx.specs = {spec.name: spec for spec in collection.file_specifications}
         self._check_assets(ctx)
         try:
-            ctx.source = open_storage(source.provider, source.config, ctx.settings)
+            ctx.source = open_storage(
+                source.provider, source.config, ctx.settings, tenant=ctx.tenant
+            )
+        except StoragePolicyError as exc:
+            raise exc.naming(f"storage {source.name!r}") from None
         except StorageError as exc:
             raise UploadConfigError(f"cannot open the source storage: {exc}") from exc
         ctx.run.log_message(

@@ -380,3 +380,45 @@ async def test_a_wrong_token_returns_to_the_form_with_an_error(
     await expect(page.locator("#login")).to_be_visible()
     await expect(page.locator("#login-error")).to_contain_text("unknown or revoked")
     assert await page.evaluate("localStorage.getItem('runmesh.token')") is None
+
+
+async def test_a_retried_run_says_attempt_2_after_worker_lost(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    # Attempt 1 started and its worker died (no terminal event); attempt 2 ran to the end.
+    from datetime import UTC, datetime
+
+    from runmesh.common.events import EVENT_TYPES, StartedPayload, SucceededPayload, encode
+    from runmesh.common.kafka import make_producer
+    from runmesh.common.topics import Topics
+
+    run_id = uuid.uuid4()
+    started = StartedPayload(plugin="testkit", plugin_version="1.0.0", action="echo", params={})
+    events = [
+        (1, 1, "run.started", started),
+        (2, 1, "run.started", started),
+        (2, 2, "run.succeeded", SucceededPayload(result={})),
+    ]
+    producer = make_producer(stack.settings)
+    await producer.start()
+    try:
+        for attempt, seq, event_type, payload in events:
+            event = EVENT_TYPES[event_type](
+                run_id=run_id,
+                attempt=attempt,
+                seq=seq,
+                ts=datetime.now(UTC),
+                service="test",
+                worker="w",
+                tenant=api.tenant,
+                category="test",
+                payload=payload,
+            )
+            topic = Topics(stack.settings.topic_prefix).events
+            await producer.send_and_wait(topic, encode(event), key=str(run_id).encode())
+    finally:
+        await producer.stop()
+    await api.wait_state(str(run_id), "succeeded")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+    await expect(page.locator("#run-state")).to_have_text("succeeded")
+    await expect(page.locator(".facts")).to_contain_text("2 after worker lost")

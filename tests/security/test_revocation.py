@@ -199,3 +199,50 @@ async def test_a_revoked_tokens_open_streams_end_within_the_cache_ttl(
 
 async def _exists(http: httpx.AsyncClient, run_id: uuid.UUID) -> bool:
     return (await http.get(f"/v1/runs/{run_id}")).status_code == 200
+
+
+async def test_token_revoke_by_tenant_and_name_and_its_mistakes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from runmesh.common.db import apply_migrations, create_pool, load_migrations
+    from runmesh.gateway.app import SCHEMA
+    from runmesh.gateway.tokens import TokenCache, create_token
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNMESH_")}
+    env.update(settings.to_env())
+    env["RUNMESH_HOME"] = str(tmp_path)
+
+    async def cli(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "runmesh.cli", "token", "revoke", *args),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    pool = await create_pool(settings, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
+        tenant = settings.tenant
+        ci = await create_token(pool, tenant, "ci")
+        laptop = await create_token(pool, tenant, "laptop")
+        other = await create_token(pool, f"{tenant}-other", "ci")
+
+        assert (await cli())[0] == 2  # neither a token nor --tenant
+        assert (await cli(ci, "--tenant", tenant))[0] == 2  # both
+        assert (await cli("--name", "ci"))[0] == 2  # --name alone
+        code, said = await cli("--tenant", tenant, "--name", "ci")
+        assert code == 0 and f"revoked 1 token of tenant {tenant}" in said, said
+        code, said = await cli("--tenant", tenant, "--name", "ci")
+        assert code == 1 and "no unrevoked token matched" in said, said
+
+        fresh = TokenCache(pool)  # a gateway that has cached nothing
+        assert await fresh.lookup(ci) is None
+        assert await fresh.lookup(laptop) == tenant
+        assert await fresh.lookup(other) == f"{tenant}-other"
+    finally:
+        await pool.close()

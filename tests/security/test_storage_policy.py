@@ -25,7 +25,7 @@ import pytest
 from runmesh.common.catalog import repository
 from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
 from runmesh.common.settings import Settings
-from runmesh.common.storage import StoragePolicyError, open_storage
+from runmesh.common.storage import StoragePolicy, StoragePolicyError, open_storage, tenant_prefixes
 from runmesh.upload import BUILTIN_PLUGIN
 
 from ..conftest import GatewayHandle, RunClient, service_worker
@@ -300,3 +300,44 @@ async def test_workers_refuse_planted_storages_that_break_the_policy(
                 assert setting in payload.message, (setting, payload)  # type: ignore[attr-defined]
     finally:
         await uploads.stop()
+
+
+def test_the_policy_reads_tenant_roots_endpoint_patterns_and_reserved_tenant_names(
+    settings: Settings, tmp_path: Path
+) -> None:
+    for tenant in ("acme", "globex"):
+        (tmp_path / tenant).mkdir()
+    policy = StoragePolicy.from_settings(
+        settings.model_copy(
+            update={
+                "storage_file_roots": [tmp_path / "{tenant}"],
+                "storage_s3_endpoints": ["https://s3.*.amazonaws.com", "http://10.0.0.5:9000"],
+            }
+        )
+    )
+    assert policy.file_root(tmp_path / "acme" / "raw", "acme") == tmp_path / "acme" / "raw"
+    with pytest.raises(StoragePolicyError, match="RUNMESH_STORAGE_FILE_ROOTS"):
+        policy.file_root(tmp_path / "globex", "acme")  # another tenant's root
+    with pytest.raises(StoragePolicyError):
+        policy.file_root(tmp_path / "acme", "../acme")  # a tenant name is no path
+    for allowed in ("https://s3.eu-west-1.amazonaws.com", "http://10.0.0.5:9000/"):
+        assert not policy.s3(bucket="b-data", prefix="", endpoint_url=allowed, tenant="acme")
+    for refused in (
+        "https://s3.eu-west-1.amazonaws.com.evil.example",
+        "https://evil.example/s3.eu-west-1.amazonaws.com",
+        "https://user@s3.eu-west-1.amazonaws.com",
+        "http://10.0.0.5:9001",
+        "https://10.0.0.5:9000",
+    ):
+        with pytest.raises(StoragePolicyError, match="RUNMESH_STORAGE_S3_ENDPOINTS"):
+            policy.s3(bucket="b-data", prefix="", endpoint_url=refused, tenant="acme")
+    # The platform bucket: the tenant's own folders only; the platform's key signs there.
+    bucket = settings.s3_bucket
+    assert policy.s3(bucket=bucket, prefix="acme/raw", endpoint_url=None, tenant="acme")
+    assert policy.s3(bucket=bucket, prefix="runs/acme/", endpoint_url=None, tenant="acme")
+    for prefix in ("", "acmex/", "globex/acme", "plugins/acme/", "runs/", "models"):
+        with pytest.raises(StoragePolicyError, match="RUNMESH_S3_BUCKET"):
+            policy.s3(bucket=bucket, prefix=prefix, endpoint_url=None, tenant="acme")
+    # A tenant named like a platform folder owns no bare folder (it would span every tenant's).
+    assert tenant_prefixes("models") == ("runs/models/", "models/models/")
+    assert tenant_prefixes("a/b") == ()

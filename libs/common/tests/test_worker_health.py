@@ -12,7 +12,8 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter
 
-from runmesh.common.worker.health import HealthServer, LoopHeartbeat
+from runmesh.common.execution.watchdog import LoopWatchdog
+from runmesh.common.worker.health import HealthServer
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -26,10 +27,10 @@ def get(url: str) -> tuple[int, bytes]:
 async def test_healthz_reports_a_stuck_loop_and_metrics_still_answer() -> None:
     registry = CollectorRegistry()
     Counter("probe_demo", "a counter", registry=registry).inc()
-    heartbeat = LoopHeartbeat(tick_s=0.02)
+    heartbeat = LoopWatchdog(limit_s=60, tick_s=0.02)
     server = HealthServer(registry, heartbeat, port=0, host="127.0.0.1", stall_limit_s=0.3)
     server.start()
-    beating = asyncio.create_task(heartbeat.run())
+    heartbeat.start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         await asyncio.sleep(0.05)
@@ -55,6 +56,5 @@ async def test_healthz_reports_a_stuck_loop_and_metrics_still_answer() -> None:
         status, _ = await asyncio.to_thread(get, f"{base}/healthz")
         assert status == 200
     finally:
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        heartbeat.stop()
         server.close()

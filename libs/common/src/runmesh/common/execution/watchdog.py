@@ -48,13 +48,14 @@ class LoopWatchdog:
     task holds the loop (an `async def start` that never awaits, or blocks in a sync call),
     the watchdog raises `ActionInterrupted` in that action's code, so the run fails with
     `LoopBlocked` and every other run on the worker goes on. Anything else holding the loop
-    is logged with its stack, once per stall.
+    is logged with its stack, once per stall. Its heartbeat is also what the worker's
+    `/healthz` reads (`silent_for()`).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, limit_s: float) -> None:
-        self._loop = loop
+    def __init__(self, *, limit_s: float, tick_s: float | None = None) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._limit_s = limit_s
-        self._tick_s = min(0.5, limit_s / 4)
+        self._tick_s = tick_s if tick_s is not None else min(0.5, limit_s / 4)
         self._beat = time.monotonic()
         self._loop_thread = threading.get_ident()
         self._guarded: dict[asyncio.Task[object], _Guarded] = {}
@@ -68,10 +69,19 @@ class LoopWatchdog:
         return self._limit_s
 
     def start(self) -> None:
-        """Start beating and watching (call on the loop's thread)."""
+        """Start beating on the running loop and watching it (once)."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._heartbeat()
         self._thread.start()
+
+    def silent_for(self) -> float:
+        """Seconds since the loop last ticked (0 before `start()`); safe from any thread."""
+        if self._loop is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self._beat)
 
     def stop(self) -> None:
         """Stop watching; the heartbeat's timer is cancelled."""
@@ -90,7 +100,7 @@ class LoopWatchdog:
 
     def _heartbeat(self) -> None:
         self._beat = time.monotonic()
-        if not self._stopped.is_set():
+        if self._loop is not None and not self._stopped.is_set():
             self._handle = self._loop.call_later(self._tick_s, self._heartbeat)
 
     def _watch(self) -> None:
@@ -102,7 +112,7 @@ class LoopWatchdog:
                 continue
             reported = beat
             # Read from this thread while the loop's thread is stuck: a dict lookup, no lock.
-            task = asyncio.current_task(self._loop)
+            task = asyncio.current_task(self._loop) if self._loop is not None else None
             guarded = self._guarded.get(task) if task is not None else None
             if guarded is None or self._beat != beat:
                 self._report(stalled_s)

@@ -1,4 +1,5 @@
-"""A worker's HTTP port for probes and scrapers: `/healthz` from a loop heartbeat, `/metrics`.
+"""A worker's HTTP port for probes and scrapers: `/healthz` from the loop watchdog's heartbeat,
+`/metrics`.
 
 The port is served by a thread, so it answers while the event loop is stuck: `/metrics` then
 still works, and `/healthz` says the loop stopped ticking, which a liveness probe turns into a
@@ -7,39 +8,20 @@ restart (before, the port answering was all a probe saw, so a stuck worker passe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from runmesh.common.execution.watchdog import LoopWatchdog
+
 log = logging.getLogger(__name__)
 
 HEALTH_PATH: Final = "/healthz"
-TICK_S: Final = 1.0
-
-
-class LoopHeartbeat:
-    """Ticks on the event loop once a second; read from any thread."""
-
-    def __init__(self, *, tick_s: float = TICK_S) -> None:
-        self._tick_s = tick_s
-        self._last = time.monotonic()
-
-    async def run(self) -> None:
-        """Tick until cancelled."""
-        while True:
-            self._last = time.monotonic()
-            await asyncio.sleep(self._tick_s)
-
-    def silent_for(self) -> float:
-        """Seconds since the loop last ticked."""
-        return max(0.0, time.monotonic() - self._last)
 
 
 class HealthServer:
@@ -52,7 +34,7 @@ class HealthServer:
     def __init__(
         self,
         registry: CollectorRegistry,
-        heartbeat: LoopHeartbeat,
+        heartbeat: LoopWatchdog,
         *,
         port: int,
         stall_limit_s: float,
@@ -83,7 +65,7 @@ class HealthServer:
 
 
 def _handler(
-    registry: CollectorRegistry, heartbeat: LoopHeartbeat, stall_limit_s: float
+    registry: CollectorRegistry, heartbeat: LoopWatchdog, stall_limit_s: float
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

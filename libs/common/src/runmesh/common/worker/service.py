@@ -13,7 +13,7 @@ from runmesh.common.errors import RunmeshError
 from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import setup_tracing
-from runmesh.common.worker.health import HealthServer, LoopHeartbeat
+from runmesh.common.worker.health import HealthServer
 from runmesh.common.worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -22,17 +22,16 @@ log = logging.getLogger(__name__)
 async def serve(worker: Worker) -> None:
     """Run `worker` until SIGTERM or SIGINT, then shut it down gracefully."""
     provider = setup_tracing(worker.settings, worker.service)
-    heartbeat = LoopHeartbeat()
     health: HealthServer | None = None
     if worker.settings.metrics_port is not None:
         health = HealthServer(
             worker.metrics.registry,
-            heartbeat,
+            worker.watchdog,
             port=worker.settings.metrics_port,
             stall_limit_s=worker.settings.health_loop_stall_s,
         )
         health.start()
-    beating = asyncio.create_task(heartbeat.run(), name="loop heartbeat")
+    worker.watchdog.start()  # beating from now: start-up counts too
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.request_stop)
@@ -41,8 +40,7 @@ async def serve(worker: Worker) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        worker.watchdog.stop()
         if health is not None:
             health.close()
         if provider is not None:

@@ -114,7 +114,8 @@ class Worker:
         self._ledger: AttemptLedger
         self._published = PublishedPlugins(settings)
         self._installer = PluginInstaller(settings)
-        self._watchdog: LoopWatchdog | None = None  # watches the loop while run() serves
+        self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
+        """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
 
     @property
     def group_id(self) -> str:
@@ -138,11 +139,8 @@ class Worker:
         if job_classes:
             await asyncio.to_thread(warm_job_server, job_classes)
         async with contextlib.AsyncExitStack() as stack:
-            self._watchdog = LoopWatchdog(
-                asyncio.get_running_loop(), limit_s=settings.loop_block_limit_s
-            )
-            self._watchdog.start()
-            stack.callback(self._watchdog.stop)
+            self.watchdog.start()
+            stack.callback(self.watchdog.stop)
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
                 pool = await create_pool(settings, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
@@ -555,7 +553,7 @@ class Worker:
                 stop,
                 self.settings,
                 params=params,
-                watchdog=self._watchdog,
+                watchdog=self.watchdog,
             )
         finally:
             in_flight.dec()

@@ -272,3 +272,21 @@ async def test_a_plugin_archive_entry_name_with_a_nul_is_422_naming_it(
     response = await http.post("/v1/plugins", files={"archive": ("p.zip", nul_named_archive())})
     problem = refused(response)
     assert "plugin/ok.py\\x00../../evil.py" in problem["detail"]
+
+
+async def test_a_body_that_is_not_text_or_not_a_form_is_422_not_400(
+    http: httpx.AsyncClient,
+) -> None:
+    not_utf8 = await http.post(
+        "/v1/runs", content=b"\x80\x81{}", headers={"Content-Type": "application/json"}
+    )
+    assert "not JSON text" in refused(not_utf8)["errors"][0]["msg"]
+    fields = b"".join(
+        b'--x\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n1\r\n' % i for i in range(20)
+    )
+    too_many_fields = await http.post(
+        "/v1/plugins",
+        content=fields + b"--x--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert "not a plugin upload form" in refused(too_many_fields)["detail"]

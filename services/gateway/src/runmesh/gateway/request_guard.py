@@ -5,15 +5,15 @@ PostgreSQL can store.
   as the plugin archive upload has) is a 413: at once from `Content-Length`, and while it is
   read when it comes in chunks.
 - A JSON body (the gateway reads a body without a content type as JSON, as FastAPI does) is
-  a 422 naming the field when it holds NUL (`\\u0000`: PostgreSQL's text and jsonb cannot)
-  or a lone surrogate (`\\ud800`: not Unicode text, so no driver can encode it), an integer
-  outside 64 bits (no column or JSON encoder of the platform takes it), or when it nests
-  deeper than `MAX_JSON_DEPTH` levels.
+  a 422 when it is not text, and a 422 naming the field when it holds NUL (`\\u0000`:
+  PostgreSQL's text and jsonb cannot) or a lone surrogate (`\\ud800`: not Unicode text, so no
+  driver can encode it), an integer outside 64 bits (no column or JSON encoder of the
+  platform takes it), or when it nests deeper than `MAX_JSON_DEPTH` levels.
 - A `/v1` path or query string with NUL is a 422 the same way.
 
 Most bodies skip the JSON screening: it runs only when a cheap byte search finds something
 it could refuse (an escape, a 19-digit number, a 0xED byte, more than `MAX_JSON_DEPTH`
-brackets), so the common request costs a few `bytes.find`s.
+brackets, bytes that are not UTF-8), so the common request costs a few `bytes.find`s.
 """
 
 from __future__ import annotations
@@ -138,6 +138,10 @@ def json_errors(body: bytes) -> list[dict[str, Any]]:
         document = json.loads(body)
     except RecursionError:
         return [_error(["body"], f"nested deeper than {MAX_JSON_DEPTH} levels", "json_depth")]
+    except UnicodeDecodeError as exc:  # FastAPI would answer a bare 400
+        return [
+            _error(["body"], f"not JSON text in UTF-8, -16 or -32 ({exc.reason})", "json_invalid")
+        ]
     except ValueError:
         return []
     return list(_walk(document))
@@ -150,7 +154,18 @@ def _worth_screening(body: bytes) -> bool:
         or b"\xed" in body  # the UTF-8 lead byte of surrogates (and of some Hangul)
         or body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
         or _LONG_NUMBER.search(body) is not None
+        or not _is_utf8(body)
     )
+
+
+def _is_utf8(body: bytes) -> bool:
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _walk(document: Any) -> Iterator[dict[str, Any]]:  # Any: arbitrary JSON

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from uuid import UUID
 
 import asyncpg
@@ -33,7 +33,8 @@ from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
-from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute, problems
+from runmesh.gateway.routes.sse_schema import RUN_EVENTS_RESPONSES, TENANT_EVENTS_RESPONSES
+from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute
 from runmesh.gateway.tokens import TokenWatch
 
 log = logging.getLogger(__name__)
@@ -72,19 +73,6 @@ class EventStreamResponse(StreamingResponse):
             await super().stream_response(send)
 
 
-_EVENT_STREAM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    **problems(401, 404, 422),
-    200: {
-        "description": "`text/event-stream` (default) or, with `Accept: application/json`, "
-        "the stored events as a JSON list",
-        "content": {
-            "text/event-stream": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-        },
-    },
-}
-
-
 DEFAULT_JSON_EVENTS: Final = 1000
 MAX_JSON_EVENTS: Final = 10_000
 
@@ -114,7 +102,7 @@ def _wants_json(request: Request) -> bool:
     "/runs/{run_id}/events",
     summary="A run's events: replayed, then live (SSE), or stored (JSON)",
     response_class=Response,
-    responses=_EVENT_STREAM_RESPONSES,
+    responses=RUN_EVENTS_RESPONSES,
 )
 async def run_events(
     run_id: UUID,
@@ -226,13 +214,7 @@ async def _terminal_event_sent_before(deps: Deps, run_id: UUID, last: int) -> bo
     "/events",
     summary="Live events of every run of the tenant (dashboard stream, SSE)",
     response_class=Response,
-    responses={
-        **problems(401, 422),
-        200: {
-            "description": "`text/event-stream`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
-    },
+    responses=TENANT_EVENTS_RESPONSES,
 )
 async def tenant_events(
     caller: AuthenticatedCaller,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from runmesh.common.events import JsonObject
 from runmesh.gateway import plugin_publishing
@@ -275,7 +276,14 @@ async def publish_plugin(
             f"the upload is {int(declared):,} bytes; plugin archives are limited to "
             f"{limit:,} (RUNMESH_PLUGIN_ARCHIVE_MAX_BYTES)"
         )
-    async with request.form(max_files=1, max_fields=10) as form:
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except HTTPException as exc:
+        if exc.status_code != 400:  # the body limit's 413
+            raise
+        # Starlette's answer to a form it cannot parse: the request's fault, as invalid JSON is.
+        raise InvalidRequest(f"the body is not a plugin upload form: {exc.detail}") from exc
+    try:
         upload = form.get("archive")
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("multipart field 'archive' (the plugin zip) is missing")
@@ -286,6 +294,8 @@ async def publish_plugin(
             )
         sha256 = form.get("sha256")
         force = str(form.get("force", "false")).lower() in ("1", "true", "yes", "on")
+    finally:
+        await form.close()
     published = await plugin_publishing.publish(
         deps, tenant, data, force=force, sha256=sha256 if isinstance(sha256, str) else None
     )

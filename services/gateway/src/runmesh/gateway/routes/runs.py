@@ -382,12 +382,8 @@ async def list_runs(
     plugin: Annotated[str | None, Query(description="Plugin code (any version)")] = None,
     action: str | None = None,
     parent_run_id: uuid.UUID | None = None,
-    created_after: Annotated[
-        UtcDatetime | None, Query(description="Created after (UTC if naive)")
-    ] = None,
-    created_before: Annotated[
-        UtcDatetime | None, Query(description="Created before (UTC if naive)")
-    ] = None,
+    created_after: UtcDatetime | None = None,
+    created_before: UtcDatetime | None = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> RunList:

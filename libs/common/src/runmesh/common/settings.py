@@ -10,7 +10,6 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 # Public AWS S3 endpoints: the default allow-list of `storage_s3_endpoints`.
 DEFAULT_S3_ENDPOINTS = (
     "https://s3.amazonaws.com",

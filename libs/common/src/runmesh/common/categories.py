@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
-BUILTIN_CATEGORIES: Final = frozenset(
-    {
-        "upload",
-        "export",
-        "pre_annotation",
-        "neural_net",
-        "data_validation",
-        "smart_tool",
-        "post_annotation",
-    }
+BUILTIN_CATEGORIES: Final[tuple[str, ...]] = (
+    "upload",
+    "export",
+    "pre_annotation",
+    "neural_net",
+    "data_validation",
+    "smart_tool",
+    "post_annotation",
 )
 """Categories the platform defines (a tenant's published plugin may name any other)."""
 

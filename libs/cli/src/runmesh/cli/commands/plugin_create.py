@@ -13,19 +13,12 @@ from typing import Annotated
 import typer
 
 from runmesh.cli.commands.plugin import plugin_app
+from runmesh.common.categories import BUILTIN_CATEGORIES
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "plugin_template"
 """The copier template (package data; rendered as a plain folder, never through git)."""
 
-CATEGORIES: tuple[str, ...] = (
-    "upload",
-    "export",
-    "pre_annotation",
-    "neural_net",
-    "data_validation",
-    "smart_tool",
-    "post_annotation",
-)
+CATEGORIES = BUILTIN_CATEGORIES  # one template serves every category the platform defines
 CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as config.yaml's `code`
 CODE_MAX_LENGTH = 100
 

@@ -48,3 +48,10 @@ class UnknownClassError(CatalogError):
     def __init__(self, message: str, problems: Sequence[ClassProblem]) -> None:
         super().__init__(message)
         self.problems = tuple(problems)
+
+
+class RunRoleError(CatalogError):
+    """A run's own database role (runmesh.common.catalog.run_roles) could not be created or
+    dropped: the platform's database user lacks a privilege it needs (the message names the
+    grant), or the role still owns objects elsewhere in the cluster. Trying again does not
+    help until an operator acts."""

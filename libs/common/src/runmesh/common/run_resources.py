@@ -18,10 +18,12 @@ async def open_catalog_pool(settings: Settings) -> asyncpg.Pool:
     """A small pool for one run's catalog work, with the catalog migrations applied.
 
     Applying them is idempotent and runs under an advisory lock: a worker may start before
-    any gateway did.
+    any gateway did. A published plugin's job skips them (`catalog_migrations` off): its
+    worker applied them before it made the run's database role, which may not.
     """
     pool: asyncpg.Pool = await create_pool(settings, min_size=1, max_size=4)
-    await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+    if settings.catalog_migrations:
+        await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
     return pool
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CREDENTIAL_FIELDS = (
+    "kafka_bootstrap",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "database_url",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "token",
+)
+"""Settings that reach the platform's Kafka, PostgreSQL, S3 or gateway with its rights: never
+handed to a tenant's code (`Settings.for_tenant_code`)."""
 
 # Public AWS S3 endpoints: the default allow-list of `storage_s3_endpoints`.
 DEFAULT_S3_ENDPOINTS = (
@@ -138,6 +150,21 @@ class Settings(BaseSettings):
         description="Longest an in-process action may hold a worker's event loop before it is "
         "interrupted and its run fails LoopBlocked",
     )
+    job_sandbox: Literal["landlock", "off"] = Field(
+        default="landlock",
+        description="How a published plugin's job is confined: `landlock` (its files, /proc "
+        "and TCP limited; a worker whose kernel lacks Landlock fails such runs) or `off`",
+    )
+    job_network: Literal["catalog", "open"] = Field(
+        default="catalog",
+        description="TCP a published plugin's job may use: `catalog` (the catalog database's "
+        "port only; storages go through the worker) or `open` (any, e.g. to fetch weights)",
+    )
+    catalog_migrations: bool = Field(
+        default=True,
+        description="Apply the catalog's migrations when a run opens the catalog (off in a "
+        "published plugin's job, whose database role may not)",
+    )
 
     # Worker health (docs/operations.md "Health")
     health_loop_stall_s: float = Field(
@@ -244,6 +271,14 @@ class Settings(BaseSettings):
             else:
                 env[key] = str(value)
         return env
+
+    def for_tenant_code(self, database_url: str) -> Settings:
+        """These settings less every credential (`CREDENTIAL_FIELDS`), for a job running a
+        tenant's code: the catalog at `database_url` (a role of the run's own), no catalog
+        migrations."""
+        update: dict[str, object] = dict.fromkeys(CREDENTIAL_FIELDS)
+        update.update(database_url=database_url, catalog_migrations=False)
+        return self.model_copy(update=update)
 
     def topic(self, name: str) -> str:
         """Return `name` under this deployment's topic prefix."""

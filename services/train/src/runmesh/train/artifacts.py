@@ -16,8 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage, StorageError, TenantUris
-from runmesh.common.storage.s3 import S3Storage
+from runmesh.common.storage import Storage, StorageError, TenantUris, platform_storage
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.model import Detector
 
@@ -41,7 +40,7 @@ class RunArtifacts:
     def __init__(
         self, settings: Settings, tenant: str, run_id: uuid.UUID, *, kind: str = "models"
     ) -> None:
-        self.storage: Storage = S3Storage.from_settings(settings, bucket=settings.s3_bucket)
+        self.storage: Storage = platform_storage(settings)
         self.prefix = f"{kind}/{tenant}/{run_id}"
 
     async def close(self) -> None:

@@ -13,23 +13,36 @@ import multiprocessing.reduction
 import multiprocessing.spawn
 import multiprocessing.util
 import os
+import shlex
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runmesh.common.events import EventPayload
 from runmesh.common.execution.job_child import JobSpec, job_main
+from runmesh.common.execution.job_frames import (
+    MAX_FRAME_BYTES,
+    CallMessage,
+    EventMessage,
+    JobMessage,
+    JobProtocolError,
+    OutcomeMessage,
+    decode_job_message,
+    reply_frame,
+)
 from runmesh.common.execution.outcome import Cancelled, Failed, Outcome
 from runmesh.common.execution.stop import StopSignal
+from runmesh.common.storage.brokered import BrokerCallError
 
 log = logging.getLogger(__name__)
 
 EmitFn = Callable[[str, EventPayload], Awaitable[None]]
 
 _PIPE_QUEUE_SIZE = 256  # messages read ahead of the emitter; the child blocks beyond it
+_MAX_CALLS = 16  # storage calls of one job served at once; its next call waits for a slot
 
 __all__ = ["JobSpec", "execute_job", "preload_job_modules", "start_job_server", "warm_job_server"]
 
@@ -78,36 +91,62 @@ def warm_job_server(action_classes: Iterable[type]) -> None:
     start_job_server()
 
 
+_CLEAN_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+"""The only variables a published version's fork server (and so its jobs) starts with: none
+of the platform's settings, keys or tokens, whatever the worker's environment holds."""
+
+
+def _clean_launcher(python: Path) -> Path:
+    """A script next to `python` that runs it with `_CLEAN_ENV_KEEP` only (`env -i`).
+
+    multiprocessing starts a fork server with the caller's whole environment and no way to
+    pass another; its executable, though, is ours to choose."""
+    keep = [f"{key}={os.environ[key]}" for key in _CLEAN_ENV_KEEP if key in os.environ]
+    words = ["exec", "/usr/bin/env", "-i", *keep, str(python), '"$@"']
+    script = "#!/bin/sh\n" + " ".join(w if w == '"$@"' else shlex.quote(w) for w in words) + "\n"
+    launcher = python.with_name("runmesh-clean-python")
+    temporary = launcher.with_suffix(".tmp")
+    temporary.write_text(script)
+    temporary.chmod(0o700)
+    temporary.replace(launcher)
+    return launcher
+
+
 class _InterpreterForkServer:
     """A job fork server run by a published version's interpreter (its virtualenv).
 
     It imports what the worker's own server does (runmesh, pydantic, the service's bases)
     once, so a published version's job forks in milliseconds too instead of starting a fresh
-    interpreter each time. It exits with the worker, as the worker's own server does.
+    interpreter each time. It starts with a clean environment (`_clean_launcher`) and exits
+    with the worker, as the worker's own server does.
     """
 
     def __init__(self, python: Path) -> None:
         self.python = python
         self.server = multiprocessing.forkserver.ForkServer()
         self.server.set_forkserver_preload(sorted(_preload))
+        self._launcher: Path | None = None
 
     def ensure_running(self) -> None:
         """Start the server now if it is not running (blocking: call it in a thread)."""
+        if self._launcher is None:
+            self._launcher = _clean_launcher(self.python)
+        launcher = self._launcher
         # The interpreter a server starts with is process-global in multiprocessing: swap
         # it only while this server starts, under the lock the worker's own server uses.
         with _server_lock:
             previous = multiprocessing.spawn.get_executable()
-            multiprocessing.spawn.set_executable(str(self.python))
+            multiprocessing.spawn.set_executable(str(launcher))
             try:
                 self.server.ensure_running()
             finally:
                 multiprocessing.spawn.set_executable(previous)
 
-    def process(self, spec: JobSpec, sender: Connection) -> multiprocessing.process.BaseProcess:
+    def process(self, spec: JobSpec, conn: Connection) -> multiprocessing.process.BaseProcess:
         """A job process to fork from this server (started at the process's start)."""
         process = _InterpreterJobProcess(
             target=job_main,
-            args=(spec, sender, os.getpid()),
+            args=(spec, conn, os.getpid()),
             name=f"runmesh-job-{spec.run_id}",
             daemon=True,
         )
@@ -164,59 +203,137 @@ def _interpreter_server(python: Path) -> _InterpreterForkServer:
         return server
 
 
+class CallHandler(Protocol):
+    """Serves a confined job's calls (the worker's storage broker for the run)."""
+
+    async def handle(
+        self, op: str, args: dict[str, Any], body: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """Perform one call; a failure raises BrokerCallError, whose type and message the job
+        gets."""
+        ...
+
+
 async def execute_job(
-    spec: JobSpec, emit: EmitFn, stop: StopSignal, *, grace_s: float, python: Path | None = None
+    spec: JobSpec,
+    emit: EmitFn,
+    stop: StopSignal,
+    *,
+    grace_s: float,
+    python: Path | None = None,
+    calls: CallHandler | None = None,
 ) -> Outcome:
     """Run the action in a child process; its `run` calls arrive through `emit`, in order.
 
     The child is forked from the job server (never from the worker: no inherited sockets, locks
-    or event loop), or, with `python`, started with that interpreter. It is limited to
+    or event loop), or, with `python`, from that interpreter's server. It is limited to
     `spec.memory_mb` of address space, sent SIGTERM on a stop request and SIGKILL `grace_s`
-    later. A crash, an exit without an outcome or a kill ends the attempt `failed`; the worker
-    itself is untouched.
+    later. A crash, an exit without an outcome, a kill or a malformed message ends the attempt
+    `failed`; the worker itself is untouched. `calls` serves the job's storage calls.
     """
-    receiver, sender = _JOB_CONTEXT.Pipe(duplex=False)
+    conn, child_conn = _JOB_CONTEXT.Pipe(duplex=True)
     process: multiprocessing.process.BaseProcess
     if python is None:
         process = _JOB_CONTEXT.Process(
             target=job_main,
-            args=(spec, sender, os.getpid()),
+            args=(spec, child_conn, os.getpid()),
             name=f"runmesh-job-{spec.run_id}",
             daemon=True,
         )
         # In a thread: the first start waits for the job server's imports.
         await asyncio.to_thread(_start_process, process)
     else:
-        process = _interpreter_server(python).process(spec, sender)
+        process = _interpreter_server(python).process(spec, child_conn)
         await asyncio.to_thread(process.start)
-    sender.close()  # the child holds the only writer: EOF means it is gone
+    child_conn.close()  # the child holds the only other end: EOF means it is gone
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(maxsize=_PIPE_QUEUE_SIZE)
+    inbox: asyncio.Queue[JobMessage | str | None] = asyncio.Queue(maxsize=_PIPE_QUEUE_SIZE)
     reader = threading.Thread(
-        target=_read_pipe, args=(receiver, inbox, loop), name=f"job-pipe-{spec.run_id}", daemon=True
+        target=_read_pipe, args=(conn, inbox, loop), name=f"job-pipe-{spec.run_id}", daemon=True
     )
     reader.start()
     stopper = asyncio.ensure_future(_stop_process(process, stop, grace_s))
+    replies = _Replies(conn, calls)
     outcome: Outcome | None = None
     try:
         while (message := await inbox.get()) is not None:
-            if message[0] == "event":
-                await emit(message[1], message[2])
-            elif message[0] == "outcome":
-                outcome = message[1]
+            if isinstance(message, str):  # the child broke the protocol: it is not trusted on
+                log.warning("job %s: %s; killing it", process.name, message)
+                process.kill()
+                outcome = Failed("JobProtocolError", f"the job sent {message}")
+            elif outcome is not None:
+                continue  # nothing counts after the outcome
+            elif isinstance(message, EventMessage):
+                await emit(message.event_type, message.payload)
+            elif isinstance(message, OutcomeMessage):
+                outcome = message.outcome
+            else:
+                await replies.answer(message)
         await asyncio.to_thread(process.join)
     finally:
         stopper.cancel()
+        await replies.close()
         await asyncio.gather(stopper, return_exceptions=True)
         if process.is_alive():  # only when this coroutine itself was cancelled
             process.kill()
             await asyncio.to_thread(process.join)
-        receiver.close()
+        conn.close()
     if stop.requested and (outcome is None or isinstance(outcome, Cancelled)):
         return stop.outcome()
     if outcome is None:
         return _crash_outcome(process.exitcode, spec.memory_mb)
     return outcome
+
+
+class _Replies:
+    """Answers a job's calls concurrently (at most `_MAX_CALLS` at once), each reply written
+    off the loop: a job that stops reading blocks only its own writes."""
+
+    def __init__(self, conn: Connection, calls: CallHandler | None) -> None:
+        self._conn = conn
+        self._calls = calls
+        self._slots = asyncio.Semaphore(_MAX_CALLS)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_lock = threading.Lock()
+
+    async def answer(self, call: CallMessage) -> None:
+        await self._slots.acquire()
+        task = asyncio.ensure_future(self._answer(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, call: CallMessage) -> None:
+        try:
+            if self._calls is None:
+                frame = reply_frame(
+                    call.call_id, None, error_type="BrokerUnavailable", message="no broker"
+                )
+            else:
+                try:
+                    result, body = await self._calls.handle(call.op, call.args, call.body)
+                    frame = reply_frame(call.call_id, result, body)
+                except BrokerCallError as exc:
+                    frame = reply_frame(
+                        call.call_id,
+                        None,
+                        error_type=exc.error_type,
+                        message=exc.message,
+                        details=exc.details,
+                    )
+            await asyncio.to_thread(self._send, frame)
+        except (OSError, EOFError):
+            pass  # the job is gone; its outcome says why
+        finally:
+            self._slots.release()
+
+    def _send(self, frame: bytes) -> None:
+        with self._send_lock:
+            self._conn.send_bytes(frame)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _start_process(process: multiprocessing.process.BaseProcess) -> None:
@@ -225,18 +342,28 @@ def _start_process(process: multiprocessing.process.BaseProcess) -> None:
 
 
 def _read_pipe(
-    receiver: Connection,
-    inbox: asyncio.Queue[tuple[Any, ...] | None],
+    conn: Connection,
+    inbox: asyncio.Queue[JobMessage | str | None],
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    """Forward the child's messages to the loop, blocking (back-pressure) when it lags."""
+    """Forward the child's messages to the loop, blocking (back-pressure) when it lags.
+
+    Each frame is decoded and validated here: a malformed one ends the reading (a string
+    saying what was wrong goes to the loop, which kills the job)."""
     try:
         while True:
+            message: JobMessage | str
             try:
-                message = receiver.recv()
-            except (EOFError, OSError):
+                message = decode_job_message(conn.recv_bytes(MAX_FRAME_BYTES))
+            except (EOFError, ConnectionResetError):
                 break
+            except OSError as exc:  # recv_bytes refuses a frame over the bound with OSError
+                message = f"an unreadable message ({exc})"
+            except JobProtocolError as exc:
+                message = f"a malformed message ({exc})"
             asyncio.run_coroutine_threadsafe(inbox.put(message), loop).result()
+            if isinstance(message, str):
+                break
     finally:
         try:
             asyncio.run_coroutine_threadsafe(inbox.put(None), loop).result()

@@ -20,7 +20,10 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
-from runmesh.common.events import EventPayload, StartedPayload
+from runmesh.common.events import StartedPayload
+from runmesh.common.execution.confinement import Confinement, confine
+from runmesh.common.execution.job_channel import JobChannel
+from runmesh.common.execution.landlock import LandlockError
 from runmesh.common.execution.outcome import (
     Failed,
     Outcome,
@@ -31,6 +34,7 @@ from runmesh.common.execution.outcome import (
 from runmesh.common.plugins.loader import load_plugin
 from runmesh.common.plugins.redaction import redacted_params
 from runmesh.common.plugins.run import Run, RunContext
+from runmesh.common.storage.factory import route_storages_through
 from runmesh.common.telemetry import context_from_carrier, setup_tracing
 
 
@@ -53,29 +57,14 @@ class JobSpec:
     validates_params: bool = False
     """The job validates the params and publishes `run.started` itself: the worker cannot
     import the action (a published plugin, whose requirements live in its own virtualenv)."""
+    confinement: Confinement | None = None
+    """How a tenant's code is confined: applied before the plugin is loaded."""
+    brokered: bool = False
+    """A tenant's code: `context.settings` holds no keys, so the job opens every storage
+    through the worker's broker."""
 
 
 _PR_SET_PDEATHSIG = 1
-
-# Messages child → parent: ("event", type, payload) then one of ("outcome", Outcome).
-
-
-class PipeSink:
-    """A `RunSink` writing to the parent's pipe; the write blocks when the parent lags."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-
-    def emit(self, event_type: str, payload: EventPayload) -> None:
-        """Send one event to the parent."""
-        with self._lock:
-            self._conn.send(("event", event_type, payload))
-
-    def finish(self, outcome: Outcome) -> None:
-        """Send the attempt's outcome; nothing follows it."""
-        with self._lock:
-            self._conn.send(("outcome", outcome))
 
 
 def job_main(spec: JobSpec, conn: Connection, worker_pid: int) -> None:
@@ -96,9 +85,9 @@ def job_main(spec: JobSpec, conn: Connection, worker_pid: int) -> None:
 
     signal.signal(signal.SIGUSR1, on_shutdown)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
-    sink = PipeSink(conn)
-    outcome = _run(spec, sink, cancel_flag, shutdown_flag)
-    sink.finish(outcome)
+    channel = JobChannel(conn)
+    outcome = _run(spec, channel, cancel_flag, shutdown_flag)
+    channel.finish(outcome)
     conn.close()
 
 
@@ -120,8 +109,20 @@ def _die_with_worker(worker_pid: int) -> None:
 
 
 def _run(
-    spec: JobSpec, sink: PipeSink, cancel_flag: threading.Event, shutdown_flag: threading.Event
+    spec: JobSpec, sink: JobChannel, cancel_flag: threading.Event, shutdown_flag: threading.Event
 ) -> Outcome:
+    if spec.confinement is not None:
+        try:
+            confine(spec.confinement)
+        except LandlockError as exc:
+            return Failed(
+                "ConfinementError",
+                f"this worker cannot confine a tenant's code: {exc} (RUNMESH_JOB_SANDBOX=off "
+                "runs it unconfined; docs/security.md)",
+            )
+        sys.dont_write_bytecode = True  # the plugin's directory is read-only now
+    if spec.brokered:
+        route_storages_through(sink)
     try:
         plugin = load_plugin(Path(spec.plugin_dir))
         loaded = plugin.action(spec.action)

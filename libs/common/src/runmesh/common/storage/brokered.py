@@ -13,7 +13,7 @@ import builtins
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from runmesh.common.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, Storage, validate_path
@@ -32,7 +32,14 @@ from runmesh.common.storage.broker_ops import (
 )
 from runmesh.common.storage.errors import StorageError, StorageTooLarge
 
-__all__ = ["BrokerCallError", "BrokerChannel", "BrokeredStorage", "StorageBrokerClient"]
+__all__ = [
+    "BlockingBrokerChannel",
+    "BrokerCallError",
+    "BrokerChannel",
+    "BrokeredStorage",
+    "StorageBrokerClient",
+    "open_brokered",
+]
 
 _logger = logging.getLogger("runmesh.storage.brokered")
 
@@ -256,3 +263,23 @@ class StorageBrokerClient:
         return BrokeredStorage(
             self._channel, Opened.model_validate(result), list_page=self._list_page
         )
+
+
+class BlockingBrokerChannel(BrokerChannel, Protocol):
+    """A channel that can also wait for a reply in the calling thread (the job's pipe)."""
+
+    # Any: args and result are JSON objects.
+    def call_blocking(self, op: str, args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """`call`, blocking the calling thread until the reply."""
+        ...
+
+
+def open_brokered(channel: BlockingBrokerChannel, args: dict[str, Any]) -> BrokeredStorage:
+    """Open a storage in the worker now (`args` as the `open` op takes them), blocking for
+    the one round trip: `open_storage` and `platform_storage` are synchronous, and the
+    storage's `url()` must answer from the start."""
+    try:
+        result, _ = channel.call_blocking("open", args)
+    except BrokerCallError as exc:
+        raise storage_error_from(exc) from None
+    return BrokeredStorage(channel, Opened.model_validate(result))

@@ -19,6 +19,7 @@ from pydantic import (
 
 from runmesh.common.settings import Settings
 from runmesh.common.storage.base import Storage, validate_path
+from runmesh.common.storage.brokered import BlockingBrokerChannel, open_brokered
 from runmesh.common.storage.errors import StorageError, StoragePathError
 from runmesh.common.storage.file import FileStorage
 from runmesh.common.storage.http import HttpStorage
@@ -26,6 +27,17 @@ from runmesh.common.storage.policy import StoragePolicy
 from runmesh.common.storage.s3 import MiB, S3Storage
 
 _Config = TypeVar("_Config", bound=BaseModel)
+
+_broker: BlockingBrokerChannel | None = None
+
+
+def route_storages_through(channel: BlockingBrokerChannel) -> None:
+    """From now on, open every storage of this process through `channel` (its worker's
+    storage broker). Called once by a job running a tenant's code, which holds no storage
+    credentials: `open_storage` and `platform_storage` then return `BrokeredStorage`s the
+    worker opened after its own tenant and policy checks."""
+    global _broker  # one job per process: the route is the process's, for its whole life
+    _broker = channel
 
 
 class _FileConfig(BaseModel):
@@ -109,6 +121,8 @@ def open_storage(
     under the tenant's own folders); any other is read anonymously (unsigned: public buckets),
     never with the platform's or the host's keys.
     """
+    if _broker is not None:
+        return open_brokered(_broker, {"provider": provider, "config": dict(config)})
     checked = _checked(provider, config, settings, tenant)
     if isinstance(checked, _FileConfig):
         return FileStorage(checked.root)
@@ -210,6 +224,13 @@ def storage_from_url(url: str, settings: Settings, *, allow_private: bool = Fals
     raise StorageError(f"{url!r}: unsupported storage URL (file://, s3://, http(s)://)")
 
 
-def platform_storage(settings: Settings, prefix: str = "") -> S3Storage:
-    """The platform bucket (`RUNMESH_S3_BUCKET`) at `settings`' S3 endpoint, under `prefix`."""
+def platform_storage(settings: Settings, prefix: str = "") -> Storage:
+    """The platform bucket (`RUNMESH_S3_BUCKET`) at `settings`' S3 endpoint, under `prefix`.
+
+    In a tenant's job (`route_storages_through`): the bucket as the worker serves it, limited
+    to the tenant's own folders, keys from the bucket's root."""
+    if _broker is not None:
+        if prefix:
+            raise StorageError("a tenant's job opens the platform bucket at its root only")
+        return open_brokered(_broker, {"platform": True})
     return S3Storage.from_settings(settings, prefix=prefix)

@@ -17,6 +17,7 @@ from runmesh.common.plugins.run import Run, RunContext
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import trace_carrier
 from runmesh.common.worker.emitter import RunEmitter
+from runmesh.common.worker.tenant_code import TenantCodeAccess
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,11 +45,13 @@ async def execute_target(
     *,
     params: BaseModel | None = None,
     watchdog: LoopWatchdog | None = None,
+    access: TenantCodeAccess | None = None,
 ) -> Outcome:
     """Run `target` for one attempt of `request` until it ends or `stop` takes effect.
 
     A task needs the validated `params`; a job gets the request's raw params (a published
-    version's job validates them itself).
+    version's job validates them itself). A tenant's code runs with `access`: confined, its
+    storages served by the access's broker.
     """
     if target.method == "job":
         spec = JobSpec(
@@ -63,9 +66,16 @@ async def execute_target(
             trace_carrier=trace_carrier(),
             validates_params=target.python is not None,
             parent_run_id=request.parent_run_id,
+            confinement=None if access is None else access.confinement,
+            brokered=access is not None,
         )
         return await execute_job(
-            spec, emitter.emit_async, stop, grace_s=settings.cancel_grace_s, python=target.python
+            spec,
+            emitter.emit_async,
+            stop,
+            grace_s=settings.cancel_grace_s,
+            python=target.python,
+            calls=None if access is None else access.broker,
         )
     if target.cls is None or params is None:
         raise RuntimeError(f"{target.code} {target.action}: a task needs its class")

@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from pydantic import BaseModel, ValidationError
 
+from runmesh.common.catalog.errors import RunRoleError
 from runmesh.common.db.pool import create_pool
 from runmesh.common.errors import (
     DecodeError,
@@ -67,6 +68,7 @@ from runmesh.common.worker.emitter import RunEmitter
 from runmesh.common.worker.execution import ExecutionTarget, execute_target
 from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
+from runmesh.common.worker.tenant_code import TenantCodeAccess, TenantCodeGuard
 
 log = logging.getLogger(__name__)
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
@@ -112,6 +114,7 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
+        self._tenant_code: TenantCodeGuard | None = None
         self._published = PublishedPlugins(settings)
         self._installer = PluginInstaller(settings)
         self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
@@ -146,6 +149,7 @@ class Worker:
                 stack.push_async_callback(pool.close)
                 self._ledger = AttemptLedger(pool)
                 await self._ledger.migrate()
+                self._tenant_code = TenantCodeGuard(pool, settings)
             async with reaching(f"Kafka at {settings.kafka_bootstrap}"):
                 await self._start_kafka(stack)
             join_timeout_s = 2 * settings.kafka_session_timeout_ms / 1000
@@ -516,7 +520,14 @@ class Worker:
             directory=installed.directory,
             python=installed.python,
         )
-        return await self._execute(request, claim, target, emitter)
+        guard = self._require_tenant_code()
+        try:
+            async with guard.access(
+                request.run_id, request.tenant, installed.directory, request.timeout_s
+            ) as access:
+                return await self._execute(request, claim, target, emitter, access=access)
+        except RunRoleError as exc:
+            return Failed("RunRoleError", str(exc))
 
     async def _execute(
         self,
@@ -525,6 +536,7 @@ class Worker:
         target: ExecutionTarget,
         emitter: RunEmitter,
         params: BaseModel | None = None,
+        access: TenantCodeAccess | None = None,
     ) -> Outcome | None:
         stop = self._running.setdefault(request.run_id, StopSignal())
         timer = None
@@ -545,7 +557,7 @@ class Worker:
                 RunContext(
                     tenant=request.tenant,
                     category=self.category,
-                    settings=self.settings,
+                    settings=self.settings if access is None else access.settings,
                     plugin=target.code,
                     plugin_version=target.version,
                 ),
@@ -554,12 +566,18 @@ class Worker:
                 self.settings,
                 params=params,
                 watchdog=self.watchdog,
+                access=access,
             )
         finally:
             in_flight.dec()
             if timer is not None:
                 timer.cancel()
         return None if stop.kind == "shutdown" else outcome
+
+    def _require_tenant_code(self) -> TenantCodeGuard:
+        if self._tenant_code is None:
+            raise RuntimeError("Worker.run() has not started")
+        return self._tenant_code
 
     async def _dead_letter_copy(self, record: Record, detail: str) -> None:
         headers = [*record.headers, ("reason", b"max-attempts"), ("reason-detail", detail.encode())]

@@ -34,14 +34,12 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from support.published import publish  # bench/support, on the script's path
 
-from runmesh.common.events import PluginArchive, PluginManifest, RunRequest, encode
+from runmesh.common.events import RunRequest, encode
 from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
-from runmesh.common.plugins.archive import build_archive, sha256_hex
-from runmesh.common.plugins.loader import load_plugin
 from runmesh.common.sandbox import Sandbox
 from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
 from runmesh.common.topics import Topics
 
 CATEGORY = "export"
@@ -79,30 +77,6 @@ def write_plugin(directory: Path, code: str) -> Path:
         "actions:\n  ping:\n    entrypoint: plugin.ping.Ping\n    method: job\n"
     )
     return directory
-
-
-async def publish(settings: Settings, directory: Path) -> str:
-    """Store the archive and announce it, as the gateway's POST /v1/plugins does."""
-    plugin = load_plugin(directory)
-    data = build_archive(directory, {n: a.manifest() for n, a in plugin.actions.items()})
-    key = f"plugins/{TENANT}/{plugin.code}/{plugin.version}.zip"
-    async with platform_storage(settings) as storage:
-        await storage.write_bytes(key, data)
-        uri = storage.url(key)
-    manifest = plugin.manifest(service="gateway", worker="publish").model_copy(
-        update={
-            "tenant": TENANT,
-            "archive": PluginArchive(uri=uri, sha256=sha256_hex(data), size=len(data)),
-        }
-    )
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        topic = Topics(settings.topic_prefix).plugins
-        await producer.send_and_wait(topic, encode(PluginManifest.model_validate(manifest)))
-    finally:
-        await producer.stop()
-    return plugin.ref
 
 
 class Timer:
@@ -166,7 +140,9 @@ async def main(runs: int) -> dict[str, object]:
             [topics.requests(CATEGORY), topics.events, topics.plugins, topics.control],
         )
         local = write_plugin(work / "local" / "ping-local", "ping-local")
-        published = await publish(settings, write_plugin(work / "published", "ping-published"))
+        published = await publish(
+            settings, write_plugin(work / "published", "ping-published"), TENANT
+        )
         env = {**os.environ, **settings.to_env(), "RUNMESH_PLUGIN_PATH": str(local.parent)}
         log = (work / "worker.log").open("wb")
         worker = await asyncio.create_subprocess_exec(

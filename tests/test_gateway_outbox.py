@@ -88,6 +88,19 @@ async def insert_run(conn: Any, run_id: uuid.UUID, state: str, **columns: Any) -
     )
 
 
+async def settled(pool: asyncpg.Pool, ids: list[int]) -> None:
+    """Wait until the relay has marked every row of `ids` sent (published or withdrawn)."""
+
+    async def all_sent() -> bool:
+        unsent = await pool.fetchval(
+            "SELECT count(*) FROM runs.outbox WHERE id = ANY($1::bigint[]) AND sent_at IS NULL",
+            ids,
+        )
+        return bool(unsent == 0)
+
+    await eventually(all_sent, timeout=120, message=f"outbox rows {ids} never marked sent")
+
+
 async def test_rows_are_published_in_order_with_trace_headers_and_marked_sent(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
@@ -108,6 +121,8 @@ async def test_rows_are_published_in_order_with_trace_headers_and_marked_sent(
         relay.wake()
         records = await read_topic(settings, topic, 5)
         assert relay.kafka_reachable
+        # A row is marked sent once its publish is acknowledged: after a consumer may see it.
+        await settled(pool, ids)
     assert [decode(r.value, CancelRun).reason for r in records] == [f"reason {i}" for i in range(5)]
     for record in records:
         assert record.key == str(run_id).encode()
@@ -159,6 +174,13 @@ async def test_a_request_of_a_run_cancelled_while_queued_is_never_published(
     async with running(OutboxRelay(settings, pool)):
         records = await read_topic(settings, topics.requests("test"), 1)
         control = await read_topic(settings, topics.control, 1)
+        await settled(
+            pool,
+            await pool.fetchval(
+                "SELECT array_agg(id) FROM runs.outbox WHERE key = ANY($1::text[])",
+                [str(by_cancel), str(by_relay), str(marker)],
+            ),
+        )
     assert [decode(r.value, RunRequest).run_id for r in records] == [marker]
     # The marker was published after the other rows were settled: nothing else is there.
     assert await topic_size(settings, topics.requests("test")) == 1

@@ -84,9 +84,7 @@ def header_only(header: object) -> bytes:
         (header_only(b"[1, 2]"), "not a JSON object"),
         (encode_frame({"kind": "exec", "code": "print(1)"}), "unknown message kind"),
         (
-            encode_frame(
-                {"kind": "event", "type": "run.succeeded", "payload": {"result": {}}}
-            ),
+            encode_frame({"kind": "event", "type": "run.succeeded", "payload": {"result": {}}}),
             "may not report",
         ),
         (

@@ -17,21 +17,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
-from pydantic import BaseModel, ValidationError
 
-from runmesh.common.catalog.errors import RunRoleError
 from runmesh.common.db.pool import create_pool
 from runmesh.common.errors import (
     DecodeError,
-    PluginInstallError,
-    UnknownPluginError,
 )
 from runmesh.common.events import (
     CancelRun,
-    LogPayload,
-    PluginManifest,
     RunRequest,
-    StartedPayload,
     decode,
     decode_event,
 )
@@ -44,7 +37,6 @@ from runmesh.common.execution import (
     warm_job_server,
 )
 from runmesh.common.execution.isolation import run_method
-from runmesh.common.execution.outcome import invalid_params
 from runmesh.common.execution.watchdog import LoopWatchdog
 from runmesh.common.kafka import (
     Publisher,
@@ -55,20 +47,17 @@ from runmesh.common.kafka import (
     pin_to_latest,
 )
 from runmesh.common.kafka.tracked_consumer import Record
-from runmesh.common.plugins.install import PluginInstaller
 from runmesh.common.plugins.published import PublishedPlugins
-from runmesh.common.plugins.redaction import redacted_params
-from runmesh.common.plugins.registry import PluginRegistry, unknown_action
-from runmesh.common.plugins.run import RunContext
+from runmesh.common.plugins.registry import PluginRegistry
 from runmesh.common.reaching import reaching, without_password
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import extract_context, inject_headers
 from runmesh.common.topics import Topics
+from runmesh.common.worker.attempts import AttemptRunner
 from runmesh.common.worker.emitter import RunEmitter
-from runmesh.common.worker.execution import ExecutionTarget, execute_target
 from runmesh.common.worker.ledger import AttemptLedger, Claim
 from runmesh.common.worker.metrics import WorkerMetrics
-from runmesh.common.worker.tenant_code import TenantCodeAccess, TenantCodeGuard
+from runmesh.common.worker.tenant_code import TenantCodeGuard
 
 log = logging.getLogger(__name__)
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
@@ -114,11 +103,12 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
-        self._tenant_code: TenantCodeGuard | None = None
         self._published = PublishedPlugins(settings)
-        self._installer = PluginInstaller(settings)
         self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
+        self._attempts = AttemptRunner(
+            category, registry, self._published, settings, self.metrics, self.watchdog
+        )
 
     @property
     def group_id(self) -> str:
@@ -149,7 +139,7 @@ class Worker:
                 stack.push_async_callback(pool.close)
                 self._ledger = AttemptLedger(pool)
                 await self._ledger.migrate()
-                self._tenant_code = TenantCodeGuard(pool, settings)
+                self._attempts.tenant_code = TenantCodeGuard(pool, settings)
             async with reaching(f"Kafka at {settings.kafka_bootstrap}"):
                 await self._start_kafka(stack)
             join_timeout_s = 2 * settings.kafka_session_timeout_ms / 1000
@@ -429,155 +419,8 @@ class Worker:
         stop = self._running.get(request.run_id)
         if stop is not None and stop.requested:  # cancelled while waiting for its slot
             return stop.outcome()
-        try:
-            plugin, action = self.registry.resolve_action(
-                request.plugin, self.category, request.action
-            )
-        except UnknownPluginError as exc:
-            published = await self._find_published(request)
-            if published is None:
-                return Failed("UnknownAction", str(exc))
-            return await self._attempt_published(request, claim, published, emitter)
-        if action.method == "restapi":
-            return _not_runnable(action.name, plugin.ref)
-        try:
-            params = action.cls.params_model.model_validate(request.params)
-        except ValidationError as exc:
-            log_payload, failure = invalid_params(plugin.ref, action.name, exc)
-            await emitter.publish_now("run.log", log_payload)
-            return failure
-        await emitter.publish_now(
-            "run.started",
-            StartedPayload(
-                plugin=plugin.code,
-                plugin_version=plugin.version,
-                action=action.name,
-                params=redacted_params(params),
-                parent_run_id=request.parent_run_id,
-            ),
-        )
-        self.metrics.child(self.metrics.runs_started, self.category).inc()
-        target = ExecutionTarget(
-            code=plugin.code,
-            version=plugin.version,
-            action=action.name,
-            method=run_method(plugin, action, self.settings.in_process_plugins),
-            directory=plugin.directory,
-            cls=action.cls,
-        )
-        return await self._execute(request, claim, target, emitter, params)
-
-    async def _find_published(self, request: RunRequest) -> PluginManifest | None:
-        """The tenant's published version a request names, if it names one."""
-        if request.plugin is None:
-            return None
-        code, _, version = request.plugin.partition("@")
-        return await self._published.find(request.tenant, code, version or None)
-
-    async def _attempt_published(
-        self, request: RunRequest, claim: Claim, plugin: PluginManifest, emitter: RunEmitter
-    ) -> Outcome | None:
-        """Run an action of a published version: install it (once per checksum), then run the
-        action as a job with the version's interpreter, which validates the params and
-        announces `run.started` itself."""
-        ref = f"{plugin.code}@{plugin.version}"
-        if plugin.category != self.category:
-            return Failed(
-                "UnknownAction",
-                f"plugin {ref} is a {plugin.category!r} plugin, not {self.category!r}",
-            )
-        action = plugin.actions.get(request.action)
-        if action is None:
-            return Failed("UnknownAction", unknown_action(ref, request.action, plugin.actions))
-        if action.method == "restapi":
-            return _not_runnable(request.action, ref)
-
-        async def log_line(message: str) -> None:
-            await emitter.publish_now("run.log", LogPayload(level="info", message=message))
-
         stop = self._running.setdefault(request.run_id, StopSignal())
-        install = asyncio.ensure_future(self._installer.install(plugin, log_line))
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({install, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            if not install.done():  # stopped first: the installer cleans up as it unwinds
-                install.cancel()
-            await asyncio.gather(install, stopped, return_exceptions=True)
-        if stop.requested:
-            return None if stop.kind == "shutdown" else stop.outcome()
-        try:
-            installed = install.result()
-        except PluginInstallError as exc:
-            return Failed("PluginInstallError", str(exc))
-        self.metrics.child(self.metrics.runs_started, self.category).inc()
-        target = ExecutionTarget(
-            code=plugin.code,
-            version=plugin.version,
-            action=request.action,
-            method="job",
-            directory=installed.directory,
-            python=installed.python,
-        )
-        guard = self._require_tenant_code()
-        try:
-            async with guard.access(
-                request.run_id, request.tenant, installed.directory, request.timeout_s
-            ) as access:
-                return await self._execute(request, claim, target, emitter, access=access)
-        except RunRoleError as exc:
-            return Failed("RunRoleError", str(exc))
-
-    async def _execute(
-        self,
-        request: RunRequest,
-        claim: Claim,
-        target: ExecutionTarget,
-        emitter: RunEmitter,
-        params: BaseModel | None = None,
-        access: TenantCodeAccess | None = None,
-    ) -> Outcome | None:
-        stop = self._running.setdefault(request.run_id, StopSignal())
-        timer = None
-        if request.timeout_s is not None:
-            timer = asyncio.get_running_loop().call_later(
-                request.timeout_s,
-                stop.request,
-                "timeout",
-                f"run exceeded its timeout of {request.timeout_s:g}s",
-            )
-        in_flight = self.metrics.child(self.metrics.runs_in_flight, self.category)
-        in_flight.inc()
-        try:
-            outcome = await execute_target(
-                target,
-                request,
-                claim.attempt,
-                RunContext(
-                    tenant=request.tenant,
-                    category=self.category,
-                    settings=self.settings if access is None else access.settings,
-                    plugin=target.code,
-                    plugin_version=target.version,
-                ),
-                emitter,
-                stop,
-                self.settings,
-                params=params,
-                watchdog=self.watchdog,
-                access=access,
-            )
-        finally:
-            in_flight.dec()
-            if timer is not None:
-                timer.cancel()
-        return None if stop.kind == "shutdown" else outcome
-
-    def _require_tenant_code(self) -> TenantCodeGuard:
-        if self._tenant_code is None:
-            raise RuntimeError("Worker.run() has not started")
-        return self._tenant_code
+        return await self._attempts.run(request, claim.attempt, emitter, stop)
 
     async def _dead_letter_copy(self, record: Record, detail: str) -> None:
         headers = [*record.headers, ("reason", b"max-attempts"), ("reason-detail", detail.encode())]
@@ -602,13 +445,6 @@ class Worker:
         for stop in self._running.values():
             stop.request("shutdown", "the worker is shutting down")
         await asyncio.wait(pending, timeout=self.settings.cancel_grace_s + 5)
-
-
-def _not_runnable(action: str, ref: str) -> Failed:
-    return Failed(
-        "UnsupportedMethod",
-        f"action {action!r} of {ref} is a restapi action: it is served over HTTP, not run as a run",
-    )
 
 
 def decode_type(event: bytes) -> str:

@@ -37,14 +37,14 @@ lint: bootstrap ## ruff (lint + format check), mypy, stale generated docs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m runmesh.common.schemas --check docs
+	$(PY) -m tools.schemas --check docs
 
 format: bootstrap
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-schemas: bootstrap ## regenerate docs/schemas/*.json, docs/asyncapi.yaml and docs/events.md from runmesh.common.events
-	$(PY) -m runmesh.common.schemas docs
+schemas: bootstrap ## regenerate docs/schemas/*.json, docs/asyncapi.yaml and docs/events.md from runmesh.common.events (tools/schemas)
+	$(PY) -m tools.schemas docs
 
 bench: bootstrap ## every benchmark; each prints a JSON line with its ratio to a same-run baseline
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

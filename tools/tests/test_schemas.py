@@ -18,7 +18,6 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import Draft7Validator, Draft202012Validator, validator_for
 from pydantic import BaseModel
 
-from runmesh.common import schemas
 from runmesh.common.errors import DecodeError
 from runmesh.common.events import (
     EVENT_TYPES,
@@ -47,8 +46,9 @@ from runmesh.common.events import (
     encode,
 )
 from runmesh.common.topics import Topics
+from tools import schemas
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"
 
 RUN_ID = uuid.UUID("6f1c1f52-5d0e-4d7b-9a57-0c2b8f6f4a11")

@@ -100,7 +100,7 @@ async def test_concurrent_writes_share_the_storages_part_slots(
     """Four multipart writes at once never have more than `max_concurrency` parts in flight."""
     files = {f"f{i}.bin": os.urandom(10 * MiB + 1000 * i + 1) for i in range(4)}  # 3 parts each
     async with small_parts(settings, prefix) as storage:  # 2 part slots
-        client = await storage._get_client()
+        client = await storage._s3.get()
         running = 0
         peak = {"requests": 0, "gauge": 0}
 
@@ -185,7 +185,7 @@ async def test_part_uploads_retry_throttling_and_give_up_on_other_errors(
 
         return call()
 
-    assert await storage._retrying("upload part 1", throttled_twice) == "done"
+    assert await storage._s3.retrying("upload part 1", throttled_twice) == "done"
     assert len(calls) == 3
 
     async def missing() -> str:
@@ -194,7 +194,7 @@ async def test_part_uploads_retry_throttling_and_give_up_on_other_errors(
 
     calls.clear()
     with pytest.raises(StorageNotFound, match="upload part 1"):
-        await storage._retrying("upload part 1", missing)
+        await storage._s3.retrying("upload part 1", missing)
     assert len(calls) == 1
     await storage.close()
 

@@ -35,7 +35,7 @@ LOG_MESSAGES = {
 }
 
 
-class BaseExporter(Action):
+class BaseExporter(Action[ExportParams]):
     """Exports tasks, assignments or ground truth as DM, COCO, YOLO or Pascal VOC.
 
     Subclass it in a plugin and override `before_convert`, `convert_data`, `after_convert`
@@ -60,7 +60,7 @@ class BaseExporter(Action):
 
     async def start(self) -> dict[str, object]:
         """Run the pipeline; the result says where the export is and what it holds."""
-        params: ExportParams = self.params  # type: ignore[assignment]
+        params = self.params
         context = self.run.context
         if context.settings is None:
             raise RuntimeError("the export action needs the platform settings (run.context)")
@@ -115,7 +115,7 @@ class BaseExporter(Action):
 
     def make_writer(self, root: Path, classes: list[str]) -> DatasetWriter:
         """The writer of `extra_params.output_format` for one split's folder."""
-        params: ExportParams = self.params  # type: ignore[assignment]
+        params = self.params
         return WRITERS[params.extra_params.output_format](root, classes)
 
     def additional_file_saving(self, ctx: ExportContext) -> None:

@@ -31,7 +31,7 @@ LOG_MESSAGES = {
 }
 
 
-class BaseToTask(Action):
+class BaseToTask(Action[ToTaskParams]):
     """Creates a project's tasks and pre-annotates them from each data unit's file, or with a
     registered model (`method: inference`).
 
@@ -54,7 +54,7 @@ class BaseToTask(Action):
 
     async def start(self) -> dict[str, object]:
         """Run the pipeline; the result counts the tasks and lists the failed units."""
-        params: ToTaskParams = self.params  # type: ignore[assignment]
+        params = self.params
         context = self.run.context
         if context.settings is None:
             raise RuntimeError("the to_task action needs the platform settings (run.context)")

@@ -21,7 +21,7 @@ from runmesh.train.resources import run_resources
 from runmesh.train.trainer import evaluate_boxes
 
 
-class BaseTest(Action):
+class BaseTest(Action[EvaluateParams]):
     """Scores a model on the boxes of a dataset."""
 
     name = "test"
@@ -36,7 +36,7 @@ class BaseTest(Action):
 
     async def start(self) -> dict[str, object]:
         """Evaluate; the result holds the whole report and the confusion matrix's URI."""
-        params: EvaluateParams = self.params  # type: ignore[assignment]
+        params = self.params
         run = self.run
         async with run_resources(run, "test", kind="runs") as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool

@@ -36,7 +36,7 @@ LOG_MESSAGES = {
 }
 
 
-class BaseInference(Action):
+class BaseInference(Action[InferenceParams]):
     """Runs a registered model over images; used by to_task's `inference` method."""
 
     name = "inference"
@@ -49,7 +49,7 @@ class BaseInference(Action):
 
     async def start(self) -> dict[str, object]:
         """Predict on every listed image; the result says where the predictions are."""
-        params: InferenceParams = self.params  # type: ignore[assignment]
+        params = self.params
         run = self.run
         async with run_resources(run, "inference", kind="runs") as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool

@@ -48,7 +48,7 @@ LOG_MESSAGES = {
 }
 
 
-class BaseTrain(Action):
+class BaseTrain(Action[TrainParams]):
     """Trains the built-in detector (`runmesh.train.model`) and registers it."""
 
     name = "train"
@@ -66,7 +66,7 @@ class BaseTrain(Action):
 
     async def start(self) -> dict[str, object]:
         """Train, checkpoint, register; the result names the model and its metrics."""
-        params: TrainParams = self.params  # type: ignore[assignment]
+        params = self.params
         async with run_resources(self.run, "train") as res:
             try:
                 return await self._train(

@@ -27,7 +27,7 @@ class _Pruned(Exception):
     """Optuna pruned the trial at this epoch."""
 
 
-class BaseTuneTrial(Action):
+class BaseTuneTrial(Action[TrialParams]):
     """Trains once with the hyperparameters the study suggests."""
 
     name = "tune_trial"
@@ -39,7 +39,7 @@ class BaseTuneTrial(Action):
 
     async def start(self) -> dict[str, object]:
         """Run the trial; the result says its number, state, value and model."""
-        params: TrialParams = self.params  # type: ignore[assignment]
+        params = self.params
         run = self.run
         async with run_resources(run, "tune_trial", owner=params.tune_run) as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool

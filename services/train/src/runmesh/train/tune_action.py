@@ -46,7 +46,7 @@ class TuneFailedError(TrainError):
     """No trial completed, so there is no model to register."""
 
 
-class BaseTune(Action):
+class BaseTune(Action[TuneParams]):
     """Searches the hyperparameters of the built-in detector and registers the best model."""
 
     name = "tune"
@@ -60,7 +60,7 @@ class BaseTune(Action):
 
     async def start(self) -> dict[str, object]:
         """Run the study; the result names the best trial, its params and its model."""
-        params: TuneParams = self.params  # type: ignore[assignment]
+        params = self.params
         run = self.run
         async with run_resources(run, "tune") as res:
             settings, tenant, pool = res.settings, res.tenant, res.pool

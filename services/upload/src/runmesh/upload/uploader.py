@@ -20,7 +20,7 @@ from runmesh.upload.steps.upload_files import UploadFiles
 from runmesh.upload.steps.validate_files import ValidateFiles
 
 
-class BaseUploader(Action):
+class BaseUploader(Action[UploadParams]):
     """Uploads a folder tree (or one folder per specification) and registers data units.
 
     Subclass it in a plugin and override `organize_files`, `validate_files`, `before_upload`
@@ -54,7 +54,7 @@ class BaseUploader(Action):
 
     async def start(self) -> dict[str, object]:
         """Run the pipeline; the result counts what succeeded and lists what failed."""
-        params: UploadParams = self.params  # type: ignore[assignment]
+        params = self.params
         context = self.run.context
         if context.settings is None:
             raise RuntimeError("the upload action needs the platform settings (run.context)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from runmesh.common.plugins.run import Run
 
@@ -19,13 +20,16 @@ class NoParams(BaseModel):
 
 ActionResult = Mapping[str, Any] | BaseModel | None
 
+P = TypeVar("P", bound=BaseModel, default=BaseModel)
 
-class Action(ABC):
+
+class Action(ABC, Generic[P]):
     """One plugin action: validated params in, a JSON-able result out, reporting through `run`.
 
     Subclasses set `name`, `params_model` and the categories they report, and implement
     `start()`, either as a plain method (run in a worker thread, so blocking code is fine) or as
-    `async def` (run on the worker's event loop: it must not block).
+    `async def` (run on the worker's event loop: it must not block). `Action[MyParams]` types
+    `self.params` as `MyParams` (the instance of `params_model` the worker validated).
     """
 
     name: ClassVar[str] = ""
@@ -36,8 +40,8 @@ class Action(ABC):
     # {CODE: {"message": "... {} ...", "level": "info"}} for `run.log_message_with_code`
     log_messages: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
-    def __init__(self, params: BaseModel, run: Run) -> None:
-        self.params = params
+    def __init__(self, params: P, run: Run) -> None:
+        self.params: P = params
         self.run = run
 
     @abstractmethod

@@ -22,11 +22,11 @@ import pytest
 
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.errors import DependencyUnavailableError
+from runmesh.common.events import NOTIFY_CHANNEL, RunNotice, StreamedEvent
 from runmesh.common.sandbox import Sandbox
 from runmesh.common.settings import Settings
 from runmesh.common.testing import eventually
 from runmesh.gateway.hub import (
-    CHANNEL,
     LISTENER_APPLICATION_NAME,
     PAGE_SIZE,
     EventHub,
@@ -104,9 +104,9 @@ class FakeStore:
 
 
 def notice(run_id: uuid.UUID, tenant: str, last_id: int | None, terminal: bool = False) -> str:
-    return orjson.dumps(
-        {"tenant": tenant, "run_id": str(run_id), "last_id": last_id, "terminal": terminal}
-    ).decode()
+    return RunNotice(
+        tenant=tenant, run_id=run_id, last_id=last_id, terminal=terminal
+    ).model_dump_json()
 
 
 @contextlib.asynccontextmanager
@@ -160,7 +160,7 @@ async def test_events_fan_out_to_run_and_tenant_subscribers_only(store: FakeStor
         assert sorted(drain(dashboard)) == sorted(ids_a + ids_b)
         assert drain(other_dashboard) == [6]
     assert hub.subscriber_count == 0
-    assert not hub._feeds and not hub._tenants  # nothing is kept for nobody
+    assert not hub.registry.feeds and not hub.registry.tenants  # nothing is kept for nobody
 
 
 async def test_each_run_is_read_once_per_batch_of_notifications(store: FakeStore) -> None:
@@ -338,7 +338,7 @@ async def test_malformed_notifications_are_ignored(store: FakeStore) -> None:
     hub = make_hub(store)
     for payload in ("not json", "[]", '{"tenant": "t1"}', '{"tenant": "t", "run_id": "x"}'):
         hub.notify(payload)
-    assert not hub._pending
+    assert not hub.fan_out.pending
 
 
 async def test_resync_delivers_what_arrived_while_the_listener_was_down(store: FakeStore) -> None:
@@ -354,11 +354,21 @@ async def test_resync_delivers_what_arrived_while_the_listener_was_down(store: F
         store.states[run_a] = "failed"
         ids_b = [store.add(run_b, "t1").id]
         ids_new = [store.add(run_new, "t1").id]
-        await hub._resync()
+        await hub.fan_out.resync()
         assert await hub.process_pending()
         assert [e.id async for e in a] == ids_a and a.ended_state == "failed"
         assert drain(b) == ids_b and not b.closed
         assert sorted(drain(dashboard)) == sorted(ids_a + ids_b + ids_new)
+
+
+def test_a_stored_event_goes_out_as_a_streamed_event() -> None:
+    run_id = uuid.uuid4()
+    event = make_event(7, run_id, "t1")
+    streamed = StreamedEvent.model_validate_json(event.data)
+    assert (streamed.id, streamed.run_id, streamed.type) == (7, run_id, "run.log")
+    assert streamed.payload["message"] == "event 7"  # the stored JSON, as stored
+    assert list(orjson.loads(event.data)) == list(StreamedEvent.model_fields)
+    assert event.frame == b"id: 7\nevent: run.log\ndata: " + event.data + b"\n\n"
 
 
 # --------------------------------------------------------------------- real PostgreSQL
@@ -386,7 +396,7 @@ async def _store_event(pool: asyncpg.Pool, run_id: uuid.UUID, tenant: str, notif
         )
         if notify:
             await conn.execute(
-                "SELECT pg_notify($1, $2)", CHANNEL, notice(run_id, tenant, event_id)
+                "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, notice(run_id, tenant, event_id)
             )
     return event_id
 

@@ -16,7 +16,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from runmesh.common.events import TERMINAL_STATES, RunEvent
+# Re-exported: tests/test_aggregator.py listens on it through this module.
+from runmesh.common.events import NOTIFY_CHANNEL as NOTIFY_CHANNEL
+from runmesh.common.events import TERMINAL_STATES, RunEvent, RunNotice
 from runmesh.common.kafka import (
     commit_owned,
     ensure_topics,
@@ -26,37 +28,17 @@ from runmesh.common.kafka import (
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
 from runmesh.common.validation import describe_errors
-from runmesh.gateway.run_state import RunSnapshot, apply_events
+from runmesh.gateway import runs_store
+from runmesh.gateway.run_state import apply_events
+from runmesh.gateway.runs_store import LockedRun, RunUpdate
 
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
-NOTIFY_CHANNEL = "runmesh_events"
-"""Channel of the per-batch notifications: {"tenant", "run_id", "last_id", "terminal"}."""
-
 _EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
 _INT4_MAX = 2**31 - 1
 _DB_RETRIES = 3  # a deadlock (two aggregators during a rebalance) is retried in place
-_ACQUIRE_TIMEOUT_S = 10.0
-
-# Rows for runs first seen through their events (Kafka submissions). Inserted before the row
-# locks are taken: a concurrent insert of the same run (a second aggregator during a rebalance)
-# then makes this one wait and see the committed row instead of a stale "no row".
-_INSERT_NEW_RUNS = """
-INSERT INTO runs.runs (id, tenant, category, action, plugin, submitted_via)
-SELECT d.id, d.tenant, d.category, '', NULL, 'kafka'
-FROM unnest($1::uuid[], $2::text[], $3::text[]) AS d(id, tenant, category)
-ORDER BY d.id
-ON CONFLICT (id) DO NOTHING
-"""
-
-# Locked in id order so that concurrent writers of the same runs cannot deadlock each other.
-_LOCK_RUNS = """
-SELECT id, tenant, submitted_via, action, plugin, state, attempt, retry_reason, plugin_version,
-       params_redacted, progress, metrics, result, error, started_at, finished_at
-FROM runs.runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
-"""
 
 # ORDER BY ord keeps the stream order, so one run's ids grow with its (attempt, seq).
 _INSERT_EVENTS = """
@@ -71,43 +53,6 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::text
 ORDER BY e.ord
 ON CONFLICT (event_id) DO NOTHING
 RETURNING id, event_id, run_id
-"""
-
-# One statement updates every touched run and queues its notification; NOTIFY inside the
-# transaction is delivered on commit, so a listener never sees an id it cannot read yet.
-_UPDATE_RUNS = """
-WITH d AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-                         $11::timestamptz[], $12::text[], $13::text[], $14::uuid[],
-                         $15::text[])
-        AS d(id, state, attempt, plugin_version, params_redacted, progress, metrics, result,
-             error, started_at, finished_at, action, plugin, parent_run_id, retry_reason)
-), updated AS (
-    UPDATE runs.runs AS r SET
-        state = d.state,
-        attempt = d.attempt,
-        retry_reason = d.retry_reason,
-        plugin_version = d.plugin_version,
-        params_redacted = d.params_redacted::jsonb,
-        -- A Kafka submission's params never reach the gateway; the redacted ones are all
-        -- it knows.
-        params = CASE WHEN r.submitted_via = 'kafka' THEN d.params_redacted::jsonb
-                      ELSE r.params END,
-        progress = d.progress::jsonb,
-        metrics = d.metrics::jsonb,
-        result = d.result::jsonb,
-        error = d.error::jsonb,
-        started_at = d.started_at,
-        finished_at = d.finished_at,
-        action = d.action,
-        plugin = d.plugin,
-        -- A Kafka child run's parent is known only from its run.started.
-        parent_run_id = COALESCE(r.parent_run_id, d.parent_run_id),
-        updated_at = now()
-    FROM d WHERE r.id = d.id
-)
-SELECT count(pg_notify('runmesh_events', n)) FROM unnest($16::text[]) AS n
 """
 
 
@@ -298,28 +243,24 @@ class Aggregator:
             if event.run_id not in runs:
                 tenant = event.tenant or self._settings.tenant
                 runs[event.run_id] = (tenant, event.category or event.service)
-        run_ids = list(runs)
-        tenants = [tenant for tenant, _ in runs.values()]
-        categories = [category for _, category in runs.values()]
         async with (
-            self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn,
+            self._pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
             conn.transaction(),
         ):
-            await conn.execute(_INSERT_NEW_RUNS, run_ids, tenants, categories)
-            rows = {row["id"]: row for row in await conn.fetch(_LOCK_RUNS, run_ids)}
+            await runs_store.insert_kafka_runs(conn, runs)
+            rows = await runs_store.lock_runs(conn, list(runs))
             cols = _event_columns(events, rows)
             inserted = await conn.fetch(_INSERT_EVENTS, *cols)
             if not inserted:
                 return  # a redelivered batch: everything was stored and applied already
-            updates = _apply(events, rows, inserted)
-            await conn.execute(_UPDATE_RUNS, *updates)
+            await runs_store.update_runs(conn, _apply(events, rows, inserted))
         self.events_stored += len(inserted)
 
 
 def _event_columns(
-    events: Sequence[DecodedEvent], rows: Mapping[uuid.UUID, asyncpg.Record]
+    events: Sequence[DecodedEvent], rows: Mapping[uuid.UUID, LockedRun]
 ) -> list[list[Any]]:
-    tenants = {run_id: row["tenant"] for run_id, row in rows.items()}
+    tenants = {run_id: row.tenant for run_id, row in rows.items()}
     columns: list[list[Any]] = [[] for _ in range(10)]
     (event_ids, run_ids, tenant_col, attempts, seqs, types, tss, services, workers, payloads) = (
         columns
@@ -341,10 +282,10 @@ def _event_columns(
 
 def _apply(
     events: Sequence[DecodedEvent],
-    rows: Mapping[uuid.UUID, asyncpg.Record],
+    rows: Mapping[uuid.UUID, LockedRun],
     inserted: Sequence[asyncpg.Record],
-) -> list[list[Any]]:
-    """The state machine over the newly inserted events: `_UPDATE_RUNS` arguments."""
+) -> list[RunUpdate]:
+    """The state machine over the newly inserted events: each touched run's new row."""
     last_id: dict[uuid.UUID, int] = {}
     for row in inserted:
         run_id = row["run_id"]
@@ -358,66 +299,20 @@ def _apply(
         for item in events:
             if item.event.event_id in fresh:
                 new_events[item.event.run_id].append(item.event)
-    columns: list[list[Any]] = [[] for _ in range(16)]
+    updates = []
     for run_id, applied in new_events.items():
         row = rows[run_id]
-        after = apply_events(_snapshot(row), applied)
-        kafka = row["submitted_via"] == "kafka"
+        after = apply_events(row.snapshot, applied)
+        kafka = row.submitted_via == "kafka"
         # Category, action and plugin of a REST run are as requested; a Kafka run's come from
         # its run.started (the request itself never reaches the gateway).
-        action = row["action"] if row["action"] or not kafka else (after.action or "")
-        plugin = row["plugin"] if row["plugin"] is not None or not kafka else after.plugin
-        notification = {
-            "tenant": row["tenant"],
-            "run_id": str(run_id),
-            "last_id": last_id[run_id],
-            "terminal": after.state in TERMINAL_STATES,
-        }
-        for column, value in zip(
-            columns,
-            (
-                run_id,
-                after.state,
-                after.attempt,
-                after.plugin_version,
-                _json(after.params_redacted),
-                _json(after.progress),
-                _json(after.metrics),
-                _json_or_none(after.result),
-                _json_or_none(after.error),
-                after.started_at,
-                after.finished_at,
-                action,
-                plugin,
-                after.parent_run_id,
-                after.retry_reason,
-                _json(notification),
-            ),
-            strict=True,
-        ):
-            column.append(value)
-    return columns
-
-
-def _snapshot(row: asyncpg.Record) -> RunSnapshot:
-    return RunSnapshot(
-        state=row["state"],
-        attempt=row["attempt"],
-        retry_reason=row["retry_reason"],
-        plugin_version=row["plugin_version"],
-        params_redacted=row["params_redacted"],
-        progress=row["progress"],
-        metrics=row["metrics"],
-        result=row["result"],
-        error=row["error"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _json(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _json_or_none(value: object) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+        action = row.action if row.action or not kafka else (after.action or "")
+        plugin = row.plugin if row.plugin is not None or not kafka else after.plugin
+        notice = RunNotice(
+            tenant=row.tenant,
+            run_id=run_id,
+            last_id=last_id[run_id],
+            terminal=after.state in TERMINAL_STATES,
+        )
+        updates.append(RunUpdate(snapshot=after, action=action, plugin=plugin, notice=notice))
+    return updates

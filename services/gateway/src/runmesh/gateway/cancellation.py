@@ -16,28 +16,18 @@ from typing import Any
 
 import asyncpg
 
+# Re-exported: tests/test_gateway_outbox.py listens on it through this module.
+from runmesh.common.events import NOTIFY_CHANNEL as NOTIFY_CHANNEL
 from runmesh.common.events import TERMINAL_STATES, CancelRun
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
+from runmesh.gateway import runs_store
 from runmesh.gateway.errors import Conflict, NotFound
-from runmesh.gateway.outbox import CANCEL_EVENT_TYPE, CANCELLED_WHILE_QUEUED, enqueue
+from runmesh.gateway.outbox import CANCEL_EVENT_TYPE, enqueue, withdraw_request
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "runmesh_events"
-"""The channel the aggregator NOTIFYs after storing events; SSE streams LISTEN on it."""
-
 _SWEEP_LIMIT = 500
-_DB_TIMEOUT_S = 10.0
-
-_NOTIFY_SQL = """
-SELECT pg_notify($1, json_build_object(
-    'tenant', $2::text,
-    'run_id', $3::uuid,
-    'last_id', (SELECT coalesce(max(e.id), 0) FROM runs.run_events e WHERE e.run_id = $3::uuid),
-    'terminal', true
-)::text)
-"""
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,11 +36,6 @@ class CancelOutcome:
 
     row: dict[str, Any]
     ended: bool
-
-
-async def notify_terminal(conn: asyncpg.Connection, tenant: str, run_id: uuid.UUID) -> None:
-    """Tell SSE streams (on commit) that the run ended, with its last stored event id."""
-    await conn.execute(_NOTIFY_SQL, NOTIFY_CHANNEL, tenant, run_id, timeout=_DB_TIMEOUT_S)
 
 
 async def cancel_run(
@@ -68,12 +53,7 @@ async def cancel_run(
     the request already. Running: `cancel_requested_at` is set (the first request's time
     counts for the watchdog) and a `CancelRun` goes out. Ended: `Conflict`.
     """
-    row = await conn.fetchrow(
-        "SELECT * FROM runs.runs WHERE id = $1 AND tenant = $2 FOR UPDATE",
-        run_id,
-        tenant,
-        timeout=_DB_TIMEOUT_S,
-    )
+    row = await runs_store.lock_run(conn, tenant, run_id)
     if row is None:
         raise NotFound(f"run {run_id} not found")
     if row["state"] in TERMINAL_STATES:
@@ -84,32 +64,13 @@ async def cancel_run(
         )
     ended = row["state"] == "queued"
     if ended:
-        row = await conn.fetchrow(
-            "UPDATE runs.runs SET state = 'cancelled', cancel_requested_at = now(),"
-            " finished_at = now(), error = NULL, updated_at = now()"
-            " WHERE id = $1 RETURNING *",
-            run_id,
-            timeout=_DB_TIMEOUT_S,
-        )
+        row = await runs_store.end_queued_run(conn, run_id)
         # Not published yet: never publish it, so no worker starts a cancelled run. A row the
         # relay holds right now is being published; the CancelRun below follows it.
-        await conn.execute(
-            "UPDATE runs.outbox SET sent_at = now(), last_error = $3"
-            " WHERE id IN (SELECT id FROM runs.outbox WHERE sent_at IS NULL"
-            " AND topic = $1 AND key = $2 FOR UPDATE SKIP LOCKED)",
-            topics.requests(row["category"]),
-            str(run_id),
-            CANCELLED_WHILE_QUEUED,
-            timeout=_DB_TIMEOUT_S,
-        )
-        await notify_terminal(conn, tenant, run_id)
+        await withdraw_request(conn, topic=topics.requests(row["category"]), key=str(run_id))
+        await runs_store.notify_ended(conn, {run_id: tenant})
     else:
-        row = await conn.fetchrow(
-            "UPDATE runs.runs SET cancel_requested_at = coalesce(cancel_requested_at, now()),"
-            " updated_at = now() WHERE id = $1 RETURNING *",
-            run_id,
-            timeout=_DB_TIMEOUT_S,
-        )
+        row = await runs_store.request_cancel(conn, run_id)
     await enqueue(
         conn,
         topic=topics.control,
@@ -117,7 +78,7 @@ async def cancel_run(
         message=CancelRun(run_id=run_id, tenant=tenant, reason=reason),
         event_type=CANCEL_EVENT_TYPE,
     )
-    return CancelOutcome(row=dict(row), ended=ended)
+    return CancelOutcome(row=row, ended=ended)
 
 
 class CancelWatchdog:
@@ -151,25 +112,10 @@ class CancelWatchdog:
 
     async def sweep(self) -> list[uuid.UUID]:
         """End every overdue cancelling run now; return their ids."""
-        async with self._pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
-            rows = await conn.fetch(
-                """
-                UPDATE runs.runs AS r
-                SET state = 'cancelled', finished_at = now(), error = NULL, updated_at = now()
-                WHERE r.id IN (
-                    SELECT id FROM runs.runs
-                    WHERE state = 'running' AND cancel_requested_at IS NOT NULL
-                      AND cancel_requested_at < now() - make_interval(secs => $1)
-                    ORDER BY cancel_requested_at
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                ) AND r.state = 'running'
-                RETURNING r.id, r.tenant
-                """,
-                self._timeout_s,
-                _SWEEP_LIMIT,
-                timeout=_DB_TIMEOUT_S,
-            )
-            for row in rows:
-                await notify_terminal(conn, row["tenant"], row["id"])
-        return [row["id"] for row in rows]
+        async with (
+            self._pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
+            conn.transaction(),
+        ):
+            ended = await runs_store.end_overdue_cancels(conn, self._timeout_s, _SWEEP_LIMIT)
+            await runs_store.notify_ended(conn, ended)
+        return list(ended)

@@ -28,6 +28,8 @@ from runmesh.common.events import encode
 from runmesh.common.kafka import ensure_topics, make_producer
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import inject_headers
+from runmesh.gateway import runs_store
+from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ POLL_INTERVAL_S = 0.2  # how late a row is published when nobody calls wake()
 PROBE_INTERVAL_S = 5.0  # how stale `kafka_reachable` may get while there is nothing to send
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 5.0  # Kafka back → runs flow again within this
-_DB_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 _MAX_DEFERRED = 100_000
 
@@ -87,6 +88,22 @@ async def enqueue(
         [list(pair) for pair in all_headers],
     )
     return row_id
+
+
+async def withdraw_request(conn: asyncpg.Connection, *, topic: str, key: str) -> None:
+    """Keep the unsent request `key` on `topic` from being published (its run was cancelled).
+
+    A row the relay holds right now (a publish under way) is skipped: it is being published.
+    """
+    await conn.execute(
+        "UPDATE runs.outbox SET sent_at = now(), last_error = $3"
+        " WHERE id IN (SELECT id FROM runs.outbox WHERE sent_at IS NULL"
+        " AND topic = $1 AND key = $2 FOR UPDATE SKIP LOCKED)",
+        topic,
+        key,
+        CANCELLED_WHILE_QUEUED,
+        timeout=DB_TIMEOUT_S,
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -170,14 +187,14 @@ class OutboxRelay:
     async def _relay_round(self) -> _Round:
         now = time.monotonic()
         deferred = [row_id for row_id, at in self._retry_at.items() if at > now]
-        async with self._pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+        async with self._pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, key, value, headers, attempts FROM runs.outbox"
                 " WHERE sent_at IS NULL AND NOT (id = ANY($2::bigint[]))"
                 " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch_size,
                 deferred,
-                timeout=_DB_TIMEOUT_S,
+                timeout=DB_TIMEOUT_S,
             )
             self._forget_settled({row["id"] for row in rows})
             withdrawn = await self._withdraw_cancelled(conn, rows)
@@ -190,7 +207,7 @@ class OutboxRelay:
                     "UPDATE runs.outbox SET sent_at = now(), attempts = attempts + 1"
                     " WHERE id = ANY($1::bigint[])",
                     sent,
-                    timeout=_DB_TIMEOUT_S,
+                    timeout=DB_TIMEOUT_S,
                 )
             if failed:
                 await conn.execute(
@@ -198,7 +215,7 @@ class OutboxRelay:
                     " FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id",
                     list(failed),
                     list(failed.values()),
-                    timeout=_DB_TIMEOUT_S,
+                    timeout=DB_TIMEOUT_S,
                 )
         self._schedule_retries(rows, failed)
         if failed:
@@ -227,20 +244,15 @@ class OutboxRelay:
                 candidates[uuid.UUID(row["key"])] = row["id"]
         if not candidates:
             return set()
-        cancelled = await conn.fetch(
-            "SELECT id FROM runs.runs"
-            " WHERE id = ANY($1::uuid[]) AND state = 'cancelled' AND attempt = 0",
-            list(candidates),
-            timeout=_DB_TIMEOUT_S,
-        )
-        withdrawn = [candidates[row["id"]] for row in cancelled]
+        cancelled = await runs_store.cancelled_before_starting(conn, list(candidates))
+        withdrawn = [row_id for run_id, row_id in candidates.items() if run_id in cancelled]
         if withdrawn:
             await conn.execute(
                 "UPDATE runs.outbox SET sent_at = now(), last_error = $2"
                 " WHERE id = ANY($1::bigint[])",
                 withdrawn,
                 CANCELLED_WHILE_QUEUED,
-                timeout=_DB_TIMEOUT_S,
+                timeout=DB_TIMEOUT_S,
             )
         return set(withdrawn)
 

@@ -14,10 +14,10 @@ from runmesh.common.events import PluginManifest, decode
 from runmesh.common.kafka import commit_owned, ensure_topics, make_consumer
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
+from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-_ACQUIRE_TIMEOUT_S = 10.0
 
 # '*': a manifest announced by a worker serves every tenant. The latest announcement of a
 # version wins (a worker restarted with a rebuilt plugin of the same version).
@@ -100,6 +100,6 @@ class PluginCatalog:
             )
         if not rows:
             return
-        async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+        async with self._pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
             await conn.executemany(_UPSERT_PLUGIN, rows)
         self.manifests_stored += len(rows)

@@ -22,8 +22,8 @@ from runmesh.common.storage import StorageError, platform_storage
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from runmesh.gateway.outbox import enqueue
+from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
-_DB_TIMEOUT_S = 10.0
 PLUGIN_EVENT_TYPE = "plugin.manifest"
 
 _UPSERT = """
@@ -75,7 +75,7 @@ async def publish(
     config = contents.config
     ref = f"{config.code}@{config.version}"
     key = archive_key(tenant, config.code, config.version)
-    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+    async with deps.pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
         await _lock_version(conn, tenant, config.code, config.version)
         await _check_publishable(conn, tenant, config.code, config.version, config.category, force)
         try:
@@ -117,7 +117,7 @@ async def withdraw(deps: Deps, tenant: str, code: str, version: str) -> None:
     """Mark a published version deleted (no new runs) and announce it; the archive stays for
     the runs that used it."""
     ref = f"{code}@{version}"
-    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+    async with deps.pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
         await _lock_version(conn, tenant, code, version)
         row = await conn.fetchrow(
             "SELECT manifest FROM runs.plugins WHERE tenant = $1 AND code = $2 AND version = $3"

@@ -10,6 +10,8 @@ from typing import Final
 
 import asyncpg
 
+from runmesh.gateway.runs_store import DB_TIMEOUT_S
+
 TOKEN_PREFIX: Final = "rmt_"
 DEFAULT_CACHE_TTL_S: Final = 30.0  # RUNMESH_TOKEN_CACHE_TTL_S: a revoked token stops within this
 _CACHE_SIZE: Final = 10_000
@@ -93,7 +95,7 @@ class TokenCache:
             "UPDATE runs.api_tokens SET last_used_at = now()"
             " WHERE token_sha256 = $1 AND revoked_at IS NULL RETURNING tenant",
             digest,
-            timeout=10,
+            timeout=DB_TIMEOUT_S,
         )
         if len(self._entries) >= _CACHE_SIZE:
             self._entries.clear()

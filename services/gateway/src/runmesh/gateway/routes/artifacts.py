@@ -26,14 +26,13 @@ from runmesh.common.storage import (
     run_prefixes,
     validate_path,
 )
+from runmesh.gateway import runs_store
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
 from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
-
-_DB_TIMEOUT_S = 10.0
 
 
 @router.get(
@@ -59,15 +58,7 @@ async def download_artifact(
     Artifacts elsewhere (a `file://` export folder, another bucket, another run's or
     tenant's folder) are a 409 naming their URI: the gateway serves only what the run wrote
     where the platform put it."""
-    row = await deps.pool.fetchrow(
-        "SELECT e.payload, r.parent_run_id FROM runs.run_events e"
-        " JOIN runs.runs r ON r.id = e.run_id AND r.tenant = e.tenant"
-        " WHERE e.id = $1 AND e.run_id = $2 AND e.tenant = $3 AND e.type = 'run.artifact'",
-        event_id,
-        run_id,
-        tenant,
-        timeout=_DB_TIMEOUT_S,
-    )
+    row = await runs_store.artifact_event(deps.pool, tenant, run_id, event_id)
     if row is None:
         raise NotFound(f"run {run_id} has no artifact event {event_id}")
     payload: dict[str, Any] = row["payload"] if isinstance(row["payload"], dict) else {}

@@ -20,7 +20,6 @@ from runmesh.common.catalog.models import DataCollectionCreate
 from runmesh.common.catalog.repository import (
     DataCollectionRow,
     DataFile,
-    DataUnitRow,
     NewDataUnit,
 )
 from runmesh.common.events import JsonObject
@@ -55,6 +54,8 @@ _MAX_ERRORS = 100
 class FileSpecificationOut(BaseModel):
     """One kind of file of a data unit."""
 
+    model_config = ConfigDict(from_attributes=True)  # validated from its catalog row
+
     name: str
     required: bool
     extensions: list[str] = Field(description="Lowercase, with a leading dot")
@@ -64,32 +65,14 @@ class FileSpecificationOut(BaseModel):
 class DataCollectionOut(BaseModel):
     """A data collection: which files make one data unit."""
 
+    model_config = ConfigDict(from_attributes=True)  # validated from its catalog row
+
     id: uuid.UUID
     name: str
     description: str
     file_specifications: list[FileSpecificationOut]
     data_unit_meta_schema: JsonObject | None
     created_at: datetime
-
-    @classmethod
-    def of(cls, row: DataCollectionRow) -> DataCollectionOut:
-        """From a stored row."""
-        return cls(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            file_specifications=[
-                FileSpecificationOut(
-                    name=spec.name,
-                    required=spec.required,
-                    extensions=list(spec.extensions),
-                    is_primary=spec.is_primary,
-                )
-                for spec in row.file_specifications
-            ],
-            data_unit_meta_schema=row.data_unit_meta_schema,
-            created_at=row.created_at,
-        )
 
 
 class DataCollectionList(BaseModel):
@@ -113,6 +96,8 @@ class DataFileOut(BaseModel):
 class DataUnitOut(BaseModel):
     """A data unit: the files of one stem, by file specification name, and its meta."""
 
+    model_config = ConfigDict(from_attributes=True)  # validated from its catalog row
+
     id: int
     data_collection_id: uuid.UUID
     unit_key: str = Field(description="The file stem that grouped the files")
@@ -121,22 +106,6 @@ class DataUnitOut(BaseModel):
     upload_run_id: uuid.UUID | None = Field(description="The upload run that stored it")
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, row: DataUnitRow) -> DataUnitOut:
-        """From a stored row."""
-        return cls(
-            id=row.id,
-            data_collection_id=row.data_collection_id,
-            unit_key=row.unit_key,
-            files={
-                name: DataFileOut.model_validate(dict(file)) for name, file in row.files.items()
-            },
-            meta=row.meta,
-            upload_run_id=row.upload_run_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
 
 
 class DataUnitPage(BaseModel):
@@ -336,7 +305,7 @@ async def create_collection(
         row = await repository.create_collection(deps.pool, tenant, body)
     except DuplicateNameError as exc:
         raise Conflict(str(exc)) from exc
-    return DataCollectionOut.of(row)
+    return DataCollectionOut.model_validate(row)
 
 
 @router.get(
@@ -359,7 +328,7 @@ async def list_collections(
     )
     page, next_cursor = cursor_page(rows, limit)
     return DataCollectionList(
-        items=[DataCollectionOut.of(row) for row in page], next_cursor=next_cursor
+        items=[DataCollectionOut.model_validate(row) for row in page], next_cursor=next_cursor
     )
 
 
@@ -377,7 +346,7 @@ async def get_collection(
     row = await repository.get_collection(deps.pool, tenant, collection_id)
     if row is None:
         raise NotFound(f"data collection {collection_id} not found")
-    return DataCollectionOut.of(row)
+    return DataCollectionOut.model_validate(row)
 
 
 # -- data units ------------------------------------------------------------------------------
@@ -413,7 +382,9 @@ async def list_data_units(
         upload_run_id=upload_run_id,
     )
     page, next_after = after_id_page(rows, limit)
-    return DataUnitPage(items=[DataUnitOut.of(row) for row in page], next_after=next_after)
+    return DataUnitPage(
+        items=[DataUnitOut.model_validate(row) for row in page], next_after=next_after
+    )
 
 
 @router.post(
@@ -496,4 +467,4 @@ async def get_data_unit(
     row = await repository.get_data_unit(deps.pool, tenant, unit_id)
     if row is None:
         raise NotFound(f"data unit {unit_id} not found")
-    return DataUnitOut.of(row)
+    return DataUnitOut.model_validate(row)

@@ -23,12 +23,12 @@ from typing import Annotated, Final
 from uuid import UUID
 
 import asyncpg
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
-from runmesh.common.events import TERMINAL_EVENT_TYPES, TERMINAL_STATES
+from runmesh.common.events import TERMINAL_STATES, RunStateNotice
+from runmesh.gateway import runs_store
 from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
@@ -124,9 +124,7 @@ async def run_events(
     instead; page on with `last_event_id` = the `id` of the last one.
     """
     tenant = caller.tenant
-    state: str | None = await deps.pool.fetchval(
-        "SELECT state FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant, timeout=10
-    )
+    state = await runs_store.run_state(deps.pool, run_id, tenant)
     if state is None:
         raise NotFound(f"run {run_id} not found")
     store = deps.hub.store
@@ -190,24 +188,17 @@ async def _run_stream(
         log.warning("ending the event stream of run %s: %s", run_id, exc)
         return
     if not sent_terminal_event and not await _terminal_event_sent_before(deps, run_id, last):
-        data = orjson.dumps({"run_id": str(run_id), "state": state})
-        yield sse_frame("run.state", data)
+        assert state is not None  # the stream above only ends this way on a terminal state
+        notice = RunStateNotice(run_id=run_id, state=state)
+        yield sse_frame("run.state", notice.model_dump_json().encode())
 
 
 async def _terminal_event_sent_before(deps: Deps, run_id: UUID, last: int) -> bool:
     """Whether a terminal event at or before `last` exists (the client already has it)."""
     try:
-        found: bool = await deps.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM runs.run_events"
-            " WHERE run_id = $1 AND id <= $2 AND type = ANY($3::text[]))",
-            run_id,
-            last,
-            sorted(TERMINAL_EVENT_TYPES),
-            timeout=10,
-        )
+        return await runs_store.has_terminal_event(deps.pool, run_id, last)
     except _DB_ERRORS:
         return False
-    return found
 
 
 @router.get(

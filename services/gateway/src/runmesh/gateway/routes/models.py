@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.trained_models import ModelRow
 from runmesh.common.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
@@ -30,6 +29,8 @@ _TAG = "models"
 class ModelOut(BaseModel):
     """A trained model: where its weights are, what it was trained on, how well it did."""
 
+    model_config = ConfigDict(from_attributes=True)  # validated from its catalog row
+
     id: uuid.UUID
     name: str
     description: str
@@ -44,26 +45,6 @@ class ModelOut(BaseModel):
     metrics: dict[str, float] = Field(description="Its final validation metrics")
     artifact_uri: str = Field(description="Where its weights are (s3://...)")
     created_at: datetime
-
-    @classmethod
-    def of(cls, row: ModelRow) -> ModelOut:
-        """From a stored row."""
-        return cls(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            plugin=row.plugin,
-            plugin_version=row.plugin_version,
-            action=row.action,
-            run_id=row.run_id,
-            base_model_id=row.base_model_id,
-            dataset=row.dataset,
-            classes=row.classes,
-            params=row.params,
-            metrics=row.metrics,
-            artifact_uri=row.artifact_uri,
-            created_at=row.created_at,
-        )
 
 
 class ModelList(BaseModel):
@@ -91,7 +72,7 @@ async def list_models(
         limit=limit + 1,
     )
     page, next_cursor = cursor_page(rows, limit)
-    return ModelList(items=[ModelOut.of(row) for row in page], next_cursor=next_cursor)
+    return ModelList(items=[ModelOut.model_validate(row) for row in page], next_cursor=next_cursor)
 
 
 @router.get(
@@ -106,4 +87,4 @@ async def get_model(model_id: ModelId, tenant: Tenant, deps: DepsParam) -> Model
     row = await trained_models.get_model(deps.pool, tenant, model_id)
     if row is None:
         raise NotFound(f"model {model_id} not found")
-    return ModelOut.of(row)
+    return ModelOut.model_validate(row)

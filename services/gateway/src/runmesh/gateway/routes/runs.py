@@ -9,17 +9,15 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.events import JsonObject, LogLevel, RunRequest, RunState, encode
+from runmesh.common.events import JsonObject, LogLevel, RunState
+from runmesh.gateway import runs_store
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.cancellation import cancel_run
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
-from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
-from runmesh.gateway.params_validation import KnownPlugins, validate_params
+from runmesh.gateway.params_validation import KnownPlugins
 from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
 from runmesh.gateway.routes.support import (
     Int32,
@@ -29,10 +27,10 @@ from runmesh.gateway.routes.support import (
     gateway_metrics,
     problems,
 )
-from runmesh.gateway.run_view import SECRET_MASK, RunOut, mask_secrets, run_view
+from runmesh.gateway.run_submission import SubmitRun, submit
+from runmesh.gateway.run_view import SECRET_MASK, RunOut, run_view
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
-tracer = trace.get_tracer("runmesh.gateway")
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
 RunId = Annotated[uuid.UUID, Path(description="The run's id")]
@@ -48,45 +46,9 @@ IdempotencyKey = Annotated[
 
 MAX_PAGE = 200
 _MAX_METRIC_EVENTS = 100_000
-_DB_TIMEOUT_S = 10.0
-_RUN_COLUMNS = (
-    "id, tenant, category, plugin, plugin_version, action, state, attempt, retry_reason, params,"
-    " params_redacted, progress, metrics, result, error, timeout_s, parent_run_id,"
-    " idempotency_key, submitted_via, cancel_requested_at, created_at, started_at,"
-    " finished_at, updated_at"
-)
 
 
 # -- models ----------------------------------------------------------------------------------
-
-
-class SubmitRun(BaseModel):
-    """A run to start: which action of which category's plugin, with what params."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"category": "test", "action": "echo", "params": {"name": "a", "count": 3}}
-            ]
-        },
-    )
-
-    category: str = Field(min_length=1, max_length=200, description="Service category")
-    action: str = Field(min_length=1, max_length=200)
-    params: JsonObject = Field(
-        default_factory=dict, description="Validated against the action's params JSON schema"
-    )
-    plugin: str | None = Field(
-        default=None,
-        max_length=300,
-        description="`code` or `code@version`; unset = the category's built-in plugin",
-    )
-    timeout_s: float | None = Field(default=None, gt=0, description="Fail the run after this")
-    parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
-    run_id: uuid.UUID | None = Field(
-        default=None, description="Choose the run's id: submitting it again answers that run"
-    )
 
 
 class RunList(BaseModel):
@@ -147,28 +109,19 @@ class CancelRequest(BaseModel):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-async def fetch_run(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant: str, run_id: uuid.UUID
-) -> dict[str, Any]:
+async def fetch_run(db: runs_store.Db, tenant: str, run_id: uuid.UUID) -> dict[str, Any]:
     """The tenant's run, or `NotFound` (another tenant's run is not found either)."""
-    row = await conn.fetchrow(
-        f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE id = $1 AND tenant = $2",
-        run_id,
-        tenant,
-        timeout=_DB_TIMEOUT_S,
-    )
+    row = await runs_store.get_run(db, tenant, run_id)
     if row is None:
         raise NotFound(f"run {run_id} not found")
-    return dict(row)
+    return row
 
 
-async def views(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant: str, rows: Sequence[Mapping[str, Any]]
-) -> list[RunOut]:
+async def views(db: runs_store.Db, tenant: str, rows: Sequence[Mapping[str, Any]]) -> list[RunOut]:
     """Run JSON for stored rows, with percent and masking from their action's manifest."""
     if not rows:
         return []
-    known = await KnownPlugins.load(conn, tenant, {row["category"] for row in rows})
+    known = await KnownPlugins.load(db, tenant, {row["category"] for row in rows})
     now = datetime.now(UTC)
     result = []
     for row in rows:
@@ -205,135 +158,6 @@ def _contains_mask(value: Any) -> bool:
     if isinstance(value, list):
         return any(_contains_mask(item) for item in value)
     return isinstance(value, str) and value == SECRET_MASK
-
-
-async def submit(
-    deps: Deps,
-    tenant: str,
-    body: SubmitRun,
-    idempotency_key: str | None,
-    carrier: Mapping[str, str],
-) -> tuple[dict[str, Any], bool]:
-    """Validate, then store the run and its request in one transaction; (row, created).
-
-    An Idempotency-Key or run_id seen before answers the existing run (created False); one
-    reused for a different request is a conflict, as a silent mismatch would hide a bug.
-    """
-    known = await KnownPlugins.load(deps.pool, tenant, [body.category])
-    plugin, action = known.resolve_action(body.plugin, body.category, body.action)
-    schema = action.get("params_schema")
-    schema = schema if isinstance(schema, Mapping) else {}
-    errors = validate_params(body.params, schema)
-    if errors:
-        raise InvalidRequest(
-            f"params do not validate against {plugin.ref} {body.action}'s schema",
-            errors=errors,
-        )
-    run_id = body.run_id or uuid.uuid4()
-    request = RunRequest(
-        run_id=run_id,
-        category=body.category,
-        plugin=body.plugin,
-        action=body.action,
-        params=body.params,
-        tenant=tenant,
-        timeout_s=body.timeout_s,
-        parent_run_id=body.parent_run_id,
-    )
-    size = len(encode(request))
-    limit = deps.settings.max_message_bytes
-    if size > limit:
-        raise InvalidRequest(
-            f"the run request is {size} bytes, over RUNMESH_MAX_MESSAGE_BYTES={limit}: "
-            "put large data in S3 (or another store) and pass its URI in params",
-            errors=[{"loc": ["body", "params"], "msg": f"too large ({size} > {limit} bytes)"}],
-        )
-    with tracer.start_as_current_span(
-        f"submit {body.category}.{body.action}",
-        context=propagate.extract(dict(carrier)),
-        kind=SpanKind.PRODUCER,
-        attributes={"runmesh.run_id": str(run_id), "runmesh.category": body.category},
-    ):
-        headers = trace_headers()
-    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
-        if body.parent_run_id is not None and not await conn.fetchval(
-            "SELECT true FROM runs.runs WHERE id = $1 AND tenant = $2",
-            body.parent_run_id,
-            tenant,
-        ):
-            raise InvalidRequest(
-                f"parent run {body.parent_run_id} not found",
-                errors=[{"loc": ["body", "parent_run_id"], "msg": "no such run"}],
-            )
-        row = await conn.fetchrow(
-            f"""
-            INSERT INTO runs.runs (id, tenant, category, plugin, action, state, params,
-                params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via)
-            VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest')
-            ON CONFLICT DO NOTHING
-            RETURNING {_RUN_COLUMNS}
-            """,
-            run_id,
-            tenant,
-            body.category,
-            body.plugin,
-            body.action,
-            body.params,
-            mask_secrets(body.params, schema),
-            body.timeout_s,
-            body.parent_run_id,
-            idempotency_key,
-            timeout=_DB_TIMEOUT_S,
-        )
-        if row is None:
-            return await _existing(conn, tenant, body, run_id, idempotency_key), False
-        await enqueue(
-            conn,
-            topic=deps.topics.requests(body.category),
-            key=str(run_id),
-            message=request,
-            event_type=REQUEST_EVENT_TYPE,
-            headers=headers,
-        )
-    deps.relay.wake()
-    return dict(row), True
-
-
-async def _existing(
-    conn: asyncpg.Connection,
-    tenant: str,
-    body: SubmitRun,
-    run_id: uuid.UUID,
-    idempotency_key: str | None,
-) -> dict[str, Any]:
-    """The run an insert conflicted with, if it is the same request of the same tenant."""
-    row = None
-    if idempotency_key is not None:
-        row = await conn.fetchrow(
-            f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE tenant = $1 AND idempotency_key = $2",
-            tenant,
-            idempotency_key,
-        )
-    if row is None:
-        row = await conn.fetchrow(
-            f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE id = $1 AND tenant = $2", run_id, tenant
-        )
-    if row is None:
-        raise Conflict(f"run id {run_id} is already taken; choose another or leave it unset")
-    same = (
-        row["category"] == body.category
-        and row["action"] == body.action
-        and row["plugin"] == body.plugin
-        and row["params"] == body.params
-    )
-    if not same:
-        what = f"Idempotency-Key {idempotency_key!r}" if idempotency_key else f"run id {run_id}"
-        raise Conflict(
-            f"{what} was already used for a different request (run {row['id']}); "
-            "use a new key for a new run",
-            run_id=str(row["id"]),
-        )
-    return dict(row)
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -392,47 +216,30 @@ async def list_runs(
     The cursor is a position (created_at, id), so runs submitted while paging neither
     repeat nor shift later pages.
     """
-    clauses = ["tenant = $1"]
-    args: list[Any] = [tenant]
-
-    def where(sql: str, *values: Any) -> None:
-        placeholders = []
-        for value in values:
-            args.append(value)
-            placeholders.append(f"${len(args)}")
-        clauses.append(sql.format(*placeholders))
-
-    if state:
-        where("state = ANY({0}::text[])", list(state))
-    if category is not None:
-        where("category = {0}", category)
-    if plugin is not None:
-        code = plugin.partition("@")[0]
+    plugin_code = plugin.partition("@")[0] if plugin is not None else None
+    where = runs_store.RunFilter(
+        states=list(state or ()),
+        category=category,
+        plugin_code=plugin_code,
         # A run submitted without a plugin ran its category's built-in one, and is shown so.
-        builtin_of = await _categories_defaulting_to(deps.pool, tenant, code)
-        where(
-            "(split_part(plugin, '@', 1) = {0} OR (plugin IS NULL AND category = ANY({1})))",
-            code,
-            builtin_of,
-        )
-    if action is not None:
-        where("action = {0}", action)
-    if parent_run_id is not None:
-        where("parent_run_id = {0}", parent_run_id)
-    if created_after is not None:
-        where("created_at > {0}", created_after)
-    if created_before is not None:
-        where("created_at < {0}", created_before)
-    if cursor is not None:
-        where("(created_at, id) < ({0}, {1})", *decode_cursor(cursor))
-    args.append(limit + 1)
-    rows = await deps.pool.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs.runs WHERE {' AND '.join(clauses)}"
-        f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
-        *args,
-        timeout=_DB_TIMEOUT_S,
+        builtin_categories=(
+            await _categories_defaulting_to(deps.pool, tenant, plugin_code)
+            if plugin_code is not None
+            else ()
+        ),
+        action=action,
+        parent_run_id=parent_run_id,
+        created_after=created_after,
+        created_before=created_before,
     )
-    page = [dict(row) for row in rows[:limit]]
+    rows = await runs_store.list_runs(
+        deps.pool,
+        tenant,
+        where,
+        before=decode_cursor(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
     next_cursor = (
         encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     )
@@ -467,20 +274,14 @@ async def run_logs(
 ) -> LogPage:
     """`run.log` events of every attempt in order, paged by event id (`after`)."""
     await fetch_run(deps.pool, tenant, run_id)
-    clauses = ["run_id = $1", "tenant = $2", "type = 'run.log'", "id > $3"]
-    args: list[Any] = [run_id, tenant, after]
-    if level:
-        args.append(list(level))
-        clauses.append(f"coalesce(payload->>'level', 'info') = ANY(${len(args)}::text[])")
-    if attempt is not None:
-        args.append(attempt)
-        clauses.append(f"attempt = ${len(args)}")
-    args.append(limit + 1)
-    rows = await deps.pool.fetch(
-        f"SELECT id, attempt, ts, payload FROM runs.run_events WHERE {' AND '.join(clauses)}"
-        f" ORDER BY id LIMIT ${len(args)}",
-        *args,
-        timeout=_DB_TIMEOUT_S,
+    rows = await runs_store.log_events(
+        deps.pool,
+        tenant,
+        run_id,
+        levels=list(level or ()),
+        attempt=attempt,
+        after=after,
+        limit=limit + 1,
     )
     items = [
         LogEntry(
@@ -508,14 +309,7 @@ async def run_logs(
 async def run_metrics(run_id: RunId, tenant: Tenant, deps: DepsParam) -> RunMetrics:
     """Every `run.metric` value of every attempt, as series per category and name."""
     row = await fetch_run(deps.pool, tenant, run_id)
-    rows = await deps.pool.fetch(
-        "SELECT attempt, ts, payload FROM runs.run_events"
-        " WHERE run_id = $1 AND tenant = $2 AND type = 'run.metric' ORDER BY id LIMIT $3",
-        run_id,
-        tenant,
-        _MAX_METRIC_EVENTS + 1,
-        timeout=_DB_TIMEOUT_S,
-    )
+    rows = await runs_store.metric_events(deps.pool, tenant, run_id, _MAX_METRIC_EVENTS + 1)
     series: dict[str, dict[str, list[MetricPoint]]] = {}
     for event in rows[:_MAX_METRIC_EVENTS]:
         payload = event["payload"]
@@ -565,7 +359,10 @@ async def cancel(
     worker confirms within RUNMESH_CANCEL_TIMEOUT_S the gateway ends it `cancelled`.
     Already ended: 409."""
     reason = (body or CancelRequest()).reason
-    async with deps.pool.acquire(timeout=_DB_TIMEOUT_S) as conn, conn.transaction():
+    async with (
+        deps.pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
+        conn.transaction(),
+    ):
         outcome = await cancel_run(
             conn, topics=deps.topics, tenant=tenant, run_id=run_id, reason=reason
         )

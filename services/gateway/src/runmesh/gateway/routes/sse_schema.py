@@ -1,4 +1,7 @@
-"""What the event streams send, as models, and their OpenAPI `responses`.
+"""The OpenAPI `responses` of the event streams, from the models of what they send.
+
+The models (`StreamedEvent`, `RunStateNotice`) live beside the wire events in
+`runmesh.common.events`: the CLI and the dashboard read what the gateway writes.
 
 OpenAPI 3.1 has no way to say what the `data:` of an SSE message holds, so the
 `text/event-stream` schema carries it as `x-sse-data` (a JSON Schema of its own, checked by
@@ -8,42 +11,10 @@ tests/security/test_schemathesis.py against real streams); the JSON answer of a 
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, Field
-
-from runmesh.common.events import JsonObject
+from runmesh.common.events import RunStateNotice, StreamedEvent
 from runmesh.gateway.routes.support import problems
-
-
-class StreamedEvent(BaseModel):
-    """The `data:` of an SSE message with an `id:`: one stored run event."""
-
-    id: int = Field(
-        description="Its `runs.run_events` id: the SSE `id:`, sent back as "
-        "`Last-Event-ID` to resume"
-    )
-    event_id: uuid.UUID = Field(description="The event's own id (deduplication)")
-    run_id: uuid.UUID
-    attempt: int = Field(ge=0)
-    seq: int = Field(ge=0, description="Order within the attempt")
-    type: str = Field(
-        description="`run.started`, `run.log`, `run.progress`, ... (the SSE `event:`)"
-    )
-    ts: datetime
-    service: str
-    worker: str
-    payload: JsonObject = Field(description="The event's own fields (docs/events.md)")
-
-
-class RunStateNotice(BaseModel):
-    """The `data:` of the `event: run.state` message (no `id:`) that ends a run's stream when
-    the gateway itself ended the run, so no terminal event exists."""
-
-    run_id: uuid.UUID
-    state: str = Field(description="The run's terminal state")
 
 
 def _stream(description: str, data: dict[str, Any]) -> dict[str, Any]:

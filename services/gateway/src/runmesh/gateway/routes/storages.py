@@ -40,6 +40,7 @@ class StorageOut(BaseModel):
     )
     created_at: datetime
 
+    # Not model_validate(row) as the other catalog models: `config` is computed, never copied.
     @classmethod
     def of(cls, row: StorageRow) -> StorageOut:
         """From a stored row, its secret masked."""

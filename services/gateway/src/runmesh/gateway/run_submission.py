@@ -1,0 +1,167 @@
+"""Submitting a run: its params checked against the action's schema, then the run and its
+request stored in one transaction (published by the outbox relay)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, ConfigDict, Field
+
+from runmesh.common.events import JsonObject, RunRequest, encode
+from runmesh.gateway import runs_store
+from runmesh.gateway.deps import Deps
+from runmesh.gateway.errors import Conflict, InvalidRequest
+from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
+from runmesh.gateway.params_validation import KnownPlugins, validate_params
+from runmesh.gateway.run_view import mask_secrets
+
+tracer = trace.get_tracer("runmesh.gateway")
+
+
+class SubmitRun(BaseModel):
+    """A run to start: which action of which category's plugin, with what params."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"category": "test", "action": "echo", "params": {"name": "a", "count": 3}}
+            ]
+        },
+    )
+
+    category: str = Field(min_length=1, max_length=200, description="Service category")
+    action: str = Field(min_length=1, max_length=200)
+    params: JsonObject = Field(
+        default_factory=dict, description="Validated against the action's params JSON schema"
+    )
+    plugin: str | None = Field(
+        default=None,
+        max_length=300,
+        description="`code` or `code@version`; unset = the category's built-in plugin",
+    )
+    timeout_s: float | None = Field(default=None, gt=0, description="Fail the run after this")
+    parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
+    run_id: uuid.UUID | None = Field(
+        default=None, description="Choose the run's id: submitting it again answers that run"
+    )
+
+
+async def submit(
+    deps: Deps,
+    tenant: str,
+    body: SubmitRun,
+    idempotency_key: str | None,
+    carrier: Mapping[str, str],
+) -> tuple[dict[str, Any], bool]:
+    """Validate, then store the run and its request in one transaction; (row, created).
+
+    An Idempotency-Key or run_id seen before answers the existing run (created False); one
+    reused for a different request is a conflict, as a silent mismatch would hide a bug.
+    """
+    known = await KnownPlugins.load(deps.pool, tenant, [body.category])
+    plugin, action = known.resolve_action(body.plugin, body.category, body.action)
+    schema = action.get("params_schema")
+    schema = schema if isinstance(schema, Mapping) else {}
+    errors = validate_params(body.params, schema)
+    if errors:
+        raise InvalidRequest(
+            f"params do not validate against {plugin.ref} {body.action}'s schema",
+            errors=errors,
+        )
+    run_id = body.run_id or uuid.uuid4()
+    request = RunRequest(
+        run_id=run_id,
+        category=body.category,
+        plugin=body.plugin,
+        action=body.action,
+        params=body.params,
+        tenant=tenant,
+        timeout_s=body.timeout_s,
+        parent_run_id=body.parent_run_id,
+    )
+    size = len(encode(request))
+    limit = deps.settings.max_message_bytes
+    if size > limit:
+        raise InvalidRequest(
+            f"the run request is {size} bytes, over RUNMESH_MAX_MESSAGE_BYTES={limit}: "
+            "put large data in S3 (or another store) and pass its URI in params",
+            errors=[{"loc": ["body", "params"], "msg": f"too large ({size} > {limit} bytes)"}],
+        )
+    with tracer.start_as_current_span(
+        f"submit {body.category}.{body.action}",
+        context=propagate.extract(dict(carrier)),
+        kind=SpanKind.PRODUCER,
+        attributes={"runmesh.run_id": str(run_id), "runmesh.category": body.category},
+    ):
+        headers = trace_headers()
+    async with (
+        deps.pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
+        conn.transaction(),
+    ):
+        if body.parent_run_id is not None and not await runs_store.run_exists(
+            conn, tenant, body.parent_run_id
+        ):
+            raise InvalidRequest(
+                f"parent run {body.parent_run_id} not found",
+                errors=[{"loc": ["body", "parent_run_id"], "msg": "no such run"}],
+            )
+        row = await runs_store.insert_run(
+            conn,
+            runs_store.NewRun(
+                id=run_id,
+                tenant=tenant,
+                category=body.category,
+                plugin=body.plugin,
+                action=body.action,
+                params=body.params,
+                params_redacted=mask_secrets(body.params, schema),
+                timeout_s=body.timeout_s,
+                parent_run_id=body.parent_run_id,
+                idempotency_key=idempotency_key,
+            ),
+        )
+        if row is None:
+            return await _existing(conn, tenant, body, run_id, idempotency_key), False
+        await enqueue(
+            conn,
+            topic=deps.topics.requests(body.category),
+            key=str(run_id),
+            message=request,
+            event_type=REQUEST_EVENT_TYPE,
+            headers=headers,
+        )
+    deps.relay.wake()
+    return row, True
+
+
+async def _existing(
+    conn: asyncpg.Connection,
+    tenant: str,
+    body: SubmitRun,
+    run_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """The run an insert conflicted with, if it is the same request of the same tenant."""
+    row = await runs_store.find_submitted(conn, tenant, run_id, idempotency_key)
+    if row is None:
+        raise Conflict(f"run id {run_id} is already taken; choose another or leave it unset")
+    same = (
+        row["category"] == body.category
+        and row["action"] == body.action
+        and row["plugin"] == body.plugin
+        and row["params"] == body.params
+    )
+    if not same:
+        what = f"Idempotency-Key {idempotency_key!r}" if idempotency_key else f"run id {run_id}"
+        raise Conflict(
+            f"{what} was already used for a different request (run {row['id']}); "
+            "use a new key for a new run",
+            run_id=str(row["id"]),
+        )
+    return row

@@ -13,17 +13,28 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from pydantic import BaseModel
 
 from runmesh.cli.services import demo_plugin_dir
+from runmesh.common.events import (
+    EVENT_TYPES,
+    MetricPayload,
+    StartedPayload,
+    SucceededPayload,
+    encode,
+)
+from runmesh.common.kafka import make_producer
 from runmesh.common.settings import Settings
 from runmesh.common.storage import platform_storage
 from runmesh.common.testing import eventually
+from runmesh.common.topics import Topics
 
 from .conftest import PLUGINS, GatewayHandle, service_worker
 
@@ -268,11 +279,14 @@ async def test_the_run_page_shows_progress_logs_metrics_and_result(page: Page, a
     await expect(success).to_have_count(1)
     await expect(success).to_contain_text("COUNT_DONE")
 
-    lines = page.locator("figure.chart[data-category='count'] path.line")
-    await expect(lines).to_have_count(2)  # total and sqrt_total
-    await expect(page.locator("figure.chart[data-name='total']")).to_contain_text("latest 210")
-    total = page.locator("figure.chart[data-name='total'] path.line")
-    await expect(total).to_have_attribute("d", re.compile(r"^M[\d.]+,[\d.]+ L[\d.]+,[\d.]+$"))
+    charts = page.locator("figure.chart[data-categories='count']")
+    await expect(charts).to_have_count(2)  # total and sqrt_total, one series each
+    total = page.locator("figure.chart[data-name='total']")
+    series = total.locator(".series[data-category='count']")
+    await expect(series).to_contain_text("latest 210")
+    await expect(series).to_have_attribute("data-points", "2")  # reported at 10 and 20
+    await expect(total.locator(".plot")).to_have_attribute("aria-label", re.compile("2 points"))
+    await expect(total.locator(".uplot canvas")).to_be_visible()
 
     await expect(page.locator("#outcome pre")).to_contain_text('"counted": 20')
     await expect(page.locator("#cancel-run")).to_have_count(0)
@@ -382,23 +396,13 @@ async def test_a_wrong_token_returns_to_the_form_with_an_error(
     assert await page.evaluate("localStorage.getItem('runmesh.token')") is None
 
 
-async def test_a_retried_run_says_attempt_2_after_worker_lost(
-    page: Page, api: Api, stack: GatewayHandle
+async def publish(
+    stack: GatewayHandle,
+    tenant: str,
+    run_id: uuid.UUID,
+    events: list[tuple[int, int, str, BaseModel]],
 ) -> None:
-    # Attempt 1 started and its worker died (no terminal event); attempt 2 ran to the end.
-    from datetime import UTC, datetime
-
-    from runmesh.common.events import EVENT_TYPES, StartedPayload, SucceededPayload, encode
-    from runmesh.common.kafka import make_producer
-    from runmesh.common.topics import Topics
-
-    run_id = uuid.uuid4()
-    started = StartedPayload(plugin="testkit", plugin_version="1.0.0", action="echo", params={})
-    events = [
-        (1, 1, "run.started", started),
-        (2, 1, "run.started", started),
-        (2, 2, "run.succeeded", SucceededPayload(result={})),
-    ]
+    """Send `(attempt, seq, type, payload)` run events to the events topic, as a worker would."""
     producer = make_producer(stack.settings)
     await producer.start()
     try:
@@ -410,7 +414,7 @@ async def test_a_retried_run_says_attempt_2_after_worker_lost(
                 ts=datetime.now(UTC),
                 service="test",
                 worker="w",
-                tenant=api.tenant,
+                tenant=tenant,
                 category="test",
                 payload=payload,
             )
@@ -418,7 +422,136 @@ async def test_a_retried_run_says_attempt_2_after_worker_lost(
             await producer.send_and_wait(topic, encode(event), key=str(run_id).encode())
     finally:
         await producer.stop()
+
+
+STARTED = StartedPayload(plugin="testkit", plugin_version="1.0.0", action="echo", params={})
+
+
+async def test_a_retried_run_says_attempt_2_after_worker_lost(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    # Attempt 1 started and its worker died (no terminal event); attempt 2 ran to the end.
+    run_id = uuid.uuid4()
+    events: list[tuple[int, int, str, BaseModel]] = [
+        (1, 1, "run.started", STARTED),
+        (2, 1, "run.started", STARTED),
+        (2, 2, "run.succeeded", SucceededPayload(result={})),
+    ]
+    await publish(stack, api.tenant, run_id, events)
     await api.wait_state(str(run_id), "succeeded")
     await sign_in(page, api.token, f"/#/runs/{run_id}")
     await expect(page.locator("#run-state")).to_have_text("succeeded")
     await expect(page.locator(".facts")).to_contain_text("2 after worker lost")
+
+
+async def test_metric_charts_overlay_categories_and_append_live_points(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    """Train and validation loss share one chart; points reported while the page is open are
+    appended from the run's stream (no GET .../metrics at all); hovering shows the values."""
+    run_id = uuid.uuid4()
+    seq = 1  # run.started
+
+    def epoch(step: int, train: float, validation: float) -> list[tuple[int, int, str, BaseModel]]:
+        nonlocal seq
+        seq += 2
+        values = {"loss": train, "accuracy": 0.5 + step / 10}
+        return [
+            (1, seq - 1, "run.metric", MetricPayload(category="train", values=values, step=step)),
+            (
+                1,
+                seq,
+                "run.metric",
+                MetricPayload(category="validation", values={"loss": validation}, step=step),
+            ),
+        ]
+
+    await publish(stack, api.tenant, run_id, [(1, 1, "run.started", STARTED), *epoch(1, 1.0, 1.2)])
+    await api.wait_state(str(run_id), "running")
+    metric_calls: list[str] = []
+    page.on("request", lambda r: metric_calls.append(r.url) if r.url.endswith("/metrics") else None)
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+
+    loss = page.locator("figure.chart[data-name='loss']")
+    await expect(loss).to_have_attribute("data-categories", "train validation")
+    await expect(page.locator("figure.chart[data-name='accuracy']")).to_have_attribute(
+        "data-categories", "train"
+    )
+    train = loss.locator(".series[data-category='train']")
+    validation = loss.locator(".series[data-category='validation']")
+    await expect(validation).to_have_attribute("data-points", "1")
+
+    await publish(stack, api.tenant, run_id, [*epoch(2, 0.8, 0.9), *epoch(3, 0.6, 0.7)])
+    await expect(train).to_have_attribute("data-points", "3")
+    await expect(validation).to_have_attribute("data-points", "3")
+    await expect(train).to_contain_text("latest 0.6")
+    await expect(validation).to_contain_text("latest 0.7")
+    await expect(loss.locator(".plot")).to_have_attribute(
+        "aria-label", "loss by step: train 3 points, last 0.6; validation 3 points, last 0.7"
+    )
+
+    # Hover the last step: the legend shows every series' value there.
+    over = loss.locator(".u-over")
+    box = await over.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
+    legend = loss.locator(".u-legend .u-series")
+    await expect(legend.nth(0).locator(".u-value")).to_have_text("3")  # the step
+    await expect(legend.nth(1)).to_contain_text("train")
+    await expect(legend.nth(1).locator(".u-value")).to_have_text("0.6")
+    await expect(legend.nth(2)).to_contain_text("validation")
+    await expect(legend.nth(2).locator(".u-value")).to_have_text("0.7")
+
+    seq += 1
+    await publish(
+        stack, api.tenant, run_id, [(1, seq, "run.succeeded", SucceededPayload(result={}))]
+    )
+    await expect(page.locator("#run-state")).to_have_text("succeeded")
+    await expect(train).to_have_attribute("data-points", "3")
+    assert metric_calls == []
+
+
+async def test_the_stream_reader_and_the_metric_series_modules(page: Page) -> None:
+    """The SSE parser and the chart data, imported as the page imports them."""
+    await page.goto("/")
+    parsed = await page.evaluate(
+        r"""async () => {
+            const { SseParser } = await import("/dashboard/sse.js");
+            const parser = new SseParser();
+            const first = parser.feed("retry: 500\n\nid: 5\nevent: run.log\ndata: {\"a\":");
+            const second = parser.feed("1}\n\n: heartbeat\n\nid: 6\r\ndata: not json\r\n\r\n");
+            return { first, second, lastId: parser.lastId, retryMs: parser.retryMs };
+        }"""
+    )
+    assert parsed == {
+        "first": [],
+        "second": [{"id": "5", "event": "run.log", "data": {"a": 1}}],
+        "lastId": "6",  # a message that is not JSON is skipped, its id still counts
+        "retryMs": 500,
+    }
+    charts = await page.evaluate(
+        """async () => {
+            const { MetricCharts } = await import("/dashboard/views/run/metric-series.js");
+            const charts = new MetricCharts();
+            let id = 0;
+            const add = (category, step, loss, attempt = 1) =>
+                charts.add(++id, { attempt, payload: { category, step, values: { loss } } });
+            add("train", 1, 1.0);
+            add("validation", 1, 1.2);
+            add("train", 2, 0.8);
+            add("validation", 0, 2.0); // out of order
+            const stale = charts.add(id, { attempt: 1, payload: { values: { loss: 9 } } }).size;
+            const loss = charts.charts.get("loss");
+            const before = { xs: [...loss.xs], ys: loss.ys.map((y) => [...y]) };
+            add("train", 1, 0.5, 2); // a retry starts the train series again
+            const retried = { xs: [...loss.xs], ys: loss.ys.map((y) => [...y]) };
+            add("train", null, 0.4, 2); // no step: x becomes the report number
+            return { before, stale, retried, xLabel: loss.xLabel, xs: loss.xs, ys: loss.ys };
+        }"""
+    )
+    assert charts["before"] == {"xs": [0, 1, 2], "ys": [[None, 1.0, 0.8], [2.0, 1.2, None]]}
+    assert charts["stale"] == 0  # an event id seen before changes nothing
+    assert charts["retried"] == {"xs": [0, 1], "ys": [[None, 0.5], [2.0, 1.2]]}
+    assert charts["xLabel"] == "report"
+    assert charts["xs"] == [1, 2]
+    assert charts["ys"] == [[0.5, 0.4], [1.2, 2.0]]

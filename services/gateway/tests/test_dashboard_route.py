@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -32,9 +33,16 @@ def test_the_files_ship_inside_the_package() -> None:
     folder = resources.files("runmesh.gateway").joinpath("dashboard")
     assert {entry.name for entry in folder.iterdir()} >= {
         "index.html",
-        "app.js",
+        "main.js",
         "style.css",
         "favicon.svg",
+        "views",
+        "vendor",
+    }
+    assert set(dashboard.assets()) >= {
+        "views/run/page.js",
+        "vendor/uPlot.esm.js",
+        "vendor/uPlot.min.css",
     }
 
 
@@ -58,8 +66,11 @@ async def test_the_page_is_open_fenced_and_revalidated(client: httpx.AsyncClient
 @pytest.mark.parametrize(
     ("path", "media_type"),
     [
-        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/main.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/views/run/page.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/vendor/uPlot.esm.js", "text/javascript; charset=utf-8"),
         ("/dashboard/style.css", "text/css; charset=utf-8"),
+        ("/dashboard/vendor/uPlot.min.css", "text/css; charset=utf-8"),
         ("/dashboard/favicon.svg", "image/svg+xml"),
     ],
 )
@@ -73,12 +84,49 @@ async def test_assets_have_their_media_types(
 
 
 @pytest.mark.parametrize(
-    "path", ["/dashboard/index.html", "/dashboard/nope.js", "/dashboard/..%2Fapp.py"]
+    "path",
+    [
+        "/dashboard/index.html",
+        "/dashboard/nope.js",
+        "/dashboard/app.js",  # the single script before the modules
+        "/dashboard/..%2Fapp.py",
+        "/dashboard/views/..%2F..%2Fapp.py",
+        "/dashboard/vendor/README.md",  # only pages, modules, style sheets and icons
+        "/dashboard/vendor/uPlot.LICENSE",
+        "/dashboard/views",
+    ],
 )
 async def test_other_names_are_not_found(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+IMPORT = re.compile(r'^(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"', re.MULTILINE)
+
+
+async def test_every_module_the_page_imports_is_served_as_javascript(
+    client: httpx.AsyncClient,
+) -> None:
+    """Follow the static imports from the entry module: none is missing or mistyped (a
+    browser refuses a module script served with any other media type), and every module
+    in the package is reached (none is left over)."""
+    page = (await client.get("/")).text
+    pending = re.findall(r'<script type="module" src="([^"]+)"', page)
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8", path
+        for target in IMPORT.findall(response.text):
+            assert target.startswith(("./", "../")), f"{path} imports {target}: not relative"
+            pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(path), target)))
+    modules = {f"/dashboard/{name}" for name in dashboard.assets() if name.endswith(".js")}
+    assert seen == modules
 
 
 async def test_the_dashboard_is_not_in_the_api_schema(client: httpx.AsyncClient) -> None:

@@ -1,7 +1,10 @@
-"""The dashboard: one static page (HTML, JS, CSS) that reads everything from `/v1` with a token.
+"""The dashboard: one static page (HTML, JS modules, CSS) that reads everything from `/v1`.
 
 The files ship inside the package (`runmesh/gateway/dashboard/`; hatchling puts every file of
-`src/runmesh` in the wheel) and are read once through `importlib.resources`. They hold no
+`src/runmesh` in the wheel) and are read once through `importlib.resources`: the page, its
+style sheets, its icon and its native ES modules (`main.js` and what it imports, in folders
+such as `views/` and `vendor/`), served as `text/javascript` as module scripts require. Only
+files of those kinds under that folder are served, by their exact relative path. They hold no
 data, so they are served without auth; the page asks for an API token and sends it as
 `Authorization: Bearer` on every API call, streams included (it reads SSE with `fetch`, as
 EventSource cannot send headers).
@@ -11,8 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import PurePosixPath
 from typing import Final
 
 from fastapi import APIRouter, Request, Response
@@ -28,11 +34,13 @@ CONTENT_SECURITY_POLICY: Final = (
 )
 """Everything from this origin only: no inline script or style, no third party."""
 
-_ASSETS: Final = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
+PAGE: Final = "index.html"
+
+_MEDIA_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 
 
@@ -45,11 +53,30 @@ class Asset:
     etag: str
 
 
+def _walk(folder: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            yield from _walk(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", entry
+
+
 @functools.cache
-def _asset(name: str) -> Asset:
-    body = resources.files("runmesh.gateway").joinpath("dashboard", name).read_bytes()
+def assets() -> dict[str, Traversable]:
+    """Every servable dashboard file by its path under `dashboard/` (`views/run/page.js`)."""
+    folder = resources.files("runmesh.gateway").joinpath("dashboard")
+    return {
+        path: entry
+        for path, entry in _walk(folder, "")
+        if PurePosixPath(path).suffix in _MEDIA_TYPES
+    }
+
+
+@functools.cache
+def _asset(path: str) -> Asset:
+    body = assets()[path].read_bytes()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Asset(body, _ASSETS[name], etag)
+    return Asset(body, _MEDIA_TYPES[PurePosixPath(path).suffix], etag)
 
 
 def _serve(name: str, request: Request) -> Response:
@@ -70,12 +97,12 @@ def _serve(name: str, request: Request) -> Response:
 @router.get("/")
 async def dashboard(request: Request) -> Response:
     """The dashboard page (routes are in the URL's fragment: `#/runs`, `#/plugins`, ...)."""
-    return _serve("index.html", request)
+    return _serve(PAGE, request)
 
 
-@router.get("/dashboard/{name}")
-async def dashboard_asset(name: str, request: Request) -> Response:
-    """The page's script, style sheet and icon (only those names)."""
-    if name not in _ASSETS or name == "index.html":
-        raise NotFound(f"no dashboard file {name!r}")
-    return _serve(name, request)
+@router.get("/dashboard/{path:path}")
+async def dashboard_asset(path: str, request: Request) -> Response:
+    """The page's modules, style sheets and icon (files of the package's `dashboard/` only)."""
+    if path == PAGE or path not in assets():
+        raise NotFound(f"no dashboard file {path!r}")
+    return _serve(path, request)

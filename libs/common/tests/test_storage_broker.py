@@ -380,3 +380,30 @@ async def test_errors_arrive_as_their_storage_error(
     assert type(made_up) is StorageError and str(made_up) == "SystemExit: m"
     policy = storage_error_from(BrokerCallError("StoragePolicyError", "m"))
     assert isinstance(policy, StoragePolicyError) and policy.setting == "unknown"
+
+
+async def test_many_small_files_go_in_a_few_calls_each_with_its_own_outcome(
+    opened: tuple[BrokeredStorage, str, Storage], channel: LocalChannel, tenant: str
+) -> None:
+    storage, folder, direct = opened
+    files = [
+        (under(folder, f"labels/{i:05}.txt"), f"{i} 0.5 0.5 0.1 0.1\n".encode())
+        for i in range(4500)
+    ]
+    big = (under(folder, "big.bin"), os.urandom(MAX_BODY_BYTES + 1))
+    # On the platform bucket a path outside the tenant's folders fails alone.
+    outside = [("elsewhere/x.txt", b"x")] if folder else []
+    results = await storage.write_many([*files, big, *outside])
+    assert len(results) == len(files) + 1 + len(outside)
+    for (path, data), info in zip(files, results, strict=False):
+        assert not isinstance(info, StorageError), info
+        assert (info.path, info.size) == (path, len(data))
+    assert not isinstance(results[len(files)], StorageError)
+    if outside:
+        assert isinstance(results[-1], StorageScopeError)
+    # 4,500 label files (and the stray one) in three calls of at most 2,000; the big one
+    # streamed on its own.
+    assert channel.count("write_many") == 3
+    assert channel.count("write_bytes") == 0
+    assert await direct.read_bytes(files[-1][0], max_bytes=100) == files[-1][1]
+    assert (await direct.stat(big[0])).size == len(big[1])

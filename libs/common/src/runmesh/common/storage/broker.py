@@ -16,12 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from runmesh.common.settings import Settings
 from runmesh.common.storage.base import ObjectInfo, Storage, validate_path
+from runmesh.common.storage.broker_messages import problems, secrets_of
 from runmesh.common.storage.broker_ops import (
     INTERNAL_ERROR,
     MAX_BODY_BYTES,
@@ -41,6 +41,7 @@ from runmesh.common.storage.broker_ops import (
     HandleArgs,
     Info,
     ListArgs,
+    ManyWritten,
     Names,
     OpenArgs,
     Opened,
@@ -52,6 +53,8 @@ from runmesh.common.storage.broker_ops import (
     StreamOpened,
     WireObjectInfo,
     WriteArgs,
+    WriteManyArgs,
+    Written,
     error_type_of,
     reply,
 )
@@ -72,10 +75,6 @@ _logger = logging.getLogger("runmesh.storage.broker")
 # Any: a reply's result is a JSON object whose shape depends on the op.
 Reply = tuple[dict[str, Any], bytes]
 
-# Secrets shorter than this are not scrubbed from messages: replacing them would mangle the
-# message, and a string that short is no secret.
-_MIN_SECRET_CHARS = 8
-
 
 def _refused(message: str) -> BrokerCallError:
     return BrokerCallError(REQUEST_ERROR, message)
@@ -86,32 +85,6 @@ class _Handle:
     storage: Storage
     # The platform bucket: the tenant's prefixes, under which every path named must lie.
     scope: tuple[str, ...] | None
-
-
-def _secrets_of(settings: Settings) -> list[str]:
-    """The platform's secrets that no message to a job may carry."""
-    found: list[str | None] = [settings.s3_access_key_id, settings.database_url]
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-    if settings.database_url:
-        with contextlib.suppress(ValueError):
-            found.append(urlsplit(settings.database_url).password)
-    # Longest first: a secret that contains another is replaced whole.
-    return sorted(
-        {value for value in found if value and len(value) >= _MIN_SECRET_CHARS},
-        key=len,
-        reverse=True,
-    )
-
-
-def _problems(op: str, error: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '(args)'}: {item['msg']}"
-        for item in error.errors(include_url=False, include_input=False)
-    )
-    return f"invalid arguments for {op!r}: {problems}"
 
 
 class StorageBroker:
@@ -130,6 +103,8 @@ class StorageBroker:
     - `read_open {handle, path, chunk_size≤8 MiB}` → `{stream}`;
       `read_next {stream}` → `{eof}` + body; `read_close {stream}` → `{}`
     - `write_bytes {handle, path, media_type=null}` + body → `{info}`
+    - `write_many {handle, paths, sizes}` + the files' bytes end to end → `{items}`: per
+      file its `{info}` or `{error_type, message, details}` (the storage's own batched write)
     - `write_open {handle, path, media_type=null}` → `{stream}`; `write_chunk {stream}` + body
       → `{}`; `write_close {stream}` → `{info}`; `write_abort {stream}` → `{}`
 
@@ -146,7 +121,7 @@ class StorageBroker:
     def __init__(self, tenant: str, settings: Settings) -> None:
         self.tenant = tenant
         self._settings = settings
-        self._secrets = _secrets_of(settings)
+        self._secrets = secrets_of(settings)
         self._ids = itertools.count(1)
         self._handles: dict[int, _Handle] = {}
         self._readers: dict[int, Pump[bytes]] = {}
@@ -169,12 +144,13 @@ class StorageBroker:
             "read_next": (StreamArgs, self._read_next),
             "read_close": (StreamArgs, self._read_close),
             "write_bytes": (WriteArgs, self._write_bytes),
+            "write_many": (WriteManyArgs, self._write_many),
             "write_open": (WriteArgs, self._write_open),
             "write_chunk": (StreamArgs, self._write_chunk),
             "write_close": (StreamArgs, self._write_close),
             "write_abort": (StreamArgs, self._write_abort),
         }
-        self._with_body = frozenset({"write_bytes", "write_chunk"})
+        self._with_body = frozenset({"write_bytes", "write_many", "write_chunk"})
 
     @property
     def open_handles(self) -> int:
@@ -212,7 +188,7 @@ class StorageBroker:
             )
             raise BrokerCallError(error_type_of(exc), self._clean(str(exc)), details) from None
         except ValidationError as exc:
-            raise BrokerCallError(REQUEST_ERROR, self._clean(_problems(op, exc))) from None
+            raise BrokerCallError(REQUEST_ERROR, self._clean(problems(op, exc))) from None
         except Exception:
             _logger.exception("storage broker (tenant %r): %r failed", self.tenant, op)
             raise BrokerCallError(
@@ -376,6 +352,43 @@ class StorageBroker:
     async def _write_bytes(self, args: WriteArgs, body: bytes) -> Reply:
         storage, path = self._target(args.handle, args.path)
         return _info(await storage.write_bytes(path, body, media_type=args.media_type)), b""
+
+    async def _write_many(self, args: WriteManyArgs, body: bytes) -> Reply:
+        if sum(args.sizes) != len(body):
+            raise _refused(f"sizes add up to {sum(args.sizes)} bytes, the body has {len(body)}")
+        written: list[Written | None] = [None] * len(args.paths)
+        files: list[tuple[str, bytes]] = []
+        positions: list[int] = []
+        start = 0
+        with memoryview(body) as view:
+            for index, (path, size) in enumerate(zip(args.paths, args.sizes, strict=True)):
+                data, start = bytes(view[start : start + size]), start + size
+                try:
+                    storage, checked = self._target(args.handle, path)
+                except StorageError as exc:  # this file only: out of scope, a bad path
+                    written[index] = self._failed(exc)
+                    continue
+                files.append((checked, data))
+                positions.append(index)
+        if files:
+            outcomes = await storage.write_many(files)
+            for index, outcome in zip(positions, outcomes, strict=True):
+                written[index] = (
+                    self._failed(outcome)
+                    if isinstance(outcome, StorageError)
+                    else Written(info=WireObjectInfo.model_validate(outcome))
+                )
+        return reply(ManyWritten(items=[item for item in written if item is not None])), b""
+
+    def _failed(self, error: StorageError) -> Written:
+        details = (
+            {"field": error.field, "setting": error.setting}
+            if isinstance(error, StoragePolicyError)
+            else None
+        )
+        return Written(
+            error_type=error_type_of(error), message=self._clean(str(error)), details=details
+        )
 
     # -- listings ------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ MAX_LIST_PAGE = 1000
 WRITE_QUEUE_CHUNKS = 2
 #: The longest path (characters) a call may name; S3 keys end at 1,024 bytes anyway.
 MAX_PATH_CHARS = 4096
+#: Files one `write_many` call carries (their bytes together within MAX_BODY_BYTES).
+MAX_WRITE_MANY = 2000
 #: The largest storage config (`open`), as JSON.
 MAX_CONFIG_BYTES = 64 * 1024
 #: The longest error message a reply carries.
@@ -237,6 +239,19 @@ class WriteArgs(PathArgs):
     media_type: Annotated[str, Field(max_length=255), AfterValidator(_utf8)] | None = None
 
 
+class WriteManyArgs(HandleArgs):
+    """`write_many`: `{handle, paths, sizes}`; the body is the files' bytes end to end."""
+
+    paths: Annotated[list[PathArg], Field(min_length=1, max_length=MAX_WRITE_MANY)]
+    sizes: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=MAX_WRITE_MANY)]
+
+    @model_validator(mode="after")
+    def _one_size_per_path(self) -> WriteManyArgs:
+        if len(self.sizes) != len(self.paths):
+            raise ValueError(f"{len(self.paths)} paths but {len(self.sizes)} sizes")
+        return self
+
+
 class CopyArgs(HandleArgs):
     """`copy`: `{handle, src, dst}`."""
 
@@ -298,6 +313,21 @@ class Info(_Reply):
     """`stat`, `write_close`, `write_bytes`, `copy` → `{info}`."""
 
     info: WireObjectInfo
+
+
+class Written(_Reply):
+    """One file of `write_many`: its info, or the error it met (as a failed call's)."""
+
+    info: WireObjectInfo | None = None
+    error_type: str | None = None
+    message: str = ""
+    details: dict[str, str] | None = None
+
+
+class ManyWritten(_Reply):
+    """`write_many` → `{items}`, one per path, in order."""
+
+    items: list[Written]
 
 
 class StreamOpened(_Reply):

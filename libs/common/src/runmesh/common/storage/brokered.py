@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -20,10 +20,12 @@ from runmesh.common.storage.base import DEFAULT_CHUNK_SIZE, ObjectInfo, Storage,
 from runmesh.common.storage.broker_ops import (
     MAX_BODY_BYTES,
     MAX_LIST_PAGE,
+    MAX_WRITE_MANY,
     BrokerCallError,
     BrokerChannel,
     Chunk,
     Info,
+    ManyWritten,
     Names,
     Opened,
     Page,
@@ -197,6 +199,62 @@ class BrokeredStorage(Storage):
                 await self._call(
                     "write_chunk", {"stream": stream}, bytes(view[start : start + MAX_BODY_BYTES])
                 )
+
+    async def _write_many(
+        self, files: Sequence[tuple[str, bytes]], concurrency: int
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        """Files in batches of at most `MAX_WRITE_MANY` within one body each: one call per
+        batch (a file over a body goes alone, streamed), and the worker's storage writes each
+        batch its own cheap way."""
+        results: builtins.list[ObjectInfo | StorageError | None] = [None] * len(files)
+        batch: builtins.list[int] = []
+        size = 0
+
+        async def flush() -> None:
+            nonlocal batch, size
+            if batch:
+                for index, outcome in zip(
+                    batch, await self._write_batch(files, batch), strict=True
+                ):
+                    results[index] = outcome
+            batch, size = [], 0
+
+        for index, (path, data) in enumerate(files):
+            if len(data) > MAX_BODY_BYTES:
+                try:
+                    results[index] = await self._write_bytes(path, data, None)
+                except StorageError as exc:
+                    results[index] = exc
+                continue
+            if len(batch) == MAX_WRITE_MANY or size + len(data) > MAX_BODY_BYTES:
+                await flush()
+            batch.append(index)
+            size += len(data)
+        await flush()
+        return [result for result in results if result is not None]
+
+    async def _write_batch(
+        self, files: Sequence[tuple[str, bytes]], batch: builtins.list[int]
+    ) -> builtins.list[ObjectInfo | StorageError]:
+        args = {
+            "handle": self._handle,
+            "paths": [files[index][0] for index in batch],
+            "sizes": [len(files[index][1]) for index in batch],
+        }
+        result, _ = await self._call(
+            "write_many", args, b"".join(files[index][1] for index in batch)
+        )
+        items = ManyWritten.model_validate(result).items
+        if len(items) != len(batch):
+            raise StorageError(f"the worker answered {len(items)} of {len(batch)} writes")
+        return [
+            item.info.info()
+            if item.info is not None
+            else storage_error_from(
+                BrokerCallError(item.error_type or "StorageError", item.message, item.details)
+            )
+            for item in items
+        ]
 
     async def _write_bytes(self, path: str, data: bytes, media_type: str | None) -> ObjectInfo:
         if len(data) > MAX_BODY_BYTES:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
 from runmesh.common.events import (
+    NOTIFY_CHANNEL,
     EventPayload,
     FailedPayload,
     LogPayload,
@@ -31,7 +32,7 @@ from runmesh.common.kafka import make_producer
 from runmesh.common.settings import Settings
 from runmesh.common.testing import await_chain, eventually
 from runmesh.common.topics import Topics
-from runmesh.gateway.aggregator import NOTIFY_CHANNEL, Aggregator
+from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.run_state import RunSnapshot, apply_events
 

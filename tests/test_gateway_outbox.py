@@ -14,14 +14,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import CancelRun, RunRequest, decode
+from runmesh.common.events import NOTIFY_CHANNEL, CancelRun, RunRequest, decode
 from runmesh.common.kafka import consumer_config
 from runmesh.common.sandbox.processes import free_port
 from runmesh.common.settings import Settings
 from runmesh.common.telemetry import header_value
 from runmesh.common.testing import eventually
 from runmesh.common.topics import Topics
-from runmesh.gateway.cancellation import NOTIFY_CHANNEL, CancelWatchdog, cancel_run
+from runmesh.gateway.cancellation import CancelWatchdog, cancel_run
 from runmesh.gateway.outbox import CANCELLED_WHILE_QUEUED, OutboxRelay, enqueue
 
 

@@ -16,8 +16,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-# Re-exported: tests/test_aggregator.py listens on it through this module.
-from runmesh.common.events import NOTIFY_CHANNEL as NOTIFY_CHANNEL
 from runmesh.common.events import TERMINAL_STATES, RunEvent, RunNotice
 from runmesh.common.kafka import (
     commit_owned,

@@ -16,8 +16,6 @@ from typing import Any
 
 import asyncpg
 
-# Re-exported: tests/test_gateway_outbox.py listens on it through this module.
-from runmesh.common.events import NOTIFY_CHANNEL as NOTIFY_CHANNEL
 from runmesh.common.events import TERMINAL_STATES, CancelRun
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics

@@ -1,22 +1,19 @@
-"""The `runmesh` command: one typer app, one module per command group."""
+"""The `runmesh` command: the root typer app, assembled from one module per command group.
+
+Only this module imports the command modules; they take what they share from `exits` and
+`settings`, never from here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Sequence
 
 import typer
-from pydantic import SecretStr, ValidationError
 
-from runmesh.cli.dev_info import cli_settings
-from runmesh.common.errors import RunmeshError
-from runmesh.common.settings import Settings
-
-T = TypeVar("T")
+from runmesh.cli.commands import dev, plugin, runs, serve, submit, token
+from runmesh.cli.settings import GatewayOptions
 
 app = typer.Typer(
     name="runmesh",
@@ -25,6 +22,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Each command module holds its commands in its own `app`: a group gets a name, a module of
+# top-level commands none (its commands join the root's). Their order is `--help`'s order.
+app.add_typer(dev.app)
+app.add_typer(serve.app)
+app.add_typer(submit.app)
+app.add_typer(token.app, name="token")
+app.add_typer(runs.app, name="runs")
+app.add_typer(plugin.app, name="plugin")
 
 
 def configure_logging(verbose: bool) -> None:
@@ -33,51 +38,6 @@ def configure_logging(verbose: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("runmesh").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-@dataclass(slots=True, frozen=True)
-class GatewayOptions:
-    """The root `--gateway-url` and `--token` options; each set one wins over the
-    environment and dev.json."""
-
-    gateway_url: str | None = None
-    token: str | None = None
-
-
-def load_settings(*, from_dev: bool = True, options: GatewayOptions | None = None) -> Settings:
-    """Settings from the environment, completed from a running `runmesh dev` (dev.json), with
-    the root options on top."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        fail(f"invalid setting RUNMESH_{field.upper()}: {first['msg']}")
-    if from_dev:
-        settings = cli_settings(settings)
-    update: dict[str, object] = {}
-    if options is not None and options.gateway_url is not None:
-        update["gateway_url"] = options.gateway_url
-    if options is not None and options.token is not None:
-        update["token"] = SecretStr(options.token)
-    return settings.model_copy(update=update) if update else settings
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line (no traceback) and exit with `code`."""
-    typer.echo(f"runmesh: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; runmesh errors become one line and exit status 1."""
-    try:
-        return asyncio.run(coro)
-    except RunmeshError as exc:
-        # A sandbox error's summary is one line; its full text carries a log tail.
-        fail(getattr(exc, "summary", None) or str(exc) or type(exc).__name__)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 @app.callback()
@@ -101,17 +61,6 @@ def _root(
     configure_logging(verbose)
     # Subcommand contexts inherit `obj`: commands read the options from their own context.
     ctx.obj = GatewayOptions(gateway_url=gateway_url, token=token)
-
-
-def _register() -> None:
-    # Imported here: each module adds its commands to `app`.
-    from runmesh.cli.commands import dev, plugin, runs, serve, submit, token
-
-    for module in (dev, serve, token, submit, runs, plugin):
-        module.register(app)
-
-
-_register()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

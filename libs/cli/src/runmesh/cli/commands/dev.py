@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import typer
 
+from runmesh.cli.exits import run_async
 from runmesh.cli.sandbox_home import prepare_home
+from runmesh.cli.settings import load_settings
+
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    """Add `runmesh dev` to `app`."""
+@app.command(
+    "dev",
+    help=(
+        "Start Tansu (Kafka), PostgreSQL and moto (S3) as local child processes, the gateway "
+        "and one replica of each service, then a demo run. Prints the gateway URL and an API "
+        "token and writes them to $RUNMESH_HOME/dev.json for the other commands. Every "
+        "RUNMESH_KAFKA_BOOTSTRAP, RUNMESH_DATABASE_URL or RUNMESH_S3_ENDPOINT_URL that is set "
+        "replaces its part. Ctrl-C stops everything."
+    ),
+)
+def dev(
+    port: int = typer.Option(0, help="gateway port (0 = RUNMESH_GATEWAY_PORT)"),
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="run the demo after start"),
+) -> None:
+    from runmesh.cli.dev import run_dev
 
-    @app.command(
-        "dev",
-        help=(
-            "Start Tansu (Kafka), PostgreSQL and moto (S3) as local child processes, the gateway "
-            "and one replica of each service, then a demo run. Prints the gateway URL and an API "
-            "token and writes them to $RUNMESH_HOME/dev.json for the other commands. Every "
-            "RUNMESH_KAFKA_BOOTSTRAP, RUNMESH_DATABASE_URL or RUNMESH_S3_ENDPOINT_URL that is set "
-            "replaces its part. Ctrl-C stops everything."
-        ),
-    )
-    def dev(
-        port: int = typer.Option(0, help="gateway port (0 = RUNMESH_GATEWAY_PORT)"),
-        demo: bool = typer.Option(True, "--demo/--no-demo", help="run the demo after start"),
-    ) -> None:
-        from runmesh.cli.__main__ import load_settings, run_async
-        from runmesh.cli.dev import run_dev
-
-        settings = prepare_home(load_settings(from_dev=False))
-        if port:
-            settings = settings.model_copy(update={"gateway_port": port})
-        run_async(run_dev(settings, demo=demo))
+    settings = prepare_home(load_settings(from_dev=False))
+    if port:
+        settings = settings.model_copy(update={"gateway_port": port})
+    run_async(run_dev(settings, demo=demo))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from runmesh.cli.commands.plugin import plugin_app
+from runmesh.cli.exits import fail
 from runmesh.common.categories import BUILTIN_CATEGORIES
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "plugin_template"
@@ -22,13 +22,15 @@ CATEGORIES = BUILTIN_CATEGORIES  # one template serves every category the platfo
 CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as config.yaml's `code`
 CODE_MAX_LENGTH = 100
 
+app = typer.Typer()
+
 
 def default_name(code: str) -> str:
     """A readable name made from a code: `my-export` -> `My export`."""
     return re.sub(r"[-_]+", " ", code).strip().capitalize()
 
 
-@plugin_app.command(
+@app.command(
     "create",
     help="Create a plugin project (config.yaml, the action, its tests, README) from the template "
     "of its category, in OUTPUT_DIR/runmesh-CODE-plugin. Asks for what is missing when run in a "
@@ -57,8 +59,6 @@ def create_command(
         bool, typer.Option("--force", help="write into an existing, non-empty project folder")
     ] = False,
 ) -> None:
-    from runmesh.cli.__main__ import fail
-
     answers = _answers(category, code, name, version, description)
     target = output_dir / f"runmesh-{answers['code']}-plugin"
     if target.exists() and not target.is_dir():
@@ -78,8 +78,6 @@ def _answers(
 ) -> dict[str, str]:
     """The template's answers: the options, asked for in a terminal when missing, checked
     before anything is written."""
-    from runmesh.cli.__main__ import fail
-
     interactive = sys.stdin is not None and sys.stdin.isatty()
     listed = ", ".join(CATEGORIES)
     if category is None:
@@ -119,7 +117,6 @@ def _check_config(answers: dict[str, str]) -> None:
     """Refuse what config.yaml would refuse (the version above all), before writing anything."""
     from pydantic import ValidationError
 
-    from runmesh.cli.__main__ import fail
     from runmesh.common.plugins import PluginConfig
     from runmesh.common.validation import describe_errors
 
@@ -140,8 +137,6 @@ def _render(target: Path, data: dict[str, str]) -> list[str]:
     from copier import Settings, run_copy
     from copier.errors import CopierError
     from jinja2 import TemplateError
-
-    from runmesh.cli.__main__ import fail
 
     with tempfile.TemporaryDirectory(prefix="runmesh-plugin-") as scratch:
         rendered = Path(scratch) / target.name

@@ -9,13 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runmesh.cli.commands.plugin import plugin_app
 from runmesh.cli.dev_info import require_gateway
+from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.settings import load_settings
 from runmesh.common.settings import Settings
 
+app = typer.Typer()
 
-@plugin_app.command(
+
+@app.command(
     "publish",
     help="Validate the plugin as a worker would, build its versioned archive (code, "
     "config.yaml, requirements.txt and the actions' params schemas, with its sha256) and "
@@ -34,7 +37,6 @@ def publish_command(
         typer.Option("--output", "-o", help="also write the archive to this file"),
     ] = None,
 ) -> None:
-    from runmesh.cli.__main__ import fail, load_settings, run_async
     from runmesh.common.errors import PluginError
     from runmesh.common.plugins.archive import build_archive, sha256_hex
     from runmesh.common.plugins.loader import load_plugin
@@ -68,12 +70,10 @@ async def _publish(
         return await api.publish_plugin(archive, filename=filename, sha256=sha256, force=force)
 
 
-@plugin_app.command("versions", help="List the versions of a plugin this tenant can run.")
+@app.command("versions", help="List the versions of a plugin this tenant can run.")
 def versions_command(
     ctx: typer.Context, code: Annotated[str, typer.Argument(help="the plugin's code")]
 ) -> None:
-    from runmesh.cli.__main__ import load_settings, run_async
-
     settings = load_settings(options=ctx.obj)
     versions = run_async(_request(settings, "GET", f"/v1/plugins/{code}/versions"))
     table = Table("version", "source", "sha256", "announced")
@@ -93,7 +93,7 @@ def versions_command(
     Console().print(table)
 
 
-@plugin_app.command(
+@app.command(
     "delete",
     help="Withdraw a published version (CODE@VERSION): no new run may use it; runs already "
     "running finish.",
@@ -101,8 +101,6 @@ def versions_command(
 def delete_command(
     ctx: typer.Context, ref: Annotated[str, typer.Argument(help="code@version")]
 ) -> None:
-    from runmesh.cli.__main__ import fail, load_settings, run_async
-
     code, _, version = ref.partition("@")
     if not code or not version:
         fail(f"{ref!r}: name the version to delete as code@version")

@@ -21,10 +21,11 @@ from rich.progress import (
     TaskID,
 )
 
-from runmesh.cli.commands.plugin import plugin_app
 from runmesh.cli.commands.submit import parse_params, submit
 from runmesh.cli.errors import CliError
+from runmesh.cli.exits import fail, run_async
 from runmesh.cli.render import LEVEL_STYLES, live_bars, print_line
+from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import EXIT_CODES
 from runmesh.common.errors import RunmeshError
 from runmesh.common.events import (
@@ -45,8 +46,10 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130  # the shell's code for "killed by SIGINT"
 
+app = typer.Typer()
 
-@plugin_app.command(
+
+@app.command(
     "run",
     help="Run ACTION of the plugin at --path with PARAMS (a JSON object, or @file.json). "
     "With --debug it runs in this process without Kafka, reporting progress, logs, metrics and "
@@ -78,8 +81,6 @@ def run_command(
         typer.Option("--wait/--no-wait", help="follow the submitted run to its end (mesh runs)"),
     ] = True,
 ) -> None:
-    from runmesh.cli.__main__ import fail
-
     directory = path.expanduser().resolve()
     try:
         values = parse_params(params, source="PARAMS")
@@ -93,8 +94,6 @@ def run_command(
 
 
 def _run_here(ctx: typer.Context, directory: Path, action: str, values: dict[str, Any]) -> int:
-    from runmesh.cli.__main__ import fail, load_settings, run_async
-
     try:
         plugin, loaded, params = prepare_debug_run(directory, action, values)
     except RunmeshError as exc:
@@ -106,8 +105,6 @@ def _run_here(ctx: typer.Context, directory: Path, action: str, values: dict[str
 def _run_on_mesh(
     ctx: typer.Context, directory: Path, action: str, values: dict[str, Any], *, wait: bool
 ) -> int:
-    from runmesh.cli.__main__ import fail, load_settings, run_async
-
     try:
         body = mesh_request(directory, action, values)
     except RunmeshError as exc:

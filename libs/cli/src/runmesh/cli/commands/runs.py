@@ -10,27 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from runmesh.cli.dev_info import require_gateway
+from runmesh.cli.exits import run_async
 from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import watch_run
 
-runs_app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)
 
 
 def _client(ctx: typer.Context) -> GatewayClient:
-    from runmesh.cli.__main__ import load_settings
-
     # ctx.obj: the root `--gateway-url` / `--token` options.
     url, token = require_gateway(load_settings(options=ctx.obj))
     return GatewayClient(url, token)
 
 
-def _run(coro: Any) -> Any:
-    from runmesh.cli.__main__ import run_async
-
-    return run_async(coro)
-
-
-@runs_app.command("ls", help="Runs, newest first.")
+@app.command("ls", help="Runs, newest first.")
 def ls(
     ctx: typer.Context,
     state: str | None = typer.Option(None, help="queued, running, succeeded, failed, cancelled"),
@@ -46,7 +40,7 @@ def ls(
             )
             return page
 
-    page = _run(go())
+    page = run_async(go())
     table = Table("id", "state", "category", "action", "plugin", "%", "created")
     for run in page.get("items", []):
         percent = run.get("percent")
@@ -62,16 +56,16 @@ def ls(
     Console().print(table)
 
 
-@runs_app.command("show", help="One run as JSON.")
+@app.command("show", help="One run as JSON.")
 def show(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
         async with _client(ctx) as api:
             return await api.run(run_id)
 
-    typer.echo(orjson.dumps(_run(go()), option=orjson.OPT_INDENT_2).decode())
+    typer.echo(orjson.dumps(run_async(go()), option=orjson.OPT_INDENT_2).decode())
 
 
-@runs_app.command("logs", help="A run's log lines.")
+@app.command("logs", help="A run's log lines.")
 def logs(
     ctx: typer.Context,
     run_id: str,
@@ -94,32 +88,32 @@ def logs(
                 if not items or after is None:
                     return lines
 
-    for line in _run(go()):
+    for line in run_async(go()):
         typer.echo(f"{str(line.get('ts', ''))[:23]} [{line.get('level')}] {line.get('message')}")
 
 
-@runs_app.command("watch", help="Follow a run live; exit 0 only if it succeeds.")
+@app.command("watch", help="Follow a run live; exit 0 only if it succeeds.")
 def watch(ctx: typer.Context, run_id: str) -> None:
     async def go() -> int:
         async with _client(ctx) as api:
             return await watch_run(api, run_id, Console())
 
-    raise typer.Exit(_run(go()))
+    raise typer.Exit(run_async(go()))
 
 
-@runs_app.command("cancel", help="Cancel a queued or running run.")
+@app.command("cancel", help="Cancel a queued or running run.")
 def cancel(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
         async with _client(ctx) as api:
             return await api.request("POST", f"/v1/runs/{run_id}/cancel")
 
-    run = _run(go())
+    run = run_async(go())
     typer.echo(
         f"run {run_id} {run.get('state', 'cancel requested') if run else 'cancel requested'}"
     )
 
 
-@runs_app.command("rerun", help="Run again with the same params (a new run, linked to this one).")
+@app.command("rerun", help="Run again with the same params (a new run, linked to this one).")
 def rerun(
     ctx: typer.Context, run_id: str, wait: bool = typer.Option(False, "--wait", "-w")
 ) -> None:
@@ -129,9 +123,4 @@ def rerun(
             typer.echo(f"run {run['id']} {run['state']} (rerun of {run_id})")
             return await watch_run(api, run["id"], Console()) if wait else 0
 
-    raise typer.Exit(_run(go()))
-
-
-def register(app: typer.Typer) -> None:
-    """Add `runmesh runs` to `app`."""
-    app.add_typer(runs_app, name="runs")
+    raise typer.Exit(run_async(go()))

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 import typer
 
+from runmesh.cli.settings import load_settings
 
-def register(app: typer.Typer) -> None:
-    """Add `runmesh gateway` and `runmesh worker` to `app`."""
+app = typer.Typer()
 
-    @app.command("gateway", help="Serve the gateway (REST, SSE, run state) until Ctrl-C.")
-    def gateway(
-        port: int = typer.Option(0, help="port (0 = RUNMESH_GATEWAY_PORT)"),
-        host: str = typer.Option("", help="bind address (empty = RUNMESH_GATEWAY_HOST)"),
-    ) -> None:
-        from runmesh.cli.__main__ import load_settings
-        from runmesh.gateway.__main__ import serve
 
-        settings = load_settings()
-        update: dict[str, object] = {}
-        if port:
-            update["gateway_port"] = port
-        if host:
-            update["gateway_host"] = host
-        serve(settings.model_copy(update=update))
+@app.command("gateway", help="Serve the gateway (REST, SSE, run state) until Ctrl-C.")
+def gateway(
+    port: int = typer.Option(0, help="port (0 = RUNMESH_GATEWAY_PORT)"),
+    host: str = typer.Option("", help="bind address (empty = RUNMESH_GATEWAY_HOST)"),
+) -> None:
+    from runmesh.gateway.__main__ import serve
 
-    @app.command(
-        "worker",
-        help="Serve one category's run requests with its built-in plugins and RUNMESH_PLUGIN_PATH.",
-    )
-    def worker(
-        category: str = typer.Argument(help="upload, export, pre_annotation, neural_net, …"),
-    ) -> None:
-        from runmesh.cli.__main__ import load_settings
-        from runmesh.cli.services import service_main
+    settings = load_settings()
+    update: dict[str, object] = {}
+    if port:
+        update["gateway_port"] = port
+    if host:
+        update["gateway_host"] = host
+    serve(settings.model_copy(update=update))
 
-        service_main(category)(load_settings())
+
+@app.command(
+    "worker",
+    help="Serve one category's run requests with its built-in plugins and RUNMESH_PLUGIN_PATH.",
+)
+def worker(
+    category: str = typer.Argument(help="upload, export, pre_annotation, neural_net, …"),
+) -> None:
+    from runmesh.cli.services import service_main
+
+    service_main(category)(load_settings())

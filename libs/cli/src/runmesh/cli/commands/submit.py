@@ -11,9 +11,13 @@ from rich.console import Console
 
 from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.errors import CliError
+from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import watch_run
 from runmesh.common.settings import Settings
+
+app = typer.Typer()
 
 
 def parse_params(text: str, *, source: str = "--params") -> dict[str, Any]:
@@ -46,33 +50,28 @@ async def submit(settings: Settings, body: dict[str, Any], *, wait: bool, consol
         return await watch_run(api, run["id"], console)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `runmesh submit` to `app`."""
-
-    @app.command(
-        "submit",
-        help="Request a run of CATEGORY's ACTION. Exit status with --wait: 0 succeeded, "
-        "1 failed, 2 cancelled.",
-    )
-    def submit_command(
-        ctx: typer.Context,
-        category: str = typer.Argument(help="service category, e.g. upload, export"),
-        action: str = typer.Argument(help="the plugin action to run"),
-        params: str = typer.Option("{}", "--params", "-p", help="JSON object, or @file.json"),
-        plugin: str | None = typer.Option(None, help="plugin code or code@version"),
-        timeout: float | None = typer.Option(None, "--timeout", help="fail after SECONDS"),
-        wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
-    ) -> None:
-        from runmesh.cli.__main__ import fail, load_settings, run_async
-
-        body: dict[str, Any] = {"category": category, "action": action}
-        try:
-            body["params"] = parse_params(params)
-        except CliError as exc:
-            fail(str(exc))
-        if plugin:
-            body["plugin"] = plugin
-        if timeout is not None:
-            body["timeout_s"] = timeout
-        code = run_async(submit(load_settings(options=ctx.obj), body, wait=wait, console=Console()))
-        raise typer.Exit(code)
+@app.command(
+    "submit",
+    help="Request a run of CATEGORY's ACTION. Exit status with --wait: 0 succeeded, "
+    "1 failed, 2 cancelled.",
+)
+def submit_command(
+    ctx: typer.Context,
+    category: str = typer.Argument(help="service category, e.g. upload, export"),
+    action: str = typer.Argument(help="the plugin action to run"),
+    params: str = typer.Option("{}", "--params", "-p", help="JSON object, or @file.json"),
+    plugin: str | None = typer.Option(None, help="plugin code or code@version"),
+    timeout: float | None = typer.Option(None, "--timeout", help="fail after SECONDS"),
+    wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
+) -> None:
+    body: dict[str, Any] = {"category": category, "action": action}
+    try:
+        body["params"] = parse_params(params)
+    except CliError as exc:
+        fail(str(exc))
+    if plugin:
+        body["plugin"] = plugin
+    if timeout is not None:
+        body["timeout_s"] = timeout
+    code = run_async(submit(load_settings(options=ctx.obj), body, wait=wait, console=Console()))
+    raise typer.Exit(code)

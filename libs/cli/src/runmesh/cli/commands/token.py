@@ -6,9 +6,11 @@ import sys
 
 import typer
 
+from runmesh.cli.exits import fail, run_async
+from runmesh.cli.settings import load_settings
 from runmesh.common.settings import Settings
 
-token_app = typer.Typer(help="API tokens (each belongs to one tenant).", no_args_is_help=True)
+app = typer.Typer(help="API tokens (each belongs to one tenant).", no_args_is_help=True)
 
 
 async def create(settings: Settings, tenant: str, name: str) -> str:
@@ -28,13 +30,11 @@ async def create(settings: Settings, tenant: str, name: str) -> str:
         await pool.close()
 
 
-@token_app.command("create", help="Create a token; it is printed once, as the last word.")
+@app.command("create", help="Create a token; it is printed once, as the last word.")
 def create_command(
     tenant: str = typer.Option(..., "--tenant", help="the tenant the token acts for"),
     name: str = typer.Option("", "--name", help="a label to recognise it by"),
 ) -> None:
-    from runmesh.cli.__main__ import load_settings, run_async
-
     token = run_async(create(load_settings(), tenant, name))
     typer.echo(f"token for tenant {tenant}: {token}")
 
@@ -58,7 +58,7 @@ async def revoke(
         await pool.close()
 
 
-@token_app.command(
+@app.command(
     "revoke",
     help="Revoke a token (give it, or `-` to read it from stdin), or with --tenant every token "
     "of a tenant (only those called --name, if given). Gateways refuse it within "
@@ -69,8 +69,6 @@ def revoke_command(
     tenant: str | None = typer.Option(None, "--tenant", help="revoke this tenant's tokens"),
     name: str | None = typer.Option(None, "--name", help="with --tenant: only tokens so named"),
 ) -> None:
-    from runmesh.cli.__main__ import fail, load_settings, run_async
-
     if token == "-":
         token = sys.stdin.readline().strip()
     if (token is None) == (tenant is None):
@@ -88,8 +86,3 @@ def revoke_command(
             f"revoked {count} token{'s' if count != 1 else ''} of tenant {owner}: gateways refuse "
             f"{'them' if count != 1 else 'it'} within {within}, open event streams included"
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add `runmesh token` to `app`."""
-    app.add_typer(token_app, name="token")

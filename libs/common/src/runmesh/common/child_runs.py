@@ -57,6 +57,13 @@ async def run_child(
     true, or `timeout_s` passes, the child is sent a cancel request and `ChildRunCancelled`
     or `ChildRunError` is raised without waiting for it to stop.
     """
+    if settings.kafka_bootstrap is None:
+        # A tenant's published code holds no Kafka credential (docs/security.md).
+        raise ChildRunError(
+            f"a published plugin's run cannot start child runs yet ({request.category} "
+            f"{request.action}): run it with the built-in plugin, or from a plugin on the "
+            "workers' RUNMESH_PLUGIN_PATH"
+        )
     topics = Topics(settings.topic_prefix)
     await ensure_topics(
         settings, [topics.requests(request.category), topics.events, topics.control]

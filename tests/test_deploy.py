@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from runmesh.common.kafka import clients as kafka_clients
 from runmesh.common.plugins import PluginRegistry
+from runmesh.common.services import load_service
 from runmesh.common.settings import Settings
 from runmesh.common.topics import Topics
 from runmesh.common.worker import Worker
@@ -89,11 +90,9 @@ def unknown_env_names(text: str) -> set[str]:
 
 
 def category_of(service: str) -> str:
-    """The category a service's `python -m runmesh.<service>` consumes."""
-    module = importlib.import_module(f"runmesh.{service}.__main__")
-    category = getattr(module, "CATEGORY", None)
-    assert isinstance(category, str), f"runmesh.{service}.__main__ has no CATEGORY"
-    return category
+    """The category a service's `python -m runmesh.<service>` consumes (its declared
+    `Service`'s: its built-in plugin's `config.yaml`)."""
+    return load_service(f"runmesh.{service}:service").category
 
 
 def project_name(member: Path) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -12,18 +11,14 @@ from importlib import resources
 from pathlib import Path
 
 from runmesh.common.sandbox.processes import ChildProcess
+from runmesh.common.services import load_service
 from runmesh.common.settings import Settings
 from runmesh.common.worker.service import main as serve_category
 from runmesh.common.worker.worker import READY_MARKER
 
-# The service packages of DESIGN §1, each a worker for one category.
-CATEGORY_SERVICES: dict[str, str] = {
-    "upload": "upload",
-    "export": "export",
-    "pre_annotation": "to_task",
-    "neural_net": "train",
-}
-SERVICES: tuple[str, ...] = tuple(CATEGORY_SERVICES.values())
+# The service packages of DESIGN §1, each declaring one `Service` (its category is its
+# built-in plugin's).
+SERVICES: tuple[str, ...] = ("upload", "export", "to_task", "train")
 DEMO_CATEGORY = "demo"
 GATEWAY_READY_MARKER = "Application startup complete"  # uvicorn, after the app's lifespan
 START_TIMEOUT_S = 90.0  # a new consumer group's first join alone takes seconds on Tansu
@@ -93,11 +88,14 @@ async def _log_contains(path: Path, marker: str) -> bool:
     return await asyncio.to_thread(read)
 
 
-def service_main(category: str) -> Callable[[Settings], None]:
-    """The entry point serving `category`: its service's (with built-in plugins) or generic."""
-    service = CATEGORY_SERVICES.get(category)
-    if service is None:
-        return lambda settings: serve_category(category, settings=settings)
-    module = importlib.import_module(f"runmesh.{service}.__main__")
-    entry: Callable[[Settings], None] = module.main
-    return entry
+def service_main(name: str) -> Callable[[Settings], None]:
+    """The entry point serving `name`: a declared service (`runmesh.upload:service`), the
+    service of a category (`upload`, `pre_annotation`, …), or else a worker for that
+    category's `RUNMESH_PLUGIN_PATH` plugins."""
+    if ":" in name:
+        return load_service(name).main
+    for package in SERVICES:
+        service = load_service(f"runmesh.{package}:service")
+        if name in (package, service.category):
+            return service.main
+    return lambda settings: serve_category(name, settings=settings)

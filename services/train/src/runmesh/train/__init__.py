@@ -5,5 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runmesh.common.services import Service
+
 BUILTIN_PLUGIN = Path(__file__).parent / "plugin"
 """The directory of the built-in `runmesh-train` plugin."""
+
+service = Service("train", (BUILTIN_PLUGIN,))
+"""The train service: `python -m runmesh.train`, `runmesh worker runmesh.train:service`."""

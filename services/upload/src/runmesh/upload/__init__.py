@@ -4,5 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runmesh.common.services import Service
+
 BUILTIN_PLUGIN = Path(__file__).parent / "plugin"
 """The directory of the built-in `runmesh-upload` plugin."""
+
+service = Service("upload", (BUILTIN_PLUGIN,))
+"""The upload service: `python -m runmesh.upload`, `runmesh worker runmesh.upload:service`."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from runmesh.cli.exits import fail
 from runmesh.cli.settings import load_settings
+from runmesh.common.errors import RunmeshError
 
 app = typer.Typer()
 
@@ -30,8 +32,16 @@ def gateway(
     help="Serve one category's run requests with its built-in plugins and RUNMESH_PLUGIN_PATH.",
 )
 def worker(
-    category: str = typer.Argument(help="upload, export, pre_annotation, neural_net, …"),
+    service: str = typer.Argument(
+        help="a category (upload, export, pre_annotation, neural_net, or any other: its "
+        "RUNMESH_PLUGIN_PATH plugins), a service (to_task, train) or a declared service "
+        "(runmesh.upload:service)"
+    ),
 ) -> None:
     from runmesh.cli.services import service_main
 
-    service_main(category)(load_settings())
+    try:
+        entry = service_main(service)
+    except RunmeshError as exc:
+        fail(str(exc))
+    entry(load_settings())

@@ -1,19 +1,37 @@
-"""`python -m runmesh.common.worker --category C`: a worker for user plugins of any category."""
+"""`python -m runmesh.common.worker SERVICE` or `--category C`: run a category service.
+
+`SERVICE` names a declared `Service` (`runmesh.upload:service`); `--category C` runs a worker
+with no built-in plugin, serving the plugins on `RUNMESH_PLUGIN_PATH` of category `C`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from runmesh.common.errors import RunmeshError
+from runmesh.common.services import load_service
 from runmesh.common.worker.service import main as serve_category
 
 
 def main() -> None:
-    """Serve the plugins on `RUNMESH_PLUGIN_PATH` for one category."""
+    """Serve a declared service, or the plugin-path plugins of one category."""
     parser = argparse.ArgumentParser(prog="python -m runmesh.common.worker", description=__doc__)
-    parser.add_argument("--category", required=True, help="category whose requests to consume")
-    parser.add_argument("--service", help="service name in events and metrics")
+    parser.add_argument("service", nargs="?", help="a declared service: module:attribute")
+    parser.add_argument("--category", help="serve this category's RUNMESH_PLUGIN_PATH plugins")
+    parser.add_argument("--service", dest="name", help="service name in events and metrics")
     args = parser.parse_args()
-    serve_category(args.category, service=args.service)
+    if (args.service is None) == (args.category is None):
+        parser.error("name a service (module:attribute) or a --category, not both")
+    if args.service is not None:
+        try:
+            service = load_service(args.service)
+        except RunmeshError as exc:
+            print(f"runmesh worker: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        service.main()
+    else:
+        serve_category(args.category, service=args.name)
 
 
 if __name__ == "__main__":

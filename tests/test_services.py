@@ -26,9 +26,7 @@ def test_the_category_is_the_plugins(tmp_path: Path) -> None:
 
 
 def test_plugins_of_two_categories_are_refused(tmp_path: Path) -> None:
-    service = Service(
-        "mixed", (plugin(tmp_path / "a", "export"), plugin(tmp_path / "b", "upload"))
-    )
+    service = Service("mixed", (plugin(tmp_path / "a", "export"), plugin(tmp_path / "b", "upload")))
     with pytest.raises(ConfigurationError, match="exactly one"):
         _ = service.category
 

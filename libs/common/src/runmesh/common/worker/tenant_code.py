@@ -102,7 +102,12 @@ class TenantCodeGuard:
                     tcp_ports=_ports(role.dsn) if settings.job_network == "catalog" else None,
                     hidden=_hidden_dirs(settings),
                 )
-            yield TenantCodeAccess(settings.for_tenant_code(role.dsn), confinement, broker)
+            job_settings = settings.for_tenant_code(role.dsn)
+            if confinement is not None and confinement.tcp_ports is not None:
+                # The collector is out of the job's reach: exporting would only retry in vain
+                # at the job's end. The worker's span of the run is exported as always.
+                job_settings = job_settings.model_copy(update={"otel_exporter_otlp_endpoint": None})
+            yield TenantCodeAccess(job_settings, confinement, broker)
         finally:
             await broker.close()
             await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)

@@ -95,6 +95,7 @@ class Spy(Action):
             "server_environ": attempt(lambda: open(f"/proc/{os.getppid()}/environ").read()),
             "proc_net_unix": attempt(lambda: open("/proc/net/unix").read()),
             "etc_shadow": attempt(lambda: open("/etc/shadow").read()),
+            "ssl_private": attempt(lambda: os.listdir("/etc/ssl/private")),
             "list_tmp": attempt(lambda: os.listdir("/tmp")),
             "signal_parent": attempt(lambda: os.kill(os.getppid(), 0)),
         }
@@ -242,7 +243,7 @@ async def test_published_code_finds_no_platform_credential_and_sees_only_its_ten
     assert found["dsn_user"] != database.username
     # Nothing of the host's: files, the worker's environment, other processes.
     probes = ("secret_file", "worker_environ", "server_environ", "proc_net_unix", "etc_shadow")
-    for probe in (*probes, "list_tmp"):
+    for probe in (*probes, "list_tmp", "ssl_private"):
         assert found[probe].startswith("refused: PermissionError"), (probe, found[probe])
     assert found["signal_parent"].startswith("refused: PermissionError"), found
     # The sandbox's Kafka and S3 take no credentials: the job cannot reach them at all.

@@ -28,8 +28,11 @@ _SYSTEM_READ = (
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
-    "/etc/ssl",
-    "/etc/pki",
+    # CA certificates only: /etc/ssl/private and the like hold the host's own keys.
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust/extracted",
     "/etc/ca-certificates",
     "/etc/resolv.conf",
     "/etc/hosts",

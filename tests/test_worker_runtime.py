@@ -172,6 +172,17 @@ async def test_crashing_and_memory_hungry_jobs_fail_and_the_worker_goes_on(
     assert isinstance(after_end, RunSucceeded)
 
 
+async def test_a_job_whose_result_is_not_json_fails_with_a_clear_error(
+    client: RunClient, worker: WorkerFactory
+) -> None:
+    async with worker():
+        request = await client.submit("odd_result")
+        terminal = await client.wait_terminal(request.run_id, timeout=30)
+    assert isinstance(terminal, RunFailed)
+    assert terminal.payload.error_type == "InvalidResult"
+    assert "cannot be sent" in terminal.payload.message
+
+
 async def test_failing_action_reports_type_message_and_traceback(
     client: RunClient, worker: WorkerFactory
 ) -> None:

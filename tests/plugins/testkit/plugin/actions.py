@@ -121,6 +121,15 @@ class Crash(Action):
         os._exit(1)
 
 
+class OddResult(Action):
+    """Returns a result that is not JSON."""
+
+    name = "odd_result"
+
+    def start(self) -> dict[str, object]:
+        return {"handle": object()}
+
+
 class HogParams(BaseModel):
     mb: int = Field(default=4096, gt=0)
 

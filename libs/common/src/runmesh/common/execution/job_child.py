@@ -19,10 +19,12 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from runmesh.common.events import StartedPayload
 from runmesh.common.execution.confinement import Confinement, confine
 from runmesh.common.execution.job_channel import JobChannel
+from runmesh.common.execution.job_frames import JobProtocolError
 from runmesh.common.execution.landlock import LandlockError
 from runmesh.common.execution.outcome import (
     Failed,
@@ -87,7 +89,10 @@ def job_main(spec: JobSpec, conn: Connection, worker_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the worker, which decides
     channel = JobChannel(conn)
     outcome = _run(spec, channel, cancel_flag, shutdown_flag)
-    channel.finish(outcome)
+    try:
+        channel.finish(outcome)
+    except (JobProtocolError, PydanticSerializationError) as exc:  # the result, not the pipe
+        channel.finish(Failed("InvalidResult", f"the action's result cannot be sent: {exc}"))
     conn.close()
 
 

@@ -13,6 +13,7 @@ import asyncio
 from pydantic import BaseModel, ValidationError
 
 from runmesh.common.catalog.errors import RunRoleError
+from runmesh.common.db import MigrationError
 from runmesh.common.errors import PluginInstallError, UnknownPluginError
 from runmesh.common.events import LogPayload, PluginManifest, RunRequest, StartedPayload
 from runmesh.common.execution import Failed, Outcome, StopSignal
@@ -168,8 +169,8 @@ class AttemptRunner:
                 request.run_id, request.tenant, installed.directory, request.timeout_s
             ) as access:
                 return await self._execute(request, attempt, target, emitter, stop, access=access)
-        except RunRoleError as exc:
-            return Failed("RunRoleError", str(exc))
+        except (RunRoleError, MigrationError) as exc:  # the operator's to fix: said once
+            return Failed(type(exc).__name__, str(exc))
 
     async def _execute(
         self,

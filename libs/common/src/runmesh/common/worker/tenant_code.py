@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from runmesh.common.catalog.errors import RunRoleError
 from runmesh.common.catalog.run_roles import (
     create_run_role,
     drop_expired_run_roles,
@@ -92,8 +93,9 @@ class TenantCodeGuard:
             connection_limit=_ROLE_CONNECTIONS,
         )
         broker = StorageBroker(tenant, settings)
-        scratch = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"runmesh-job-{run_id}-")
+        scratch: str | None = None
         try:
+            scratch = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"runmesh-job-{run_id}-")
             confinement = None
             if settings.job_sandbox == "landlock":
                 confinement = Confinement(
@@ -110,10 +112,12 @@ class TenantCodeGuard:
             yield TenantCodeAccess(job_settings, confinement, broker)
         finally:
             await broker.close()
-            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+            if scratch is not None:
+                await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
             try:
                 await drop_run_role(self._pool, role.name)
-            except (OSError, asyncpg.PostgresError):  # it expires on its own
+            except (OSError, TimeoutError, asyncpg.PostgresError, RunRoleError):
+                # The run's outcome stands; the role expires, and the sweeper drops it.
                 log.warning("could not drop run role %s", role.name, exc_info=True)
 
 

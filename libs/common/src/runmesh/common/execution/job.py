@@ -312,6 +312,10 @@ class _Replies:
                 try:
                     result, body = await self._calls.handle(call.op, call.args, call.body)
                     frame = reply_frame(call.call_id, result, body)
+                except JobProtocolError as exc:  # a reply over the frame bound: say so
+                    frame = reply_frame(
+                        call.call_id, None, error_type="BrokerInternalError", message=str(exc)
+                    )
                 except BrokerCallError as exc:
                     frame = reply_frame(
                         call.call_id,

@@ -93,9 +93,13 @@ def cli_settings(settings: Settings) -> Settings:
 def require_gateway(settings: Settings) -> tuple[str, str]:
     """The gateway URL and token, or a `CliError` saying how to provide them."""
     if not settings.gateway_url:
+        path = dev_info_path(settings).expanduser().absolute()
+        found = "left by a `runmesh dev` that is no longer running" if path.exists() else "none"
         raise CliError(
-            "no gateway: start one with `runmesh dev`, or pass --gateway-url (and --token) "
-            "or set RUNMESH_GATEWAY_URL (and RUNMESH_TOKEN)"
+            f"no gateway: looked for a running `runmesh dev` in {path} ({found}). Start one "
+            "with `runmesh dev`; from another directory, point RUNMESH_HOME at its .runmesh "
+            f"folder (RUNMESH_HOME is {settings.home}, relative to the current directory); or "
+            "pass --gateway-url (and --token), or set RUNMESH_GATEWAY_URL (and RUNMESH_TOKEN)"
         )
     if settings.token is None:
         raise CliError(

@@ -70,15 +70,14 @@ def _covers(path: str, hidden: str) -> bool:
 def _read_paths(confinement: Confinement) -> list[str]:
     """The interpreter's own directories and every package directory on the path; never the
     current directory (the worker's: `runmesh dev` keeps .runmesh/dev.json there)."""
-    cwd = os.getcwd()
+    cwd = os.path.realpath(os.getcwd())
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     candidates.update(entry for entry in sys.path if entry and os.path.isabs(entry))
-    candidates.discard(cwd)
     hidden = [os.path.realpath(path) for path in confinement.hidden]
     paths: list[str] = []
     for candidate in sorted(candidates):
         real = os.path.realpath(candidate)
-        if any(_covers(real, secret) for secret in hidden) or real == os.path.realpath(cwd):
+        if real == cwd or any(_covers(real, secret) for secret in hidden):
             continue
         paths.extend({candidate, real})
     return paths

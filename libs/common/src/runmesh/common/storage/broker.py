@@ -181,12 +181,7 @@ class StorageBroker:
         except BrokerCallError:
             raise
         except StorageError as exc:
-            details = (
-                {"field": exc.field, "setting": exc.setting}
-                if isinstance(exc, StoragePolicyError)
-                else None
-            )
-            raise BrokerCallError(error_type_of(exc), self._clean(str(exc)), details) from None
+            raise self._call_error(exc) from None
         except ValidationError as exc:
             raise BrokerCallError(REQUEST_ERROR, self._clean(problems(op, exc))) from None
         except Exception:
@@ -381,14 +376,22 @@ class StorageBroker:
         return reply(ManyWritten(items=[item for item in written if item is not None])), b""
 
     def _failed(self, error: StorageError) -> Written:
+        failure = self._call_error(error)
+        return Written(
+            error_type=failure.error_type,
+            message=failure.message,
+            details=failure.details or None,
+        )
+
+    def _call_error(self, error: StorageError) -> BrokerCallError:
+        """How `error` reaches the job: its allow-listed class, a message without secrets and
+        a StoragePolicyError's field and setting."""
         details = (
             {"field": error.field, "setting": error.setting}
             if isinstance(error, StoragePolicyError)
             else None
         )
-        return Written(
-            error_type=error_type_of(error), message=self._clean(str(error)), details=details
-        )
+        return BrokerCallError(error_type_of(error), self._clean(str(error)), details)
 
     # -- listings ------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ format: bootstrap
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-schemas: bootstrap ## regenerate docs/schemas/*.json, docs/asyncapi.yaml and docs/events.md from runmesh.common.events (tools/schemas)
+schemas: bootstrap ## regenerate docs/schemas/*.json, docs/asyncapi.yaml and docs/events.md from runmesh.core.events (tools/schemas)
 	$(PY) -m tools.schemas docs
 
 bench: bootstrap ## every benchmark; each prints a JSON line with its ratio to a same-run baseline

@@ -9,8 +9,8 @@ from uuid import uuid4
 
 import pytest
 
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
+from runmesh.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")

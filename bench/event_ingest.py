@@ -34,8 +34,8 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import (
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import (
     EVENT_TYPES,
     EventPayload,
     LogPayload,
@@ -45,12 +45,12 @@ from runmesh.common.events import (
     SucceededPayload,
     encode,
 )
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
 from runmesh.gateway.aggregator import _INSERT_EVENTS, Aggregator
+from runmesh.sandbox import Sandbox
 
 RUNS = 200
 EVENTS_PER_RUN = 500

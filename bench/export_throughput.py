@@ -74,20 +74,20 @@ from support.published import publish_copy
 from support.runs import BenchWorker
 from support.supervision_baseline import Entry, spawned_export
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.models import (
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.models import (
     DataCollectionCreate,
     LabelSchema,
     ProjectCreate,
     StorageCreate,
 )
-from runmesh.common.catalog.repository import NewDataUnit
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.dm import parse_dm
-from runmesh.common.events import RunRequest
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
+from runmesh.catalog.repository import NewDataUnit
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import RunRequest
+from runmesh.core.settings import Settings
+from runmesh.dm import parse_dm
 from runmesh.export import BUILTIN_PLUGIN
+from runmesh.sandbox import Sandbox
 
 ITEMS = 20_000
 BOXES = 10
@@ -179,7 +179,7 @@ async def seed(settings: Settings, items: list[Item], destination: Path) -> tupl
     """A project with one completed task per item, in batches; (project id, storage id)."""
     pool = await create_pool(settings, min_size=1, max_size=2)
     try:
-        await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+        await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:
             storage = await repository.create_storage(
                 conn,

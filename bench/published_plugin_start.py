@@ -36,11 +36,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from support.published import publish  # bench/support, on the script's path
 
-from runmesh.common.events import RunRequest, encode
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
+from runmesh.core.events import RunRequest, encode
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.sandbox import Sandbox
 
 CATEGORY = "export"
 TENANT = "bench"
@@ -49,7 +49,7 @@ ACTION = '''\
 
 from pydantic import BaseModel
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class Params(BaseModel):

@@ -38,18 +38,18 @@ import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.db import create_pool
-from runmesh.common.events import TERMINAL_EVENT_TYPES, RunRequest, encode
-from runmesh.common.kafka import ensure_topics, make_consumer, make_producer, pin_to_latest
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
+from runmesh.core.db import create_pool
+from runmesh.core.events import TERMINAL_EVENT_TYPES, RunRequest, encode
+from runmesh.core.kafka import ensure_topics, make_consumer, make_producer, pin_to_latest
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
 from runmesh.gateway.app import create_app
 from runmesh.gateway.tokens import create_token
+from runmesh.plugins import PluginRegistry
+from runmesh.sandbox import Sandbox
+from runmesh.sandbox.processes import free_port
+from runmesh.worker import Worker
 
 CATEGORY = "test"  # the test kit's category
 PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins" / "testkit"

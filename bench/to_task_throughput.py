@@ -49,13 +49,12 @@ from aiobotocore.session import get_session
 from aiokafka import AIOKafkaConsumer
 from PIL import Image
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.models import DataCollectionCreate, LabelSchema, ProjectCreate
-from runmesh.common.catalog.repository import DataFile, NewDataUnit
-from runmesh.common.converters.coco import parse_coco_file
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.dm import DMData
-from runmesh.common.events import (
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.models import DataCollectionCreate, LabelSchema, ProjectCreate
+from runmesh.catalog.repository import DataFile, NewDataUnit
+from runmesh.converters.coco import parse_coco_file
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import (
     RunCancelled,
     RunFailed,
     RunLog,
@@ -66,13 +65,14 @@ from runmesh.common.events import (
     decode_event,
     encode,
 )
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer, pin_to_latest
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
-from runmesh.common.worker.service import build_registry
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer, pin_to_latest
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.dm import DMData
+from runmesh.sandbox import Sandbox
 from runmesh.to_task import BUILTIN_PLUGIN
+from runmesh.worker import Worker
+from runmesh.worker.process import build_registry
 
 UNITS = 10_000
 BOXES = 4
@@ -205,7 +205,7 @@ async def seed(settings: Settings, count: int) -> Seeded:
     units = await upload_files(settings, count)
     pool = await create_pool(settings, min_size=1, max_size=2)
     try:
-        await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+        await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:
             collection = await repository.create_collection(
                 conn,

@@ -78,8 +78,8 @@ import numpy as np
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.db import create_pool
-from runmesh.common.events import (
+from runmesh.core.db import create_pool
+from runmesh.core.events import (
     TERMINAL_EVENT_TYPES,
     RunArtifact,
     RunEvent,
@@ -87,22 +87,22 @@ from runmesh.common.events import (
     RunMetric,
     decode_event,
 )
-from runmesh.common.kafka import consumer_config, ensure_topics, pin_to_latest
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
-from runmesh.common.storage import TenantUris, platform_storage
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker, build_registry
-from runmesh.common.worker.worker import READY_MARKER
+from runmesh.core.kafka import consumer_config, ensure_topics, pin_to_latest
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
 from runmesh.gateway.app import create_app
 from runmesh.gateway.tokens import create_token
+from runmesh.sandbox import Sandbox
+from runmesh.sandbox.processes import free_port
+from runmesh.storage import TenantUris, platform_storage
 from runmesh.train import BUILTIN_PLUGIN
 from runmesh.train.dataset import load_dataset
 from runmesh.train.model import Detector, coco_files, synthetic_images
 from runmesh.train.params import DatasetRef, Hyperparameters
 from runmesh.train.trainer import EpochReport, new_detector, prepare, train_epochs
+from runmesh.worker import Worker, build_registry
+from runmesh.worker.worker import READY_MARKER
 
 CATEGORY = "neural_net"
 CLASSES = ["red_square", "green_circle", "blue_triangle"]

@@ -47,13 +47,13 @@ from support.job_memory import sample_job_rss  # bench/support, on the script's 
 from support.published import publish_copy
 from support.runs import BenchWorker
 
-from runmesh.common.catalog import repository
-from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import RunRequest
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
+from runmesh.catalog import repository
+from runmesh.catalog.models import STORAGE_CREATE, DataCollectionCreate
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import RunRequest
+from runmesh.core.settings import Settings
+from runmesh.sandbox import Sandbox
+from runmesh.storage import platform_storage
 from runmesh.upload import BUILTIN_PLUGIN
 
 UNITS = 1000  # two files each: 2,000 files
@@ -142,7 +142,7 @@ async def catalog_rows(settings: Settings, root: Path) -> tuple[str, str]:
     """A `file` storage over `root` and a new data collection: (storage id, collection id)."""
     pool = await create_pool(settings, min_size=1, max_size=2)
     try:
-        await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+        await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:
             storage = await repository.create_storage(
                 conn,

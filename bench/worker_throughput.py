@@ -21,14 +21,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.events import RunRequest, encode
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
+from runmesh.core.events import RunRequest, encode
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
+from runmesh.plugins import PluginRegistry
+from runmesh.sandbox import Sandbox
+from runmesh.worker import Worker
 
 RUNS = 2000
 CATEGORY = "test"  # the test kit's category

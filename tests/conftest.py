@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.sdk.trace import TracerProvider
 
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import (
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import (
     TERMINAL_EVENT_TYPES,
     CancelRun,
     RunEventBase,
@@ -28,13 +28,13 @@ from runmesh.common.events import (
     decode_event,
     encode,
 )
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker, build_registry
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
+from runmesh.plugins import PluginRegistry
+from runmesh.sandbox.processes import free_port
+from runmesh.worker import Worker, build_registry
 
 PLUGINS = Path(__file__).parent / "plugins"
 CATEGORY = "test"
@@ -248,12 +248,12 @@ class ServiceProcesses:
 
 
 class WorkerProcess:
-    """A worker in its own process (`python -m runmesh.common.worker`), for kill tests."""
+    """A worker in its own process (`python -m runmesh.worker`), for kill tests."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "runmesh.common.worker", "--category", CATEGORY],
+            [sys.executable, "-m", "runmesh.worker", "--category", CATEGORY],
             env=settings_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -360,7 +360,7 @@ async def gateway(settings: Settings) -> AsyncIterator[GatewayHandle]:
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the sandbox database with the catalog schema applied."""
     db = await create_pool(settings, min_size=1, max_size=4)
-    await apply_migrations(db, "catalog", load_migrations("runmesh.common.catalog"))
+    await apply_migrations(db, "catalog", load_migrations("runmesh.catalog"))
     yield db
     await db.close()
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import (
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import (
     NOTIFY_CHANNEL,
     EventPayload,
     FailedPayload,
@@ -28,10 +28,10 @@ from runmesh.common.events import (
     SucceededPayload,
     encode,
 )
-from runmesh.common.kafka import make_producer
-from runmesh.common.settings import Settings
-from runmesh.common.testing import await_chain, eventually
-from runmesh.common.topics import Topics
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import await_chain, eventually
+from runmesh.core.topics import Topics
 from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.run_state import RunSnapshot, apply_events
@@ -97,7 +97,7 @@ class Events:
         self._ts = datetime.now(UTC)
 
     def make(self, event_type: str, payload: EventPayload, attempt: int = 1) -> RunEventBase:
-        from runmesh.common.events import EVENT_TYPES
+        from runmesh.core.events import EVENT_TYPES
 
         self._seq[attempt] = self._seq.get(attempt, 0) + 1
         self._ts += timedelta(milliseconds=10)
@@ -211,7 +211,7 @@ async def test_a_run_executed_by_a_worker_ends_succeeded_with_progress_and_metri
 async def test_a_rest_submitted_row_keeps_its_tenant_and_request(
     client: RunClient, worker: WorkerFactory, aggregator: AggregatorFactory, pool: asyncpg.Pool
 ) -> None:
-    from runmesh.common.events import RunRequest
+    from runmesh.core.events import RunRequest
 
     request = RunRequest(category="test", action="echo", params={"name": "x", "count": 3})
     await pool.execute(

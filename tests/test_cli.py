@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
+from runmesh.sandbox.processes import free_port
 
 from .conftest import GatewayHandle, WorkerFactory
 
@@ -43,7 +43,7 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> tupl
 async def _wait_for_plugins(gateway: GatewayHandle, token: str, home: Path) -> None:
     import httpx
 
-    from runmesh.common.testing import eventually
+    from runmesh.core.testing import eventually
 
     async def listed() -> bool:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
@@ -221,7 +221,7 @@ async def test_token_create_prints_the_token_last(settings: Settings, tmp_path: 
     token = out.decode().split()[-1]
     assert token.startswith("rmt_")
 
-    from runmesh.common.db import create_pool
+    from runmesh.core.db import create_pool
     from runmesh.gateway.tokens import TokenCache
 
     pool = await create_pool(settings)

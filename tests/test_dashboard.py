@@ -23,18 +23,18 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 from pydantic import BaseModel
 
 from runmesh.cli.services import demo_plugin_dir
-from runmesh.common.events import (
+from runmesh.core.events import (
     EVENT_TYPES,
     MetricPayload,
     StartedPayload,
     SucceededPayload,
     encode,
 )
-from runmesh.common.kafka import make_producer
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
+from runmesh.storage import platform_storage
 
 from .conftest import PLUGINS, GatewayHandle, service_worker
 

@@ -7,7 +7,7 @@ installed, so the chart is built for checking without it: every per-worker objec
 `range` over `.Values.workers` (values.yaml listing every category service is what gives each
 one its Deployment and HPA), and templates are parsed as YAML with their `{{ }}` actions
 blanked out. The topic and group names live in one-line helpers in `_helpers.tpl`, rendered
-here by substitution and compared with `runmesh.common.topics.Topics` and the worker's group.
+here by substitution and compared with `runmesh.core.topics.Topics` and the worker's group.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from runmesh.common.kafka import clients as kafka_clients
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.services import load_service
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
+from runmesh.core.kafka import clients as kafka_clients
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.plugins import PluginRegistry
+from runmesh.worker import Worker
+from runmesh.worker.service import load_service
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -623,9 +623,9 @@ def migration_packages() -> set[str]:
 
 
 def test_migrations_job_applies_every_schema_the_processes_apply() -> None:
-    from runmesh.common.catalog import SCHEMA as CATALOG_SCHEMA
-    from runmesh.common.worker.ledger import SCHEMA as WORKER_SCHEMA
+    from runmesh.catalog import SCHEMA as CATALOG_SCHEMA
     from runmesh.gateway.app import SCHEMA as RUNS_SCHEMA
+    from runmesh.worker.ledger import SCHEMA as WORKER_SCHEMA
 
     documents = template_documents("migrations-job.yaml")
     (job,) = [document for document in documents if document["kind"] == "Job"]
@@ -646,8 +646,8 @@ def test_migrations_job_applies_every_schema_the_processes_apply() -> None:
     migrations = dict(ast.literal_eval(assignment.value))
     expected = {
         RUNS_SCHEMA: "runmesh.gateway",
-        CATALOG_SCHEMA: "runmesh.common.catalog",
-        WORKER_SCHEMA: "runmesh.common.worker",
+        CATALOG_SCHEMA: "runmesh.catalog",
+        WORKER_SCHEMA: "runmesh.worker",
     }
     assert migrations == expected
     assert set(migrations.values()) == migration_packages(), "a migrations package is missing"

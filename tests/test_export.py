@@ -27,23 +27,23 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from PIL import Image
 
-from runmesh.common.catalog import annotation, ground_truth, repository
-from runmesh.common.catalog.models import (
+from runmesh.catalog import annotation, ground_truth, repository
+from runmesh.catalog.models import (
     DataCollectionCreate,
     GroundTruthDatasetCreate,
     GroundTruthItemIn,
     ProjectCreate,
     StorageCreate,
 )
-from runmesh.common.catalog.repository import NewDataUnit
-from runmesh.common.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
-from runmesh.common.dm import DMData, DMImage, parse_dm
-from runmesh.common.events import RunEventBase
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.catalog.repository import NewDataUnit
+from runmesh.converters import read_coco, read_dm_json, read_pascal_voc, read_yolo
+from runmesh.core.events import RunEventBase
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.dm import DMData, DMImage, parse_dm
 from runmesh.export import BUILTIN_PLUGIN
+from runmesh.storage import platform_storage
+from runmesh.worker import Worker
 
 from .conftest import (
     RunClient,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from runmesh.common.catalog import (
+from runmesh.catalog import (
     CatalogNotFoundError,
     ExportItem,
     GroundTruthItemIn,
@@ -24,9 +24,9 @@ from runmesh.common.catalog import (
     repository,
     stream_export_items,
 )
-from runmesh.common.catalog.repository import DataFile, NewDataUnit
-from runmesh.common.db import load_migrations
-from runmesh.common.dm import parse_dm
+from runmesh.catalog.repository import DataFile, NewDataUnit
+from runmesh.core.db import load_migrations
+from runmesh.dm import parse_dm
 
 from .conftest import GatewayHandle
 
@@ -171,7 +171,7 @@ async def all_pages(
 
 
 async def test_the_annotation_migration_can_run_again(gateway: GatewayHandle) -> None:
-    [migration] = [m for m in load_migrations("runmesh.common.catalog") if m.version == 2]
+    [migration] = [m for m in load_migrations("runmesh.catalog") if m.version == 2]
     assert migration.name == "0002_annotation.sql"
     async with gateway.app.state.deps.pool.acquire() as conn, conn.transaction():
         await conn.execute(migration.sql)  # the gateway applied it at start-up already

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runmesh.common.sandbox import Sandbox, TansuBroker, ensure_bucket
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.sandbox import Sandbox, TansuBroker, ensure_bucket
 
 from .conftest import GatewayHandle, RunClient, WorkerFactory, WorkerProcess
 
@@ -239,7 +239,7 @@ async def durable_broker(
         if sandbox.s3 is not None:
             endpoint = sandbox.s3.endpoint_url
         else:  # an external S3: Tansu gets moto's credentials, so it needs a moto of its own
-            from runmesh.common.sandbox import MotoS3Server
+            from runmesh.sandbox import MotoS3Server
 
             moto = MotoS3Server(tmp_path / "moto")
             stack.push_async_callback(moto.stop)

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runmesh.common.catalog import CatalogNotFoundError, DataUnitConflictError, repository
-from runmesh.common.catalog.repository import DataFile, NewDataUnit
+from runmesh.catalog import CatalogNotFoundError, DataUnitConflictError, repository
+from runmesh.catalog.repository import DataFile, NewDataUnit
 
 from .conftest import GatewayHandle
 

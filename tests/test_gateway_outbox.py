@@ -13,16 +13,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.events import NOTIFY_CHANNEL, CancelRun, RunRequest, decode
-from runmesh.common.kafka import consumer_config
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
-from runmesh.common.telemetry import header_value
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.events import NOTIFY_CHANNEL, CancelRun, RunRequest, decode
+from runmesh.core.kafka import consumer_config
+from runmesh.core.settings import Settings
+from runmesh.core.telemetry import header_value
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
 from runmesh.gateway.cancellation import CancelWatchdog, cancel_run
 from runmesh.gateway.outbox import CANCELLED_WHILE_QUEUED, OutboxRelay, enqueue
+from runmesh.sandbox.processes import free_port
 
 
 @pytest.fixture

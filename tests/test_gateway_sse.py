@@ -19,9 +19,9 @@ import httpx
 import orjson
 import pytest
 
-from runmesh.common.events import RunRequest
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.events import RunRequest
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
 
 from .conftest import GatewayHandle, RunClient, WorkerFactory
 

@@ -150,7 +150,7 @@ def cycles_report(root: Path) -> list[str]:
 
 def test_the_walk_finds_the_workspace_modules() -> None:
     modules = workspace_modules(ROOT)
-    assert {"runmesh.cli.__main__", "runmesh.common.events", "runmesh.gateway.app"} <= set(modules)
+    assert {"runmesh.cli.__main__", "runmesh.core.events", "runmesh.gateway.app"} <= set(modules)
     assert all(name.startswith("runmesh.") for name in modules)
 
 

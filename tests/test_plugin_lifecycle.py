@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from runmesh.cli.__main__ import main
-from runmesh.common.events import FailedPayload, LogPayload, RunEventBase, SucceededPayload
-from runmesh.common.settings import Settings
+from runmesh.core.events import FailedPayload, LogPayload, RunEventBase, SucceededPayload
+from runmesh.core.settings import Settings
 from runmesh.export import BUILTIN_PLUGIN as EXPORT_PLUGIN
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 

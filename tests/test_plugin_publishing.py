@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from runmesh.common.events import FailedPayload, RunEventBase, StartedPayload, SucceededPayload
-from runmesh.common.plugins.archive import build_archive, sha256_hex
-from runmesh.common.plugins.loader import load_plugin
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import zip_bomb
+from runmesh.core.events import FailedPayload, RunEventBase, StartedPayload, SucceededPayload
+from runmesh.core.settings import Settings
+from runmesh.core.testing import zip_bomb
 from runmesh.export import BUILTIN_PLUGIN
+from runmesh.plugins.archive import build_archive, sha256_hex
+from runmesh.plugins.loader import load_plugin
+from runmesh.storage import platform_storage
 
 from .conftest import GatewayHandle, RunClient, service_worker
 
@@ -39,7 +39,7 @@ import sys
 
 from pydantic import BaseModel, Field
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class ProbeParams(BaseModel):

@@ -14,8 +14,8 @@ import asyncpg
 import numpy as np
 import pytest
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.settings import Settings
+from runmesh.catalog import trained_models
+from runmesh.core.settings import Settings
 from runmesh.train import BUILTIN_PLUGIN
 from runmesh.train.model import MLP
 

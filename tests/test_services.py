@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runmesh.common.errors import ConfigurationError
-from runmesh.common.services import Service, load_service
+from runmesh.core.errors import ConfigurationError
+from runmesh.worker.service import Service, load_service
 
 
 def plugin(directory: Path, category: str) -> Path:
@@ -44,7 +44,7 @@ def test_each_service_package_declares_its_service(ref: str, category: str) -> N
     assert load_service(ref).category == category
 
 
-@pytest.mark.parametrize("ref", ["runmesh.nope:service", "runmesh.common.settings:Settings"])
+@pytest.mark.parametrize("ref", ["runmesh.nope:service", "runmesh.core.settings:Settings"])
 def test_a_reference_to_no_service_is_a_clear_error(ref: str) -> None:
     with pytest.raises(ConfigurationError, match="service"):
         load_service(ref)

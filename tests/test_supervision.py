@@ -19,11 +19,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from runmesh.common.kafka import make_producer
-from runmesh.common.sandbox.processes import free_port
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
 from runmesh.gateway.run_state import WORKER_LOST, RunSnapshot, apply_events
+from runmesh.sandbox.processes import free_port
 
 from .conftest import CATEGORY, GatewayHandle, settings_env
 from .test_aggregator import Events, produce
@@ -103,7 +103,7 @@ async def test_a_worker_process_serves_healthz_beside_its_metrics(
 ) -> None:
     port = free_port()
     env = settings_env(settings.model_copy(update={"metrics_port": port}))
-    argv = [sys.executable, "-m", "runmesh.common.worker", "--category", CATEGORY]
+    argv = [sys.executable, "-m", "runmesh.worker", "--category", CATEGORY]
     with (tmp_path / "worker.log").open("wb") as out:
         worker = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
@@ -145,7 +145,7 @@ import time
 
 from pydantic import BaseModel, Field
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class NapParams(BaseModel):

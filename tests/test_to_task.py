@@ -15,22 +15,22 @@ import asyncpg
 import pytest
 from PIL import Image
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.models import DataCollectionCreate, ProjectCreate
-from runmesh.common.catalog.repository import NewDataUnit
-from runmesh.common.converters import (
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.models import DataCollectionCreate, ProjectCreate
+from runmesh.catalog.repository import NewDataUnit
+from runmesh.converters import (
     CocoWriter,
     DatasetWriter,
     DmJsonWriter,
     PascalVocWriter,
     YoloWriter,
 )
-from runmesh.common.dm import BoundingBox, DMImage, parse_dm
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.dm import BoundingBox, DMImage, parse_dm
+from runmesh.storage import platform_storage
 from runmesh.to_task import BUILTIN_PLUGIN
+from runmesh.worker import Worker
 
 from .conftest import RunClient, TrackingRunClient, service_worker, shared_worker_client
 

@@ -13,12 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.models import DataCollectionCreate, ProjectCreate
-from runmesh.common.catalog.repository import NewDataUnit
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.models import DataCollectionCreate, ProjectCreate
+from runmesh.catalog.repository import NewDataUnit
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.storage import platform_storage
 from runmesh.to_task import BUILTIN_PLUGIN as TO_TASK_PLUGIN
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 from runmesh.train.model import encode_png, make_synthetic_image

@@ -17,11 +17,11 @@ import optuna
 import orjson
 import pytest
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.events import RunArtifact, RunMetric
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
+from runmesh.catalog import trained_models
+from runmesh.core.events import RunArtifact, RunMetric
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.storage import platform_storage
 from runmesh.train import BUILTIN_PLUGIN
 from runmesh.train import study as studies
 from runmesh.train.dataset import Sample

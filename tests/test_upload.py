@@ -24,13 +24,13 @@ import pytest
 from aiobotocore.session import get_session
 from openpyxl import Workbook
 
-from runmesh.common.catalog import repository
-from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.events import MetricPayload, ProgressPayload, RunEventBase
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.catalog import repository
+from runmesh.catalog.models import STORAGE_CREATE, DataCollectionCreate
+from runmesh.core.events import MetricPayload, ProgressPayload, RunEventBase
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
 from runmesh.upload import BUILTIN_PLUGIN
+from runmesh.worker import Worker
 
 from .conftest import (
     RunClient,

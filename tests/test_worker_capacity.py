@@ -8,9 +8,9 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 
-from runmesh.common.events import RunEventBase, RunRequest, RunStarted, RunSucceeded
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.core.events import RunEventBase, RunRequest, RunStarted, RunSucceeded
+from runmesh.core.testing import eventually
+from runmesh.worker import Worker
 
 from .conftest import CATEGORY, RunClient, WorkerFactory
 

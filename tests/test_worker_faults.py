@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from runmesh.common.errors import DependencyUnavailableError
-from runmesh.common.events import RunSucceeded
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.sandbox import EmbeddedPostgres
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.core.errors import DependencyUnavailableError
+from runmesh.core.events import RunSucceeded
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.plugins import PluginRegistry
+from runmesh.sandbox import EmbeddedPostgres
+from runmesh.worker import Worker
 
 from .conftest import RunClient, WorkerFactory
 
@@ -33,7 +33,7 @@ async def test_requests_wait_for_the_database_to_come_back(
     try:
         async with worker(database_url=postgres.dsn):
             await postgres.stop()
-            with caplog.at_level(logging.WARNING, logger="runmesh.common.worker.worker"):
+            with caplog.at_level(logging.WARNING, logger="runmesh.worker.worker"):
                 request = await client.submit("noop")
                 await eventually(
                     lambda: "attempt ledger unreachable" in caplog.text,

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.db import create_pool
-from runmesh.common.events import (
+from runmesh.core.db import create_pool
+from runmesh.core.events import (
     RunFailed,
     RunProgress,
     RunRequest,
@@ -19,10 +19,10 @@ from runmesh.common.events import (
     RunSucceeded,
     decode,
 )
-from runmesh.common.kafka import consumer_config
-from runmesh.common.settings import Settings
-from runmesh.common.telemetry import header_value
-from runmesh.common.testing import eventually
+from runmesh.core.kafka import consumer_config
+from runmesh.core.settings import Settings
+from runmesh.core.telemetry import header_value
+from runmesh.core.testing import eventually
 
 from .conftest import RunClient, WorkerFactory
 
@@ -278,7 +278,7 @@ async def test_worker_publishes_manifests_and_counts_metrics(
         batches = await plugins.getmany(timeout_ms=5000)
     finally:
         await plugins.stop()
-    from runmesh.common.events import PluginManifest
+    from runmesh.core.events import PluginManifest
 
     manifests = [decode(r.value or b"", PluginManifest) for b in batches.values() for r in b]
     assert manifests and manifests[0].code == "testkit"

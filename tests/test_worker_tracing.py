@@ -13,12 +13,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runmesh.common.events import RunFailed, RunRequest, RunSucceeded
-from runmesh.common.plugins import PluginRegistry
-from runmesh.common.settings import Settings
-from runmesh.common.telemetry import header_value
-from runmesh.common.testing import eventually
-from runmesh.common.worker import Worker
+from runmesh.core.events import RunFailed, RunRequest, RunSucceeded
+from runmesh.core.settings import Settings
+from runmesh.core.telemetry import header_value
+from runmesh.core.testing import eventually
+from runmesh.plugins import PluginRegistry
+from runmesh.worker import Worker
 
 from .conftest import CATEGORY, RunClient
 

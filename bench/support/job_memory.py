@@ -26,7 +26,7 @@ def _processes() -> dict[str, tuple[str, bytes, dict[str, str]]]:
 
 def job_processes_hwm_mb() -> float:
     """Highest VmHWM among this process's `job` processes, in MB: the children of its job
-    fork server (jobs are forked from it, see runmesh.common.execution.job)."""
+    fork server (jobs are forked from it, see runmesh.execution.job)."""
     me = str(os.getpid())
     processes = _processes()
     servers = {

@@ -8,13 +8,13 @@ import re
 import shutil
 from pathlib import Path
 
-from runmesh.common.events import PluginArchive, PluginManifest, encode
-from runmesh.common.kafka import make_producer
-from runmesh.common.plugins.archive import build_archive, sha256_hex
-from runmesh.common.plugins.loader import load_plugin
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.topics import Topics
+from runmesh.core.events import PluginArchive, PluginManifest, encode
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.plugins.archive import build_archive, sha256_hex
+from runmesh.plugins.loader import load_plugin
+from runmesh.storage import platform_storage
 
 _CODE_LINE = re.compile(r"^code:.*$", re.MULTILINE)
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from runmesh.common.events import RunRequest, decode_event, encode
-from runmesh.common.kafka import consumer_config, ensure_topics, make_producer, pin_to_latest
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
-from runmesh.common.worker import Worker
-from runmesh.common.worker.service import build_registry
+from runmesh.core.events import RunRequest, decode_event, encode
+from runmesh.core.kafka import consumer_config, ensure_topics, make_producer, pin_to_latest
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.worker import Worker
+from runmesh.worker.process import build_registry
 
 
 @dataclass(slots=True, frozen=True)

@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 GATEWAY_MODULE = "runmesh.gateway"
 TIMEOUT_S = 5.0

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
-from runmesh.common.testing import eventually
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.storage import platform_storage
 
 from ..conftest import GatewayHandle, RunClient, WorkerFactory
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 
-from runmesh.common.events import RunCancelled, RunFailed, RunSucceeded
+from runmesh.core.events import RunCancelled, RunFailed, RunSucceeded
 
 from ..conftest import RunClient, WorkerFactory
 

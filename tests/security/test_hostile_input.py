@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 from runmesh.gateway.request_guard import MAX_JSON_DEPTH
 
 from ..conftest import GatewayHandle

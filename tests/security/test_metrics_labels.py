@@ -13,15 +13,15 @@ from pathlib import Path
 import httpx
 from prometheus_client import generate_latest
 
-from runmesh.common.plugins.archive import build_archive
-from runmesh.common.plugins.loader import load_plugin
+from runmesh.plugins.archive import build_archive
+from runmesh.plugins.loader import load_plugin
 
 from ..conftest import GatewayHandle, RunClient, WorkerFactory
 
 ACTION = '''\
 """A tenant's plugin of a category of its own."""
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class Secret(Action):

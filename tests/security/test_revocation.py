@@ -23,11 +23,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from runmesh.common.events import EVENT_TYPES, LogPayload, StartedPayload, encode
-from runmesh.common.kafka import make_producer
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
-from runmesh.common.topics import Topics
+from runmesh.core.events import EVENT_TYPES, LogPayload, StartedPayload, encode
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
 
 from ..conftest import GatewayHandle
 
@@ -204,7 +204,7 @@ async def _exists(http: httpx.AsyncClient, run_id: uuid.UUID) -> bool:
 async def test_token_revoke_by_tenant_and_name_and_its_mistakes(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from runmesh.common.db import apply_migrations, create_pool, load_migrations
+    from runmesh.core.db import apply_migrations, create_pool, load_migrations
     from runmesh.gateway.app import SCHEMA
     from runmesh.gateway.tokens import TokenCache, create_token
 

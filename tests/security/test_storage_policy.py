@@ -22,10 +22,10 @@ import asyncpg
 import httpx
 import pytest
 
-from runmesh.common.catalog import repository
-from runmesh.common.catalog.models import STORAGE_CREATE, DataCollectionCreate
-from runmesh.common.settings import Settings
-from runmesh.common.storage import StoragePolicy, StoragePolicyError, open_storage, tenant_prefixes
+from runmesh.catalog import repository
+from runmesh.catalog.models import STORAGE_CREATE, DataCollectionCreate
+from runmesh.core.settings import Settings
+from runmesh.storage import StoragePolicy, StoragePolicyError, open_storage, tenant_prefixes
 from runmesh.upload import BUILTIN_PLUGIN
 
 from ..conftest import GatewayHandle, RunClient, service_worker

@@ -22,8 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from runmesh.common.events import FailedPayload, SucceededPayload
-from runmesh.common.settings import Settings
+from runmesh.core.events import FailedPayload, SucceededPayload
+from runmesh.core.settings import Settings
 from runmesh.export import BUILTIN_PLUGIN
 
 from ..conftest import GatewayHandle, RunClient, service_worker
@@ -40,7 +40,7 @@ import socket
 import asyncpg
 from pydantic import BaseModel
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class SpyParams(BaseModel):

@@ -1,5 +1,5 @@
 """Attack: published plugin code (tenant code) holds its run's database role
-(runmesh.common.catalog.run_roles) and tries to reach beyond its tenant's catalog rows.
+(runmesh.catalog.run_roles) and tries to reach beyond its tenant's catalog rows.
 
 Two tenants have rows in every catalog data table, written by the platform's user; the code
 of the first connects with its run role's DSN. It must see, write, change and delete only its
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from runmesh.common.catalog.run_roles import (
+from runmesh.catalog.run_roles import (
     GROUP,
     RunRole,
     create_run_role,
     drop_run_role,
 )
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.settings import Settings
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.settings import Settings
 
 DATA_TABLES = [
     "storages",
@@ -46,8 +46,8 @@ async def platform(module_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     and the catalog."""
     pool = await create_pool(module_settings, min_size=1, max_size=4)
     await apply_migrations(pool, "runs", load_migrations("runmesh.gateway"))
-    await apply_migrations(pool, "worker", load_migrations("runmesh.common.worker"))
-    await apply_migrations(pool, "catalog", load_migrations("runmesh.common.catalog"))
+    await apply_migrations(pool, "worker", load_migrations("runmesh.worker"))
+    await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
     yield pool
     await pool.close()
 

@@ -21,18 +21,18 @@ import asyncpg
 import httpx
 import orjson
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.models import (
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.models import (
     STORAGE_CREATE,
     DataCollectionCreate,
     LabelSchema,
     ProjectCreate,
 )
-from runmesh.common.catalog.repository import NewDataUnit
-from runmesh.common.dm import parse_dm
-from runmesh.common.settings import Settings
-from runmesh.common.storage import platform_storage
+from runmesh.catalog.repository import NewDataUnit
+from runmesh.core.settings import Settings
+from runmesh.dm import parse_dm
 from runmesh.export import BUILTIN_PLUGIN as EXPORT_PLUGIN
+from runmesh.storage import platform_storage
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 from runmesh.train.model import coco_files, synthetic_images
 

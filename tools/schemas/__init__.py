@@ -1,6 +1,6 @@
 """Generate the JSON Schemas, the AsyncAPI document and the event catalogue in `docs/`.
 
-`runmesh.common.events` stays the only place a wire field is named (CONVENTIONS 3): this
+`runmesh.core.events` stays the only place a wire field is named (CONVENTIONS 3): this
 package only derives documents from it. `python -m tools.schemas [--check] [DIR]` (from the
 repository root; `make schemas`, `make lint`) (re)writes `DIR/schemas/<Message>.schema.json`,
 `DIR/asyncapi.yaml` and `DIR/events.md` (a Markdown rendering of the AsyncAPI document), or

@@ -7,14 +7,14 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
-from runmesh.common.events import (
+from runmesh.core.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     CancelRun,
     PluginManifest,
     RunRequest,
 )
-from runmesh.common.topics import Topics
+from runmesh.core.topics import Topics
 from tools.schemas.json_schemas import DEFS_PREFIX, GENERATED_NOTE, JsonSchema, message_schemas
 
 ASYNCAPI_VERSION: Final = "3.0.0"

@@ -8,8 +8,8 @@ import json
 import re
 from typing import Any, Final
 
-from runmesh.common.events import EVENT_TYPES, SCHEMA_VERSION, RunEventBase
-from runmesh.common.topics import Topics
+from runmesh.core.events import EVENT_TYPES, SCHEMA_VERSION, RunEventBase
+from runmesh.core.topics import Topics
 from tools.schemas.asyncapi import COMPONENT_SCHEMAS, DATA_KEYWORDS, asyncapi_document
 from tools.schemas.json_schemas import GENERATED_NOTE, JsonSchema
 
@@ -54,7 +54,7 @@ class _Catalogue:
             "",
             "Every record runmesh writes to Kafka, rendered from the same data as the "
             "[AsyncAPI document](asyncapi.yaml) and the [JSON Schemas](schemas/), which the "
-            "pydantic models in `runmesh.common.events` generate. Values are JSON objects "
+            "pydantic models in `runmesh.core.events` generate. Values are JSON objects "
             "(except dead letters, which are copies) with a `schema_version` "
             f"(now {SCHEMA_VERSION}); readers ignore fields they do not know. Topic names "
             f"start with `RUNMESH_TOPIC_PREFIX`, here `{topic_prefix}`. Header values are "

@@ -16,7 +16,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.schemas",
         description="Generate docs/schemas/*.schema.json, docs/asyncapi.yaml and "
-        "docs/events.md from the wire models in runmesh.common.events.",
+        "docs/events.md from the wire models in runmesh.core.events.",
     )
     parser.add_argument(
         "directory", nargs="?", type=Path, default=Path("docs"), help="default: ./docs"

@@ -1,6 +1,6 @@
 """The standalone JSON Schemas (draft 2020-12) of the wire messages and stored documents.
 
-`runmesh.common.events` stays the only place a wire field is named (CONVENTIONS 3): these
+`runmesh.core.events` stays the only place a wire field is named (CONVENTIONS 3): these
 schemas are derived from its pydantic models, and the AsyncAPI document reuses them.
 """
 
@@ -11,8 +11,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 from pydantic import TypeAdapter
 
-from runmesh.common.dm import DMData
-from runmesh.common.events import CancelRun, PluginManifest, RunEvent, RunRequest
+from runmesh.core.events import CancelRun, PluginManifest, RunEvent, RunRequest
+from runmesh.dm import DMData
 
 JsonSchema: TypeAlias = dict[str, Any]  # JSON Schema and AsyncAPI documents are free-form JSON
 
@@ -33,9 +33,7 @@ _MESSAGE_TYPES: Final[dict[str, Any]] = {
     "PluginManifest": PluginManifest,
 }
 _RUN_EVENT_DESCRIPTION: Final = "Any run event, discriminated by `type`."
-GENERATED_NOTE: Final = (
-    "Generated from runmesh.common.events by `make schemas`; do not edit by hand."
-)
+GENERATED_NOTE: Final = "Generated from runmesh.core.events by `make schemas`; do not edit by hand."
 
 DEFS_PREFIX: Final = "#/$defs/"
 
@@ -84,6 +82,6 @@ def _field_order(schema: JsonSchema) -> Callable[[str], int]:
 def document_schemas() -> dict[str, JsonSchema]:
     """JSON Schemas of the stored documents that are not messages: the DM annotation format."""
     body = TypeAdapter(DMData).json_schema(mode=SCHEMA_MODE)
-    note = GENERATED_NOTE.replace("runmesh.common.events", "runmesh.common.dm")
+    note = GENERATED_NOTE.replace("runmesh.core.events", "runmesh.dm")
     schema = {"$schema": JSON_SCHEMA_DIALECT, "$comment": note, **dict(sorted(body.items()))}
     return {"DMData": schema}

@@ -18,8 +18,8 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import Draft7Validator, Draft202012Validator, validator_for
 from pydantic import BaseModel
 
-from runmesh.common.errors import DecodeError
-from runmesh.common.events import (
+from runmesh.core.errors import DecodeError
+from runmesh.core.events import (
     EVENT_TYPES,
     ActionManifest,
     ArtifactPayload,
@@ -45,7 +45,7 @@ from runmesh.common.events import (
     decode_event,
     encode,
 )
-from runmesh.common.topics import Topics
+from runmesh.core.topics import Topics
 from tools import schemas
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from runmesh.common.converters import ConversionIssue, DatasetWriter
-from runmesh.common.dm import BoundingBox, DMImage
+from runmesh.converters import ConversionIssue, DatasetWriter
+from runmesh.dm import BoundingBox, DMImage
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.exporter import BaseExporter
 

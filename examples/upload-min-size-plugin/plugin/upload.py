@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from runmesh.common.storage import ObjectInfo
+from runmesh.storage import ObjectInfo
 from runmesh.upload.context import PlannedUnit, SourceFile
 from runmesh.upload.params import UploadParams
 from runmesh.upload.uploader import BaseUploader

@@ -16,7 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runmesh.cli.__main__ import main
-from runmesh.common.testing import eventually
+from runmesh.core.testing import eventually
 
 CONNECTION_VARIABLES = (
     "RUNMESH_KAFKA_BOOTSTRAP",

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from runmesh.cli.dev_info import DevInfo, cli_settings, write_dev_info
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 
 def test_unset_settings_come_from_a_running_dev(tmp_path: Path) -> None:

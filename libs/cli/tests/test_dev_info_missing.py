@@ -10,7 +10,7 @@ import pytest
 
 from runmesh.cli.dev_info import DEV_FILE, require_gateway
 from runmesh.cli.errors import CliError
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 
 def settings_at(home: Path) -> Settings:

@@ -13,7 +13,7 @@ import pytest
 
 from runmesh.cli.__main__ import main
 from runmesh.cli.commands.plugin_create import CATEGORIES
-from runmesh.common.plugins import load_plugin
+from runmesh.plugins import load_plugin
 
 # The action each category's template generates, and its execution method.
 ACTIONS = {

@@ -16,8 +16,8 @@ import pytest
 
 from runmesh.cli.__main__ import main
 from runmesh.cli.services import demo_plugin_dir
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
 
 CONFIG = """\
 code: sample
@@ -42,7 +42,7 @@ import time
 
 from pydantic import BaseModel, Field
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class WorkParams(BaseModel):
@@ -243,9 +243,9 @@ async def serving_gateway(settings: Settings) -> AsyncIterator[tuple[str, str]]:
     """The gateway over real HTTP on a free port, and a token of the default tenant."""
     import uvicorn
 
-    from runmesh.common.sandbox.processes import free_port
     from runmesh.gateway.app import create_app
     from runmesh.gateway.tokens import create_token
+    from runmesh.sandbox.processes import free_port
 
     app = create_app(settings)
     port = free_port()
@@ -267,7 +267,7 @@ async def serving_gateway(settings: Settings) -> AsyncIterator[tuple[str, str]]:
 @contextlib.asynccontextmanager
 async def demo_worker(settings: Settings) -> AsyncIterator[None]:
     """The `runmesh dev` demo worker: it knows the plugin shipped in `demo_plugin_dir()`."""
-    from runmesh.common.worker import Worker, build_registry
+    from runmesh.worker import Worker, build_registry
 
     worker = Worker("demo", build_registry(settings, [demo_plugin_dir()]), settings, service="demo")
     task = asyncio.create_task(worker.run())

@@ -13,9 +13,9 @@ import pytest
 
 from runmesh.cli.services import ServiceSpec
 from runmesh.cli.supervision import RestartPolicy, Supervision
-from runmesh.common.sandbox.processes import ChildProcess
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.sandbox.processes import ChildProcess
 
 FAST = RestartPolicy(max_per_minute=3, first_delay_s=0.01, max_delay_s=0.05)
 

@@ -20,12 +20,11 @@ import asyncpg
 import orjson
 import pytest
 
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.errors import DependencyUnavailableError
-from runmesh.common.events import NOTIFY_CHANNEL, RunNotice, StreamedEvent
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.settings import Settings
-from runmesh.common.testing import eventually
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.errors import DependencyUnavailableError
+from runmesh.core.events import NOTIFY_CHANNEL, RunNotice, StreamedEvent
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
 from runmesh.gateway.hub import (
     LISTENER_APPLICATION_NAME,
     PAGE_SIZE,
@@ -33,6 +32,7 @@ from runmesh.gateway.hub import (
     StoredEvent,
     Subscription,
 )
+from runmesh.sandbox import Sandbox
 
 
 def make_event(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runmesh.common.events import (
+from runmesh.core.events import (
     CancelledPayload,
     FailedPayload,
     LogPayload,

@@ -62,7 +62,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-Topic and consumer-group names, as runmesh.common.topics.Topics and the worker's group_id make
+Topic and consumer-group names, as runmesh.core.topics.Topics and the worker's group_id make
 them (tests/test_deploy.py renders these and compares). Pass (dict "prefix" P "category" C) or,
 for runmesh.topic, (dict "prefix" P "name" "events").
 */}}

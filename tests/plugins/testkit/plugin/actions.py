@@ -8,7 +8,7 @@ import time
 
 from pydantic import BaseModel, Field, SecretStr
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class Noop(Action):

@@ -17,9 +17,9 @@ from runmesh.cli.demo import run_demo
 from runmesh.cli.dev_info import DevInfo, dev_info_path, remove_dev_info, write_dev_info
 from runmesh.cli.services import service_specs, start_service
 from runmesh.cli.supervision import Supervision
-from runmesh.common.sandbox import Sandbox
-from runmesh.common.sandbox.processes import ChildProcess, free_port
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
+from runmesh.sandbox import Sandbox
+from runmesh.sandbox.processes import ChildProcess, free_port
 
 BANNER = "runmesh sandbox (ephemeral: data is lost on exit)"
 DEV_TENANT = "default"  # runs produced straight to Kafka belong to it too (RUNMESH_TENANT)

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from runmesh.cli.errors import CliError
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 DEV_FILE = "dev.json"
 

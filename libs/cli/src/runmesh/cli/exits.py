@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Coroutine, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from runmesh.common.errors import RunmeshError
+from runmesh.core.errors import RunmeshError
 
 T = TypeVar("T")
 
@@ -17,6 +18,35 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line (no traceback) and exit with `code`."""
     typer.echo(f"runmesh: {message}", err=True)
     raise typer.Exit(code)
+
+
+# What `runmesh-cli[dev]` adds: the packages that run the platform itself.
+DEV_EXTRA_PACKAGES = (
+    "runmesh.sandbox",
+    "runmesh.worker",
+    "runmesh.execution",
+    "runmesh.gateway",
+    "runmesh.upload",
+    "runmesh.export",
+    "runmesh.to_task",
+    "runmesh.train",
+)
+
+
+@contextlib.contextmanager
+def needs_dev_extra(command: str) -> Iterator[None]:
+    """Around what imports the platform's own packages: without `runmesh-cli[dev]` installed,
+    one line saying how to get them instead of an ImportError's traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not any(missing == p or missing.startswith(p + ".") for p in DEV_EXTRA_PACKAGES):
+            raise
+        fail(
+            f"`runmesh {command}` runs the platform itself, and {missing} is not installed: "
+            "install the CLI with its dev extra (pip install 'runmesh-cli[dev]')"
+        )
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from runmesh.common.events import (
+from runmesh.core.events import (
     RunCancelled,
     RunEvent,
     RunFailed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 KEEP_RUNS = 3  # sandbox runs kept for their logs; older ones are deleted at the next start
 

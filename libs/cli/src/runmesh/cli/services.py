@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from runmesh.common.sandbox.processes import ChildProcess
-from runmesh.common.services import load_service
-from runmesh.common.settings import Settings
-from runmesh.common.worker.service import main as serve_category
-from runmesh.common.worker.worker import READY_MARKER
+from runmesh.core.settings import Settings
+from runmesh.sandbox.processes import ChildProcess
+from runmesh.worker.process import main as serve_category
+from runmesh.worker.service import load_service
+from runmesh.worker.worker import READY_MARKER
 
 # The service packages of DESIGN §1, each declaring one `Service` (its category is its
 # built-in plugin's).
@@ -57,7 +57,7 @@ def service_specs(settings: Settings, *, demo: bool) -> list[ServiceSpec]:
         demo_settings = settings.model_copy(
             update={"plugin_path": [demo_plugin_dir(), *settings.plugin_path]}
         )
-        argv = (sys.executable, "-m", "runmesh.common.worker", "--category", DEMO_CATEGORY)
+        argv = (sys.executable, "-m", "runmesh.worker", "--category", DEMO_CATEGORY)
         specs.append(ServiceSpec("demo-worker", (*argv, "--service", "demo"), demo_settings))
     return specs
 

@@ -8,7 +8,7 @@ from pydantic import SecretStr, ValidationError
 
 from runmesh.cli.dev_info import cli_settings
 from runmesh.cli.exits import fail
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Final
 
 from runmesh.cli.services import ServiceSpec, start_service
-from runmesh.common.sandbox.errors import SandboxError
-from runmesh.common.sandbox.processes import ChildProcess
+from runmesh.sandbox.errors import SandboxError
+from runmesh.sandbox.processes import ChildProcess
 
 log = logging.getLogger("runmesh.dev")
 

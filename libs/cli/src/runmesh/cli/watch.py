@@ -7,8 +7,8 @@ from rich.console import Console
 
 from runmesh.cli.gateway_client import GatewayClient
 from runmesh.cli.render import RunRenderer
-from runmesh.common.errors import DecodeError
-from runmesh.common.events import decode_event
+from runmesh.core.errors import DecodeError
+from runmesh.core.events import decode_event
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
 

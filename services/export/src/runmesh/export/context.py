@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runmesh.common.pipeline import Counts
-from runmesh.common.plugins import Run
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 from runmesh.export.params import ExportParams
+from runmesh.pipeline import Counts
+from runmesh.plugins import Run
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from runmesh.common.converters import DatasetWriter
-    from runmesh.common.storage import Storage, TenantUris
+    from runmesh.converters import DatasetWriter
+    from runmesh.storage import Storage, TenantUris
 
 ItemData = dict[str, Any]
 """An item as the hooks see it: {id, data (DM JSON), files, meta, data_unit_id} (Synapse's)."""

@@ -6,9 +6,9 @@ so each such file is written once, where it belongs, in batches (`Storage.write_
 
 from __future__ import annotations
 
-from runmesh.common.storage import StorageError
 from runmesh.export.context import ExportContext
 from runmesh.export.errors import ExportWriteError
+from runmesh.storage import StorageError
 
 _BATCH_FILES = 2000
 _BATCH_BYTES = 16 << 20  # what the outlets may hold before they are stored

@@ -6,11 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar
 
-from runmesh.common.converters import WRITERS, DatasetWriter
-from runmesh.common.errors import RunCancelledError
-from runmesh.common.pipeline import Orchestrator
-from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources
+from runmesh.converters import WRITERS, DatasetWriter
+from runmesh.core.errors import RunCancelledError
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.params import ExportParams
 from runmesh.export.steps.base import Step
@@ -18,6 +15,9 @@ from runmesh.export.steps.convert_items import ConvertItems
 from runmesh.export.steps.initialize import Initialize
 from runmesh.export.steps.save_files import SaveFiles
 from runmesh.export.steps.setup_output_directories import SetupOutputDirectories
+from runmesh.pipeline import Orchestrator
+from runmesh.pipeline.resources import close_run_resources
+from runmesh.plugins import Action
 
 LOG_MESSAGES = {
     "EXPORT_STARTED": {"message": "export {!r} of {} started", "level": "info"},

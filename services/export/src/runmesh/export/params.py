@@ -8,8 +8,8 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from runmesh.common.catalog.models import ExportTarget, parse_export_filter
-from runmesh.common.validation import describe_errors
+from runmesh.catalog.models import ExportTarget, parse_export_filter
+from runmesh.core.validation import describe_errors
 
 OutputFormat: TypeAlias = Literal["dm", "coco", "yolo", "pascal_voc"]
 Split: TypeAlias = Literal["train", "valid", "test"]

@@ -8,10 +8,10 @@ import sys
 
 import uvicorn
 
-from runmesh.common.db import create_pool
-from runmesh.common.errors import RunmeshError
-from runmesh.common.reaching import reaching, without_password
-from runmesh.common.settings import Settings
+from runmesh.core.db import create_pool
+from runmesh.core.errors import RunmeshError
+from runmesh.core.reaching import reaching, without_password
+from runmesh.core.settings import Settings
 from runmesh.gateway.app import create_app
 
 

@@ -16,16 +16,16 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from runmesh.common.events import TERMINAL_STATES, RunEvent, RunNotice
-from runmesh.common.kafka import (
+from runmesh.core.events import TERMINAL_STATES, RunEvent, RunNotice
+from runmesh.core.kafka import (
     commit_owned,
     ensure_topics,
     make_consumer,
     wait_for_assignment,
 )
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
-from runmesh.common.validation import describe_errors
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
+from runmesh.core.validation import describe_errors
 from runmesh.gateway import runs_store
 from runmesh.gateway.run_state import apply_events
 from runmesh.gateway.runs_store import LockedRun, RunUpdate

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from runmesh.common.catalog import SCHEMA as CATALOG_SCHEMA
-from runmesh.common.db import apply_migrations, create_pool, load_migrations
-from runmesh.common.settings import Settings
-from runmesh.common.telemetry import setup_tracing
+from runmesh.catalog import SCHEMA as CATALOG_SCHEMA
+from runmesh.core.db import apply_migrations, create_pool, load_migrations
+from runmesh.core.settings import Settings
+from runmesh.core.telemetry import setup_tracing
 from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
             pool = await create_pool(settings, min_size=2, max_size=20)
             stack.push_async_callback(pool.close)
             await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
-            await apply_migrations(pool, CATALOG_SCHEMA, load_migrations("runmesh.common.catalog"))
+            await apply_migrations(pool, CATALOG_SCHEMA, load_migrations("runmesh.catalog"))
             hub = EventHub(settings, pool)
             relay = OutboxRelay(settings, pool)
             tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)

@@ -16,9 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.common.events import TERMINAL_STATES, CancelRun
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
+from runmesh.core.events import TERMINAL_STATES, CancelRun
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.errors import Conflict, NotFound
 from runmesh.gateway.outbox import CANCEL_EVENT_TYPE, enqueue, withdraw_request

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import Request
 
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
 from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.tokens import TokenCache

@@ -24,10 +24,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel
 
-from runmesh.common.events import encode
-from runmesh.common.kafka import ensure_topics, make_producer
-from runmesh.common.settings import Settings
-from runmesh.common.telemetry import inject_headers
+from runmesh.core.events import encode
+from runmesh.core.kafka import ensure_topics, make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.telemetry import inject_headers
 from runmesh.gateway import runs_store
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 

@@ -14,9 +14,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
-# The order workers use, so `code` without a version names the same plugin on both sides.
-from runmesh.common.plugins.versions import version_key
 from runmesh.gateway.errors import InvalidRequest
+
+# The order workers use, so `code` without a version names the same plugin on both sides.
+from runmesh.plugins.versions import version_key
 
 _MAX_FIELD_ERRORS = 50
 

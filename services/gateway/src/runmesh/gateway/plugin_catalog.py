@@ -9,11 +9,11 @@ import logging
 import asyncpg
 from aiokafka.structs import ConsumerRecord
 
-from runmesh.common.errors import DecodeError
-from runmesh.common.events import PluginManifest, decode
-from runmesh.common.kafka import commit_owned, ensure_topics, make_consumer
-from runmesh.common.settings import Settings
-from runmesh.common.topics import Topics
+from runmesh.core.errors import DecodeError
+from runmesh.core.events import PluginManifest, decode
+from runmesh.core.kafka import commit_owned, ensure_topics, make_consumer
+from runmesh.core.settings import Settings
+from runmesh.core.topics import Topics
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Publishing and withdrawing a tenant's plugin versions (DESIGN §6).
 
-A published archive is checked (`runmesh.common.plugins.archive`), stored in the platform
+A published archive is checked (`runmesh.plugins.archive`), stored in the platform
 bucket under `plugins/<tenant>/<code>/<version>.zip`, recorded in `runs.plugins` and announced
 on `runmesh.plugins` through the outbox, in one transaction: workers learn of a version only
 once it is stored and recorded.
@@ -15,14 +15,14 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.common.errors import PluginArchiveError
-from runmesh.common.events import PluginArchive, PluginManifest
-from runmesh.common.plugins.archive import ArchiveLimits, inspect_archive
-from runmesh.common.storage import StorageError, platform_storage
+from runmesh.core.errors import PluginArchiveError
+from runmesh.core.events import PluginArchive, PluginManifest
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from runmesh.gateway.outbox import enqueue
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
+from runmesh.plugins.archive import ArchiveLimits, inspect_archive
+from runmesh.storage import StorageError, platform_storage
 
 PLUGIN_EVENT_TYPE = "plugin.manifest"
 

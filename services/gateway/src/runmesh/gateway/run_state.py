@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runmesh.common.events import (
+from runmesh.core.events import (
     TERMINAL_STATES,
     JsonObject,
     RunCancelled,

@@ -12,7 +12,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.events import JsonObject, RunRequest, encode
+from runmesh.core.events import JsonObject, RunRequest, encode
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest

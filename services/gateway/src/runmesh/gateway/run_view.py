@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runmesh.common.events import TERMINAL_STATES, JsonObject, RunState
+from runmesh.core.events import TERMINAL_STATES, JsonObject, RunState
 
 SECRET_MASK = "**********"
 """What a secret value shows as: the mask pydantic prints for `SecretStr`, so a run's params

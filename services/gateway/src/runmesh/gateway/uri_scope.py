@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from runmesh.common.catalog.tenant_storages import tenant_storages
-from runmesh.common.events import JsonObject
-from runmesh.common.storage import StorageError, TenantUris
+from runmesh.catalog.tenant_storages import tenant_storages
+from runmesh.core.events import JsonObject
 from runmesh.gateway.deps import Deps
+from runmesh.storage import StorageError, TenantUris
 
 
 class _File(Protocol):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runmesh.common.pipeline import Orchestrator
-from runmesh.common.plugins import Action
-from runmesh.common.run_resources import close_run_resources
+from runmesh.pipeline import Orchestrator
+from runmesh.pipeline.resources import close_run_resources
+from runmesh.plugins import Action
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.params import ToTaskParams
 from runmesh.to_task.steps.annotate import Annotate

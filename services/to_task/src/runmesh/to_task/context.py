@@ -6,17 +6,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from runmesh.common.pipeline import Counts
-from runmesh.common.plugins import Run
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
+from runmesh.pipeline import Counts
+from runmesh.plugins import Run
 from runmesh.to_task.params import ToTaskParams
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from runmesh.common.catalog.repository import DataCollectionRow, DataFile
-    from runmesh.common.dm import DMData
-    from runmesh.common.storage import TenantUris
+    from runmesh.catalog.repository import DataCollectionRow, DataFile
+    from runmesh.dm import DMData
+    from runmesh.storage import TenantUris
 
 
 @dataclass(slots=True, frozen=True)

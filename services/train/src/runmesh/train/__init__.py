@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runmesh.common.services import Service
+from runmesh.worker.service import Service
 
 BUILTIN_PLUGIN = Path(__file__).parent / "plugin"
 """The directory of the built-in `runmesh-train` plugin."""

@@ -15,8 +15,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from runmesh.common.settings import Settings
-from runmesh.common.storage import Storage, StorageError, TenantUris, platform_storage
+from runmesh.core.settings import Settings
+from runmesh.storage import Storage, StorageError, TenantUris, platform_storage
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.model import Detector
 

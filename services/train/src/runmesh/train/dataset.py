@@ -19,15 +19,15 @@ import numpy.typing as npt
 import orjson
 from PIL import Image
 
-from runmesh.common.catalog import ground_truth, repository
-from runmesh.common.converters.base import ConversionError, Dataset
-from runmesh.common.converters.coco import read_coco
-from runmesh.common.converters.dm_json import read_dm_json
-from runmesh.common.converters.pascal_voc import read_pascal_voc
-from runmesh.common.converters.yolo import read_yolo
-from runmesh.common.dm import BoundingBox, DMData, DMImage
-from runmesh.common.settings import Settings
-from runmesh.common.storage import StorageError, TenantUris
+from runmesh.catalog import ground_truth, repository
+from runmesh.converters.base import ConversionError, Dataset
+from runmesh.converters.coco import read_coco
+from runmesh.converters.dm_json import read_dm_json
+from runmesh.converters.pascal_voc import read_pascal_voc
+from runmesh.converters.yolo import read_yolo
+from runmesh.core.settings import Settings
+from runmesh.dm import BoundingBox, DMData, DMImage
+from runmesh.storage import StorageError, TenantUris
 from runmesh.train.errors import DatasetError
 from runmesh.train.model import Box
 from runmesh.train.params import DatasetRef

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runmesh.common.errors import RunmeshError
+from runmesh.core.errors import RunmeshError
 
 
 class TrainError(RunmeshError):

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import orjson
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.plugins import Action
+from runmesh.catalog import trained_models
+from runmesh.plugins import Action
 from runmesh.train.artifacts import load_detector
 from runmesh.train.dataset import load_dataset
 from runmesh.train.errors import ModelNotFoundError

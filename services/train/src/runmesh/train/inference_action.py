@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import orjson
 from PIL import Image
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.plugins import Action
-from runmesh.common.storage import StorageError, TenantUris
+from runmesh.catalog import trained_models
+from runmesh.plugins import Action
+from runmesh.storage import StorageError, TenantUris
 from runmesh.train.artifacts import load_detector
 from runmesh.train.dataset import MAX_IMAGE_BYTES, decode_image
 from runmesh.train.errors import DatasetError, ModelNotFoundError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.errors import DuplicateNameError
-from runmesh.common.catalog.trained_models import ModelRow, NewModel
+from runmesh.catalog import trained_models
+from runmesh.catalog.errors import DuplicateNameError
+from runmesh.catalog.trained_models import ModelRow, NewModel
 from runmesh.train.errors import TrainConfigError
 
 _ACQUIRE_TIMEOUT_S = 30

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from runmesh.common.catalog.tenant_storages import tenant_uris
-from runmesh.common.plugins import Run
-from runmesh.common.run_resources import close_run_resources, open_catalog_pool
-from runmesh.common.settings import Settings
-from runmesh.common.storage import TenantUris
+from runmesh.catalog.tenant_storages import tenant_uris
+from runmesh.core.settings import Settings
+from runmesh.pipeline.resources import close_run_resources, open_catalog_pool
+from runmesh.plugins import Run
+from runmesh.storage import TenantUris
 from runmesh.train.artifacts import RunArtifacts
 
 

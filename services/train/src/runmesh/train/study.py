@@ -16,7 +16,7 @@ import asyncpg
 import optuna
 from sqlalchemy.engine import make_url
 
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 from runmesh.train.errors import TrainConfigError
 from runmesh.train.params import SearchChoice, SearchRange, TunedName
 

@@ -12,11 +12,11 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.trained_models import NewModel
-from runmesh.common.plugins import Action
-from runmesh.common.settings import Settings
-from runmesh.common.storage import TenantUris
+from runmesh.catalog import trained_models
+from runmesh.catalog.trained_models import NewModel
+from runmesh.core.settings import Settings
+from runmesh.plugins import Action
+from runmesh.storage import TenantUris
 from runmesh.train.artifacts import RunArtifacts, load_detector
 from runmesh.train.dataset import LoadedDataset, load_dataset
 from runmesh.train.errors import DatasetError, ModelNotFoundError, TrainConfigError

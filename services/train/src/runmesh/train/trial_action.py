@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import optuna
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 from runmesh.train import study as studies
 from runmesh.train.artifacts import RunArtifacts
 from runmesh.train.dataset import load_dataset

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 import optuna
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.catalog.trained_models import NewModel
-from runmesh.common.child_runs import ChildRunCancelled, ChildRunError, run_child
-from runmesh.common.events import RunEventBase, RunFailed, RunMetric, RunRequest, RunSucceeded
-from runmesh.common.plugins import Action
+from runmesh.catalog import trained_models
+from runmesh.catalog.trained_models import NewModel
+from runmesh.core.events import RunEventBase, RunFailed, RunMetric, RunRequest, RunSucceeded
+from runmesh.pipeline.child_runs import ChildRunCancelled, ChildRunError, run_child
+from runmesh.plugins import Action
 from runmesh.train import study as studies
 from runmesh.train.errors import TrainConfigError, TrainError
 from runmesh.train.params import TrialParams, TuneParams

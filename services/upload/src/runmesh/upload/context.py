@@ -6,16 +6,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runmesh.common.pipeline import Counts
-from runmesh.common.plugins import Run
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
+from runmesh.pipeline import Counts
+from runmesh.plugins import Run
 from runmesh.upload.params import UploadParams
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from runmesh.common.catalog.repository import DataCollectionRow, DataFile, FileSpecification
-    from runmesh.common.storage import ObjectInfo, Storage
+    from runmesh.catalog.repository import DataCollectionRow, DataFile, FileSpecification
+    from runmesh.storage import ObjectInfo, Storage
 
 
 @dataclass(slots=True)

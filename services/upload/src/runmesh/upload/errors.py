@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runmesh.common.errors import RunmeshError
+from runmesh.core.errors import RunmeshError
 
 
 class UploadError(RunmeshError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runmesh.common.pipeline import Orchestrator as PipelineOrchestrator
-from runmesh.common.run_resources import close_run_resources
+from runmesh.pipeline import Orchestrator as PipelineOrchestrator
+from runmesh.pipeline.resources import close_run_resources
 from runmesh.upload.context import UploadContext
 from runmesh.upload.steps.base import Step
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runmesh.common.plugins import Action
-from runmesh.common.storage import ObjectInfo
+from runmesh.plugins import Action
+from runmesh.storage import ObjectInfo
 from runmesh.upload.context import PlannedUnit, SourceFile, UploadContext
 from runmesh.upload.orchestrator import Orchestrator
 from runmesh.upload.params import UploadParams

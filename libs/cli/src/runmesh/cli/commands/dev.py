@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runmesh.cli.exits import run_async
+from runmesh.cli.exits import needs_dev_extra, run_async
 from runmesh.cli.sandbox_home import prepare_home
 from runmesh.cli.settings import load_settings
 
@@ -25,7 +25,8 @@ def dev(
     port: int = typer.Option(0, help="gateway port (0 = RUNMESH_GATEWAY_PORT)"),
     demo: bool = typer.Option(True, "--demo/--no-demo", help="run the demo after start"),
 ) -> None:
-    from runmesh.cli.dev import run_dev
+    with needs_dev_extra("dev"):
+        from runmesh.cli.dev import run_dev
 
     settings = prepare_home(load_settings(from_dev=False))
     if port:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from runmesh.cli.exits import fail
-from runmesh.common.categories import BUILTIN_CATEGORIES
+from runmesh.core.categories import BUILTIN_CATEGORIES
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "plugin_template"
 """The copier template (package data; rendered as a plain folder, never through git)."""
@@ -117,8 +117,8 @@ def _check_config(answers: dict[str, str]) -> None:
     """Refuse what config.yaml would refuse (the version above all), before writing anything."""
     from pydantic import ValidationError
 
-    from runmesh.common.plugins import PluginConfig
-    from runmesh.common.validation import describe_errors
+    from runmesh.core.validation import describe_errors
+    from runmesh.plugins import PluginConfig
 
     try:
         PluginConfig.model_validate(
@@ -165,7 +165,7 @@ def _render(target: Path, data: dict[str, str]) -> list[str]:
 
 def _report(target: Path, files: list[str]) -> None:
     """What was created, and what to do next."""
-    from runmesh.common.plugins import load_config
+    from runmesh.plugins import load_config
 
     config = load_config(target)
     actions = ", ".join(f"{name} ({action.method})" for name, action in config.actions.items())

@@ -13,7 +13,7 @@ from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
 from runmesh.cli.settings import load_settings
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 app = typer.Typer()
 
@@ -37,9 +37,9 @@ def publish_command(
         typer.Option("--output", "-o", help="also write the archive to this file"),
     ] = None,
 ) -> None:
-    from runmesh.common.errors import PluginError
-    from runmesh.common.plugins.archive import build_archive, sha256_hex
-    from runmesh.common.plugins.loader import load_plugin
+    from runmesh.core.errors import PluginError
+    from runmesh.plugins.archive import build_archive, sha256_hex
+    from runmesh.plugins.loader import load_plugin
 
     try:
         plugin = load_plugin(path.resolve())

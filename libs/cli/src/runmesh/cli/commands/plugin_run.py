@@ -23,12 +23,12 @@ from rich.progress import (
 
 from runmesh.cli.commands.submit import parse_params, submit
 from runmesh.cli.errors import CliError
-from runmesh.cli.exits import fail, run_async
+from runmesh.cli.exits import fail, needs_dev_extra, run_async
 from runmesh.cli.render import LEVEL_STYLES, live_bars, print_line
 from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import EXIT_CODES
-from runmesh.common.errors import RunmeshError
-from runmesh.common.events import (
+from runmesh.core.errors import RunmeshError
+from runmesh.core.events import (
     ArtifactPayload,
     EventPayload,
     LogPayload,
@@ -40,9 +40,9 @@ from runmesh.common.events import (
 if TYPE_CHECKING:
     # Imported where used: every `runmesh` invocation imports this module, and the plugin
     # runtime is only needed by `--debug`.
-    from runmesh.common.execution import Failed, Outcome
-    from runmesh.common.plugins.loader import LoadedAction, LoadedPlugin
-    from runmesh.common.settings import Settings
+    from runmesh.core.settings import Settings
+    from runmesh.execution import Failed, Outcome
+    from runmesh.plugins.loader import LoadedAction, LoadedPlugin
 
 EXIT_INTERRUPTED = 130  # the shell's code for "killed by SIGINT"
 
@@ -99,7 +99,8 @@ def _run_here(ctx: typer.Context, directory: Path, action: str, values: dict[str
     except RunmeshError as exc:
         fail(str(exc))
     settings = load_settings(options=ctx.obj)
-    return run_async(debug_run(plugin, loaded, params, settings, Console(stderr=True)))
+    with needs_dev_extra("plugin run --debug"):
+        return run_async(debug_run(plugin, loaded, params, settings, Console(stderr=True)))
 
 
 def _run_on_mesh(
@@ -114,7 +115,7 @@ def _run_on_mesh(
 
 def mesh_request(directory: Path, action: str, params: dict[str, Any]) -> dict[str, Any]:
     """The `POST /v1/runs` body running `action` of the plugin version in `directory`."""
-    from runmesh.common.plugins.config import load_config
+    from runmesh.plugins.config import load_config
 
     config = load_config(directory)
     if action not in config.actions:
@@ -134,8 +135,8 @@ def prepare_debug_run(
 ) -> tuple[LoadedPlugin, LoadedAction, BaseModel]:
     """Load the plugin, pick `action` and validate `params` as a worker does; a `RunmeshError`
     says what is wrong (invalid params: one line per field)."""
-    from runmesh.common.plugins.loader import load_plugin
-    from runmesh.common.validation import describe_errors
+    from runmesh.core.validation import describe_errors
+    from runmesh.plugins.loader import load_plugin
 
     plugin = load_plugin(directory)
     loaded = plugin.action(action)
@@ -162,8 +163,8 @@ async def debug_run(
 ) -> int:
     """Run the action here as a worker's `task` does, its reports shown on `console` and its
     result printed on stdout; return the exit status."""
-    from runmesh.common.execution import StopSignal, execute_task
-    from runmesh.common.plugins.run import Run, RunContext
+    from runmesh.execution import StopSignal, execute_task
+    from runmesh.plugins.run import Run, RunContext
 
     cancel_flag = threading.Event()
     stop = StopSignal()
@@ -222,7 +223,7 @@ async def debug_run(
 def show_outcome(outcome: Outcome, console: Console, *, max_bytes: int) -> int:
     """Print the result JSON on stdout, or the failure (with its traceback) or cancellation on
     `console`; return the exit status."""
-    from runmesh.common.execution import Cancelled, Succeeded
+    from runmesh.execution import Cancelled, Succeeded
 
     if isinstance(outcome, Succeeded):
         text = result_json(outcome.result, max_bytes=max_bytes)
@@ -241,7 +242,7 @@ def show_outcome(outcome: Outcome, console: Console, *, max_bytes: int) -> int:
 
 def result_json(result: dict[str, Any], *, max_bytes: int) -> str | Failed:
     """The result as indented JSON, or the failure a worker would end the run with instead."""
-    from runmesh.common.execution import Failed
+    from runmesh.execution import Failed
 
     try:
         # Through the wire model, as a worker sends it: what it cannot send fails here too.

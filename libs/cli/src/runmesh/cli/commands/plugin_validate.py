@@ -22,8 +22,8 @@ def validate_command(
         "."
     ),
 ) -> None:
-    from runmesh.common.errors import PluginError
-    from runmesh.common.plugins.loader import load_plugin
+    from runmesh.core.errors import PluginError
+    from runmesh.plugins.loader import load_plugin
 
     try:
         plugin = load_plugin(path.resolve())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from runmesh.cli.exits import fail
+from runmesh.cli.exits import fail, needs_dev_extra
 from runmesh.cli.settings import load_settings
-from runmesh.common.errors import RunmeshError
+from runmesh.core.errors import RunmeshError
 
 app = typer.Typer()
 
@@ -16,7 +16,8 @@ def gateway(
     port: int = typer.Option(0, help="port (0 = RUNMESH_GATEWAY_PORT)"),
     host: str = typer.Option("", help="bind address (empty = RUNMESH_GATEWAY_HOST)"),
 ) -> None:
-    from runmesh.gateway.__main__ import serve
+    with needs_dev_extra("gateway"):
+        from runmesh.gateway.__main__ import serve
 
     settings = load_settings()
     update: dict[str, object] = {}
@@ -38,7 +39,8 @@ def worker(
         "(runmesh.upload:service)"
     ),
 ) -> None:
-    from runmesh.cli.services import service_main
+    with needs_dev_extra("worker"):
+        from runmesh.cli.services import service_main
 
     try:
         entry = service_main(service)

@@ -15,7 +15,7 @@ from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
 from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import watch_run
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 app = typer.Typer()
 

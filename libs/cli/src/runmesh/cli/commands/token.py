@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from runmesh.cli.exits import fail, run_async
+from runmesh.cli.exits import fail, needs_dev_extra, run_async
 from runmesh.cli.settings import load_settings
-from runmesh.common.settings import Settings
+from runmesh.core.settings import Settings
 
 app = typer.Typer(help="API tokens (each belongs to one tenant).", no_args_is_help=True)
 
@@ -16,7 +16,7 @@ app = typer.Typer(help="API tokens (each belongs to one tenant).", no_args_is_he
 async def create(settings: Settings, tenant: str, name: str) -> str:
     """Create a token in the gateway's database (its schema is migrated first if needed)."""
     from runmesh.cli.errors import CliError
-    from runmesh.common.db import apply_migrations, create_pool, load_migrations
+    from runmesh.core.db import apply_migrations, create_pool, load_migrations
     from runmesh.gateway.app import SCHEMA
     from runmesh.gateway.tokens import create_token
 
@@ -35,7 +35,8 @@ def create_command(
     tenant: str = typer.Option(..., "--tenant", help="the tenant the token acts for"),
     name: str = typer.Option("", "--name", help="a label to recognise it by"),
 ) -> None:
-    token = run_async(create(load_settings(), tenant, name))
+    with needs_dev_extra("token create"):
+        token = run_async(create(load_settings(), tenant, name))
     typer.echo(f"token for tenant {tenant}: {token}")
 
 
@@ -44,7 +45,7 @@ async def revoke(
 ) -> list[str]:
     """Revoke `token`, or the tenant's tokens (named `name`); the tenants of those revoked."""
     from runmesh.cli.errors import CliError
-    from runmesh.common.db import apply_migrations, create_pool, load_migrations
+    from runmesh.core.db import apply_migrations, create_pool, load_migrations
     from runmesh.gateway.app import SCHEMA
     from runmesh.gateway.tokens import revoke_tokens
 
@@ -76,7 +77,8 @@ def revoke_command(
     if name is not None and tenant is None:
         fail("--name needs --tenant", code=2)
     settings = load_settings()
-    revoked = run_async(revoke(settings, token=token or None, tenant=tenant, name=name))
+    with needs_dev_extra("token revoke"):
+        revoked = run_async(revoke(settings, token=token or None, tenant=tenant, name=name))
     if not revoked:
         fail("no unrevoked token matched")
     within = f"{settings.token_cache_ttl_s:g} s"

@@ -1,9 +1,9 @@
-"""A step of the export pipeline: `runmesh.common.pipeline.Step` over `ExportContext`."""
+"""A step of the export pipeline: `runmesh.pipeline.Step` over `ExportContext`."""
 
 from __future__ import annotations
 
-from runmesh.common.pipeline import Step as PipelineStep
 from runmesh.export.context import ExportContext
+from runmesh.pipeline import Step as PipelineStep
 
 
 class Step(PipelineStep[ExportContext]):

@@ -18,13 +18,13 @@ from typing import BinaryIO
 import orjson
 from pydantic import ValidationError
 
-from runmesh.common.catalog import annotation
-from runmesh.common.dm import DMImage, parse_dm
-from runmesh.common.storage import Storage, StorageError, StorageNotFound
-from runmesh.common.validation import describe_errors
+from runmesh.catalog import annotation
+from runmesh.core.validation import describe_errors
+from runmesh.dm import DMImage, parse_dm
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.emitted_files import store_emitted
 from runmesh.export.steps.base import Step
+from runmesh.storage import Storage, StorageError, StorageNotFound
 
 log = logging.getLogger(__name__)
 

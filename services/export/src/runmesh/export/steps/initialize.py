@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.errors import CatalogNotFoundError
-from runmesh.common.catalog.tenant_storages import tenant_uris
-from runmesh.common.run_resources import open_catalog_pool
-from runmesh.common.storage import StorageError, StoragePolicyError, open_storage
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.errors import CatalogNotFoundError
+from runmesh.catalog.tenant_storages import tenant_uris
 from runmesh.export.context import ExportContext
 from runmesh.export.errors import ExportConfigError, NothingToExportError
 from runmesh.export.steps.base import Step
+from runmesh.pipeline.resources import open_catalog_pool
+from runmesh.storage import StorageError, StoragePolicyError, open_storage
 
 
 class Initialize(Step):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import orjson
 
-from runmesh.common.storage import StorageError
 from runmesh.export.context import ExportContext
 from runmesh.export.emitted_files import raise_failures, store_batch, store_emitted
 from runmesh.export.steps.base import Step
 from runmesh.export.steps.convert_items import ISSUES_FILE
+from runmesh.storage import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from runmesh.common.storage import Storage, StorageError, StorageNotFound
 from runmesh.export.context import ExportContext
 from runmesh.export.steps.base import Step
+from runmesh.storage import Storage, StorageError, StorageNotFound
 
 log = logging.getLogger(__name__)
 

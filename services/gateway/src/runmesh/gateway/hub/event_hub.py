@@ -8,8 +8,8 @@ from uuid import UUID
 
 import asyncpg
 
-from runmesh.common.errors import DependencyUnavailableError
-from runmesh.common.settings import Settings
+from runmesh.core.errors import DependencyUnavailableError
+from runmesh.core.settings import Settings
 from runmesh.gateway.hub.fan_out import FanOut
 from runmesh.gateway.hub.listener import listen, parse_notice
 from runmesh.gateway.hub.registry import SubscriptionRegistry

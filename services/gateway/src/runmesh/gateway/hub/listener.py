@@ -11,8 +11,8 @@ from typing import Any, Final
 import asyncpg
 from pydantic import ValidationError
 
-from runmesh.common.errors import DependencyUnavailableError
-from runmesh.common.events import NOTIFY_CHANNEL, RunNotice
+from runmesh.core.errors import DependencyUnavailableError
+from runmesh.core.events import NOTIFY_CHANNEL, RunNotice
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
-from runmesh.common.storage import (
+from runmesh.gateway import runs_store
+from runmesh.gateway.auth import Tenant
+from runmesh.gateway.deps import Deps, get_deps
+from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
+from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
+from runmesh.storage import (
     Storage,
     StorageError,
     StorageNotFound,
@@ -26,11 +31,6 @@ from runmesh.common.storage import (
     run_prefixes,
     validate_path,
 )
-from runmesh.gateway import runs_store
-from runmesh.gateway.auth import Tenant
-from runmesh.gateway.deps import Deps, get_deps
-from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
-from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
 

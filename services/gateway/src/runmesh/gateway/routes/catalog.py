@@ -15,14 +15,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from runmesh.common.catalog import CatalogNotFoundError, DuplicateNameError, repository
-from runmesh.common.catalog.models import DataCollectionCreate
-from runmesh.common.catalog.repository import (
+from runmesh.catalog import CatalogNotFoundError, DuplicateNameError, repository
+from runmesh.catalog.models import DataCollectionCreate
+from runmesh.catalog.repository import (
     DataCollectionRow,
     DataFile,
     NewDataUnit,
 )
-from runmesh.common.events import JsonObject
+from runmesh.core.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
-from runmesh.common.events import TERMINAL_STATES, RunStateNotice
+from runmesh.core.events import TERMINAL_STATES, RunStateNotice
 from runmesh.gateway import runs_store
 from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.catalog import trained_models
-from runmesh.common.events import JsonObject
+from runmesh.catalog import trained_models
+from runmesh.core.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import NotFound

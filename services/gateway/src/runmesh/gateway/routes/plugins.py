@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from runmesh.common.events import JsonObject
+from runmesh.core.events import JsonObject
 from runmesh.gateway import plugin_publishing
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps

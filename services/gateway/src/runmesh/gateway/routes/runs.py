@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.events import JsonObject, LogLevel, RunState
+from runmesh.core.events import JsonObject, LogLevel, RunState
 from runmesh.gateway import runs_store
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.cancellation import cancel_run

@@ -1,7 +1,7 @@
 """The OpenAPI `responses` of the event streams, from the models of what they send.
 
 The models (`StreamedEvent`, `RunStateNotice`) live beside the wire events in
-`runmesh.common.events`: the CLI and the dashboard read what the gateway writes.
+`runmesh.core.events`: the CLI and the dashboard read what the gateway writes.
 
 OpenAPI 3.1 has no way to say what the `data:` of an SSE message holds, so the
 `text/event-stream` schema carries it as `x-sse-data` (a JSON Schema of its own, checked by
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from runmesh.common.events import RunStateNotice, StreamedEvent
+from runmesh.core.events import RunStateNotice, StreamedEvent
 from runmesh.gateway.routes.support import problems
 
 

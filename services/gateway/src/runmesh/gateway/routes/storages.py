@@ -10,16 +10,16 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from runmesh.common.catalog import DuplicateNameError, repository
-from runmesh.common.catalog.models import StorageCreate, public_storage_config
-from runmesh.common.catalog.repository import StorageProvider, StorageRow
-from runmesh.common.events import JsonObject
-from runmesh.common.storage import StorageError, StoragePolicyError, check_storage
+from runmesh.catalog import DuplicateNameError, repository
+from runmesh.catalog.models import StorageCreate, public_storage_config
+from runmesh.catalog.repository import StorageProvider, StorageRow
+from runmesh.core.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.routes.pagination import cursor_page, decode_cursor
 from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.storage import StorageError, StoragePolicyError, check_storage
 
 router = APIRouter(prefix="/v1", tags=["storages"], route_class=MeasuredRoute)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.common.events import TERMINAL_EVENT_TYPES
+from runmesh.core.events import TERMINAL_EVENT_TYPES
 from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, RUN_COLUMNS, Db
 
 

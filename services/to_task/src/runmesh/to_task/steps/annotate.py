@@ -16,13 +16,13 @@ from pathlib import PurePosixPath
 import orjson
 from PIL import Image
 
-from runmesh.common.converters.base import ConversionError
-from runmesh.common.converters.coco import parse_coco_file
-from runmesh.common.converters.dm_json import detect_annotation_format, parse_dm_file
-from runmesh.common.converters.pascal_voc import parse_pascal_voc_file
-from runmesh.common.converters.yolo import parse_yolo_file
-from runmesh.common.dm import DMData, DMImage
-from runmesh.common.storage import StorageError
+from runmesh.converters.base import ConversionError
+from runmesh.converters.coco import parse_coco_file
+from runmesh.converters.dm_json import detect_annotation_format, parse_dm_file
+from runmesh.converters.pascal_voc import parse_pascal_voc_file
+from runmesh.converters.yolo import parse_yolo_file
+from runmesh.dm import DMData, DMImage
+from runmesh.storage import StorageError
 from runmesh.to_task.context import Annotated, Item, ToTaskContext
 from runmesh.to_task.steps.base import Step
 from runmesh.to_task.steps.inference import annotate_with_model

@@ -1,8 +1,8 @@
-"""A step of the to_task pipeline: `runmesh.common.pipeline.Step` over `ToTaskContext`."""
+"""A step of the to_task pipeline: `runmesh.pipeline.Step` over `ToTaskContext`."""
 
 from __future__ import annotations
 
-from runmesh.common.pipeline import Step as PipelineStep
+from runmesh.pipeline import Step as PipelineStep
 from runmesh.to_task.context import ToTaskContext
 
 

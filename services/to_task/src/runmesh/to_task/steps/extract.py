@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from runmesh.common.catalog import annotation, repository
-from runmesh.common.catalog.errors import CatalogError
-from runmesh.common.catalog.repository import DataUnitRow, Executor
+from runmesh.catalog import annotation, repository
+from runmesh.catalog.errors import CatalogError
+from runmesh.catalog.repository import DataUnitRow, Executor
 from runmesh.to_task.context import Item, ToTaskContext
 from runmesh.to_task.errors import NoDataUnitsError, ToTaskConfigError
 from runmesh.to_task.steps.base import Step

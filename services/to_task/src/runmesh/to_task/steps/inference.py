@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from runmesh.common.child_runs import ChildRunCancelled, ChildRunError, run_child
-from runmesh.common.dm import BoundingBox, DMData, DMImage
-from runmesh.common.events import RunEventBase, RunFailed, RunProgress, RunRequest, RunSucceeded
-from runmesh.common.storage import StorageError
+from runmesh.core.events import RunEventBase, RunFailed, RunProgress, RunRequest, RunSucceeded
+from runmesh.dm import BoundingBox, DMData, DMImage
+from runmesh.pipeline.child_runs import ChildRunCancelled, ChildRunError, run_child
+from runmesh.storage import StorageError
 from runmesh.to_task.context import Annotated, ToTaskContext
 from runmesh.to_task.errors import ToTaskError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from runmesh.common.storage import platform_storage
+from runmesh.storage import platform_storage
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.steps.base import Step
 

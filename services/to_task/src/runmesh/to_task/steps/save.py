@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runmesh.common.catalog import annotation
+from runmesh.catalog import annotation
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.steps.base import Step
 

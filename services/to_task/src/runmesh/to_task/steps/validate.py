@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from runmesh.common.catalog import annotation, repository, trained_models
-from runmesh.common.catalog.repository import DataCollectionRow
-from runmesh.common.catalog.tenant_storages import tenant_uris
-from runmesh.common.run_resources import open_catalog_pool
+from runmesh.catalog import annotation, repository, trained_models
+from runmesh.catalog.repository import DataCollectionRow
+from runmesh.catalog.tenant_storages import tenant_uris
+from runmesh.pipeline.resources import open_catalog_pool
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.errors import ToTaskConfigError
 from runmesh.to_task.steps.base import Step

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from runmesh.common.storage import ObjectInfo, StorageError
+from runmesh.storage import ObjectInfo, StorageError
 from runmesh.upload.context import SourceFile, UploadContext
 from runmesh.upload.errors import UploadConfigError
 from runmesh.upload.steps.base import Step

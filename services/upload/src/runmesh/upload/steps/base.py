@@ -1,8 +1,8 @@
-"""A step of the upload pipeline: `runmesh.common.pipeline.Step` over `UploadContext`."""
+"""A step of the upload pipeline: `runmesh.pipeline.Step` over `UploadContext`."""
 
 from __future__ import annotations
 
-from runmesh.common.pipeline import Step as PipelineStep
+from runmesh.pipeline import Step as PipelineStep
 from runmesh.upload.context import UploadContext
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runmesh.common.events import LogLevel
+from runmesh.core.events import LogLevel
 from runmesh.upload.context import UploadContext
 from runmesh.upload.steps.base import Step
 

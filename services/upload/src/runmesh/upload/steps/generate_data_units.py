@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runmesh.common.catalog.repository import NewDataUnit
+from runmesh.catalog.repository import NewDataUnit
 from runmesh.upload.context import UploadContext
 from runmesh.upload.steps.base import Step
 from runmesh.upload.strategies.data_unit import writer_for

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from runmesh.common.catalog import repository
-from runmesh.common.run_resources import open_catalog_pool
-from runmesh.common.storage import (
+from runmesh.catalog import repository
+from runmesh.pipeline.resources import open_catalog_pool
+from runmesh.storage import (
     StorageError,
     StoragePolicyError,
     open_storage,

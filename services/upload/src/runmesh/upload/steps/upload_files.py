@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from runmesh.common.catalog.repository import DataFile
+from runmesh.catalog.repository import DataFile
 from runmesh.upload.context import Failure, UploadContext
 from runmesh.upload.errors import UploadFailedError
 from runmesh.upload.steps.base import Step

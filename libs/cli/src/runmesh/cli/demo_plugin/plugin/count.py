@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from runmesh.common.plugins import Action
+from runmesh.plugins import Action
 
 
 class CountParams(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query
 
-from runmesh.common.catalog import InvalidReferenceError, UnknownClassError
+from runmesh.catalog import InvalidReferenceError, UnknownClassError
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest
 from runmesh.gateway.routes.support import Int64

@@ -9,19 +9,19 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.catalog import (
+from runmesh.catalog import (
     CatalogNotFoundError,
     DuplicateNameError,
     InvalidReferenceError,
     UnknownClassError,
     ground_truth,
 )
-from runmesh.common.catalog.models import (
+from runmesh.catalog.models import (
     GroundTruthCategory,
     GroundTruthDatasetCreate,
     GroundTruthVersionCreate,
 )
-from runmesh.common.events import JsonObject
+from runmesh.core.events import JsonObject
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.errors import Conflict, NotFound
 from runmesh.gateway.routes.annotation._shared import (

@@ -8,13 +8,13 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.catalog import (
+from runmesh.catalog import (
     CatalogNotFoundError,
     DuplicateNameError,
     InvalidReferenceError,
     annotation,
 )
-from runmesh.common.catalog.models import AnnotationType, LabelSchema, ProjectCreate, TasksCreate
+from runmesh.catalog.models import AnnotationType, LabelSchema, ProjectCreate, TasksCreate
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.errors import Conflict, NotFound
 from runmesh.gateway.routes.annotation._shared import (

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.common.catalog import CatalogNotFoundError, UnknownClassError, annotation
-from runmesh.common.catalog.models import AssignmentCreate, AssignmentStatus, TaskStatus
-from runmesh.common.dm import DMData
-from runmesh.common.events import JsonObject
+from runmesh.catalog import CatalogNotFoundError, UnknownClassError, annotation
+from runmesh.catalog.models import AssignmentCreate, AssignmentStatus, TaskStatus
+from runmesh.core.events import JsonObject
+from runmesh.dm import DMData
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import NotFound
@@ -188,7 +188,7 @@ async def set_task_data(
         TaskStatus | None, Query(description="Also set the task's status; unset = keep it")
     ] = None,
 ) -> TaskOut:
-    """Replace the task's annotations with a DM document (`runmesh.common.dm.DMData`). An
+    """Replace the task's annotations with a DM document (`runmesh.dm.DMData`). An
     invalid document is a 422 naming each field; an annotation whose `class_name` is not in
     the project's label schema is a 422 naming the classes (`unknown_classes`)."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
-from runmesh.common.catalog.repository import NewDataUnit, upsert_data_units
+from runmesh.catalog.repository import NewDataUnit, upsert_data_units
 from runmesh.upload.context import UploadContext
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from runmesh.common.storage import ObjectInfo, Storage
+from runmesh.storage import ObjectInfo, Storage
 
 
 class FileDiscovery(ABC):

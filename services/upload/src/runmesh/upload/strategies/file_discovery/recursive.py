@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runmesh.common.storage import ObjectInfo, Storage
+from runmesh.storage import ObjectInfo, Storage
 from runmesh.upload.strategies.file_discovery.base import FileDiscovery
 
 

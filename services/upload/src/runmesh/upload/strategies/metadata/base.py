@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from runmesh.common.storage import Storage
+from runmesh.storage import Storage
 
 
 class MetadataSource(ABC):

@@ -10,7 +10,7 @@ from datetime import date, datetime, time
 from pathlib import PurePosixPath
 from typing import Any
 
-from runmesh.common.storage import Storage, StorageError, StorageNotFound
+from runmesh.storage import Storage, StorageError, StorageNotFound
 from runmesh.upload.errors import MetadataError, MetadataTooLargeError
 from runmesh.upload.strategies.metadata.base import MetadataSource
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runmesh.common.storage import Storage
+from runmesh.storage import Storage
 from runmesh.upload.strategies.metadata.base import MetadataSource
 
 

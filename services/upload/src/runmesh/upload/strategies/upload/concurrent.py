@@ -8,9 +8,9 @@ import mimetypes
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from runmesh.common.catalog.repository import DataFile
-from runmesh.common.errors import RunCancelledError
-from runmesh.common.storage import ObjectInfo, Storage, StorageError, StorageNotFound
+from runmesh.catalog.repository import DataFile
+from runmesh.core.errors import RunCancelledError
+from runmesh.storage import ObjectInfo, Storage, StorageError, StorageNotFound
 from runmesh.upload.context import SourceFile, UploadContext
 
 

@@ -1,1 +1,0 @@
-"""runmesh.common: the library every runmesh process shares."""

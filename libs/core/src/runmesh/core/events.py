@@ -1,0 +1,404 @@
+"""Every message on runmesh's topics as pydantic v2 models: the single source of wire truth."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from runmesh.core.errors import DecodeError
+from runmesh.core.validation import describe_errors
+
+SCHEMA_VERSION = 1
+"""Version of the wire format; bumped only for changes old readers cannot ignore."""
+
+JsonObject: TypeAlias = dict[str, Any]  # free-form JSON: params, results, log data
+
+LogLevel = Literal["debug", "info", "warning", "error", "success"]
+RunState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (every timestamp on the wire is)."""
+    return datetime.now(UTC)
+
+
+class WireModel(BaseModel):
+    """Base of every message: immutable, unknown fields ignored on read (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+
+
+class RunRequest(WireModel):
+    """A request to run one plugin action; `run_id` is the idempotency key."""
+
+    run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    category: str = Field(min_length=1, description="Service category, e.g. upload, export")
+    plugin: str | None = Field(
+        default=None,
+        description="`code` or `code@version`; unset = the category's built-in plugin",
+    )
+    action: str = Field(min_length=1, description="The plugin action to run")
+    params: JsonObject = Field(
+        default_factory=dict, description="The action's params, validated by its params model"
+    )
+    tenant: str = Field(default="default", min_length=1, description="Who the run belongs to")
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Cancel the run after this many seconds of running"
+    )
+    parent_run_id: uuid.UUID | None = Field(
+        default=None, description="The run that requested this one (a child run)"
+    )
+    submitted_at: datetime = Field(default_factory=utcnow, description="When it was requested")
+
+
+class StartedPayload(BaseModel):
+    """Payload of `run.started`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    plugin: str = Field(description="The code of the plugin that runs")
+    plugin_version: str = Field(description="The exact version that runs")
+    action: str = Field(description="The action that runs")
+    params: JsonObject = Field(description="Validated params with secrets redacted")
+    parent_run_id: uuid.UUID | None = Field(
+        default=None, description="The run that requested this one (a child run), if any"
+    )
+
+
+class ProgressPayload(BaseModel):
+    """Payload of `run.progress`: `current` of `total` in one progress category."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    category: str = Field(description="A progress category the action declares")
+    current: float = Field(ge=0, description="Work done so far")
+    total: float | None = Field(default=None, ge=0, description="All the work; null = unknown")
+
+
+class LogPayload(BaseModel):
+    """Payload of `run.log`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    level: LogLevel = Field(default="info", description="debug, info, warning, error, success")
+    message: str = Field(description="The line, for people")
+    code: str | None = Field(
+        default=None, description="A log code the action declares in `log_messages`"
+    )
+    data: JsonObject = Field(default_factory=dict, description="Structured details")
+
+
+class MetricPayload(BaseModel):
+    """Payload of `run.metric`: named numbers in one metrics category, at an optional step."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    category: str = Field(description="A metrics category the action declares")
+    values: dict[str, float] = Field(description="Metric name → value")
+    step: int | None = Field(default=None, description="The step (e.g. epoch) they belong to")
+
+
+class ArtifactPayload(BaseModel):
+    """Payload of `run.artifact`: a file the run wrote, by URI."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(description="What the file is, for people")
+    uri: str = Field(description="Where it is: s3://…, file://…")
+    size: int | None = Field(default=None, ge=0, description="Bytes")
+    checksum: str | None = Field(default=None, description="e.g. sha256:<hex>")
+    media_type: str | None = Field(default=None, description="e.g. application/json")
+
+
+class SucceededPayload(BaseModel):
+    """Payload of `run.succeeded`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    result: JsonObject = Field(default_factory=dict, description="What the action returned")
+
+
+class FailedPayload(BaseModel):
+    """Payload of `run.failed`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    error_type: str = Field(description="The exception's class, or a runtime error's name")
+    message: str = Field(description="What went wrong, for people")
+    traceback: str | None = Field(default=None, description="Where, when an exception raised it")
+    retryable: bool = Field(default=False, description="Whether running it again may succeed")
+
+
+class CancelledPayload(BaseModel):
+    """Payload of `run.cancelled`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    reason: str = Field(default="cancelled", description="Who or what stopped it")
+
+
+class RunEventBase(WireModel):
+    """Envelope shared by every run event; `seq` is gapless per run and attempt, from 1."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    run_id: uuid.UUID
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    ts: datetime = Field(default_factory=utcnow)
+    service: str
+    worker: str
+    # The request's, so that a reader that never saw the request (the gateway, for a run
+    # produced straight to Kafka) can file the run; unset from producers older than them.
+    tenant: str | None = Field(default=None, description="Tenant of the run's request")
+    category: str | None = Field(default=None, description="Category of the run's request")
+
+
+class RunStarted(RunEventBase):
+    """The attempt began executing the action."""
+
+    type: Literal["run.started"] = "run.started"
+    payload: StartedPayload
+
+
+class RunProgress(RunEventBase):
+    """Progress in one category (coalesced by the worker: ≤ 1 per category per 200 ms)."""
+
+    type: Literal["run.progress"] = "run.progress"
+    payload: ProgressPayload
+
+
+class RunLog(RunEventBase):
+    """A log line from the action or the runtime."""
+
+    type: Literal["run.log"] = "run.log"
+    payload: LogPayload
+
+
+class RunMetric(RunEventBase):
+    """Metric values reported by the action."""
+
+    type: Literal["run.metric"] = "run.metric"
+    payload: MetricPayload
+
+
+class RunArtifact(RunEventBase):
+    """A file produced by the run."""
+
+    type: Literal["run.artifact"] = "run.artifact"
+    payload: ArtifactPayload
+
+
+class RunSucceeded(RunEventBase):
+    """Terminal: the action returned a result."""
+
+    type: Literal["run.succeeded"] = "run.succeeded"
+    payload: SucceededPayload
+
+
+class RunFailed(RunEventBase):
+    """Terminal: the action or the runtime failed the run."""
+
+    type: Literal["run.failed"] = "run.failed"
+    payload: FailedPayload
+
+
+class RunCancelled(RunEventBase):
+    """Terminal: the run stopped because cancellation was requested."""
+
+    type: Literal["run.cancelled"] = "run.cancelled"
+    payload: CancelledPayload
+
+
+RunEvent = Annotated[
+    RunStarted
+    | RunProgress
+    | RunLog
+    | RunMetric
+    | RunArtifact
+    | RunSucceeded
+    | RunFailed
+    | RunCancelled,
+    Field(discriminator="type"),
+]
+"""Any event on `runmesh.events`, discriminated by `type`."""
+
+EventPayload: TypeAlias = (
+    StartedPayload
+    | ProgressPayload
+    | LogPayload
+    | MetricPayload
+    | ArtifactPayload
+    | SucceededPayload
+    | FailedPayload
+    | CancelledPayload
+)
+
+EVENT_TYPES: dict[str, type[RunEventBase]] = {
+    "run.started": RunStarted,
+    "run.progress": RunProgress,
+    "run.log": RunLog,
+    "run.metric": RunMetric,
+    "run.artifact": RunArtifact,
+    "run.succeeded": RunSucceeded,
+    "run.failed": RunFailed,
+    "run.cancelled": RunCancelled,
+}
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+
+
+class CancelRun(WireModel):
+    """A request to cancel one run, read by every worker from `runmesh.control`."""
+
+    run_id: uuid.UUID
+    tenant: str = "default"
+    reason: str = "cancelled by user"
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+class ActionManifest(BaseModel):
+    """What a worker publishes about one action: enough for the gateway to validate params."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    method: Literal["task", "job", "restapi"]
+    description: str = ""
+    params_schema: JsonObject
+    progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+
+
+class PluginArchive(BaseModel):
+    """Where a published plugin version's archive is and how to verify it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uri: str = Field(description="s3://bucket/plugins/<tenant>/<code>/<version>.zip")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class PluginManifest(WireModel):
+    """A plugin version: announced by a worker at start (built-in or from its plugin path,
+    `tenant` '*'), or by the gateway when a tenant publishes one (with `archive`) or deletes
+    it (`deleted`)."""
+
+    code: str
+    name: str
+    version: str
+    category: str
+    description: str = ""
+    builtin: bool = False
+    data_types: list[str] = Field(default_factory=list)
+    annotation_types: list[str] = Field(default_factory=list)
+    actions: dict[str, ActionManifest]
+    service: str
+    worker: str
+    published_at: datetime = Field(default_factory=utcnow)
+    tenant: str = Field(default="*", description="'*' = every tenant; else the publisher's")
+    package_manager: Literal["pip", "uv"] = "uv"
+    archive: PluginArchive | None = Field(
+        default=None, description="Set for a published version: workers install it from here"
+    )
+    deleted: bool = Field(
+        default=False, description="A published version withdrawn: no new runs may use it"
+    )
+
+
+# -- the gateway's notices and streams ------------------------------------------------------
+# Not on Kafka: a PostgreSQL notification between gateway replicas, and what the gateway's
+# SSE streams send to clients (the CLI's `watch`, the dashboard). Documented in the gateway's
+# OpenAPI (`x-sse-data` of the event streams), not in the AsyncAPI document of the topics.
+
+NOTIFY_CHANNEL: Final = "runmesh_events"
+"""The PostgreSQL channel `RunNotice`s are sent on; every gateway replica's SSE hub listens."""
+
+
+class RunNotice(BaseModel):
+    """The payload of a notification on `NOTIFY_CHANNEL`: a run has new stored events, or ended.
+
+    Sent in the transaction that changed the run (PostgreSQL delivers it on commit, so a
+    listener never hears of a row it cannot read yet): by the aggregator once per run per
+    batch of events, and by the gateway when it ends a run itself (a cancel). Notices of one
+    run may be coalesced by the reader; they say where to look, the rows say what happened.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tenant: str = Field(description="The run's tenant: whose streams may see its events")
+    run_id: uuid.UUID
+    last_id: int | None = Field(
+        default=None,
+        description="The run's highest `runs.run_events` id when sent; null = unknown",
+    )
+    terminal: bool = Field(
+        default=False, description="The run may have ended: its state is worth reading"
+    )
+
+
+class StreamedEvent(BaseModel):
+    """The `data:` of an SSE message with an `id:`: one stored run event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: int = Field(
+        description="Its `runs.run_events` id: the SSE `id:`, sent back as "
+        "`Last-Event-ID` to resume"
+    )
+    event_id: uuid.UUID = Field(description="The event's own id (deduplication)")
+    run_id: uuid.UUID
+    attempt: int = Field(ge=0)
+    seq: int = Field(ge=0, description="Order within the attempt")
+    type: str = Field(
+        description="`run.started`, `run.log`, `run.progress`, ... (the SSE `event:`)"
+    )
+    ts: datetime
+    service: str
+    worker: str
+    payload: JsonObject = Field(description="The event's own fields (docs/events.md)")
+
+
+class RunStateNotice(BaseModel):
+    """The `data:` of the `event: run.state` message (no `id:`) that ends a run's stream when
+    the gateway itself ended the run, so no terminal event exists."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run_id: uuid.UUID
+    state: str = Field(description="The run's terminal state")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_RUN_EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialize a message to JSON bytes for the wire."""
+    return orjson.dumps(message.model_dump(mode="json"))
+
+
+def decode(data: bytes, model: type[M]) -> M:
+    """Parse JSON bytes into `model`; raise `DecodeError` with a readable reason."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid {model.__name__}: {_describe(exc)}") from exc
+
+
+def decode_event(data: bytes) -> RunEvent:
+    """Parse JSON bytes into the matching `RunEvent` member; raise `DecodeError` if invalid."""
+    try:
+        return _RUN_EVENT_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid RunEvent: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    return describe_errors(exc.errors(include_url=False), root="(message)", limit=5)

@@ -1,0 +1,142 @@
+"""Build aiokafka producers and consumers from `Settings` with runmesh's delivery choices."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import TopicPartition
+
+from runmesh.core.errors import ConfigurationError
+from runmesh.core.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+# Headers, key and record framing on top of the value; the value bound is ours (Tansu does
+# not enforce max.message.bytes), the request bound only has to let such a record through.
+_RECORD_OVERHEAD_BYTES = 64 * 1024
+
+
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """Where the brokers are and how to authenticate: what every aiokafka client shares.
+
+    Producers, consumers and the admin client are all built from this, so TLS and SASL
+    apply to each of them the same way.
+    """
+    if not settings.kafka_bootstrap:
+        raise ConfigurationError(
+            "RUNMESH_KAFKA_BOOTSTRAP is not set (start the sandbox with `runmesh dev`)"
+        )
+    # Kafka's own clients accept the protocol in any case; aiokafka only in upper case.
+    protocol = settings.kafka_security_protocol.upper()
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        # aiokafka refuses SSL without a context. The default one verifies the broker against
+        # the system CA store (or the bundle named by SSL_CERT_FILE) and checks its hostname.
+        config["ssl_context"] = create_ssl_context()
+    if settings.kafka_sasl_mechanism:
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
+def make_producer(settings: Settings, *, client_id: str = "runmesh") -> AIOKafkaProducer:
+    """A producer tuned for throughput without giving up durability.
+
+    acks=all so an acknowledged event survives a broker failover; linger and large batches so
+    many small events share one request; idempotence only where the broker is trusted with it.
+    """
+    return AIOKafkaProducer(
+        **connection_config(settings),
+        client_id=client_id,
+        acks="all",
+        linger_ms=settings.kafka_linger_ms,
+        max_batch_size=settings.kafka_max_batch_bytes,
+        max_request_size=max(settings.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024),
+        enable_idempotence=settings.kafka_idempotence,
+    )
+
+
+def consumer_config(settings: Settings, *, group_id: str | None) -> dict[str, Any]:
+    """Keyword arguments for an `AIOKafkaConsumer` with manual commits."""
+    return {
+        **connection_config(settings),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest" if group_id else "latest",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "max_partition_fetch_bytes": max(
+            settings.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024
+        ),
+    }
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, client_id: str = "runmesh"
+) -> AIOKafkaConsumer:
+    """A consumer with auto-commit off: offsets are committed by the code that finished the work."""
+    return AIOKafkaConsumer(
+        *topics, client_id=client_id, **consumer_config(settings, group_id=group_id)
+    )
+
+
+async def wait_for_assignment(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
+    """Wait until the consumer owns partitions; False if none came within `timeout_s`.
+
+    aiokafka offers no event for it, hence the short poll. A new group's first join takes
+    seconds (the broker waits for more members), and with more members than partitions a
+    member legitimately gets none: callers decide whether that is an error.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None:
+    """Wait for a group-less consumer's partitions and resolve its "latest" positions now.
+
+    Positions are otherwise resolved lazily at the first fetch, so a record produced between
+    start-up and that fetch would be skipped: a cancel, or the events of a run just submitted.
+    """
+    if not await wait_for_assignment(consumer, timeout_s):
+        raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
+async def commit_owned(
+    consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int], *, timeout_s: float
+) -> bool:
+    """Commit `offsets` of the partitions the consumer still owns; False if that failed.
+
+    For consumers whose work is idempotent: a commit lost to a rebalance or a timeout only
+    means the next owner redoes the batch, so the failure is logged, not raised.
+    """
+    owned = consumer.assignment()
+    mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not mine:
+        return True
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.commit(mine)
+    except (KafkaError, TimeoutError) as exc:
+        _log.warning("offset commit failed (the batch will be redone): %s", exc)
+        return False
+    return True

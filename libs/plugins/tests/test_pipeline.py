@@ -29,7 +29,6 @@ class FakeRun:
 class Ctx:
     run: FakeRun
     trail: list[str] = field(default_factory=list)
-    closed: bool = False
 
 
 class Ok(Step[Ctx]):
@@ -53,10 +52,6 @@ class Boom(Ok):
         raise ValueError("boom")
 
 
-async def close(ctx: Ctx) -> None:
-    ctx.closed = True
-
-
 def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -69,8 +64,8 @@ async def test_steps_run_in_order_each_in_a_child_span_of_the_run() -> None:
     tracer = provider.get_tracer("test")
     ctx = Ctx(FakeRun())
     with tracer.start_as_current_span("run") as run_span:
-        await Orchestrator([Ok("a"), Ok("b")], close=close, tracer=tracer).run(ctx)
-    assert ctx.trail == ["do a", "do b"] and ctx.closed
+        await Orchestrator([Ok("a"), Ok("b")], tracer=tracer).run(ctx)
+    assert ctx.trail == ["do a", "do b"]
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert set(spans) == {"run", "step a", "step b"}
     for name in ("step a", "step b"):
@@ -84,9 +79,8 @@ async def test_a_failure_rolls_back_the_steps_that_ran_and_itself_in_reverse() -
     ctx = Ctx(FakeRun())
     steps = [Ok("a"), Ok("b"), Boom("c"), Ok("d")]
     with pytest.raises(ValueError, match="boom"):
-        await Orchestrator(steps, close=close, tracer=provider.get_tracer("t")).run(ctx)
+        await Orchestrator(steps, tracer=provider.get_tracer("t")).run(ctx)
     assert ctx.trail == ["do a", "do b", "do c", "undo c", "undo b", "undo a"]
-    assert ctx.closed
     assert any("step c failed (boom); rolling back" in line for line in ctx.run.logs)
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert spans["step c"].status.status_code is StatusCode.ERROR
@@ -96,9 +90,8 @@ async def test_a_failure_rolls_back_the_steps_that_ran_and_itself_in_reverse() -
 async def test_a_run_that_will_be_retried_keeps_its_work() -> None:
     ctx = Ctx(FakeRun(will_be_retried=True))
     with pytest.raises(ValueError):
-        await Orchestrator([Ok("a"), Boom("b")], close=close).run(ctx)
+        await Orchestrator([Ok("a"), Boom("b")]).run(ctx)
     assert ctx.trail == ["do a", "do b"]
-    assert ctx.closed
     assert "keeping what was written for the next attempt" in ctx.run.logs[-1]
 
 

@@ -1,7 +1,8 @@
 """Pipelines of steps with real rollback (the Synapse `BaseStep` + orchestrator, DESIGN §6).
 
-A service's action builds a context object, lists its steps and hands both to `Orchestrator`:
-steps run in order; when one fails or the run is cancelled, the steps that ran (the failing one
+A service's action opens the run's resources (`resources.py`), builds a context object from
+them, lists its steps and hands both to `Orchestrator` (`PipelineAction` does all three): steps
+run in order; when one fails or the run is cancelled, the steps that ran (the failing one
 included, as it may have written part of its work) are rolled back in reverse order. A worker
 shutdown that will retry the run rolls back nothing: the next attempt resumes.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeVar
 
@@ -64,18 +65,17 @@ class Orchestrator(Generic[C]):
     """Runs `steps` in order and compensates in reverse order on failure.
 
     Unlike the Synapse SDK's rollbacks, which only clear in-memory lists, steps delete what the
-    run wrote. `close` (if given) always runs last, to release what the steps opened.
+    run wrote. No step opens or closes what the run works with: that was opened before the
+    first step and is closed after the last (`open_run_resources`).
     """
 
     def __init__(
         self,
         steps: Sequence[Step[C]],
         *,
-        close: Callable[[C], Awaitable[None]] | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self.steps = list(steps)
-        self._close = close
         self._tracer = tracer
 
     async def run(self, ctx: C) -> None:
@@ -112,6 +112,3 @@ class Orchestrator(Generic[C]):
                     log.exception("rollback of step %s failed", step.name)
                     ctx.run.log_message(f"rollback of step {step.name} failed", level="error")
             raise
-        finally:
-            if self._close is not None:
-                await self._close(ctx)

@@ -48,7 +48,11 @@ class ExportHooks(Protocol):
 
 @dataclass(slots=True)
 class ExportContext:
-    """State passed from step to step; each step fills what the next ones read."""
+    """State passed from step to step; each step fills what the next ones read.
+
+    The pool, the destination, the tenant's URIs and the staging folder are open before the
+    first step and closed (the folder deleted) after the last.
+    """
 
     params: ExportParams
     run: Run
@@ -57,14 +61,14 @@ class ExportContext:
     run_id: uuid.UUID
     hooks: ExportHooks
     staging: Path  # local folder the files are written to before they are stored
-    pool: asyncpg.Pool | None = None
-    destination: Storage | None = None
-    destination_name: str = ""
+    pool: asyncpg.Pool
+    destination: Storage
+    destination_name: str  # the destination storage's name, for people
+    uris: TenantUris  # opens original files through the tenant's storages
     classes: list[str] = field(default_factory=list)
     total: int = 0
     export_dir: str = ""  # in the destination storage: `<path>/<name>` or `<name>(n)`
     writers: dict[str, DatasetWriter] = field(default_factory=dict)  # by split ("" = none)
-    uris: TenantUris | None = None  # opens original files through the tenant's storages
     json_errors: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     original_errors: list[tuple[str, str]] = field(default_factory=list)
     conversion_issues: int = 0

@@ -21,7 +21,6 @@ async def store_emitted(ctx: ExportContext, *, force: bool = False) -> None:
     Batches of thousands make the storage's per-call cost (the file provider's one sync)
     small per file; the bound keeps memory flat in the item count.
     """
-    assert ctx.destination is not None
     held = [item for writer in ctx.writers.values() for item in writer.outlet or ()]
     if not force and (
         len(held) < _BATCH_FILES and sum(len(data) for _, data in held) < _BATCH_BYTES
@@ -40,7 +39,6 @@ async def store_emitted(ctx: ExportContext, *, force: bool = False) -> None:
 async def store_batch(ctx: ExportContext, files: list[tuple[str, bytes]]) -> list[str]:
     """Store files (paths relative to the export folder) in one `write_many`; what the
     destination refused, as `path: reason`."""
-    assert ctx.destination is not None
     if not files:
         return []
     targets = [(f"{ctx.export_dir}/{relative}", data) for relative, data in files]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,14 +9,13 @@ from runmesh.converters import WRITERS, DatasetWriter
 from runmesh.core.errors import RunCancelledError
 from runmesh.export.context import ExportContext, ItemData
 from runmesh.export.params import ExportParams
+from runmesh.export.resources import open_export_resources
 from runmesh.export.steps.base import Step
 from runmesh.export.steps.convert_items import ConvertItems
 from runmesh.export.steps.initialize import Initialize
 from runmesh.export.steps.save_files import SaveFiles
 from runmesh.export.steps.setup_output_directories import SetupOutputDirectories
-from runmesh.pipeline import Orchestrator
-from runmesh.pipeline.resources import close_run_resources
-from runmesh.plugins import Action
+from runmesh.pipeline import PipelineAction, RunResources
 
 LOG_MESSAGES = {
     "EXPORT_STARTED": {"message": "export {!r} of {} started", "level": "info"},
@@ -35,12 +33,14 @@ LOG_MESSAGES = {
 }
 
 
-class BaseExporter(Action[ExportParams]):
+class BaseExporter(PipelineAction[ExportParams, ExportContext]):
     """Exports tasks, assignments or ground truth as DM, COCO, YOLO or Pascal VOC.
 
     Subclass it in a plugin and override `before_convert`, `convert_data`, `after_convert`
     (return None to skip an item), `make_writer` (another output format) or
     `additional_file_saving`; `steps()` returns the pipeline if a plugin needs to change it.
+    The catalog pool, the destination storage and the staging folder are open before the first
+    step and closed after the last.
     """
 
     name = "export"
@@ -60,29 +60,39 @@ class BaseExporter(Action[ExportParams]):
 
     async def start(self) -> dict[str, object]:
         """Run the pipeline; the result says where the export is and what it holds."""
+        result = await super().start()
+        self.run.log_message_with_code("EXPORT_COMPLETED", result["uri"])
+        return result
+
+    def on_failure(self, exc: Exception) -> None:
+        """`EXPORT_FAILED`, unless the run was cancelled: it ends cancelled, not failed."""
+        if not isinstance(exc, RunCancelledError):
+            self.run.log_message_with_code("EXPORT_FAILED", exc)
+
+    async def open_context(self, resources: RunResources) -> ExportContext:
+        """Open the destination, the tenant's URIs and the staging folder; the context the
+        first step gets."""
         params = self.params
-        context = self.run.context
-        if context.settings is None:
-            raise RuntimeError("the export action needs the platform settings (run.context)")
-        with tempfile.TemporaryDirectory(prefix="runmesh-export-") as staging:
-            ctx = ExportContext(
-                params=params,
-                run=self.run,
-                tenant=context.tenant,
-                settings=context.settings,
-                run_id=self.run.run_id,
-                hooks=self,
-                staging=Path(staging),
-            )
-            try:
-                await Orchestrator(self.steps(), close=_close_resources).run(ctx)
-            except RunCancelledError:
-                raise  # the run ends cancelled, not failed
-            except Exception as exc:
-                self.run.log_message_with_code("EXPORT_FAILED", exc)
-                raise
-        assert ctx.destination is not None
-        result: dict[str, object] = {
+        self.run.log_message_with_code("EXPORT_STARTED", params.name, params.target)
+        opened = await open_export_resources(resources, params)
+        return ExportContext(
+            params=params,
+            run=self.run,
+            tenant=resources.tenant,
+            settings=resources.settings,
+            run_id=resources.run_id,
+            hooks=self,
+            staging=opened.staging,
+            pool=resources.pool,
+            destination=opened.destination,
+            destination_name=opened.destination_name,
+            uris=opened.uris,
+        )
+
+    def result(self, ctx: ExportContext) -> dict[str, object]:
+        """Where the export is, in which format, and what it holds."""
+        params = ctx.params
+        return {
             "path": ctx.export_dir,
             "uri": ctx.destination.url(ctx.export_dir),
             "format": params.extra_params.output_format,
@@ -97,8 +107,6 @@ class BaseExporter(Action[ExportParams]):
             "original_file": ctx.original_files.as_metrics(),
             "conversion_issues": ctx.conversion_issues,
         }
-        self.run.log_message_with_code("EXPORT_COMPLETED", result["uri"])
-        return result
 
     # -- hooks (the BaseExporter template) ----------------------------------------------------
     def before_convert(self, data: ItemData) -> ItemData:
@@ -120,8 +128,3 @@ class BaseExporter(Action[ExportParams]):
 
     def additional_file_saving(self, ctx: ExportContext) -> None:
         """Write extra files into `ctx.staging` once every item is saved (default: none)."""
-
-
-async def _close_resources(ctx: ExportContext) -> None:
-    opened = ctx.uris.opened if ctx.uris is not None else []
-    await close_run_resources([*opened, ctx.destination], ctx.pool)

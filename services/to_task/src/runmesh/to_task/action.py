@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runmesh.pipeline import Orchestrator
-from runmesh.pipeline.resources import close_run_resources
-from runmesh.plugins import Action
+from runmesh.pipeline import PipelineAction, RunResources
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.params import ToTaskParams
 from runmesh.to_task.steps.annotate import Annotate
@@ -31,11 +29,12 @@ LOG_MESSAGES = {
 }
 
 
-class BaseToTask(Action[ToTaskParams]):
+class BaseToTask(PipelineAction[ToTaskParams, ToTaskContext]):
     """Creates a project's tasks and pre-annotates them from each data unit's file, or with a
     registered model (`method: inference`).
 
-    Subclass it in a plugin and override `steps()` to change the pipeline.
+    Subclass it in a plugin and override `steps()` to change the pipeline. The catalog pool and
+    the tenant's storages are open before the first step and closed after the last.
     """
 
     name = "to_task"
@@ -52,24 +51,27 @@ class BaseToTask(Action[ToTaskParams]):
         """The pipeline, in order."""
         return [Validate(), Extract(), Preprocess(), Annotate(), Save(), Metrics()]
 
-    async def start(self) -> dict[str, object]:
-        """Run the pipeline; the result counts the tasks and lists the failed units."""
+    def on_failure(self, exc: Exception) -> None:
+        """`TO_TASK_FAILED`, naming what failed."""
+        self.run.log_message_with_code("TO_TASK_FAILED", exc)
+
+    async def open_context(self, resources: RunResources) -> ToTaskContext:
+        """Open the tenant's storages by URI; the context the first step gets."""
         params = self.params
-        context = self.run.context
-        if context.settings is None:
-            raise RuntimeError("the to_task action needs the platform settings (run.context)")
-        ctx = ToTaskContext(
+        self.run.log_message_with_code("TO_TASK_STARTED", params.name, params.project)
+        return ToTaskContext(
             params=params,
             run=self.run,
-            tenant=context.tenant,
-            settings=context.settings,
-            run_id=self.run.run_id,
+            tenant=resources.tenant,
+            settings=resources.settings,
+            run_id=resources.run_id,
+            pool=resources.pool,
+            # Units' files and the predictions are read only through the tenant's storages.
+            uris=await resources.tenant_uris(),
         )
-        try:
-            await Orchestrator(self.steps(), close=_close_resources).run(ctx)
-        except Exception as exc:
-            self.run.log_message_with_code("TO_TASK_FAILED", exc)
-            raise
+
+    def result(self, ctx: ToTaskContext) -> dict[str, object]:
+        """The tasks created and annotated, and the units that failed."""
         return {
             "tasks_created": ctx.tasks_created,
             "annotated": ctx.counts.success,
@@ -79,7 +81,3 @@ class BaseToTask(Action[ToTaskParams]):
                 for failure in sorted(ctx.failures, key=lambda f: f.data_unit_id)
             ],
         }
-
-
-async def _close_resources(ctx: ToTaskContext) -> None:
-    await close_run_resources(ctx.uris.opened if ctx.uris is not None else [], ctx.pool)

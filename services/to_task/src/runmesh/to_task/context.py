@@ -49,14 +49,18 @@ class Failure:
 
 @dataclass(slots=True)
 class ToTaskContext:
-    """State passed from step to step; each step fills what the next ones read."""
+    """State passed from step to step; each step fills what the next ones read.
+
+    The pool and the tenant's URIs are open before the first step and closed after the last.
+    """
 
     params: ToTaskParams
     run: Run
     tenant: str
     settings: Settings
     run_id: uuid.UUID
-    pool: asyncpg.Pool | None = None
+    pool: asyncpg.Pool
+    uris: TenantUris  # opens units' files and the predictions through the tenant's storages
     collection: DataCollectionRow | None = None
     primary_spec: str = ""
     classes: list[str] = field(default_factory=list)  # by label-schema id order (YOLO ids)
@@ -64,7 +68,6 @@ class ToTaskContext:
     annotated: list[Annotated] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     saved_task_ids: list[int] = field(default_factory=list)  # written by this run, empty before
-    uris: TenantUris | None = None  # opens units' files through the tenant's storages
     to_predict: list[Item] = field(default_factory=list)  # inference: the units to run on
     images_uri: str | None = None  # inference: the list of their images, in the bucket
     tasks_created: int = 0

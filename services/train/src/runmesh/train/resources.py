@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from runmesh.catalog.tenant_storages import tenant_uris
 from runmesh.core.settings import Settings
-from runmesh.pipeline.resources import close_run_resources, open_catalog_pool
+from runmesh.pipeline import open_run_resources, platform_settings
 from runmesh.plugins import Run
 from runmesh.storage import TenantUris
 from runmesh.train.artifacts import RunArtifacts
 
 
 @dataclass(slots=True)
-class RunResources:
+class NeuralNetResources:
     """The platform settings, the run's tenant, a catalog pool, the tenant's URIs (opened
     through its storages only), and the run's folder in the platform bucket."""
 
@@ -32,28 +31,11 @@ class RunResources:
 @contextlib.asynccontextmanager
 async def run_resources(
     run: Run, action: str, *, kind: str = "models", owner: uuid.UUID | None = None
-) -> AsyncIterator[RunResources]:
-    """Open them; `owner` is the run whose folder the files go to (default: this run)."""
-    settings = run.context.settings
-    if settings is None:
-        raise RuntimeError(f"the {action} action needs the platform settings (run.context)")
-    pool = await open_catalog_pool(settings)
-    tenant = run.context.tenant
-    try:
-        async with pool.acquire(timeout=30) as conn:
-            uris = await tenant_uris(conn, tenant, settings)
-    except BaseException:
-        await pool.close()
-        raise
-    resources = RunResources(
-        settings,
-        tenant,
-        pool,
-        RunArtifacts(settings, tenant, owner or run.run_id, kind=kind),
-        uris,
-    )
-    try:
-        yield resources
-    finally:
-        await resources.artifacts.close()
-        await close_run_resources(resources.uris.opened, pool)
+) -> AsyncIterator[NeuralNetResources]:
+    """Open them (`runmesh.pipeline.open_run_resources` and what it closes); `owner` is the
+    run whose folder the files go to (default: this run)."""
+    async with open_run_resources(run, platform_settings(run, action)) as opened:
+        uris = await opened.tenant_uris()
+        artifacts = RunArtifacts(opened.settings, opened.tenant, owner or run.run_id, kind=kind)
+        opened.on_close(artifacts.close, "the run's artifacts storage")
+        yield NeuralNetResources(opened.settings, opened.tenant, opened.pool, artifacts, uris)

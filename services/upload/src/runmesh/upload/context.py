@@ -71,17 +71,21 @@ class Failure:
 
 @dataclass(slots=True)
 class UploadContext:
-    """State passed from step to step; each step fills what the next ones read."""
+    """State passed from step to step; each step fills what the next ones read.
+
+    The pool and both storages are open before the first step and closed after the last.
+    """
 
     params: UploadParams
     run: Run
     tenant: str
     settings: Settings
     run_id: uuid.UUID
+    pool: asyncpg.Pool
+    source: Storage
+    source_name: str  # the source storage's name, for people
+    destination: Storage  # the run's objects go under `destination_prefix` in it
     hooks: UploadHooks | None = None
-    pool: asyncpg.Pool | None = None
-    source: Storage | None = None
-    destination: Storage | None = None
     collection: DataCollectionRow | None = None
     specs: dict[str, FileSpecification] = field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # file stem → meta

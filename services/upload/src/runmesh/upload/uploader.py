@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from runmesh.plugins import Action
+from runmesh.pipeline import PipelineAction, RunResources
 from runmesh.storage import ObjectInfo
 from runmesh.upload.context import PlannedUnit, SourceFile, UploadContext
-from runmesh.upload.orchestrator import Orchestrator
 from runmesh.upload.params import UploadParams
+from runmesh.upload.resources import open_upload_storages
 from runmesh.upload.steps.analyze_collection import AnalyzeCollection
 from runmesh.upload.steps.base import Step
 from runmesh.upload.steps.cleanup import Cleanup
@@ -20,11 +20,14 @@ from runmesh.upload.steps.upload_files import UploadFiles
 from runmesh.upload.steps.validate_files import ValidateFiles
 
 
-class BaseUploader(Action[UploadParams]):
+class BaseUploader(PipelineAction[UploadParams, UploadContext]):
     """Uploads a folder tree (or one folder per specification) and registers data units.
 
     Subclass it in a plugin and override `organize_files`, `validate_files`, `before_upload`
-    or `after_upload`; `steps()` returns the pipeline if a plugin needs to change it.
+    or `after_upload`; `steps()` returns the pipeline if a plugin needs to change it. The
+    catalog pool and both storages are open before the first step and closed after the last.
+    A worker that dies or shuts down mid-run rolls back nothing: the next attempt resumes
+    (objects already there are kept, units upserted).
     """
 
     name = "upload"
@@ -52,21 +55,24 @@ class BaseUploader(Action[UploadParams]):
             Cleanup(),
         ]
 
-    async def start(self) -> dict[str, object]:
-        """Run the pipeline; the result counts what succeeded and lists what failed."""
-        params = self.params
-        context = self.run.context
-        if context.settings is None:
-            raise RuntimeError("the upload action needs the platform settings (run.context)")
-        ctx = UploadContext(
-            params=params,
+    async def open_context(self, resources: RunResources) -> UploadContext:
+        """Open the source and destination storages; the context the first step gets."""
+        storages = await open_upload_storages(resources, self.params)
+        return UploadContext(
+            params=self.params,
             run=self.run,
-            tenant=context.tenant,
-            settings=context.settings,
-            run_id=self.run.run_id,
+            tenant=resources.tenant,
+            settings=resources.settings,
+            run_id=resources.run_id,
+            pool=resources.pool,
+            source=storages.source,
+            source_name=storages.source_name,
+            destination=storages.destination,
             hooks=self,
         )
-        await Orchestrator(self.steps()).run(ctx)
+
+    def result(self, ctx: UploadContext) -> dict[str, object]:
+        """What succeeded, what failed, and where the files went."""
         ids = sorted(ctx.unit_ids)
         return {
             "data_files": {

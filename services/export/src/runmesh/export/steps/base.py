@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from runmesh.export.context import ExportContext
 from runmesh.pipeline import Step as PipelineStep
 
-
-class Step(PipelineStep[ExportContext]):
-    """One step of the export pipeline (the Synapse `BaseStep`)."""
+Step: TypeAlias = PipelineStep[ExportContext]
+"""One step of the export pipeline (the Synapse `BaseStep`): subclass it."""

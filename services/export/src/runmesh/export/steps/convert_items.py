@@ -56,7 +56,6 @@ class ConvertItems(Step):
 
     async def execute(self, ctx: ExportContext) -> None:
         """Stream, convert and write every item; copy originals when asked."""
-        assert ctx.pool is not None
         params = ctx.params
         ctx.run.log_message_with_code(
             "CONVERSION_STARTED", ctx.total, params.extra_params.output_format
@@ -197,7 +196,6 @@ def _split_of(ctx: ExportContext, item_id: int) -> str:
 
 async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> None:
     """Copy each original image next to its annotations, skipping ones already there."""
-    assert ctx.destination is not None and ctx.uris is not None
     destination, uris = ctx.destination, ctx.uris
     limit = asyncio.Semaphore(ctx.params.max_concurrency)
 

@@ -32,7 +32,6 @@ class SaveFiles(Step):
 
     async def execute(self, ctx: ExportContext) -> None:
         """Everything staged goes to `<export folder>/…`; error lists always come along."""
-        assert ctx.destination is not None
         for writer in ctx.writers.values():
             await asyncio.to_thread(writer.close)
         await store_emitted(ctx, force=True)
@@ -68,7 +67,6 @@ async def _store(ctx: ExportContext, files: list[str]) -> None:
     Small files (label files, per-image JSON: thousands of them) go in batches through
     `write_many`; large ones (a COCO `annotations.json`) are streamed from disk.
     """
-    assert ctx.destination is not None
     destination = ctx.destination
     failures: list[str] = []
     sizes = await asyncio.to_thread(_sizes, ctx.staging, files)

@@ -32,7 +32,6 @@ class SetupOutputDirectories(Step):
 
     async def execute(self, ctx: ExportContext) -> None:
         """Pick the folder, write its marker, and open one writer per split."""
-        assert ctx.destination is not None
         base = "/".join(part for part in (ctx.params.path.strip("/"), ctx.params.name) if part)
         for n in range(_MAX_SUFFIX):
             candidate = base if n == 0 else f"{base}({n})"
@@ -56,7 +55,7 @@ class SetupOutputDirectories(Step):
 
     async def rollback(self, ctx: ExportContext) -> None:
         """Delete the run's folder: every object under it (the marker says it is ours)."""
-        if ctx.destination is None or not ctx.export_dir:
+        if not ctx.export_dir:
             return
         destination = ctx.destination
         paths = [info.path async for info in destination.list(ctx.export_dir, recursive=True)]

@@ -150,7 +150,6 @@ def _coco_has_images(data: bytes) -> bool:
 
 async def _read(ctx: ToTaskContext, uri: str, max_bytes: int) -> bytes:
     try:
-        assert ctx.uris is not None
         storage, path = ctx.uris.open(uri)
         async with asyncio.timeout(120):
             return await storage.read_bytes(path, max_bytes=max_bytes)

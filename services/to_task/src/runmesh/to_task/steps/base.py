@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from runmesh.pipeline import Step as PipelineStep
 from runmesh.to_task.context import ToTaskContext
 
-
-class Step(PipelineStep[ToTaskContext]):
-    """One step of the to_task pipeline (the Synapse `BaseStep`)."""
+Step: TypeAlias = PipelineStep[ToTaskContext]
+"""One step of the to_task pipeline (the Synapse `BaseStep`): subclass it."""

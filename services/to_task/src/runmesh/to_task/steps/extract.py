@@ -25,7 +25,7 @@ class Extract(Step):
 
     async def execute(self, ctx: ToTaskContext) -> None:
         """Fill `ctx.items` with every selected unit and its task."""
-        assert ctx.pool is not None and ctx.collection is not None
+        assert ctx.collection is not None  # set by Validate
         params = ctx.params
         filters = params.task_filters
         async with ctx.pool.acquire(timeout=30) as conn:

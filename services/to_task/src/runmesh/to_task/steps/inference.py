@@ -101,7 +101,6 @@ async def annotate_with_model(ctx: ToTaskContext) -> None:
 
 async def _read_predictions(ctx: ToTaskContext, uri: str) -> dict[int, dict[str, Any]]:
     try:
-        assert ctx.uris is not None
         storage, path = ctx.uris.open(uri)
         data = await storage.read_bytes(path, max_bytes=MAX_PREDICTIONS_BYTES)
     except (StorageError, OSError) as exc:

@@ -23,7 +23,6 @@ class Save(Step):
 
     async def execute(self, ctx: ToTaskContext) -> None:
         """Write `ctx.annotated` in batches of `batch_size`."""
-        assert ctx.pool is not None
         size = ctx.params.batch_size
         async with ctx.pool.acquire(timeout=30) as conn:
             for start in range(0, len(ctx.annotated), size):
@@ -47,7 +46,7 @@ class Save(Step):
 
     async def rollback(self, ctx: ToTaskContext) -> None:
         """Clear what this run wrote into tasks that had no data before it."""
-        if ctx.pool is None or not ctx.saved_task_ids:
+        if not ctx.saved_task_ids:
             return
         async with ctx.pool.acquire(timeout=30) as conn:
             await annotation.set_tasks_data(

@@ -1,11 +1,9 @@
-"""Validate: open the database; the project, its collection and both file specs must exist."""
+"""Validate: the project, its collection and both file specs (or the model) must exist."""
 
 from __future__ import annotations
 
 from runmesh.catalog import annotation, repository, trained_models
 from runmesh.catalog.repository import DataCollectionRow
-from runmesh.catalog.tenant_storages import tenant_uris
-from runmesh.pipeline.resources import open_catalog_pool
 from runmesh.to_task.context import ToTaskContext
 from runmesh.to_task.errors import ToTaskConfigError
 from runmesh.to_task.steps.base import Step
@@ -17,10 +15,8 @@ class Validate(Step):
     name = "validate"
 
     async def execute(self, ctx: ToTaskContext) -> None:
-        """Connect; resolve the project, its data collection, label schema and specs."""
+        """Resolve the project, its data collection, label schema and specs."""
         params = ctx.params
-        ctx.run.log_message_with_code("TO_TASK_STARTED", params.name, params.project)
-        ctx.pool = await open_catalog_pool(ctx.settings)
         async with ctx.pool.acquire(timeout=30) as conn:
             project = await annotation.get_project(conn, ctx.tenant, params.project)
             if project is None:
@@ -28,8 +24,6 @@ class Validate(Step):
             collection = await repository.get_collection(
                 conn, ctx.tenant, project.data_collection_id
             )
-            # Units' files and the predictions are read only through the tenant's storages.
-            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings)
         if collection is None:
             raise ToTaskConfigError(
                 f"data collection {project.data_collection_id} of project {project.id} not found"
@@ -69,7 +63,7 @@ def _check_target(ctx: ToTaskContext, collection: DataCollectionRow, primary: st
 
 async def _check_model(ctx: ToTaskContext) -> None:
     """The model exists and every class it predicts is in the project's label schema."""
-    assert ctx.pool is not None and ctx.params.model is not None
+    assert ctx.params.model is not None  # the params require it for `inference`
     async with ctx.pool.acquire(timeout=30) as conn:
         model = await trained_models.get_model(conn, ctx.tenant, ctx.params.model)
     if model is None:

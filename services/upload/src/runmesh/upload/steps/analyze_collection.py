@@ -53,7 +53,6 @@ class AnalyzeCollection(Step):
     async def _discover(
         ctx: UploadContext, folders: list[str], recursive: bool
     ) -> list[ObjectInfo]:
-        assert ctx.source is not None
         found: list[ObjectInfo] = []
         for path in folders:
             try:

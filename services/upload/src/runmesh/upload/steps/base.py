@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from runmesh.pipeline import Step as PipelineStep
 from runmesh.upload.context import UploadContext
 
-
-class Step(PipelineStep[UploadContext]):
-    """One step of the upload pipeline (the Synapse `BaseStep`)."""
+Step: TypeAlias = PipelineStep[UploadContext]
+"""One step of the upload pipeline (the Synapse `BaseStep`): subclass it."""

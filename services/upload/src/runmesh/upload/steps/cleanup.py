@@ -1,4 +1,4 @@
-"""Cleanup: the summary of the upload (resources are closed by the orchestrator either way)."""
+"""Cleanup: the summary of the upload (the run's resources are closed after the pipeline)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Initialize: open the database, resolve the storages and the collection's specifications."""
+"""Initialize: resolve the collection and its specifications, check the assets."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import asyncio
 import logging
 
 from runmesh.catalog import repository
-from runmesh.pipeline.resources import open_catalog_pool
-from runmesh.storage import (
-    StorageError,
-    StoragePolicyError,
-    open_storage,
-    platform_storage,
-)
+from runmesh.storage import StorageError
 from runmesh.upload.context import UploadContext
 from runmesh.upload.errors import UploadConfigError
 from runmesh.upload.steps.base import Step
@@ -23,7 +17,8 @@ _DELETE_CONCURRENCY = 16
 
 
 class Initialize(Step):
-    """Everything later steps need, checked up front with errors that name the bad id.
+    """Everything later steps need, checked up front with errors that name the bad id (the
+    storages were opened before it ran).
 
     Its rollback removes all the run stored: it runs whichever step failed, as the steps
     that write may not have been reached by this attempt but by an earlier one.
@@ -32,49 +27,18 @@ class Initialize(Step):
     name = "initialize"
 
     async def execute(self, ctx: UploadContext) -> None:
-        """Connect, then resolve destination, source and collection."""
+        """Resolve the collection and its file specifications."""
         params = ctx.params
-        ctx.pool = await open_catalog_pool(ctx.settings)
         async with ctx.pool.acquire(timeout=30) as conn:
-            destination = None
-            if params.destination is not None:
-                destination = await repository.get_storage(conn, ctx.tenant, params.destination)
-                if destination is None:
-                    raise UploadConfigError(f"destination storage {params.destination} not found")
-            source = await repository.get_storage(conn, ctx.tenant, params.storage)
             collection = await repository.get_collection(conn, ctx.tenant, params.data_collection)
-        # The destination before the checks below: if one of them fails, the rollback needs
-        # it to delete what an earlier attempt of this run stored.
-        try:
-            ctx.destination = (
-                open_storage(
-                    destination.provider, destination.config, ctx.settings, tenant=ctx.tenant
-                )
-                if destination is not None
-                else platform_storage(ctx.settings)
-            )
-        except StoragePolicyError as exc:
-            raise exc.naming("the destination storage") from None
-        except StorageError as exc:
-            raise UploadConfigError(f"cannot open the destination storage: {exc}") from exc
-        if source is None:
-            raise UploadConfigError(f"storage {params.storage} not found")
         if collection is None:
             raise UploadConfigError(f"data collection {params.data_collection} not found")
         ctx.collection = collection
         ctx.specs = {spec.name: spec for spec in collection.file_specifications}
         self._check_assets(ctx)
-        try:
-            ctx.source = open_storage(
-                source.provider, source.config, ctx.settings, tenant=ctx.tenant
-            )
-        except StoragePolicyError as exc:
-            raise exc.naming(f"storage {source.name!r}") from None
-        except StorageError as exc:
-            raise UploadConfigError(f"cannot open the source storage: {exc}") from exc
         ctx.run.log_message(
             f"uploading into collection {collection.name!r} "
-            f"({len(ctx.specs)} file specifications) from storage {source.name!r}"
+            f"({len(ctx.specs)} file specifications) from storage {ctx.source_name!r}"
         )
 
     async def rollback(self, ctx: UploadContext) -> None:
@@ -84,13 +48,10 @@ class Initialize(Step):
         `<tenant>/<collection>/<run_id>/` is the run's alone, so it is listed rather than
         rebuilt from this attempt's files, which miss what an earlier attempt stored.
         """
-        if ctx.pool is not None:
-            async with ctx.pool.acquire(timeout=30) as conn:
-                removed = await repository.delete_data_units_of_run(conn, ctx.tenant, ctx.run_id)
-            if removed:
-                ctx.run.log_message(f"rollback: removed {removed} data units", level="warning")
-        if ctx.destination is None:
-            return
+        async with ctx.pool.acquire(timeout=30) as conn:
+            removed = await repository.delete_data_units_of_run(conn, ctx.tenant, ctx.run_id)
+        if removed:
+            ctx.run.log_message(f"rollback: removed {removed} data units", level="warning")
         destination = ctx.destination
         paths = [
             info.path async for info in destination.list(ctx.destination_prefix, recursive=True)

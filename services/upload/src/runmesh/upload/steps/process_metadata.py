@@ -16,7 +16,6 @@ class ProcessMetadata(Step):
 
     async def execute(self, ctx: UploadContext) -> None:
         """Read the workbook (size and row limits apply) before any file moves."""
-        assert ctx.source is not None
         source = self.strategy(ctx)
         ctx.metadata = await source.load(ctx.source)
         if isinstance(source, ExcelMetadata) and source.found_path is not None:

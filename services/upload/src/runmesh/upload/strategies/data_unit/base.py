@@ -22,7 +22,6 @@ class DataUnitWriter(ABC):
         on_written: Callable[[int], None],
     ) -> list[int]:
         """Write `units` in chunks of `batch_size`; `on_written(n)` after each chunk."""
-        assert ctx.pool is not None
         ids: list[int] = []
         for start in range(0, len(units), self.batch_size):
             ctx.run.check_cancelled()

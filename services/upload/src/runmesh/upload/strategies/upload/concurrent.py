@@ -47,7 +47,6 @@ class ConcurrentUpload:
         """Upload every job; `on_done(job, uploaded file info | None, failure reason | None)`."""
         queue: asyncio.Queue[FileJob | None] = asyncio.Queue(maxsize=2 * self._concurrency)
         # One listing instead of a HEAD per file: on a first attempt nothing is there yet.
-        assert ctx.destination is not None
         self._present = {
             info.path: info
             async for info in ctx.destination.list(ctx.destination_prefix, recursive=True)
@@ -82,7 +81,6 @@ class ConcurrentUpload:
                 on_done(job, info, None)
 
     async def _upload(self, ctx: UploadContext, job: FileJob) -> DataFile:
-        assert ctx.source is not None and ctx.destination is not None
         hooks = ctx.hooks
         if hooks is not None:
             hooks.before_upload(job.file)

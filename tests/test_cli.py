@@ -224,7 +224,7 @@ async def test_token_create_prints_the_token_last(settings: Settings, tmp_path: 
     from runmesh.core.db import create_pool
     from runmesh.gateway.tokens import TokenCache
 
-    pool = await create_pool(settings)
+    pool = await create_pool(settings.database)
     try:
         assert await TokenCache(pool).lookup(token) == "acme"
     finally:

@@ -95,7 +95,7 @@ async def test_garbage_goes_to_the_dlq_and_the_worker_keeps_consuming(
 ) -> None:
     dlq = AIOKafkaConsumer(
         client.topics.dlq("test"),
-        **consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"},
+        **consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"},
     )
     await dlq.start()
     try:
@@ -200,7 +200,7 @@ async def test_runs_past_max_attempts_fail_and_go_to_the_dlq(
 ) -> None:
     request = RunRequest(category="test", action="noop")
     async with worker(max_attempts=2) as running:
-        pool = await create_pool(settings)
+        pool = await create_pool(settings.database)
         try:
             # Two earlier deliveries started the run and their worker died each time.
             await pool.execute(
@@ -271,7 +271,7 @@ async def test_worker_publishes_manifests_and_counts_metrics(
         await eventually(lambda: finished._value.get() == 1, timeout=5)
     plugins = AIOKafkaConsumer(
         client.topics.plugins,
-        **consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"},
+        **consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"},
     )
     await plugins.start()
     try:

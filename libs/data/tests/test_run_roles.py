@@ -33,7 +33,7 @@ PLATFORM_TABLES = {"schema_migrations", "run_roles"}
 @pytest.fixture(scope="module")
 async def platform(module_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """The platform's pool (the sandbox's user) with the catalog migrations applied."""
-    pool = await create_pool(module_settings, min_size=1, max_size=4)
+    pool = await create_pool(module_settings.database, min_size=1, max_size=4)
     await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
     yield pool
     await pool.close()

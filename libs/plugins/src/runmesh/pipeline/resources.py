@@ -21,7 +21,7 @@ async def open_catalog_pool(settings: Settings) -> asyncpg.Pool:
     any gateway did. A published plugin's job skips them (`catalog_migrations` off): its
     worker applied them before it made the run's database role, which may not.
     """
-    pool: asyncpg.Pool = await create_pool(settings, min_size=1, max_size=4)
+    pool: asyncpg.Pool = await create_pool(settings.database, min_size=1, max_size=4)
     if settings.catalog_migrations:
         await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
     return pool

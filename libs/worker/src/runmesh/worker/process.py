@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def serve(worker: Worker) -> None:
     """Run `worker` until SIGTERM or SIGINT, then shut it down gracefully."""
-    provider = setup_tracing(worker.settings, worker.service)
+    provider = setup_tracing(worker.settings.telemetry, worker.service)
     health: HealthServer | None = None
     if worker.settings.metrics_port is not None:
         health = HealthServer(

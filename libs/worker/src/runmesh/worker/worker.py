@@ -103,7 +103,7 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
-        self._published = PublishedPlugins(settings)
+        self._published = PublishedPlugins(settings.kafka)
         self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
         self._attempts = AttemptRunner(
@@ -135,7 +135,7 @@ class Worker:
             self.watchdog.start()
             stack.callback(self.watchdog.stop)
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
-                pool = await create_pool(settings, min_size=1, max_size=4)
+                pool = await create_pool(settings.database, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
                 self._ledger = AttemptLedger(pool)
                 await self._ledger.migrate()
@@ -167,10 +167,10 @@ class Worker:
         settings = self.settings
         category_topics = [self.topics.requests(self.category), self.topics.dlq(self.category)]
         await ensure_topics(
-            settings,
+            settings.kafka,
             [*category_topics, self.topics.events, self.topics.control, self.topics.plugins],
         )
-        producer = make_producer(settings, client_id=f"{self.service}-producer")
+        producer = make_producer(settings.kafka, client_id=f"{self.service}-producer")
         await producer.start()
         stack.push_async_callback(producer.stop)
         self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
@@ -179,7 +179,7 @@ class Worker:
         stack.push_async_callback(self._published.stop)
         self._consumer = TrackedConsumer(
             make_consumer(
-                settings, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
+                settings.kafka, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
             ),
             self.topics.requests(self.category),
             capacity=settings.max_concurrent_runs,
@@ -190,7 +190,10 @@ class Worker:
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
         """Every worker reads every cancel (no group), starting at the end of the topic."""
         control = make_consumer(
-            self.settings, self.topics.control, group_id=None, client_id=f"{self.service}-control"
+            self.settings.kafka,
+            self.topics.control,
+            group_id=None,
+            client_id=f"{self.service}-control",
         )
         await control.start()
         stack.push_async_callback(control.stop)

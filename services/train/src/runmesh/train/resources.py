@@ -41,7 +41,7 @@ async def run_resources(
     tenant = run.context.tenant
     try:
         async with pool.acquire(timeout=30) as conn:
-            uris = await tenant_uris(conn, tenant, settings)
+            uris = await tenant_uris(conn, tenant, settings.storage)
     except BaseException:
         await pool.close()
         raise

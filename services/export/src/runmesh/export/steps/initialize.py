@@ -36,7 +36,7 @@ class Initialize(Step):
                 conn, ctx.tenant, params.target, params.filter
             )
             # Original files are read only through the tenant's own storages.
-            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings)
+            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings.storage)
         if ctx.total == 0:
             ctx.run.log_message_with_code("NO_RESULTS_FOUND", params.target, params.filter)
             raise NothingToExportError(
@@ -45,7 +45,7 @@ class Initialize(Step):
         ctx.run.log_message_with_code("RESULTS_RETRIEVED", ctx.total, params.target)
         try:
             ctx.destination = open_storage(
-                storage.provider, storage.config, ctx.settings, tenant=ctx.tenant
+                storage.provider, storage.config, ctx.settings.storage, tenant=ctx.tenant
             )
         except StoragePolicyError as exc:
             raise exc.naming(f"storage {storage.name!r}") from None

@@ -75,7 +75,7 @@ async def download_artifact(
             f"artifact {name!r} is at {uri}: the gateway serves only files in the run's own "
             f"folders of the platform bucket ({shown})"
         )
-    storage = platform_storage(deps.settings)
+    storage = platform_storage(deps.settings.s3)
     try:
         info = await storage.stat(key)
     except StorageNotFound as exc:

@@ -29,7 +29,7 @@ class Validate(Step):
                 conn, ctx.tenant, project.data_collection_id
             )
             # Units' files and the predictions are read only through the tenant's storages.
-            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings)
+            ctx.uris = await tenant_uris(conn, ctx.tenant, ctx.settings.storage)
         if collection is None:
             raise ToTaskConfigError(
                 f"data collection {project.data_collection_id} of project {project.id} not found"

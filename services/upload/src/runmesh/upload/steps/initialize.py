@@ -48,10 +48,13 @@ class Initialize(Step):
         try:
             ctx.destination = (
                 open_storage(
-                    destination.provider, destination.config, ctx.settings, tenant=ctx.tenant
+                    destination.provider,
+                    destination.config,
+                    ctx.settings.storage,
+                    tenant=ctx.tenant,
                 )
                 if destination is not None
-                else platform_storage(ctx.settings)
+                else platform_storage(ctx.settings.s3)
             )
         except StoragePolicyError as exc:
             raise exc.naming("the destination storage") from None
@@ -66,7 +69,7 @@ class Initialize(Step):
         self._check_assets(ctx)
         try:
             ctx.source = open_storage(
-                source.provider, source.config, ctx.settings, tenant=ctx.tenant
+                source.provider, source.config, ctx.settings.storage, tenant=ctx.tenant
             )
         except StoragePolicyError as exc:
             raise exc.naming(f"storage {source.name!r}") from None

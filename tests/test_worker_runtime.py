@@ -140,6 +140,21 @@ async def test_cancel_while_running_ends_cancelled_within_2s(
     _seqs_gapless(client, request.run_id)
 
 
+async def test_a_run_cancelled_while_queued_before_any_worker_is_never_started(
+    client: RunClient, worker: WorkerFactory
+) -> None:
+    queued = await client.submit("noop")
+    await client.cancel(queued.run_id)
+
+    async with worker():
+        terminal = await client.wait_terminal(queued.run_id)
+        later = await client.submit("noop")  # the worker executes what was not cancelled
+        assert (await client.wait_terminal(later.run_id)).type == "run.succeeded"
+
+    assert terminal.type == "run.cancelled"
+    assert "run.started" not in [event.type for event in client.events[queued.run_id]]
+
+
 async def test_timeout_fails_the_run_with_error_type_timeout(
     client: RunClient, worker: WorkerFactory
 ) -> None:

@@ -34,7 +34,7 @@ from runmesh.core.kafka import (
     ensure_topics,
     make_consumer,
     make_producer,
-    pin_to_latest,
+    replay_from_start,
 )
 from runmesh.core.kafka.tracked_consumer import Record
 from runmesh.core.reaching import reaching, without_password
@@ -61,7 +61,10 @@ from runmesh.worker.tenant_code import TenantCodeGuard
 
 log = logging.getLogger(__name__)
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
-_RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for a late request
+# Cancels of runs not (yet) seen here, remembered for a late request: the control topic's
+# retained ones are replayed at start. Their reasons are cut short to bound the memory.
+_RECENT_CANCELS = 100_000
+_CANCEL_REASON_CHARS = 300
 _FETCH_TIMEOUT_MS = 200
 _MAX_BACKOFF_S = 5.0
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
@@ -188,7 +191,9 @@ class Worker:
         stack.push_async_callback(self._consumer.stop)
 
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
-        """Every worker reads every cancel (no group), starting at the end of the topic."""
+        """Every worker reads every cancel (no group). The retained ones are read before any
+        request: a run cancelled while queued, before this worker started or while it was
+        down, must end `cancelled` here, never run."""
         control = make_consumer(
             self.settings.kafka,
             self.topics.control,
@@ -197,7 +202,10 @@ class Worker:
         )
         await control.start()
         stack.push_async_callback(control.stop)
-        await pin_to_latest(control, timeout_s=self.settings.kafka_request_timeout_ms / 1000)
+        replayed = await replay_from_start(
+            control, self._on_cancel, timeout_s=self.settings.kafka_request_timeout_ms / 1000
+        )
+        log.info("worker %s: %d retained cancels read", self.worker_id, replayed)
         return control
 
     async def _publish_manifests(self) -> None:
@@ -241,7 +249,7 @@ class Worker:
             log.info("run %s: cancel requested (%s)", cancel.run_id, cancel.reason)
             stop.request("cancel", cancel.reason)
             return
-        self._recent_cancels[cancel.run_id] = cancel.reason
+        self._recent_cancels[cancel.run_id] = cancel.reason[:_CANCEL_REASON_CHARS]
         while len(self._recent_cancels) > _RECENT_CANCELS:
             self._recent_cancels.popitem(last=False)
 

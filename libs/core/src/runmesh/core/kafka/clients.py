@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from runmesh.core.errors import ConfigurationError
 from runmesh.core.settings_parts import KafkaSettings
@@ -119,6 +119,42 @@ async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None
         raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
     for tp in consumer.assignment():
         await consumer.position(tp)
+
+
+async def replay_from_start(
+    consumer: AIOKafkaConsumer,
+    apply: Callable[[ConsumerRecord[bytes, bytes]], None],
+    *,
+    timeout_s: float,
+) -> int:
+    """Hand `apply` every retained record of a group-less consumer's topic, from its first to
+    the last written before this call; return how many. The consumer then goes on from there.
+
+    For state a process must know before it acts, whatever it missed while it was down: the
+    cancels of runs still queued. TimeoutError if the partitions or the records do not come
+    within `timeout_s`.
+    """
+    async with asyncio.timeout(timeout_s):
+        if not await wait_for_assignment(consumer, timeout_s):
+            raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
+        partitions = list(consumer.assignment())
+        # Settle the start position first: a reset still in flight would land after a seek
+        # and move the consumer back to the end.
+        for tp in partitions:
+            await consumer.position(tp)
+        for tp, first in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, first)
+        ends = await consumer.end_offsets(partitions)
+        applied = 0
+        behind = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
+        while behind:
+            batches = await consumer.getmany(*behind, timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    apply(record)
+                    applied += 1
+            behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+        return applied
 
 
 async def commit_owned(

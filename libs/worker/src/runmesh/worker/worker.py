@@ -86,6 +86,8 @@ class Worker:
         service: str | None = None,
         worker_id: str | None = None,
         tracer_provider: TracerProvider | None = None,
+        metrics: WorkerMetrics | None = None,
+        watchdog: LoopWatchdog | None = None,
     ) -> None:
         self.category = category
         self.registry = registry
@@ -93,7 +95,8 @@ class Worker:
         self.service = service or category
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.topics = Topics(settings.topic_prefix)
-        self.metrics = WorkerMetrics()
+        # Workers of several categories in one process share these: one /metrics, one loop.
+        self.metrics = metrics or WorkerMetrics()
         # None: the global provider, even one installed after this (setup_tracing in serve).
         self._tracer = trace.get_tracer("runmesh.worker", tracer_provider=tracer_provider)
         self.ready = asyncio.Event()
@@ -107,7 +110,7 @@ class Worker:
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
         self._published = PublishedPlugins(settings.kafka)
-        self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
+        self.watchdog = watchdog or LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
         self._attempts = AttemptRunner(
             category, registry, self._published, settings, self.metrics, self.watchdog

@@ -33,6 +33,7 @@ from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
+from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.sse_schema import RUN_EVENTS_RESPONSES, TENANT_EVENTS_RESPONSES
 from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute
 from runmesh.gateway.tokens import TokenWatch
@@ -105,7 +106,7 @@ def _wants_json(request: Request) -> bool:
     responses=RUN_EVENTS_RESPONSES,
 )
 async def run_events(
-    run_id: UUID,
+    run_id: RunId,
     request: Request,
     caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],

@@ -124,7 +124,7 @@ def _records() -> tuple[list[uuid.UUID], list[tuple[bytes, bytes]]]:
 
 
 async def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     await producer.start()
     try:
         acks = [await producer.send(topic, value, key=key) for key, value in records]
@@ -136,7 +136,7 @@ async def _produce(settings: Settings, topic: str, records: list[tuple[bytes, by
 async def baseline_rate(settings: Settings, topic: str) -> float:
     """Events/s of a bare aiokafka group consumer reading the records and committing."""
     consumer = AIOKafkaConsumer(
-        topic, **consumer_config(settings, group_id=f"{settings.topic_prefix}-raw")
+        topic, **consumer_config(settings.kafka, group_id=f"{settings.topic_prefix}-raw")
     )
     await consumer.start()
     try:
@@ -160,7 +160,7 @@ async def aggregator_rate(
     settings: Settings, pool: asyncpg.Pool, run_ids: list[uuid.UUID]
 ) -> float:
     """Events/s of the Aggregator, from its assignment until every run is stored and ended."""
-    aggregator = Aggregator(settings, pool)
+    aggregator = Aggregator(settings.kafka, pool)
     task = asyncio.create_task(aggregator.run())
     try:
         await asyncio.wait_for(aggregator.ready.wait(), 60)
@@ -232,7 +232,7 @@ async def main() -> None:
     values: list[float] = []
     floors: list[float] = []
     async with Sandbox(Settings()) as sandbox:
-        pool = await create_pool(sandbox.settings, min_size=2, max_size=4)
+        pool = await create_pool(sandbox.settings.database, min_size=2, max_size=4)
         try:
             await apply_migrations(pool, "runs", load_migrations("runmesh.gateway"))
             for _ in range(ROUNDS):
@@ -241,7 +241,7 @@ async def main() -> None:
                 prefix = f"b{uuid.uuid4().hex[:8]}"
                 settings = sandbox.settings.model_copy(update={"topic_prefix": prefix})
                 topic = Topics(prefix).events
-                await ensure_topics(settings, [topic])
+                await ensure_topics(settings.kafka, [topic])
                 run_ids, records = _records()
                 await _produce(settings, topic, records)
                 baselines.append(await baseline_rate(settings, topic))

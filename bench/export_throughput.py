@@ -177,7 +177,7 @@ def make_items(root: Path, count: int) -> list[Item]:
 
 async def seed(settings: Settings, items: list[Item], destination: Path) -> tuple[str, str]:
     """A project with one completed task per item, in batches; (project id, storage id)."""
-    pool = await create_pool(settings, min_size=1, max_size=2)
+    pool = await create_pool(settings.database, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:

@@ -85,8 +85,8 @@ class Timer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self.producer = make_producer(settings)
-        config = consumer_config(settings, group_id=None)
+        self.producer = make_producer(settings.kafka)
+        config = consumer_config(settings.kafka, group_id=None)
         self.reader = AIOKafkaConsumer(self.topics.events, **config)
         self.ended: dict[str, asyncio.Future[str]] = {}
 
@@ -136,7 +136,7 @@ async def main(runs: int) -> dict[str, object]:
         )
         topics = Topics(settings.topic_prefix)
         await ensure_topics(
-            settings,
+            settings.kafka,
             [topics.requests(CATEGORY), topics.events, topics.plugins, topics.control],
         )
         local = write_plugin(work / "local" / "ping-local", "ping-local")

@@ -247,7 +247,7 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
 async def measure_latency(settings: Settings) -> dict[str, Any]:
     """Percentiles of progress-event latency over 200 clients on 20 runs."""
     topics = Topics(settings.topic_prefix)
-    await ensure_topics(settings, [topics.requests(CATEGORY), topics.events, topics.control])
+    await ensure_topics(settings.kafka, [topics.requests(CATEGORY), topics.events, topics.control])
     registry = PluginRegistry()
     registry.add_directory(PLUGIN)
     worker = Worker(
@@ -261,9 +261,9 @@ async def measure_latency(settings: Settings) -> dict[str, Any]:
     await asyncio.wait_for(worker.ready.wait(), 60)
     port = free_port()
     server, server_task, app = await _start_gateway(settings, port)
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     await producer.start()
-    direct = make_consumer(settings, topics.events, group_id=None, client_id="bench-direct")
+    direct = make_consumer(settings.kafka, topics.events, group_id=None, client_id="bench-direct")
     await direct.start()
     clients: list[SSEClient] = []
     try:
@@ -372,7 +372,7 @@ async def measure_idle_memory(settings: Settings, workdir: Path) -> dict[str, fl
     heartbeats = [0] * IDLE_CLIENTS
     try:
         await _wait_healthy(port, process, log_path)
-        pool = await create_pool(settings, min_size=1, max_size=2)
+        pool = await create_pool(settings.database, min_size=1, max_size=2)
         try:
             token = await create_token(pool, settings.tenant, "bench-idle")
             run_ids = await _insert_runs(pool, settings.tenant, IDLE_RUNS, "sleep")

@@ -203,7 +203,7 @@ async def upload_files(settings: Settings, count: int) -> list[NewDataUnit]:
 async def seed(settings: Settings, count: int) -> Seeded:
     """N data units with their files in S3, their collection, and two fresh projects."""
     units = await upload_files(settings, count)
-    pool = await create_pool(settings, min_size=1, max_size=2)
+    pool = await create_pool(settings.database, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:
@@ -258,7 +258,7 @@ async def mesh_run(settings: Settings, seeded: Seeded) -> Measured:
     """One to_task run over every unit, timed from its submission to its run.succeeded."""
     topics = Topics(settings.topic_prefix)
     await ensure_topics(
-        settings,
+        settings.kafka,
         [
             topics.requests(CATEGORY),
             topics.dlq(CATEGORY),
@@ -273,8 +273,8 @@ async def mesh_run(settings: Settings, seeded: Seeded) -> Measured:
     worker_task = asyncio.create_task(worker.run())
     async with asyncio.timeout(60):
         await worker.ready.wait()
-    consumer = AIOKafkaConsumer(topics.events, **consumer_config(settings, group_id=None))
-    producer = make_producer(settings)
+    consumer = AIOKafkaConsumer(topics.events, **consumer_config(settings.kafka, group_id=None))
+    producer = make_producer(settings.kafka)
     await consumer.start()
     await producer.start()
     try:

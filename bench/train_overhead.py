@@ -226,7 +226,7 @@ async def write_dataset(settings: Settings, count: int, size: int) -> str:
     bucket (where its runs may read); its URI."""
     prefix = f"{TENANT}/datasets/train-bench-{uuid.uuid4().hex[:10]}"
     images = synthetic_images(count, seed=DATASET_SEED, size=size, classes=CLASSES)
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         for path, data in coco_files(images, CLASSES):
             await storage.write_bytes(f"{prefix}/{path}", data)
     return f"s3://{settings.s3_bucket}/{prefix}"
@@ -247,10 +247,10 @@ async def _direct_calls(
     def on_epoch(_report: EpochReport, _detector: Detector) -> None:
         epoch_ends.append(time.perf_counter())
 
-    pool = await create_pool(settings, min_size=1, max_size=1)
+    pool = await create_pool(settings.database, min_size=1, max_size=1)
     try:
         began = time.perf_counter()
-        uris = TenantUris(TENANT, [], settings)
+        uris = TenantUris(TENANT, [], settings.storage)
         try:
             dataset = await load_dataset(
                 DatasetRef(uri=uri),
@@ -272,7 +272,7 @@ async def _direct_calls(
             train_epochs, detector, prepared, hyper, seed=SEED, first_epoch=1, on_epoch=on_epoch
         )
         data = await asyncio.to_thread(detector.to_bytes)
-        async with platform_storage(settings) as storage:
+        async with platform_storage(settings.s3) as storage:
             await storage.write_bytes(f"bench/direct/{uuid.uuid4().hex}/model.npz", data)
         ended = time.perf_counter()
     finally:
@@ -328,7 +328,7 @@ class EventLog:
         self.events: dict[uuid.UUID, list[RunEvent]] = defaultdict(list)
         self._arrived = asyncio.Condition()
         self._consumer = AIOKafkaConsumer(
-            self.topics.events, **consumer_config(settings, group_id=None)
+            self.topics.events, **consumer_config(settings.kafka, group_id=None)
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -485,7 +485,7 @@ async def mesh_run(
     run = await wait_succeeded(http, run_id)
     ended = time.time()
     cpu = cpu_spent(cpu_before, tree_cpu_s(roots))  # the job has exited (and been reaped) by now
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         path = run["result"]["artifact_uri"].removeprefix(f"s3://{settings.s3_bucket}/")
         model = await storage.read_bytes(path, max_bytes=1 << 30)
     phases, epoch_s, extra = mesh_phases(events.events[run_id], began, ended, hyper["epochs"])
@@ -663,7 +663,7 @@ async def measure(
         )
         topics = Topics(settings.topic_prefix)
         await ensure_topics(
-            settings,
+            settings.kafka,
             [topics.requests(CATEGORY), topics.events, topics.control, topics.plugins],
         )
         roots = (str(sandbox.directory),) if sandbox.directory is not None else ()

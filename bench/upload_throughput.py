@@ -140,7 +140,7 @@ async def baseline_seconds(settings: Settings, root: Path, paths: list[Path]) ->
 
 async def catalog_rows(settings: Settings, root: Path) -> tuple[str, str]:
     """A `file` storage over `root` and a new data collection: (storage id, collection id)."""
-    pool = await create_pool(settings, min_size=1, max_size=2)
+    pool = await create_pool(settings.database, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
         async with pool.acquire() as conn:
@@ -216,7 +216,7 @@ async def check_upload(settings: Settings, result: dict[str, Any], sizes: dict[s
     if counts != (len(sizes), 0, len(sizes) // 2, 0) or files["already_uploaded"]:
         raise RuntimeError(f"the upload is incomplete: {result}")
     prefix = result["destination"]
-    async with platform_storage(settings) as bucket:
+    async with platform_storage(settings.s3) as bucket:
         stored = {
             info.path.removeprefix(f"{prefix}/"): info.size
             async for info in bucket.list(prefix, recursive=True)

@@ -40,7 +40,7 @@ def _requests() -> list[RunRequest]:
 
 
 async def _produce(settings: Settings, topic: str, requests: list[RunRequest]) -> float:
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     await producer.start()
     try:
         began = time.perf_counter()
@@ -52,7 +52,7 @@ async def _produce(settings: Settings, topic: str, requests: list[RunRequest]) -
 
 
 async def _count_terminal(settings: Settings, topic: str, expected: int) -> float:
-    config = consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"}
+    config = consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"}
     reader = AIOKafkaConsumer(topic, **config)
     await reader.start()
     seen: set[bytes] = set()
@@ -98,12 +98,13 @@ async def runtime_rate(settings: Settings) -> float:
 async def baseline_rate(settings: Settings) -> float:
     """Runs/s of raw aiokafka: consume each request, produce two events, commit."""
     topics = Topics(settings.topic_prefix + "raw")
-    await ensure_topics(settings, [topics.requests(CATEGORY), topics.events])
+    await ensure_topics(settings.kafka, [topics.requests(CATEGORY), topics.events])
     requests = _requests()
     started_size = 420  # bytes of a typical encoded run.started / run.succeeded event
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     consumer = AIOKafkaConsumer(
-        topics.requests(CATEGORY), **consumer_config(settings, group_id=f"{topics.prefix}-raw")
+        topics.requests(CATEGORY),
+        **consumer_config(settings.kafka, group_id=f"{topics.prefix}-raw"),
     )
     await producer.start()
     await consumer.start()
@@ -139,7 +140,7 @@ async def baseline_rate(settings: Settings) -> float:
 
 
 async def _count_raw(settings: Settings, topic: str, runs: int) -> float:
-    config = consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"}
+    config = consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"}
     reader = AIOKafkaConsumer(topic, **config)
     await reader.start()
     count = 0
@@ -162,7 +163,7 @@ async def main() -> None:
     async with Sandbox(Settings()) as sandbox:
         for _ in range(ROUNDS):
             base = sandbox.settings.model_copy(update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}"})
-            await ensure_topics(base, [Topics(base.topic_prefix).events])
+            await ensure_topics(base.kafka, [Topics(base.topic_prefix).events])
             baselines.append(await baseline_rate(base))
             values.append(await runtime_rate(base))
     baseline = statistics.median(baselines)

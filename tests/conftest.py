@@ -57,14 +57,14 @@ class RunClient:
         self.topics = Topics(settings.topic_prefix)
         self.events: dict[uuid.UUID, list[RunEventBase]] = defaultdict(list)
         self.headers: dict[uuid.UUID, list[list[tuple[str, bytes]]]] = defaultdict(list)
-        self._producer: AIOKafkaProducer = make_producer(settings)
-        config = consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"}
+        self._producer: AIOKafkaProducer = make_producer(settings.kafka)
+        config = consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"}
         self._consumer = AIOKafkaConsumer(self.topics.events, **config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await ensure_topics(
-            self.settings,
+            self.settings.kafka,
             [
                 self.topics.requests(self.category),
                 self.topics.dlq(self.category),
@@ -359,7 +359,7 @@ async def gateway(settings: Settings) -> AsyncIterator[GatewayHandle]:
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the sandbox database with the catalog schema applied."""
-    db = await create_pool(settings, min_size=1, max_size=4)
+    db = await create_pool(settings.database, min_size=1, max_size=4)
     await apply_migrations(db, "catalog", load_migrations("runmesh.catalog"))
     yield db
     await db.close()

@@ -42,7 +42,7 @@ from .conftest import RunClient, WorkerFactory
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the sandbox database with the gateway's schema applied."""
-    db = await create_pool(settings, min_size=1, max_size=6)
+    db = await create_pool(settings.database, min_size=1, max_size=6)
     await apply_migrations(db, "runs", load_migrations("runmesh.gateway"))
     yield db
     await db.close()
@@ -57,7 +57,7 @@ def aggregator(settings: Settings, pool: asyncpg.Pool) -> AggregatorFactory:
 
     @contextlib.asynccontextmanager
     async def start(**kwargs: Any) -> AsyncIterator[Aggregator]:
-        instance = Aggregator(settings, pool, **kwargs)
+        instance = Aggregator(settings.kafka, pool, **kwargs)
         task = asyncio.create_task(instance.run())
         try:
             yield instance
@@ -82,7 +82,7 @@ def aggregator(settings: Settings, pool: asyncpg.Pool) -> AggregatorFactory:
 @pytest.fixture
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     """A producer for hand-made records on the test's topics."""
-    instance = make_producer(settings)
+    instance = make_producer(settings.kafka)
     await instance.start()
     yield instance
     await instance.stop()
@@ -475,7 +475,7 @@ async def test_plugin_manifests_from_a_worker_start_appear_in_the_catalog(
     settings: Settings, worker: WorkerFactory, pool: asyncpg.Pool, producer: AIOKafkaProducer
 ) -> None:
     began = await pool.fetchval("SELECT now()")
-    catalog = PluginCatalog(settings, pool)
+    catalog = PluginCatalog(settings.kafka, pool)
     task = asyncio.create_task(catalog.run())
     try:
         await producer.send_and_wait(Topics(settings.topic_prefix).plugins, b"{not a manifest")

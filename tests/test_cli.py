@@ -130,9 +130,9 @@ async def test_runs_commands_list_show_logs_cancel_and_rerun(
         code, out, err = await runmesh("runs", "ls", gateway=gateway, token=token, home=tmp_path)
         assert code == 0 and run_id[:8] in out, out + err
         code, out, err = await runmesh(
-            "runs", "show", run_id, gateway=gateway, token=token, home=tmp_path
-        )
-        assert code == 0 and '"state": "succeeded"' in out, out + err
+            "runs", "show", run_id[:8], gateway=gateway, token=token, home=tmp_path
+        )  # the short id `runs ls` shows
+        assert code == 0 and '"state": "succeeded"' in out and run_id in out, out + err
         code, out, err = await runmesh(
             "runs", "logs", run_id, gateway=gateway, token=token, home=tmp_path
         )
@@ -224,7 +224,7 @@ async def test_token_create_prints_the_token_last(settings: Settings, tmp_path: 
     from runmesh.core.db import create_pool
     from runmesh.gateway.tokens import TokenCache
 
-    pool = await create_pool(settings)
+    pool = await create_pool(settings.database)
     try:
         assert await TokenCache(pool).lookup(token) == "acme"
     finally:

@@ -305,7 +305,7 @@ async def test_artifacts_show_their_uri_and_download_through_the_gateway(
     await api.wait_state(run_id, "succeeded")
     # The echo action reports the artifact without writing it: put its bytes where it says.
     folder = f"runs/{api.tenant}/{run_id}"
-    async with platform_storage(stack.settings) as storage:
+    async with platform_storage(stack.settings.s3) as storage:
         await storage.write_bytes(f"{folder}/echo.txt", b"echo ada\n")
     await page.goto(f"/#/runs/{run_id}")
 
@@ -403,7 +403,7 @@ async def publish(
     events: list[tuple[int, int, str, BaseModel]],
 ) -> None:
     """Send `(attempt, seq, type, payload)` run events to the events topic, as a worker would."""
-    producer = make_producer(stack.settings)
+    producer = make_producer(stack.settings.kafka)
     await producer.start()
     try:
         for attempt, seq, event_type, payload in events:

@@ -170,7 +170,7 @@ async def seed(pool: asyncpg.Pool, settings: Settings, tenant: str, count: int) 
     prefix = f"{tenant}/images"
     sizes = [(64, 48), (40, 40), (32, 60)]
     images = {size: png(*size) for size in sizes}
-    bucket = platform_storage(settings)
+    bucket = platform_storage(settings.s3)
     limit = asyncio.Semaphore(16)
     units: list[NewDataUnit] = []
     try:
@@ -254,7 +254,7 @@ async def seed(pool: asyncpg.Pool, settings: Settings, tenant: str, count: int) 
         version = await ground_truth.create_ground_truth_version(conn, tenant, gt.id, "v1", items)
         seeded.gt_version = version.id
     # One original gone from the bucket: that item's image fails, its annotations do not.
-    missing = platform_storage(settings)
+    missing = platform_storage(settings.s3)
     try:
         await missing.delete(f"{prefix}/img{11:05d}.png")
     finally:

@@ -16,6 +16,7 @@ import pytest
 
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
+from runmesh.gateway import runs_store
 from runmesh.sandbox import Sandbox, TansuBroker, ensure_bucket
 
 from .conftest import GatewayHandle, RunClient, WorkerFactory, WorkerProcess
@@ -354,6 +355,45 @@ async def _wait_outbox_sent(pool: Any, run_id: str, topic_suffix: str) -> Any:
         )
 
     return await eventually(sent, timeout=20, message=f"{topic_suffix} record never sent")
+
+
+async def test_a_run_is_named_by_a_unique_prefix_of_its_id_like_git(
+    http: httpx.AsyncClient, worker: WorkerFactory, gateway: GatewayHandle, tenant: str
+) -> None:
+    async with announced(worker, http):
+        pass
+    run = await submit(http, "noop")
+    short = run["id"][:8]  # what the CLI, the demo and the dashboard show
+
+    assert (await http.get(f"/v1/runs/{short}")).json()["id"] == run["id"]
+    assert (await http.get(f"/v1/runs/{short.upper()}/logs")).status_code == 200
+    stored = await http.get(f"/v1/runs/{short}/events", headers={"Accept": "application/json"})
+    assert stored.status_code == 200, stored.text
+    cancelled = await http.post(f"/v1/runs/{short}/cancel")
+    assert (cancelled.status_code, cancelled.json()["id"]) == (200, run["id"])
+
+    # Two runs of the tenant share the first 8 digits: 8 are ambiguous, 9 are not.
+    twins = [
+        uuid.UUID("abcdef01-1111-4000-8000-000000000001"),
+        uuid.UUID("abcdef01-2222-4000-8000-000000000001"),
+    ]
+    async with gateway.app.state.deps.pool.acquire() as conn:
+        await runs_store.insert_kafka_runs(conn, {twin: (tenant, "test") for twin in twins})
+    ambiguous = await http.get("/v1/runs/abcdef01")
+    assert ambiguous.status_code == 422
+    assert "ambiguous" in ambiguous.json()["detail"]
+    assert (await http.get("/v1/runs/abcdef012")).json()["id"] == str(twins[1])
+    assert (await http.get("/v1/runs/abcdef01-1")).json()["id"] == str(twins[0])
+
+    unknown = await http.get("/v1/runs/0000ffff")
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no run id starts with 0000ffff"
+    for invalid in ("zzzz", "abc"):
+        answer = await http.get(f"/v1/runs/{invalid}")
+        assert answer.status_code == 422, (invalid, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    async with api(gateway, f"other-{uuid.uuid4().hex[:6]}") as other:
+        assert (await other.get(f"/v1/runs/{short}")).status_code == 404
 
 
 async def test_cancelling_a_running_run_stops_it_through_its_worker(

@@ -28,7 +28,7 @@ from runmesh.sandbox.processes import free_port
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the gateway's schema (migrated)."""
-    db = await create_pool(settings, min_size=1, max_size=5)
+    db = await create_pool(settings.database, min_size=1, max_size=5)
     await apply_migrations(db, "runs", load_migrations("runmesh.gateway"))
     yield db
     await db.close()
@@ -47,7 +47,7 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
 
 async def read_topic(settings: Settings, topic: str, count: int) -> list[Any]:
     """The first `count` records of `topic`."""
-    config = consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"}
+    config = consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"}
     consumer = AIOKafkaConsumer(topic, **config)
     await consumer.start()
     records: list[Any] = []
@@ -63,7 +63,7 @@ async def read_topic(settings: Settings, topic: str, count: int) -> list[Any]:
 
 async def topic_size(settings: Settings, topic: str) -> int:
     """How many records `topic` holds (the sum of its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(**consumer_config(settings, group_id=None))
+    consumer = AIOKafkaConsumer(**consumer_config(settings.kafka, group_id=None))
     await consumer.start()
     try:
         partitions = [
@@ -117,7 +117,7 @@ async def test_rows_are_published_in_order_with_trace_headers_and_marked_sent(
             )
             for i in range(5)
         ]
-    async with running(OutboxRelay(settings, pool)) as relay:
+    async with running(OutboxRelay(settings.kafka, pool)) as relay:
         relay.wake()
         records = await read_topic(settings, topic, 5)
         assert relay.kafka_reachable
@@ -171,7 +171,7 @@ async def test_a_request_of_a_run_cancelled_while_queued_is_never_published(
             message=RunRequest(run_id=marker, category="test", action="noop"),
             event_type="run.request",
         )
-    async with running(OutboxRelay(settings, pool)):
+    async with running(OutboxRelay(settings.kafka, pool)):
         records = await read_topic(settings, topics.requests("test"), 1)
         control = await read_topic(settings, topics.control, 1)
         await settled(
@@ -217,7 +217,7 @@ async def test_rows_stay_unsent_with_their_errors_while_kafka_is_unreachable(
         assert row["sent_at"] is None
         return bool(row["attempts"] >= 2 and row["last_error"])
 
-    async with running(OutboxRelay(nowhere, pool, ack_timeout_s=1.0)) as relay:
+    async with running(OutboxRelay(nowhere.kafka, pool, ack_timeout_s=1.0)) as relay:
         await eventually(retried_twice, timeout=20, message="the relay never retried")
         assert not relay.kafka_reachable
     last_error = await pool.fetchval("SELECT last_error FROM runs.outbox WHERE id = $1", row_id)

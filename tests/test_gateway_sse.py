@@ -22,6 +22,7 @@ import pytest
 from runmesh.core.events import RunRequest
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
+from runmesh.gateway.routes import events as events_routes
 
 from .conftest import GatewayHandle, RunClient, WorkerFactory
 
@@ -336,6 +337,32 @@ async def test_the_dashboard_stream_carries_every_run_of_the_tenant_and_no_other
     assert first is not None
     replayed, _ = await read_until_quiet(api, "/v1/events", resume_after=first)
     assert [m.id for m in replayed] == sorted(m.id for m in received if m.id and m.id > first)
+
+
+async def test_a_resume_older_than_the_replay_reaches_is_told_of_the_gap(
+    gateway: GatewayHandle,
+    api: Api,
+    client: RunClient,
+    worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events_routes, "TENANT_REPLAY_LIMIT", 5)
+    async with worker():
+        request = await client.submit("echo", {"name": "gap", "count": 8})
+        await client.wait_terminal(request.run_id)
+    await wait_for_state(gateway, request.run_id, "succeeded")
+    stored = await api.stored(request.run_id)
+    assert len(stored) > 6
+
+    _, everything = await read_until_quiet(api, "/v1/events", resume_after=stored[0]["id"])
+    gap, *replay = [m for m in everything if m.comment is None]
+    assert (gap.id, gap.event) == (None, "gap")
+    assert gap.data == {"after": stored[0]["id"], "resumes_at": stored[-5]["id"]}
+    assert [m.id for m in replay] == [event["id"] for event in stored[-5:]]
+
+    # Within the replay's reach: no gap message.
+    _, everything = await read_until_quiet(api, "/v1/events", resume_after=stored[-4]["id"])
+    assert [m.event for m in everything if m.comment is None and m.id is None] == []
 
 
 async def read_until_quiet(api: Api, path: str, **kw: Any) -> tuple[list[Message], list[Message]]:

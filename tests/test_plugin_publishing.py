@@ -336,7 +336,7 @@ async def test_unsafe_or_broken_archives_are_refused_with_a_clear_error(
 
     # Nothing was stored or recorded.
     assert (await stack.api.get(f"/v1/plugins/{code}/versions")).status_code == 404
-    async with platform_storage(stack.settings) as storage:
+    async with platform_storage(stack.settings.s3) as storage:
         assert [o async for o in storage.list(f"plugins/{stack.tenant}", recursive=True)] == []
 
     # A pre-release may be replaced with force; a release may not.

@@ -37,7 +37,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    instance = make_producer(settings)
+    instance = make_producer(settings.kafka)
     await instance.start()
     yield instance
     await instance.stop()

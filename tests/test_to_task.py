@@ -127,7 +127,7 @@ async def seed(
 ) -> Seeded:
     seeded = Seeded()
     _, extension = WRITERS[fmt]
-    bucket = platform_storage(settings)
+    bucket = platform_storage(settings.s3)
     limit = asyncio.Semaphore(16)
     units: list[NewDataUnit] = []
     sources: dict[str, DMImage] = {}

@@ -39,7 +39,7 @@ async def shapes_project(
     """A project over `count` synthetic images; units alternate meta camera a / b."""
     rng = np.random.default_rng(42)
     units = []
-    async with platform_storage(settings) as bucket:
+    async with platform_storage(settings.s3) as bucket:
         for index in range(count):
             pixels, _ = make_synthetic_image(rng, 64, 64, classes=tuple(CLASSES))
             path = f"{tenant}/shapes/s{index:03d}.png"

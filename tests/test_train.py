@@ -61,7 +61,7 @@ async def coco_dataset(settings: Settings, count: int, seed: int, *, tenant: str
     """A COCO folder (annotations.json + images/) in the tenant's folder of the platform
     bucket (what a run of the tenant may read); its URI."""
     prefix = f"{tenant}/datasets/{uuid.uuid4().hex[:10]}"
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         for path, data in coco_files(synthetic(count, seed), CLASSES):
             await storage.write_bytes(f"{prefix}/{path}", data)
     return f"s3://{settings.s3_bucket}/{prefix}"
@@ -111,7 +111,7 @@ async def test_train_learns_checkpoints_registers_and_serves_test_and_inference(
         artifacts = [e for e in runs.events[request.run_id] if isinstance(e, RunArtifact)]
         names = [a.payload.name for a in artifacts]
         assert names == [f"checkpoint-epoch-{n}" for n in range(1, 8)] + ["model"]
-        async with platform_storage(settings) as storage:
+        async with platform_storage(settings.s3) as storage:
             for artifact in artifacts:
                 path = artifact.payload.uri.removeprefix(f"s3://{settings.s3_bucket}/")
                 assert (await storage.stat(path)).size == artifact.payload.size
@@ -191,13 +191,13 @@ async def _images_list(settings: Settings, dataset_uri: str, count: int) -> str:
         orjson.dumps({"key": n, "uri": f"{dataset_uri}/images/img-{n:04d}.png"})
         for n in range(1, count + 1)
     ]
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         await storage.write_bytes(f"{prefix}/list.jsonl", b"\n".join(lines))
     return f"{dataset_uri}/list.jsonl"
 
 
 async def _read_lines(settings: Settings, uri: str) -> list[dict[str, Any]]:
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         path = uri.removeprefix(f"s3://{settings.s3_bucket}/")
         data = await storage.read_bytes(path, max_bytes=50_000_000)
     return [orjson.loads(line) for line in data.splitlines() if line.strip()]
@@ -296,7 +296,7 @@ async def test_a_killed_worker_resumes_from_the_last_checkpoint_to_the_same_mode
     # The same seeded training, uninterrupted, in this process: the same weights.
     model = await trained_models.get_model(pool, tenant, uuid.UUID(result["model_id"]))
     assert model is not None
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         path = model.artifact_uri.removeprefix(f"s3://{settings.s3_bucket}/")
         resumed = Detector.from_bytes(await storage.read_bytes(path, max_bytes=100_000_000))
     straight = await asyncio.to_thread(_train_straight, params, 24, 5)

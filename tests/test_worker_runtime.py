@@ -95,7 +95,7 @@ async def test_garbage_goes_to_the_dlq_and_the_worker_keeps_consuming(
 ) -> None:
     dlq = AIOKafkaConsumer(
         client.topics.dlq("test"),
-        **consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"},
+        **consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"},
     )
     await dlq.start()
     try:
@@ -138,6 +138,21 @@ async def test_cancel_while_running_ends_cancelled_within_2s(
     assert terminal.type == "run.cancelled"
     assert elapsed < 2.0, f"cancel took {elapsed:.2f}s"
     _seqs_gapless(client, request.run_id)
+
+
+async def test_a_run_cancelled_while_queued_before_any_worker_is_never_started(
+    client: RunClient, worker: WorkerFactory
+) -> None:
+    queued = await client.submit("noop")
+    await client.cancel(queued.run_id)
+
+    async with worker():
+        terminal = await client.wait_terminal(queued.run_id)
+        later = await client.submit("noop")  # the worker executes what was not cancelled
+        assert (await client.wait_terminal(later.run_id)).type == "run.succeeded"
+
+    assert terminal.type == "run.cancelled"
+    assert "run.started" not in [event.type for event in client.events[queued.run_id]]
 
 
 async def test_timeout_fails_the_run_with_error_type_timeout(
@@ -200,7 +215,7 @@ async def test_runs_past_max_attempts_fail_and_go_to_the_dlq(
 ) -> None:
     request = RunRequest(category="test", action="noop")
     async with worker(max_attempts=2) as running:
-        pool = await create_pool(settings)
+        pool = await create_pool(settings.database)
         try:
             # Two earlier deliveries started the run and their worker died each time.
             await pool.execute(
@@ -271,7 +286,7 @@ async def test_worker_publishes_manifests_and_counts_metrics(
         await eventually(lambda: finished._value.get() == 1, timeout=5)
     plugins = AIOKafkaConsumer(
         client.topics.plugins,
-        **consumer_config(settings, group_id=None) | {"auto_offset_reset": "earliest"},
+        **consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "earliest"},
     )
     await plugins.start()
     try:

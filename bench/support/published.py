@@ -24,7 +24,7 @@ async def publish(settings: Settings, directory: Path, tenant: str) -> str:
     plugin = load_plugin(directory)
     data = build_archive(directory, {n: a.manifest() for n, a in plugin.actions.items()})
     key = f"plugins/{tenant}/{plugin.code}/{plugin.version}.zip"
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         await storage.write_bytes(key, data, media_type="application/zip")
         uri = storage.url(key)
     manifest = plugin.manifest(service="gateway", worker="publish").model_copy(
@@ -33,7 +33,7 @@ async def publish(settings: Settings, directory: Path, tenant: str) -> str:
             "archive": PluginArchive(uri=uri, sha256=sha256_hex(data), size=len(data)),
         }
     )
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     await producer.start()
     try:
         topic = Topics(settings.topic_prefix).plugins

@@ -55,15 +55,15 @@ class BenchWorker:
         registry = build_registry(settings, [builtin])
         self.worker = Worker(category, registry, settings, service=service)
         self.consumer = AIOKafkaConsumer(
-            self.topics.events, **consumer_config(settings, group_id=None)
+            self.topics.events, **consumer_config(settings.kafka, group_id=None)
         )
-        self.producer = make_producer(settings)
+        self.producer = make_producer(settings.kafka)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> BenchWorker:
         topics = self.topics
         await ensure_topics(
-            self.settings,
+            self.settings.kafka,
             [topics.requests(self.category), topics.events, topics.control, topics.plugins],
         )
         self._task = asyncio.create_task(self.worker.run())

@@ -57,7 +57,7 @@ async def test_a_run_cannot_serve_another_tenants_objects_as_its_artifacts(
     image = f"{tenant_a}/{uuid.uuid4()}/{uuid.uuid4()}/image/u-0000.png"
     own_run, other_run = uuid.uuid4(), uuid.uuid4()
     own = f"runs/{tenant_b}/{own_run}/report.txt"
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         await storage.write_bytes(archive, b"A's plugin archive")
         await storage.write_bytes(image, b"A's image")
         await storage.write_bytes(own, b"B's own report")

@@ -51,7 +51,7 @@ class Ticker:
         self.run_id = uuid.uuid4()
         self._tenant = settings.tenant
         self._topic = Topics(settings.topic_prefix).events
-        self._producer: AIOKafkaProducer = make_producer(settings)
+        self._producer: AIOKafkaProducer = make_producer(settings.kafka)
         self._seq = 0
         self.sent = 0
 
@@ -224,7 +224,7 @@ async def test_token_revoke_by_tenant_and_name_and_its_mistakes(
         assert process.returncode is not None
         return process.returncode, out.decode()
 
-    pool = await create_pool(settings, min_size=1, max_size=2)
+    pool = await create_pool(settings.database, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
         tenant = settings.tenant

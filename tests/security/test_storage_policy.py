@@ -215,13 +215,16 @@ async def test_a_tenants_s3_storage_is_never_signed_with_the_platforms_key(
         # Not on the operator's list: refused before any request.
         with pytest.raises(StoragePolicyError, match="RUNMESH_STORAGE_S3_ENDPOINTS"):
             open_storage(
-                "s3", {"bucket": "b-data", "endpoint_url": recorder.url}, settings, tenant="b"
+                "s3",
+                {"bucket": "b-data", "endpoint_url": recorder.url},
+                settings.storage,
+                tenant="b",
             )
         assert recorder.requests == []
 
         listed = settings.model_copy(update={"storage_s3_endpoints": [recorder.url]})
         anonymous = open_storage(
-            "s3", {"bucket": "b-data", "endpoint_url": recorder.url}, listed, tenant="b"
+            "s3", {"bucket": "b-data", "endpoint_url": recorder.url}, listed.storage, tenant="b"
         )
         own_keys = open_storage(
             "s3",
@@ -230,7 +233,7 @@ async def test_a_tenants_s3_storage_is_never_signed_with_the_platforms_key(
                 "endpoint_url": recorder.url,
                 "credentials": {"access_key_id": "AKIATENANTB", "secret_access_key": "s"},
             },
-            listed,
+            listed.storage,
             tenant="b",
         )
         async with anonymous, own_keys:
@@ -313,7 +316,7 @@ def test_the_policy_reads_tenant_roots_endpoint_patterns_and_reserved_tenant_nam
                 "storage_file_roots": [tmp_path / "{tenant}"],
                 "storage_s3_endpoints": ["https://s3.*.amazonaws.com", "http://10.0.0.5:9000"],
             }
-        )
+        ).storage
     )
     assert policy.file_root(tmp_path / "acme" / "raw", "acme") == tmp_path / "acme" / "raw"
     with pytest.raises(StoragePolicyError, match="RUNMESH_STORAGE_FILE_ROOTS"):

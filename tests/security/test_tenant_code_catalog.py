@@ -44,7 +44,7 @@ OWN_ROWS, OTHER_ROWS = 2, 3  # rows per table of each tenant: different, so coun
 async def platform(module_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """The platform's pool with every schema the platform has: the gateway's, the worker's
     and the catalog."""
-    pool = await create_pool(module_settings, min_size=1, max_size=4)
+    pool = await create_pool(module_settings.database, min_size=1, max_size=4)
     await apply_migrations(pool, "runs", load_migrations("runmesh.gateway"))
     await apply_migrations(pool, "worker", load_migrations("runmesh.worker"))
     await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))

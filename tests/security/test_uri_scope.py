@@ -55,7 +55,7 @@ async def api(gateway: GatewayHandle, tenant: str) -> AsyncIterator[httpx.AsyncC
 async def a_image(settings: Settings, tenant_a: str) -> str:
     """An image of tenant A where upload puts it: `s3://<bucket>/<A>/<collection>/<run>/…`."""
     key = f"{tenant_a}/{uuid.uuid4()}/{uuid.uuid4()}/image/u-0000.png"
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         await storage.write_bytes(key, A_IMAGE)
     return f"s3://{settings.s3_bucket}/{key}"
 
@@ -204,7 +204,7 @@ async def test_a_train_run_cannot_read_another_tenants_dataset(
     # A's export folder on the host, and A's dataset in its folder of the platform bucket.
     folder = tmp_path / "a-exports" / "coco"
     prefix = f"{tenant_a}/datasets/{uuid.uuid4().hex[:8]}"
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         for path, data in coco_files(
             synthetic_images(8, seed=1, size=32, classes=CLASSES), CLASSES
         ):

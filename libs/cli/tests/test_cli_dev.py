@@ -114,7 +114,8 @@ async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> 
         assert process.stdout is not None
         lines, _ = await asyncio.wait_for(read_until_prompt(process.stdout), 120)
         output = "".join(lines)
-        assert "gateway, upload, export, to_task, train, demo-worker" in output, output
+        services = "gateway, upload, export, to_task, train, plugins-worker, demo-worker"
+        assert services in output, output
         gateway_url = re.search(r"Gateway:\s+(\S+)", output)
         token = re.search(r"Token:\s+(\S+)", output)
         assert gateway_url and token, output

@@ -13,9 +13,10 @@ from runmesh.core.kafka import admin as admin_module
 from runmesh.core.kafka import consumer_config, ensure_topics, make_consumer, make_producer
 from runmesh.core.kafka.clients import connection_config
 from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 
 
-def kafka_settings(protocol: str, *, sasl: bool = False) -> Settings:
+def kafka_settings(protocol: str, *, sasl: bool = False) -> KafkaSettings:
     extra: dict[str, Any] = {}
     if sasl:
         extra = {
@@ -23,7 +24,7 @@ def kafka_settings(protocol: str, *, sasl: bool = False) -> Settings:
             "kafka_sasl_username": "svc",
             "kafka_sasl_password": SecretStr("s3cret"),
         }
-    return Settings(kafka_bootstrap="broker:9093", kafka_security_protocol=protocol, **extra)
+    return Settings(kafka_bootstrap="broker:9093", kafka_security_protocol=protocol, **extra).kafka
 
 
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
@@ -60,10 +61,10 @@ def test_consumer_config_carries_the_connection_config() -> None:
 async def test_aiokafka_accepts_the_clients_built_for_sasl_ssl() -> None:
     # aiokafka raises ValueError at construction for SSL without a context; nothing connects
     # before start(), so no broker is needed.
-    settings = kafka_settings("SASL_SSL", sasl=True)
-    producer = make_producer(settings)
-    consumer = make_consumer(settings, "topic", group_id="g")
-    admin = AIOKafkaAdminClient(**connection_config(settings))
+    kafka = kafka_settings("SASL_SSL", sasl=True)
+    producer = make_producer(kafka)
+    consumer = make_consumer(kafka, "topic", group_id="g")
+    admin = AIOKafkaAdminClient(**connection_config(kafka))
     await producer.stop()
     await consumer.stop()
     await admin.close()
@@ -86,9 +87,9 @@ async def test_ensure_topics_builds_its_admin_client_with_security_settings(
             raise _AdminStartedError
 
     monkeypatch.setattr(admin_module, "AIOKafkaAdminClient", RecordingAdmin)
-    settings = kafka_settings("SASL_SSL", sasl=True)
+    kafka = kafka_settings("SASL_SSL", sasl=True)
     with pytest.raises(_AdminStartedError):
-        await ensure_topics(settings, ["runmesh.events"])
+        await ensure_topics(kafka, ["runmesh.events"])
     [kwargs] = built
     assert kwargs["bootstrap_servers"] == "broker:9093"
     assert kwargs["security_protocol"] == "SASL_SSL"

@@ -17,7 +17,7 @@ from runmesh.core.settings import Settings
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    db = await create_pool(settings, min_size=1, max_size=2)
+    db = await create_pool(settings.database, min_size=1, max_size=2)
     yield db
     await db.close()
 

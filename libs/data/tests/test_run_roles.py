@@ -33,7 +33,7 @@ PLATFORM_TABLES = {"schema_migrations", "run_roles"}
 @pytest.fixture(scope="module")
 async def platform(module_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """The platform's pool (the sandbox's user) with the catalog migrations applied."""
-    pool = await create_pool(module_settings, min_size=1, max_size=4)
+    pool = await create_pool(module_settings.database, min_size=1, max_size=4)
     await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
     yield pool
     await pool.close()
@@ -238,7 +238,7 @@ async def test_a_user_without_createrole_gets_the_grant_to_ask_for(
     await platform.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
     try:
         weak_dsn = role_dsn(module_settings.database_url, user, password)
-        weak = await asyncpg.create_pool(weak_dsn, min_size=1, max_size=1)
+        weak = await asyncpg.create_pool(weak_dsn.database, min_size=1, max_size=1)
         try:
             with pytest.raises(RunRoleError, match=f"ALTER ROLE {user} CREATEROLE"):
                 await create_run_role(

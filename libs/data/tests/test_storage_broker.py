@@ -107,7 +107,7 @@ def client(channel: LocalChannel) -> StorageBrokerClient:
 @pytest.fixture
 async def platform(settings: Settings) -> AsyncIterator[Storage]:
     """The platform bucket opened directly, as the worker does: to check behind the broker."""
-    async with platform_storage(settings) as storage:
+    async with platform_storage(settings.s3) as storage:
         yield storage
 
 

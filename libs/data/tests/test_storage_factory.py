@@ -23,15 +23,17 @@ from runmesh.storage import (
 
 
 async def test_providers_are_built_from_their_configs(settings: Settings, tmp_path: Path) -> None:
-    file = open_storage("file", {"root": str(tmp_path)}, settings, tenant="t")
+    file = open_storage("file", {"root": str(tmp_path)}, settings.storage, tenant="t")
     assert isinstance(file, FileStorage)
     assert file.root == tmp_path
 
-    s3 = open_storage("s3", {"bucket": "my-bucket", "prefix": "a/b/"}, settings, tenant="t")
+    s3 = open_storage("s3", {"bucket": "my-bucket", "prefix": "a/b/"}, settings.storage, tenant="t")
     assert isinstance(s3, S3Storage)
     assert s3.url("c.txt") == "s3://my-bucket/a/b/c.txt"
 
-    http = open_storage("http", {"base_url": "https://example.com/data"}, settings, tenant="t")
+    http = open_storage(
+        "http", {"base_url": "https://example.com/data"}, settings.storage, tenant="t"
+    )
     assert isinstance(http, HttpStorage)
     assert http.url("x y.txt") == "https://example.com/data/x%20y.txt"
     for storage in (file, s3, http):
@@ -59,25 +61,25 @@ def test_bad_configs_name_the_field(
     settings: Settings, provider: str, config: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(StorageError, match=f"field '{field}") as raised:
-        open_storage(provider, config, settings, tenant="t")
+        open_storage(provider, config, settings.storage, tenant="t")
     assert provider in str(raised.value)
 
 
 def test_an_unknown_provider_is_refused(settings: Settings) -> None:
     with pytest.raises(StorageError, match=r"unknown storage provider 'ftp'.*file, s3, http"):
-        open_storage("ftp", {}, settings, tenant="t")
+        open_storage("ftp", {}, settings.storage, tenant="t")
 
 
 async def test_storages_from_urls(settings: Settings, tmp_path: Path) -> None:
-    file = storage_from_url(tmp_path.as_uri(), settings)
+    file = storage_from_url(tmp_path.as_uri(), settings.s3)
     assert isinstance(file, FileStorage) and file.root == tmp_path
-    s3 = storage_from_url("s3://some-bucket/runs/42/", settings)
+    s3 = storage_from_url("s3://some-bucket/runs/42/", settings.s3)
     assert isinstance(s3, S3Storage) and (s3.bucket, s3.prefix) == ("some-bucket", "runs/42")
-    http = storage_from_url("https://example.com/a/", settings)
+    http = storage_from_url("https://example.com/a/", settings.s3)
     assert isinstance(http, HttpStorage)
     with pytest.raises(StorageError, match="unsupported"):
-        storage_from_url("gopher://x/", settings)
-    platform = platform_storage(settings, prefix="artifacts")
+        storage_from_url("gopher://x/", settings.s3)
+    platform = platform_storage(settings.s3, prefix="artifacts")
     assert platform.url("x") == f"s3://{settings.s3_bucket}/artifacts/x"
     for storage in (file, s3, http, platform):
         await storage.close()

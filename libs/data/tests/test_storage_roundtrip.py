@@ -37,7 +37,7 @@ async def storage(
     if request.param == "file":
         opened: Storage = FileStorage(tmp_path / "root")
     else:
-        opened = S3Storage.from_settings(settings, prefix=f"t-{uuid4().hex[:10]}/data")
+        opened = S3Storage.from_settings(settings.s3, prefix=f"t-{uuid4().hex[:10]}/data")
     async with opened:
         yield opened
 

@@ -162,7 +162,7 @@ async def test_objects_written_by_others_have_no_checksum_and_markers_are_skippe
     await raw.put_object(Bucket=bucket, Key=f"{prefix}/foreign.txt", Body=b"theirs")
     await raw.put_object(Bucket=bucket, Key=f"{prefix}/folder/", Body=b"")  # a console marker
     await raw.put_object(Bucket=bucket, Key=f"{prefix}/odd//name", Body=b"")
-    async with platform_storage(settings, prefix=prefix) as storage:
+    async with platform_storage(settings.s3, prefix=prefix) as storage:
         stat = await storage.stat("foreign.txt")
         assert (stat.size, stat.checksum) == (6, None)
         assert [i.path async for i in storage.list(recursive=True)] == ["foreign.txt"]

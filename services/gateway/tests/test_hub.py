@@ -376,7 +376,7 @@ def test_a_stored_event_goes_out_as_a_streamed_event() -> None:
 
 @pytest.fixture
 async def pool(sandbox: Sandbox) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(sandbox.settings, min_size=1, max_size=4)
+    pool = await create_pool(sandbox.settings.database, min_size=1, max_size=4)
     await apply_migrations(pool, "runs", load_migrations("runmesh.gateway"))
     yield pool
     await pool.close()

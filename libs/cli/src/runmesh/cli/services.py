@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from runmesh.core.categories import BUILTIN_CATEGORIES
 from runmesh.core.settings import Settings
 from runmesh.sandbox.processes import ChildProcess
+from runmesh.worker.process import ALL_READY_MARKER
 from runmesh.worker.process import main as serve_category
 from runmesh.worker.service import load_service
 from runmesh.worker.worker import READY_MARKER
@@ -39,8 +41,17 @@ def demo_plugin_dir() -> Path:
     return Path(str(resources.files("runmesh.cli").joinpath("demo_plugin")))
 
 
+def unserved_categories() -> list[str]:
+    """The platform's categories no category service serves (`data_validation`, `smart_tool`,
+    `post_annotation`): their plugins are the tenants' and the published ones."""
+    served = {load_service(f"runmesh.{package}:service").category for package in SERVICES}
+    return [category for category in BUILTIN_CATEGORIES if category not in served]
+
+
 def service_specs(settings: Settings, *, demo: bool) -> list[ServiceSpec]:
-    """One replica of each category service, plus the demo worker when asked for."""
+    """One replica of each category service, one worker serving every other category of the
+    platform (so any plugin `runmesh plugin create` makes runs), and the demo worker when
+    asked for."""
     specs = [
         ServiceSpec(
             "gateway",
@@ -51,6 +62,12 @@ def service_specs(settings: Settings, *, demo: bool) -> list[ServiceSpec]:
         *(
             ServiceSpec(name, (sys.executable, "-m", f"runmesh.{name}"), settings)
             for name in SERVICES
+        ),
+        ServiceSpec(
+            "plugins-worker",
+            (sys.executable, "-m", "runmesh.worker", "--category", ",".join(unserved_categories())),
+            settings,
+            ready_marker=ALL_READY_MARKER,
         ),
     ]
     if demo:
@@ -91,9 +108,13 @@ async def _log_contains(path: Path, marker: str) -> bool:
 def service_main(name: str) -> Callable[[Settings], None]:
     """The entry point serving `name`: a declared service (`runmesh.upload:service`), the
     service of a category (`upload`, `pre_annotation`, …), or else a worker for that
-    category's `RUNMESH_PLUGIN_PATH` plugins."""
+    category's `RUNMESH_PLUGIN_PATH` plugins and published versions (several categories,
+    comma-separated: one worker process serving them all)."""
     if ":" in name:
         return load_service(name).main
+    if "," in name:
+        categories = [each.strip() for each in name.split(",") if each.strip()]
+        return lambda settings: serve_category(categories, settings=settings)
     for package in SERVICES:
         service = load_service(f"runmesh.{package}:service")
         if name in (package, service.category):

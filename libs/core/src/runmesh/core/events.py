@@ -374,6 +374,17 @@ class RunStateNotice(BaseModel):
     state: str = Field(description="The run's terminal state")
 
 
+class StreamGapNotice(BaseModel):
+    """The `data:` of the `event: gap` message (no `id:`) that the tenant stream sends before
+    its replay when more events followed `Last-Event-ID` than it replays: the client missed
+    some and should list runs again instead of trusting its copy."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    after: int = Field(description="The `Last-Event-ID` the client resumed from")
+    resumes_at: int = Field(description="The id of the first event replayed after the gap")
+
+
 M = TypeVar("M", bound=BaseModel)
 
 _RUN_EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

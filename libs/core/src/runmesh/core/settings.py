@@ -5,10 +5,27 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from runmesh.core.settings_parts import (
+    CliSettings,
+    DatabaseSettings,
+    GatewaySettings,
+    KafkaSettings,
+    PluginSettings,
+    S3Settings,
+    SandboxSettings,
+    SettingsPart,
+    StoragePolicySettings,
+    StorageSettings,
+    TelemetrySettings,
+    WorkerSettings,
+)
+
+P = TypeVar("P", bound=SettingsPart)
 
 CREDENTIAL_FIELDS = (
     "kafka_bootstrap",
@@ -31,7 +48,12 @@ DEFAULT_S3_ENDPOINTS = (
 
 
 class Settings(BaseSettings):
-    """Every runmesh setting. Unset connection settings mean "use the embedded sandbox part"."""
+    """Every runmesh setting, read from the environment once. Unset connection settings mean
+    "use the embedded sandbox part".
+
+    Code takes the part of its concern (`settings.kafka`, `.database`, `.s3`, `.storage_policy`,
+    `.plugins`, `.gateway`, `.worker`, `.cli`, `.telemetry`, `.sandbox`), not the whole.
+    """
 
     model_config = SettingsConfigDict(env_prefix="RUNMESH_", extra="ignore")
 
@@ -279,6 +301,70 @@ class Settings(BaseSettings):
         update: dict[str, object] = dict.fromkeys(CREDENTIAL_FIELDS)
         update.update(database_url=database_url, catalog_migrations=False)
         return self.model_copy(update=update)
+
+    def part(self, kind: type[P]) -> P:
+        """The fields of one concern (`settings_parts`), as a frozen `kind`."""
+        fields = type(self).model_fields
+        values: dict[str, object] = {}
+        for name in kind.model_fields:
+            prefixed = kind.PREFIX + name
+            values[name] = getattr(self, prefixed if prefixed in fields else name)
+        return kind.model_validate(values)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        """The broker, its clients' tuning and topic naming."""
+        return self.part(KafkaSettings)
+
+    @property
+    def database(self) -> DatabaseSettings:
+        """The PostgreSQL DSN and the catalog migrations switch."""
+        return self.part(DatabaseSettings)
+
+    @property
+    def s3(self) -> S3Settings:
+        """The platform's S3 endpoint, bucket, credentials and transfer tuning."""
+        return self.part(S3Settings)
+
+    @property
+    def storage_policy(self) -> StoragePolicySettings:
+        """Where tenants' storages may point."""
+        return self.part(StoragePolicySettings)
+
+    @property
+    def storage(self) -> StorageSettings:
+        """What opening a tenant's storage needs: the S3 part and the storage policy."""
+        return StorageSettings(s3=self.s3, policy=self.storage_policy)
+
+    @property
+    def plugins(self) -> PluginSettings:
+        """Plugin paths, cache, install timeout, archive limits and in-process trust."""
+        return self.part(PluginSettings)
+
+    @property
+    def gateway(self) -> GatewaySettings:
+        """The gateway's address, limits, SSE and token cache."""
+        return self.part(GatewaySettings)
+
+    @property
+    def worker(self) -> WorkerSettings:
+        """A worker's concurrency, retries, job limits, cancellation and health."""
+        return self.part(WorkerSettings)
+
+    @property
+    def cli(self) -> CliSettings:
+        """What the `runmesh` command talks to and where `runmesh dev` keeps its state."""
+        return self.part(CliSettings)
+
+    @property
+    def telemetry(self) -> TelemetrySettings:
+        """Where traces go."""
+        return self.part(TelemetrySettings)
+
+    @property
+    def sandbox(self) -> SandboxSettings:
+        """The embedded dev stack's broker binary and data directory."""
+        return self.part(SandboxSettings)
 
     def topic(self, name: str) -> str:
         """Return `name` under this deployment's topic prefix."""

@@ -10,24 +10,24 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import TelemetrySettings
 
 KafkaHeaders = Sequence[tuple[str, bytes]]
 
 
-def setup_tracing(settings: Settings, service_name: str) -> TracerProvider | None:
+def setup_tracing(telemetry: TelemetrySettings, service_name: str) -> TracerProvider | None:
     """Install a tracer provider exporting over OTLP/HTTP when an endpoint is configured.
 
     Without `OTEL_EXPORTER_OTLP_ENDPOINT` spans are still created (trace ids keep flowing
     through headers) but nothing is exported. Returns the provider to shut down on exit.
     """
-    if not settings.otel_exporter_otlp_endpoint:
+    if not telemetry.otel_exporter_otlp_endpoint:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The endpoint from settings, not the exporter's own reading of the environment: a job
     # child or a test gets the settings it was handed. OTLP/HTTP's base URL + /v1/traces.
-    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    endpoint = telemetry.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runmesh.catalog.repository import Executor, StorageRow, list_storages
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import StorageSettings
 from runmesh.storage import TenantUris
 
 _PAGE = 500
@@ -24,6 +24,6 @@ async def tenant_storages(conn: Executor, tenant: str) -> list[StorageRow]:
     return found
 
 
-async def tenant_uris(conn: Executor, tenant: str, settings: Settings) -> TenantUris:
+async def tenant_uris(conn: Executor, tenant: str, storage: StorageSettings) -> TenantUris:
     """A `TenantUris` of `tenant` over its storages as they are now (close it when done)."""
-    return TenantUris(tenant, await tenant_storages(conn, tenant), settings)
+    return TenantUris(tenant, await tenant_storages(conn, tenant), storage)

@@ -1,8 +1,8 @@
 """One async storage interface over files, S3 and HTTP (DESIGN §8).
 
-`open_storage(provider, config, settings, tenant=...)` builds a tenant's storage under the
+`open_storage(provider, config, settings.storage, tenant=...)` builds a tenant's storage under the
 operator's `StoragePolicy`, `TenantUris` opens the URIs a tenant names through its storages,
-`storage_from_url` builds one from a URL the platform wrote, `platform_storage(settings)` is
+`storage_from_url` builds one from a URL the platform wrote, `platform_storage(settings.s3)` is
 the platform bucket. Use a storage as `async with`; paths are relative, POSIX-style, and
 validated centrally.
 """

@@ -294,11 +294,13 @@ class StorageBroker:
                 raise StorageScopeError(
                     f"tenant {self.tenant!r} owns no folder of the platform bucket"
                 )
-            storage = platform_storage(self._settings)
+            storage = platform_storage(self._settings.s3)
         else:
             assert args.provider is not None and args.config is not None  # by OpenArgs
             scope = None
-            storage = open_storage(args.provider, args.config, self._settings, tenant=self.tenant)
+            storage = open_storage(
+                args.provider, args.config, self._settings.storage, tenant=self.tenant
+            )
         handle = next(self._ids)
         self._handles[handle] = _Handle(storage, scope)
         return reply(Opened(handle=handle, url=storage.url(""), scheme=storage.scheme)), b""

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import S3Settings, StorageSettings
 from runmesh.storage.base import Storage, validate_path
 from runmesh.storage.brokered import BlockingBrokerChannel, open_brokered
 from runmesh.storage.errors import StorageError, StoragePathError
@@ -107,7 +107,7 @@ PROVIDERS = ("file", "s3", "http")
 
 
 def open_storage(
-    provider: str, config: Mapping[str, Any], settings: Settings, *, tenant: str
+    provider: str, config: Mapping[str, Any], storage: StorageSettings, *, tenant: str
 ) -> Storage:
     """`tenant`'s storage of `provider` ("file", "s3", "http") with `config`.
 
@@ -123,17 +123,17 @@ def open_storage(
     """
     if _broker is not None:
         return open_brokered(_broker, {"provider": provider, "config": dict(config)})
-    checked = _checked(provider, config, settings, tenant)
+    checked = _checked(provider, config, storage, tenant)
     if isinstance(checked, _FileConfig):
         return FileStorage(checked.root)
     if isinstance(checked, _S3Config):
-        platform_key = StoragePolicy.from_settings(settings).s3(
+        platform_key = StoragePolicy.from_settings(storage).s3(
             bucket=checked.bucket,
             prefix=checked.prefix,
             endpoint_url=checked.endpoint_url,
             tenant=tenant,
         )
-        return _s3_storage(checked, settings, platform_key=platform_key)
+        return _s3_storage(checked, storage.s3, platform_key=platform_key)
     return HttpStorage(
         checked.base_url,
         allow_private=checked.allow_private,
@@ -142,18 +142,18 @@ def open_storage(
 
 
 def check_storage(
-    provider: str, config: Mapping[str, Any], settings: Settings, *, tenant: str
+    provider: str, config: Mapping[str, Any], storage: StorageSettings, *, tenant: str
 ) -> None:
     """What `open_storage` checks, without opening: StorageError for an invalid config,
     StoragePolicyError for one the operator's policy refuses."""
-    _checked(provider, config, settings, tenant)
+    _checked(provider, config, storage, tenant)
 
 
 def _checked(
-    provider: str, config: Mapping[str, Any], settings: Settings, tenant: str
+    provider: str, config: Mapping[str, Any], storage: StorageSettings, tenant: str
 ) -> _FileConfig | _S3Config | _HttpConfig:
     """The validated config, checked against the policy (a file root as its real path)."""
-    policy = StoragePolicy.from_settings(settings)
+    policy = StoragePolicy.from_settings(storage)
     if provider == "file":
         file_config = _validated(_FileConfig, provider, config)
         real = policy.file_root(file_config.root, tenant)
@@ -176,32 +176,32 @@ def _checked(
     raise StorageError(f"unknown storage provider {provider!r}; known: {', '.join(PROVIDERS)}")
 
 
-def _s3_storage(config: _S3Config, settings: Settings, *, platform_key: bool) -> S3Storage:
+def _s3_storage(config: _S3Config, s3: S3Settings, *, platform_key: bool) -> S3Storage:
     if config.credentials is not None:
         keys: tuple[str | None, str | None] = (
             config.credentials.access_key_id,
             config.credentials.secret_access_key.get_secret_value(),
         )
     elif platform_key:
-        secret = settings.s3_secret_access_key
-        keys = (settings.s3_access_key_id, secret.get_secret_value() if secret else None)
+        secret = s3.secret_access_key
+        keys = (s3.access_key_id, secret.get_secret_value() if secret else None)
     else:
         keys = (None, None)
     return S3Storage(
         config.bucket,
         config.prefix,
-        endpoint_url=config.endpoint_url or settings.s3_endpoint_url,
+        endpoint_url=config.endpoint_url or s3.endpoint_url,
         access_key_id=keys[0],
         secret_access_key=keys[1],
         anonymous=config.credentials is None and not platform_key,
-        region=config.region or settings.s3_region,
-        multipart_threshold=settings.s3_multipart_threshold_mb * MiB,
-        part_size=settings.s3_part_size_mb * MiB,
-        max_concurrency=settings.s3_max_concurrency,
+        region=config.region or s3.region,
+        multipart_threshold=s3.multipart_threshold_mb * MiB,
+        part_size=s3.part_size_mb * MiB,
+        max_concurrency=s3.max_concurrency,
     )
 
 
-def storage_from_url(url: str, settings: Settings, *, allow_private: bool = False) -> Storage:
+def storage_from_url(url: str, s3: S3Settings, *, allow_private: bool = False) -> Storage:
     """The storage a URL names: `file:///dir`, `s3://bucket/prefix`, `http(s)://host/dir/`.
 
     Platform side only, for URLs the platform wrote itself (a published plugin's archive):
@@ -216,7 +216,7 @@ def storage_from_url(url: str, settings: Settings, *, allow_private: bool = Fals
     if parts.scheme == "s3":
         prefix = unquote(parts.path).strip("/")
         try:
-            return S3Storage.from_settings(settings, bucket=parts.netloc, prefix=prefix)
+            return S3Storage.from_settings(s3, bucket=parts.netloc, prefix=prefix)
         except StoragePathError as exc:
             raise StorageError(f"{url!r}: {exc}") from None
     if parts.scheme in ("http", "https"):
@@ -224,8 +224,8 @@ def storage_from_url(url: str, settings: Settings, *, allow_private: bool = Fals
     raise StorageError(f"{url!r}: unsupported storage URL (file://, s3://, http(s)://)")
 
 
-def platform_storage(settings: Settings, prefix: str = "") -> Storage:
-    """The platform bucket (`RUNMESH_S3_BUCKET`) at `settings`' S3 endpoint, under `prefix`.
+def platform_storage(s3: S3Settings, prefix: str = "") -> Storage:
+    """The platform bucket (`RUNMESH_S3_BUCKET`) at the S3 settings' endpoint, under `prefix`.
 
     In a tenant's job (`route_storages_through`): the bucket as the worker serves it, limited
     to the tenant's own folders, keys from the bucket's root."""
@@ -233,4 +233,4 @@ def platform_storage(settings: Settings, prefix: str = "") -> Storage:
         if prefix:
             raise StorageError("a tenant's job opens the platform bucket at its root only")
         return open_brokered(_broker, {"platform": True})
-    return S3Storage.from_settings(settings, prefix=prefix)
+    return S3Storage.from_settings(s3, prefix=prefix)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import StorageSettings
 from runmesh.storage.errors import StoragePolicyError
 
 FILE_ROOTS_SETTING = "RUNMESH_STORAGE_FILE_ROOTS"
@@ -89,14 +89,14 @@ class StoragePolicy:
     platform_bucket: str
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StoragePolicy:
-        """The policy `settings` set."""
+    def from_settings(cls, storage: StorageSettings) -> StoragePolicy:
+        """The policy the operator set, around the platform's own endpoint and bucket."""
         return cls(
-            file_roots=tuple(str(root) for root in settings.storage_file_roots),
-            s3_endpoints=tuple(settings.storage_s3_endpoints),
-            http_allow_private=settings.storage_http_allow_private,
-            platform_endpoint=settings.s3_endpoint_url,
-            platform_bucket=settings.s3_bucket,
+            file_roots=tuple(str(root) for root in storage.policy.file_roots),
+            s3_endpoints=storage.policy.s3_endpoints,
+            http_allow_private=storage.policy.http_allow_private,
+            platform_endpoint=storage.s3.endpoint_url,
+            platform_bucket=storage.s3.bucket,
         )
 
     # -- file --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from runmesh.storage.s3_multipart import (
 )
 
 if TYPE_CHECKING:
-    from runmesh.core.settings import Settings
+    from runmesh.core.settings_parts import S3Settings
 
 __all__ = ["MIN_PART_SIZE", "MiB", "S3Storage"]
 
@@ -126,27 +126,27 @@ class S3Storage(Storage):
     @classmethod
     def from_settings(
         cls,
-        settings: Settings,
+        s3: S3Settings,
         *,
         bucket: str | None = None,
         prefix: str = "",
         endpoint_url: str | None = None,
     ) -> S3Storage:
-        """A storage configured by `settings` (endpoint, credentials, region, part sizes).
+        """A storage configured by the S3 settings (endpoint, credentials, region, part sizes).
 
-        `bucket` defaults to the platform bucket, `endpoint_url` to `settings.s3_endpoint_url`.
+        `bucket` defaults to the platform bucket, `endpoint_url` to `s3.endpoint_url`.
         """
-        secret = settings.s3_secret_access_key
+        secret = s3.secret_access_key
         return cls(
-            bucket or settings.s3_bucket,
+            bucket or s3.bucket,
             prefix,
-            endpoint_url=endpoint_url or settings.s3_endpoint_url,
-            access_key_id=settings.s3_access_key_id,
+            endpoint_url=endpoint_url or s3.endpoint_url,
+            access_key_id=s3.access_key_id,
             secret_access_key=secret.get_secret_value() if secret is not None else None,
-            region=settings.s3_region,
-            multipart_threshold=settings.s3_multipart_threshold_mb * MiB,
-            part_size=settings.s3_part_size_mb * MiB,
-            max_concurrency=settings.s3_max_concurrency,
+            region=s3.region,
+            multipart_threshold=s3.multipart_threshold_mb * MiB,
+            part_size=s3.part_size_mb * MiB,
+            max_concurrency=s3.max_concurrency,
         )
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import StorageSettings
 from runmesh.storage.base import Storage, validate_path
 from runmesh.storage.errors import StoragePathError, StorageScopeError
 from runmesh.storage.factory import check_storage, open_storage, platform_storage
@@ -76,22 +76,24 @@ class TenantUris:
     Args:
         tenant: The run's tenant (`RunContext.tenant`), whose storages these are.
         storages: Every storage of the tenant (`catalog.tenant_uris` reads them).
-        settings: The platform settings: its bucket, the operator's storage policy.
+        storage: The platform's S3 settings (its bucket) and the operator's storage policy.
     """
 
-    def __init__(self, tenant: str, storages: Iterable[StorageRecord], settings: Settings) -> None:
+    def __init__(
+        self, tenant: str, storages: Iterable[StorageRecord], storage: StorageSettings
+    ) -> None:
         self.tenant = tenant
-        self._settings = settings
+        self._settings = storage
         self._storages = list(storages)
         self._platform_prefixes = tenant_prefixes(tenant)
         # A file storage's root as written and as the host resolves it (symlinks): a URI
         # written by a FileStorage carries the resolved one.
         self._file_roots: list[tuple[StorageRecord, str]] = []
-        for storage in self._storages:
-            if storage.provider == "file" and isinstance(storage.config.get("root"), str):
-                root = str(storage.config["root"])
+        for record in self._storages:
+            if record.provider == "file" and isinstance(record.config.get("root"), str):
+                root = str(record.config["root"])
                 for form in {posixpath.normpath(root), os.path.realpath(root)}:
-                    self._file_roots.append((storage, form))
+                    self._file_roots.append((record, form))
         self._opened: dict[uuid.UUID | None, Storage] = {}
 
     @property
@@ -148,7 +150,7 @@ class TenantUris:
         storage = self._opened.get(key)
         if storage is None:
             if location.storage is None:
-                storage = platform_storage(self._settings)
+                storage = platform_storage(self._settings.s3)
             else:
                 record = location.storage
                 storage = open_storage(
@@ -169,7 +171,7 @@ class TenantUris:
     # -- matching ----------------------------------------------------------------------------
 
     def _folders(self) -> str:
-        bucket = self._settings.s3_bucket
+        bucket = self._settings.s3.bucket
         return ", ".join(f"s3://{bucket}/{prefix}" for prefix in self._platform_prefixes) or (
             "none"
         )
@@ -187,7 +189,7 @@ class TenantUris:
     def _s3(self, bucket: str, path: str, directory: bool) -> Location | None:
         key = validate_path(path.removeprefix("/"), directory=directory)
         # The platform's folders first: that is where the platform itself writes.
-        if bucket == self._settings.s3_bucket and any(
+        if bucket == self._settings.s3.bucket and any(
             key.startswith(prefix) for prefix in self._platform_prefixes
         ):
             return Location(None, key)

@@ -66,12 +66,12 @@ async def run_child(
         )
     topics = Topics(settings.topic_prefix)
     await ensure_topics(
-        settings, [topics.requests(request.category), topics.events, topics.control]
+        settings.kafka, [topics.requests(request.category), topics.events, topics.control]
     )
     consumer = AIOKafkaConsumer(
-        **consumer_config(settings, group_id=None) | {"auto_offset_reset": "latest"}
+        **consumer_config(settings.kafka, group_id=None) | {"auto_offset_reset": "latest"}
     )
-    producer = make_producer(settings, client_id="runmesh-child-runs")
+    producer = make_producer(settings.kafka, client_id="runmesh-child-runs")
     async with contextlib.AsyncExitStack() as stack:
         await consumer.start()
         stack.push_async_callback(consumer.stop)

@@ -30,7 +30,7 @@ async def open_catalog_pool(settings: Settings) -> asyncpg.Pool:
     any gateway did. A published plugin's job skips them (`catalog_migrations` off): its
     worker applied them before it made the run's database role, which may not.
     """
-    pool: asyncpg.Pool = await create_pool(settings, min_size=1, max_size=4)
+    pool: asyncpg.Pool = await create_pool(settings.database, min_size=1, max_size=4)
     if settings.catalog_migrations:
         try:
             await apply_migrations(pool, "catalog", load_migrations("runmesh.catalog"))
@@ -69,7 +69,7 @@ class RunResources:
         """The tenant's storages by URI (`TenantUris`): the storages it opens on demand are
         closed with the run's resources."""
         async with self.pool.acquire(timeout=30) as conn:
-            uris = await tenant_uris(conn, self.tenant, self.settings)
+            uris = await tenant_uris(conn, self.tenant, self.settings.storage)
         self.stack.push_async_callback(uris.close)  # logs a failed close itself
         return uris
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from runmesh.core.errors import PluginArchiveError, PluginError
 from runmesh.core.events import ActionManifest
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import PluginSettings
 from runmesh.core.validation import describe_errors
 from runmesh.plugins.config import CONFIG_FILE, PluginConfig, parse_config
 from runmesh.plugins.versions import publishable_version_problem
@@ -48,12 +48,12 @@ class ArchiveLimits:
     max_files: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ArchiveLimits:
+    def from_settings(cls, plugins: PluginSettings) -> ArchiveLimits:
         """The `RUNMESH_PLUGIN_ARCHIVE_*` limits."""
         return cls(
-            max_bytes=settings.plugin_archive_max_bytes,
-            max_unpacked_bytes=settings.plugin_archive_max_unpacked_bytes,
-            max_files=settings.plugin_archive_max_files,
+            max_bytes=plugins.archive_max_bytes,
+            max_unpacked_bytes=plugins.archive_max_unpacked_bytes,
+            max_files=plugins.archive_max_files,
         )
 
 

@@ -198,7 +198,7 @@ def _child_tracing(spec: JobSpec) -> TracerProvider | None:
     settings = spec.context.settings
     if settings is None:
         return None
-    return setup_tracing(settings, f"runmesh-{spec.context.category or 'job'}-job")
+    return setup_tracing(settings.telemetry, f"runmesh-{spec.context.category or 'job'}-job")
 
 
 async def _await(value: Any) -> Any:

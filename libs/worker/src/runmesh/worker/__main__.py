@@ -1,7 +1,8 @@
-"""`python -m runmesh.worker SERVICE` or `--category C`: run a category service.
+"""`python -m runmesh.worker SERVICE` or `--category C[,C2,...]`: run a category service.
 
 `SERVICE` names a declared `Service` (`runmesh.upload:service`); `--category C` runs a worker
-with no built-in plugin, serving the plugins on `RUNMESH_PLUGIN_PATH` of category `C`.
+with no built-in plugin, serving category `C`'s plugins on `RUNMESH_PLUGIN_PATH` and its
+published versions; several comma-separated categories are served by one process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ def main() -> None:
     """Serve a declared service, or the plugin-path plugins of one category."""
     parser = argparse.ArgumentParser(prog="python -m runmesh.worker", description=__doc__)
     parser.add_argument("service", nargs="?", help="a declared service: module:attribute")
-    parser.add_argument("--category", help="serve this category's RUNMESH_PLUGIN_PATH plugins")
+    parser.add_argument(
+        "--category",
+        help="serve these categories (comma-separated): their RUNMESH_PLUGIN_PATH plugins and "
+        "published versions",
+    )
     parser.add_argument("--service", dest="name", help="service name in events and metrics")
     args = parser.parse_args()
     if (args.service is None) == (args.category is None):
@@ -31,7 +36,8 @@ def main() -> None:
             raise SystemExit(1) from None
         service.main()
     else:
-        serve_category(args.category, service=args.name)
+        categories = [each.strip() for each in args.category.split(",") if each.strip()]
+        serve_category(categories, service=args.name)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class AttemptRunner:
         self.settings = settings
         self.metrics = metrics
         self.watchdog = watchdog
-        self.installer = PluginInstaller(settings)
+        self.installer = PluginInstaller(settings.plugins, settings.s3)
         self.tenant_code: TenantCodeGuard | None = None
         """Set by the worker once its database pool is open: runs of tenant code need it."""
 

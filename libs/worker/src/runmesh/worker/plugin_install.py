@@ -24,7 +24,7 @@ from pathlib import Path
 
 from runmesh.core.errors import PluginArchiveError, PluginInstallError
 from runmesh.core.events import PluginArchive, PluginManifest
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import PluginSettings, S3Settings
 from runmesh.plugins.archive import REQUIREMENTS_FILE, ArchiveLimits, extract_archive
 from runmesh.plugins.archive import sha256_hex as archive_sha256
 from runmesh.plugins.config import PluginConfig
@@ -55,9 +55,10 @@ class PluginInstaller:
     cache both finish (the second rename loses and cleans up after itself).
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._root = settings.plugin_cache_dir.expanduser()
+    def __init__(self, plugins: PluginSettings, s3: S3Settings) -> None:
+        self._plugins = plugins
+        self._s3 = s3
+        self._root = plugins.cache_dir.expanduser()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def install(self, manifest: PluginManifest, log_fn: LogFn) -> InstalledPlugin:
@@ -86,7 +87,7 @@ class PluginInstaller:
         self._root.mkdir(parents=True, exist_ok=True)
         staging = self._root / f".{archive.sha256}.{uuid.uuid4().hex[:8]}"
         try:
-            limits = ArchiveLimits.from_settings(self._settings)
+            limits = ArchiveLimits.from_settings(self._plugins)
             try:
                 config = await asyncio.to_thread(extract_archive, data, staging / "plugin", limits)
             except PluginArchiveError as exc:
@@ -112,10 +113,8 @@ class PluginInstaller:
     async def _download(self, ref: str, archive: PluginArchive) -> bytes:
         directory, _, name = archive.uri.rpartition("/")
         try:
-            async with storage_from_url(directory, self._settings) as storage:
-                data = await storage.read_bytes(
-                    name, max_bytes=self._settings.plugin_archive_max_bytes
-                )
+            async with storage_from_url(directory, self._s3) as storage:
+                data = await storage.read_bytes(name, max_bytes=self._plugins.archive_max_bytes)
         except StorageError as exc:
             raise PluginInstallError(f"{ref}: cannot download {archive.uri}: {exc}") from exc
         digest = await asyncio.to_thread(archive_sha256, data)
@@ -165,7 +164,7 @@ class PluginInstaller:
         )
 
     async def _run_installer(self, ref: str, what: str, command: list[str], *, cwd: Path) -> None:
-        timeout_s = self._settings.plugin_install_timeout_s
+        timeout_s = self._plugins.install_timeout_s
         process = await asyncio.create_subprocess_exec(
             *command,
             cwd=cwd,

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from runmesh.core.errors import DecodeError
 from runmesh.core.events import PluginManifest, decode
 from runmesh.core.kafka import make_consumer, pin_to_latest
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.plugins.versions import version_key
 
@@ -29,9 +29,9 @@ class PublishedPlugins:
     after its plugin was published finds it.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._topic = Topics(settings.topic_prefix).plugins
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._topic = Topics(kafka.topic_prefix).plugins
         self._versions: dict[tuple[str, str], dict[str, PluginManifest]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._progress = asyncio.Condition()
@@ -39,12 +39,12 @@ class PublishedPlugins:
     async def start(self) -> None:
         """Join the topic and read it from its first record (in `run`)."""
         consumer = make_consumer(
-            self._settings, self._topic, group_id=None, client_id="published-plugins"
+            self._kafka, self._topic, group_id=None, client_id="published-plugins"
         )
         await consumer.start()
         try:
             # Waits for the partitions (raising TimeoutError), then rewinds to the first record.
-            await pin_to_latest(consumer, timeout_s=self._settings.kafka_request_timeout_ms / 1000)
+            await pin_to_latest(consumer, timeout_s=self._kafka.request_timeout_ms / 1000)
             await consumer.seek_to_beginning()
         except BaseException:
             await consumer.stop()
@@ -95,7 +95,7 @@ class PublishedPlugins:
     async def _catch_up(self) -> None:
         """Wait until every record written before this call has been applied."""
         consumer = self._require_consumer()
-        timeout_s = self._settings.kafka_request_timeout_ms / 1000
+        timeout_s = self._kafka.request_timeout_ms / 1000
         async with asyncio.timeout(timeout_s):
             ends = await consumer.end_offsets(list(consumer.assignment()))
             while True:

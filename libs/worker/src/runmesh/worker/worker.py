@@ -34,7 +34,7 @@ from runmesh.core.kafka import (
     ensure_topics,
     make_consumer,
     make_producer,
-    pin_to_latest,
+    replay_from_start,
 )
 from runmesh.core.kafka.tracked_consumer import Record
 from runmesh.core.reaching import reaching, without_password
@@ -61,7 +61,10 @@ from runmesh.worker.tenant_code import TenantCodeGuard
 
 log = logging.getLogger(__name__)
 READY_MARKER = "serving"  # logged once the worker consumes; process supervisors wait for it
-_RECENT_CANCELS = 10_000  # cancels of runs not (yet) seen here, remembered for a late request
+# Cancels of runs not (yet) seen here, remembered for a late request: the control topic's
+# retained ones are replayed at start. Their reasons are cut short to bound the memory.
+_RECENT_CANCELS = 100_000
+_CANCEL_REASON_CHARS = 300
 _FETCH_TIMEOUT_MS = 200
 _MAX_BACKOFF_S = 5.0
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
@@ -83,6 +86,8 @@ class Worker:
         service: str | None = None,
         worker_id: str | None = None,
         tracer_provider: TracerProvider | None = None,
+        metrics: WorkerMetrics | None = None,
+        watchdog: LoopWatchdog | None = None,
     ) -> None:
         self.category = category
         self.registry = registry
@@ -90,7 +95,8 @@ class Worker:
         self.service = service or category
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.topics = Topics(settings.topic_prefix)
-        self.metrics = WorkerMetrics()
+        # Workers of several categories in one process share these: one /metrics, one loop.
+        self.metrics = metrics or WorkerMetrics()
         # None: the global provider, even one installed after this (setup_tracing in serve).
         self._tracer = trace.get_tracer("runmesh.worker", tracer_provider=tracer_provider)
         self.ready = asyncio.Event()
@@ -103,8 +109,8 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
-        self._published = PublishedPlugins(settings)
-        self.watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)
+        self._published = PublishedPlugins(settings.kafka)
+        self.watchdog = watchdog or LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
         self._attempts = AttemptRunner(
             category, registry, self._published, settings, self.metrics, self.watchdog
@@ -135,7 +141,7 @@ class Worker:
             self.watchdog.start()
             stack.callback(self.watchdog.stop)
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
-                pool = await create_pool(settings, min_size=1, max_size=4)
+                pool = await create_pool(settings.database, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
                 self._ledger = AttemptLedger(pool)
                 await self._ledger.migrate()
@@ -167,10 +173,10 @@ class Worker:
         settings = self.settings
         category_topics = [self.topics.requests(self.category), self.topics.dlq(self.category)]
         await ensure_topics(
-            settings,
+            settings.kafka,
             [*category_topics, self.topics.events, self.topics.control, self.topics.plugins],
         )
-        producer = make_producer(settings, client_id=f"{self.service}-producer")
+        producer = make_producer(settings.kafka, client_id=f"{self.service}-producer")
         await producer.start()
         stack.push_async_callback(producer.stop)
         self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
@@ -179,7 +185,7 @@ class Worker:
         stack.push_async_callback(self._published.stop)
         self._consumer = TrackedConsumer(
             make_consumer(
-                settings, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
+                settings.kafka, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
             ),
             self.topics.requests(self.category),
             capacity=settings.max_concurrent_runs,
@@ -188,13 +194,21 @@ class Worker:
         stack.push_async_callback(self._consumer.stop)
 
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
-        """Every worker reads every cancel (no group), starting at the end of the topic."""
+        """Every worker reads every cancel (no group). The retained ones are read before any
+        request: a run cancelled while queued, before this worker started or while it was
+        down, must end `cancelled` here, never run."""
         control = make_consumer(
-            self.settings, self.topics.control, group_id=None, client_id=f"{self.service}-control"
+            self.settings.kafka,
+            self.topics.control,
+            group_id=None,
+            client_id=f"{self.service}-control",
         )
         await control.start()
         stack.push_async_callback(control.stop)
-        await pin_to_latest(control, timeout_s=self.settings.kafka_request_timeout_ms / 1000)
+        replayed = await replay_from_start(
+            control, self._on_cancel, timeout_s=self.settings.kafka_request_timeout_ms / 1000
+        )
+        log.info("worker %s: %d retained cancels read", self.worker_id, replayed)
         return control
 
     async def _publish_manifests(self) -> None:
@@ -238,7 +252,7 @@ class Worker:
             log.info("run %s: cancel requested (%s)", cancel.run_id, cancel.reason)
             stop.request("cancel", cancel.reason)
             return
-        self._recent_cancels[cancel.run_id] = cancel.reason
+        self._recent_cancels[cancel.run_id] = cancel.reason[:_CANCEL_REASON_CHARS]
         while len(self._recent_cancels) > _RECENT_CANCELS:
             self._recent_cancels.popitem(last=False)
 

@@ -35,7 +35,7 @@ async def open_export_resources(resources: RunResources, params: ExportParams) -
         raise ExportConfigError(f"storage {params.storage} not found")
     try:
         destination = resources.storage(
-            open_storage(storage.provider, storage.config, settings, tenant=tenant)
+            open_storage(storage.provider, storage.config, settings.storage, tenant=tenant)
         )
     except StoragePolicyError as exc:
         raise exc.naming(f"storage {storage.name!r}") from None

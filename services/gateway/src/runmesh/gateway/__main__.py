@@ -46,7 +46,7 @@ def serve(settings: Settings | None) -> None:
 async def check_database(settings: Settings) -> None:
     """Raise `DependencyUnavailableError` unless PostgreSQL answers."""
     async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
-        pool = await create_pool(settings, min_size=1, max_size=1)
+        pool = await create_pool(settings.database, min_size=1, max_size=1)
         await pool.close()
 
 

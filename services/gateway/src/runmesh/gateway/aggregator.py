@@ -23,7 +23,7 @@ from runmesh.core.kafka import (
     make_consumer,
     wait_for_assignment,
 )
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.core.validation import describe_errors
 from runmesh.gateway import runs_store
@@ -110,11 +110,19 @@ class Aggregator:
     makes the redo a no-op, so the rows end up as if every event was applied exactly once.
     """
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, *, max_records: int = 5000) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        pool: asyncpg.Pool,
+        *,
+        default_tenant: str = "default",
+        max_records: int = 5000,
+    ) -> None:
+        self._kafka = kafka
+        self._default_tenant = default_tenant
         self._pool = pool
         self._max_records = max_records
-        self._topic = Topics(settings.topic_prefix).events
+        self._topic = Topics(kafka.topic_prefix).events
         self.ready = asyncio.Event()
         """Set once the consumer has its partitions (or gave up waiting for them)."""
         self.events_stored = 0
@@ -125,20 +133,20 @@ class Aggregator:
     @property
     def group_id(self) -> str:
         """The consumer group shared by every gateway replica."""
-        return f"{self._settings.topic_prefix}-gateway"
+        return f"{self._kafka.topic_prefix}-gateway"
 
     async def run(self) -> None:
         """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
-        settings = self._settings
-        timeout_s = settings.kafka_request_timeout_ms / 1000
-        await ensure_topics(settings, [self._topic])
+        kafka = self._kafka
+        timeout_s = kafka.request_timeout_ms / 1000
+        await ensure_topics(kafka, [self._topic])
         consumer = make_consumer(
-            settings, self._topic, group_id=self.group_id, client_id="gateway-aggregator"
+            kafka, self._topic, group_id=self.group_id, client_id="gateway-aggregator"
         )
         try:
             async with asyncio.timeout(timeout_s):
                 await consumer.start()
-            await wait_for_assignment(consumer, 2 * settings.kafka_session_timeout_ms / 1000)
+            await wait_for_assignment(consumer, 2 * kafka.session_timeout_ms / 1000)
             self.ready.set()
             # Two stages so that decoding the next batch (Python) overlaps PostgreSQL writing
             # this one (another core); the queue bound keeps at most three batches in memory
@@ -239,7 +247,7 @@ class Aggregator:
         for item in events:
             event = item.event
             if event.run_id not in runs:
-                tenant = event.tenant or self._settings.tenant
+                tenant = event.tenant or self._default_tenant
                 runs[event.run_id] = (tenant, event.category or event.service)
         async with (
             self._pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,

@@ -44,21 +44,21 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            provider = setup_tracing(settings, "gateway")
+            provider = setup_tracing(settings.telemetry, "gateway")
             if provider is not None:
                 stack.callback(provider.shutdown)
-            pool = await create_pool(settings, min_size=2, max_size=20)
+            pool = await create_pool(settings.database, min_size=2, max_size=20)
             stack.push_async_callback(pool.close)
             await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
             await apply_migrations(pool, CATALOG_SCHEMA, load_migrations("runmesh.catalog"))
             hub = EventHub(settings, pool)
-            relay = OutboxRelay(settings, pool)
+            relay = OutboxRelay(settings.kafka, pool)
             tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)
             app.state.deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
             loops = {
                 "event hub": hub.run,
-                "aggregator": Aggregator(settings, pool).run,
-                "plugin catalog": PluginCatalog(settings, pool).run,
+                "aggregator": Aggregator(settings.kafka, pool, default_tenant=settings.tenant).run,
+                "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
             }

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from runmesh.core.events import encode
 from runmesh.core.kafka import ensure_topics, make_producer
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.telemetry import inject_headers
 from runmesh.gateway import runs_store
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
@@ -126,18 +126,18 @@ class OutboxRelay:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
         pool: asyncpg.Pool,
         *,
         batch_size: int = BATCH_SIZE,
         poll_interval_s: float = POLL_INTERVAL_S,
         ack_timeout_s: float | None = None,
     ) -> None:
-        self._settings = settings
+        self._kafka = kafka
         self._pool = pool
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
-        self._ack_timeout_s = ack_timeout_s or min(10.0, settings.kafka_request_timeout_ms / 1000)
+        self._ack_timeout_s = ack_timeout_s or min(10.0, kafka.request_timeout_ms / 1000)
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._known_topics: set[str] = set()
@@ -334,7 +334,7 @@ class OutboxRelay:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
-        producer = make_producer(self._settings, client_id="runmesh-gateway-outbox")
+        producer = make_producer(self._kafka, client_id="runmesh-gateway-outbox")
         try:
             async with asyncio.timeout(self._ack_timeout_s):
                 await producer.start()
@@ -350,7 +350,7 @@ class OutboxRelay:
     async def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._known_topics
         if missing:
-            await ensure_topics(self._settings, missing)
+            await ensure_topics(self._kafka, missing)
             self._known_topics |= missing
 
     async def _probe(self) -> None:

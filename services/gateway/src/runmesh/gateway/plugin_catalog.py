@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 from runmesh.core.errors import DecodeError
 from runmesh.core.events import PluginManifest, decode
 from runmesh.core.kafka import commit_owned, ensure_topics, make_consumer
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
@@ -40,25 +40,25 @@ class PluginCatalog:
     records are logged and skipped: one bad announcement must not hide the others.
     """
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
-        self._settings = settings
+    def __init__(self, kafka: KafkaSettings, pool: asyncpg.Pool) -> None:
+        self._kafka = kafka
         self._pool = pool
-        self._topic = Topics(settings.topic_prefix).plugins
+        self._topic = Topics(kafka.topic_prefix).plugins
         self.manifests_stored = 0
         """Manifests upserted by this instance."""
 
     @property
     def group_id(self) -> str:
         """The consumer group shared by every gateway replica."""
-        return f"{self._settings.topic_prefix}-gateway-plugins"
+        return f"{self._kafka.topic_prefix}-gateway-plugins"
 
     async def run(self) -> None:
         """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
-        settings = self._settings
-        timeout_s = settings.kafka_request_timeout_ms / 1000
-        await ensure_topics(settings, [self._topic])
+        kafka = self._kafka
+        timeout_s = kafka.request_timeout_ms / 1000
+        await ensure_topics(kafka, [self._topic])
         consumer = make_consumer(
-            settings, self._topic, group_id=self.group_id, client_id="gateway-plugins"
+            kafka, self._topic, group_id=self.group_id, client_id="gateway-plugins"
         )
         try:
             async with asyncio.timeout(timeout_s):

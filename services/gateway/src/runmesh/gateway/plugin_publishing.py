@@ -62,7 +62,7 @@ async def publish(
     deps: Deps, tenant: str, data: bytes, *, force: bool, sha256: str | None
 ) -> PublishedVersion:
     """Check, store, record and announce an archive; `InvalidRequest` or `Conflict` if not."""
-    limits = ArchiveLimits.from_settings(deps.settings)
+    limits = ArchiveLimits.from_settings(deps.settings.plugins)
     try:
         contents = await asyncio.to_thread(inspect_archive, data, limits)
     except PluginArchiveError as exc:
@@ -79,7 +79,7 @@ async def publish(
         await _lock_version(conn, tenant, config.code, config.version)
         await _check_publishable(conn, tenant, config.code, config.version, config.category, force)
         try:
-            async with platform_storage(deps.settings) as storage:
+            async with platform_storage(deps.settings.s3) as storage:
                 await storage.write_bytes(key, data, media_type="application/zip")
                 uri = storage.url(key)
         except StorageError as exc:

@@ -26,7 +26,7 @@ class _Unit(Protocol):
 async def uri_problems(deps: Deps, tenant: str, units: Sequence[_Unit]) -> list[JsonObject]:
     """problem+json `errors` entries for each file whose URI lies in no storage of `tenant`
     (nor in its folders of the platform bucket), or in one the operator's policy refuses."""
-    uris = TenantUris(tenant, await tenant_storages(deps.pool, tenant), deps.settings)
+    uris = TenantUris(tenant, await tenant_storages(deps.pool, tenant), deps.settings.storage)
 
     def check() -> list[JsonObject]:  # a file storage's root is resolved on disk
         errors: list[JsonObject] = []

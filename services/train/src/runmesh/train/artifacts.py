@@ -40,7 +40,7 @@ class RunArtifacts:
     def __init__(
         self, settings: Settings, tenant: str, run_id: uuid.UUID, *, kind: str = "models"
     ) -> None:
-        self.storage: Storage = platform_storage(settings)
+        self.storage: Storage = platform_storage(settings.s3)
         self.prefix = f"{kind}/{tenant}/{run_id}"
 
     async def close(self) -> None:

@@ -40,9 +40,11 @@ async def open_upload_storages(resources: RunResources, params: UploadParams) ->
         source_row = await repository.get_storage(conn, tenant, params.storage)
     try:
         destination = resources.storage(
-            open_storage(destination_row.provider, destination_row.config, settings, tenant=tenant)
+            open_storage(
+                destination_row.provider, destination_row.config, settings.storage, tenant=tenant
+            )
             if destination_row is not None
-            else platform_storage(settings)
+            else platform_storage(settings.s3)
         )
     except StoragePolicyError as exc:
         raise exc.naming("the destination storage") from None
@@ -52,7 +54,7 @@ async def open_upload_storages(resources: RunResources, params: UploadParams) ->
         raise UploadConfigError(f"storage {params.storage} not found")
     try:
         source = resources.storage(
-            open_storage(source_row.provider, source_row.config, settings, tenant=tenant)
+            open_storage(source_row.provider, source_row.config, settings.storage, tenant=tenant)
         )
     except StoragePolicyError as exc:
         raise exc.naming(f"storage {source_row.name!r}") from None

@@ -22,7 +22,7 @@ async def create(settings: Settings, tenant: str, name: str) -> str:
 
     if not settings.database_url:
         raise CliError("no database: start `runmesh dev`, or set RUNMESH_DATABASE_URL")
-    pool = await create_pool(settings, min_size=1, max_size=1)
+    pool = await create_pool(settings.database, min_size=1, max_size=1)
     try:
         await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
         return await create_token(pool, tenant, name)
@@ -51,7 +51,7 @@ async def revoke(
 
     if not settings.database_url:
         raise CliError("no database: start `runmesh dev`, or set RUNMESH_DATABASE_URL")
-    pool = await create_pool(settings, min_size=1, max_size=1)
+    pool = await create_pool(settings.database, min_size=1, max_size=1)
     try:
         await apply_migrations(pool, SCHEMA, load_migrations("runmesh.gateway"))
         return await revoke_tokens(pool, token=token, tenant=tenant, name=name)

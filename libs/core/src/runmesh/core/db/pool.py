@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 
 from runmesh.core.errors import ConfigurationError
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import DatabaseSettings
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -22,15 +22,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    settings: Settings, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
+    database: DatabaseSettings, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
 ) -> asyncpg.Pool:
     """A pool to `RUNMESH_DATABASE_URL` whose queries time out instead of hanging."""
-    if not settings.database_url:
+    if not database.url:
         raise ConfigurationError(
             "RUNMESH_DATABASE_URL is not set (start the sandbox with `runmesh dev`)"
         )
     pool = await asyncpg.create_pool(
-        settings.database_url,
+        database.url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,

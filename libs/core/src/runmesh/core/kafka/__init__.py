@@ -7,6 +7,7 @@ from runmesh.core.kafka.clients import (
     make_consumer,
     make_producer,
     pin_to_latest,
+    replay_from_start,
     wait_for_assignment,
 )
 from runmesh.core.kafka.offsets import OffsetTracker
@@ -23,5 +24,6 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "pin_to_latest",
+    "replay_from_start",
     "wait_for_assignment",
 ]

@@ -10,28 +10,28 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from runmesh.core.kafka.clients import connection_config
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 
 
 async def ensure_topics(
-    settings: Settings, topics: Iterable[str], *, partitions: int | None = None
+    kafka: KafkaSettings, topics: Iterable[str], *, partitions: int | None = None
 ) -> None:
     """Create each missing topic with the configured partitions and replication factor."""
     wanted = sorted(set(topics))
-    configs = Topics(settings.topic_prefix).creation_configs()
+    configs = Topics(kafka.topic_prefix).creation_configs()
     # The producers' and consumers' connection settings: a broker that needs TLS or SASL
     # needs them from the admin client too.
-    admin = AIOKafkaAdminClient(**connection_config(settings))
-    async with asyncio.timeout(settings.kafka_request_timeout_ms / 1000):
+    admin = AIOKafkaAdminClient(**connection_config(kafka))
+    async with asyncio.timeout(kafka.request_timeout_ms / 1000):
         await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(
                 name,
-                num_partitions=partitions or settings.topic_partitions,
-                replication_factor=settings.topic_replication_factor,
+                num_partitions=partitions or kafka.topic_partitions,
+                replication_factor=kafka.topic_replication_factor,
                 topic_configs=configs.get(name, {}),
             )
             for name in wanted

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from runmesh.core.errors import ConfigurationError
-from runmesh.core.settings import Settings
+from runmesh.core.settings_parts import KafkaSettings
 
 _log = logging.getLogger(__name__)
 
@@ -23,74 +23,74 @@ _log = logging.getLogger(__name__)
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
-def connection_config(settings: Settings) -> dict[str, Any]:
+def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Where the brokers are and how to authenticate: what every aiokafka client shares.
 
     Producers, consumers and the admin client are all built from this, so TLS and SASL
     apply to each of them the same way.
     """
-    if not settings.kafka_bootstrap:
+    if not kafka.bootstrap:
         raise ConfigurationError(
             "RUNMESH_KAFKA_BOOTSTRAP is not set (start the sandbox with `runmesh dev`)"
         )
     # Kafka's own clients accept the protocol in any case; aiokafka only in upper case.
-    protocol = settings.kafka_security_protocol.upper()
+    protocol = kafka.security_protocol.upper()
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "request_timeout_ms": settings.kafka_request_timeout_ms,
+        "bootstrap_servers": kafka.bootstrap,
+        "request_timeout_ms": kafka.request_timeout_ms,
         "security_protocol": protocol,
     }
     if protocol in ("SSL", "SASL_SSL"):
         # aiokafka refuses SSL without a context. The default one verifies the broker against
         # the system CA store (or the bundle named by SSL_CERT_FILE) and checks its hostname.
         config["ssl_context"] = create_ssl_context()
-    if settings.kafka_sasl_mechanism:
-        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if kafka.sasl_mechanism:
+        config["sasl_mechanism"] = kafka.sasl_mechanism
+        config["sasl_plain_username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
     return config
 
 
-def make_producer(settings: Settings, *, client_id: str = "runmesh") -> AIOKafkaProducer:
+def make_producer(kafka: KafkaSettings, *, client_id: str = "runmesh") -> AIOKafkaProducer:
     """A producer tuned for throughput without giving up durability.
 
     acks=all so an acknowledged event survives a broker failover; linger and large batches so
     many small events share one request; idempotence only where the broker is trusted with it.
     """
     return AIOKafkaProducer(
-        **connection_config(settings),
+        **connection_config(kafka),
         client_id=client_id,
         acks="all",
-        linger_ms=settings.kafka_linger_ms,
-        max_batch_size=settings.kafka_max_batch_bytes,
-        max_request_size=max(settings.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024),
-        enable_idempotence=settings.kafka_idempotence,
+        linger_ms=kafka.linger_ms,
+        max_batch_size=kafka.max_batch_bytes,
+        max_request_size=max(kafka.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024),
+        enable_idempotence=kafka.idempotence,
     )
 
 
-def consumer_config(settings: Settings, *, group_id: str | None) -> dict[str, Any]:
+def consumer_config(kafka: KafkaSettings, *, group_id: str | None) -> dict[str, Any]:
     """Keyword arguments for an `AIOKafkaConsumer` with manual commits."""
     return {
-        **connection_config(settings),
+        **connection_config(kafka),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest" if group_id else "latest",
-        "session_timeout_ms": settings.kafka_session_timeout_ms,
-        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         "max_partition_fetch_bytes": max(
-            settings.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024
+            kafka.max_message_bytes + _RECORD_OVERHEAD_BYTES, 1024 * 1024
         ),
     }
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group_id: str | None, client_id: str = "runmesh"
+    kafka: KafkaSettings, *topics: str, group_id: str | None, client_id: str = "runmesh"
 ) -> AIOKafkaConsumer:
     """A consumer with auto-commit off: offsets are committed by the code that finished the work."""
     return AIOKafkaConsumer(
-        *topics, client_id=client_id, **consumer_config(settings, group_id=group_id)
+        *topics, client_id=client_id, **consumer_config(kafka, group_id=group_id)
     )
 
 
@@ -119,6 +119,42 @@ async def pin_to_latest(consumer: AIOKafkaConsumer, *, timeout_s: float) -> None
         raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
     for tp in consumer.assignment():
         await consumer.position(tp)
+
+
+async def replay_from_start(
+    consumer: AIOKafkaConsumer,
+    apply: Callable[[ConsumerRecord[bytes, bytes]], None],
+    *,
+    timeout_s: float,
+) -> int:
+    """Hand `apply` every retained record of a group-less consumer's topic, from its first to
+    the last written before this call; return how many. The consumer then goes on from there.
+
+    For state a process must know before it acts, whatever it missed while it was down: the
+    cancels of runs still queued. TimeoutError if the partitions or the records do not come
+    within `timeout_s`.
+    """
+    async with asyncio.timeout(timeout_s):
+        if not await wait_for_assignment(consumer, timeout_s):
+            raise TimeoutError(f"no partitions of {consumer.subscription()} were assigned")
+        partitions = list(consumer.assignment())
+        # Settle the start position first: a reset still in flight would land after a seek
+        # and move the consumer back to the end.
+        for tp in partitions:
+            await consumer.position(tp)
+        for tp, first in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, first)
+        ends = await consumer.end_offsets(partitions)
+        applied = 0
+        behind = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
+        while behind:
+            batches = await consumer.getmany(*behind, timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    apply(record)
+                    applied += 1
+            behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+        return applied
 
 
 async def commit_owned(

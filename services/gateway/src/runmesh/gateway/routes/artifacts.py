@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from urllib.parse import quote
-from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
@@ -21,6 +20,7 @@ from runmesh.gateway import runs_store
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, NotFound, ServiceUnavailable
+from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.support import Int64, MeasuredRoute, problems
 from runmesh.storage import (
     Storage,
@@ -45,7 +45,7 @@ router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
     },
 )
 async def download_artifact(
-    run_id: UUID,
+    run_id: RunId,
     event_id: Annotated[
         Int64, Path(ge=1, description="The `id` of the run's `run.artifact` event (its SSE id)")
     ],
@@ -75,7 +75,7 @@ async def download_artifact(
             f"artifact {name!r} is at {uri}: the gateway serves only files in the run's own "
             f"folders of the platform bucket ({shown})"
         )
-    storage = platform_storage(deps.settings)
+    storage = platform_storage(deps.settings.s3)
     try:
         info = await storage.stat(key)
     except StorageNotFound as exc:

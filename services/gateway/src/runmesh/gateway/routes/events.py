@@ -27,12 +27,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
-from runmesh.core.events import TERMINAL_STATES, RunStateNotice
+from runmesh.core.events import TERMINAL_STATES, RunStateNotice, StreamGapNotice
 from runmesh.gateway import runs_store
 from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
+from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.sse_schema import RUN_EVENTS_RESPONSES, TENANT_EVENTS_RESPONSES
 from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute
 from runmesh.gateway.tokens import TokenWatch
@@ -105,7 +106,7 @@ def _wants_json(request: Request) -> bool:
     responses=RUN_EVENTS_RESPONSES,
 )
 async def run_events(
-    run_id: UUID,
+    run_id: RunId,
     request: Request,
     caller: AuthenticatedCaller,
     deps: Annotated[Deps, Depends(get_deps)],
@@ -219,7 +220,8 @@ async def tenant_events(
     """Stream new events of all the tenant's runs; never ends on its own.
 
     With `Last-Event-ID`, first replay the tenant's events after it, at most the latest
-    1,000 (a dashboard catching up, not an archive).
+    1,000 (a dashboard catching up, not an archive); when more followed it, an `event: gap`
+    message (no `id:`) says so first, naming the first id replayed.
     """
     after = _resume_point(last_event_id_header, last_event_id)
     watch = deps.tokens.watch(caller.token, caller.tenant)
@@ -237,9 +239,15 @@ async def _tenant_stream(
             # by exact id (at most TENANT_REPLAY_LIMIT of them), not by "id <= last".
             replayed: set[int] = set()
             if after is not None:
-                for event in await deps.hub.store.tenant_events_after(
-                    tenant, after, TENANT_REPLAY_LIMIT
-                ):
+                # One more than replayed: its presence means events were skipped.
+                events = await deps.hub.store.tenant_events_after(
+                    tenant, after, TENANT_REPLAY_LIMIT + 1
+                )
+                if len(events) > TENANT_REPLAY_LIMIT:
+                    events = events[1:]
+                    gap = StreamGapNotice(after=after, resumes_at=events[0].id)
+                    yield sse_frame("gap", gap.model_dump_json().encode())
+                for event in events:
                     yield event.frame
                     replayed.add(event.id)
             while True:

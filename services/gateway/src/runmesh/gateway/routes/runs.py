@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from runmesh.core.events import JsonObject, LogLevel, RunState
@@ -19,6 +19,7 @@ from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.params_validation import KnownPlugins
 from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
+from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.support import (
     Int32,
     Int64,
@@ -33,7 +34,6 @@ from runmesh.gateway.run_view import SECRET_MASK, RunOut, run_view
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
-RunId = Annotated[uuid.UUID, Path(description="The run's id")]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from runmesh.core.events import RunStateNotice, StreamedEvent
+from runmesh.core.events import RunStateNotice, StreamedEvent, StreamGapNotice
 from runmesh.gateway.routes.support import problems
 
 
@@ -46,8 +46,15 @@ TENANT_EVENTS_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "content": {
             "text/event-stream": _stream(
                 "SSE messages `id:`/`event:`/`data:` (StreamedEvent) of every run of the "
-                "tenant; `: heartbeat` comments in between",
-                StreamedEvent.model_json_schema(),
+                "tenant; `: heartbeat` comments in between; after a `Last-Event-ID` older "
+                "than the replay reaches, first an `event: gap` message without `id:` "
+                "(StreamGapNotice)",
+                {
+                    "anyOf": [
+                        StreamedEvent.model_json_schema(),
+                        StreamGapNotice.model_json_schema(),
+                    ]
+                },
             )
         },
     },

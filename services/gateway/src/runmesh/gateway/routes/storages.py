@@ -82,7 +82,9 @@ async def create_storage(
     config = body.config.model_dump(mode="json", context={"reveal_secrets": True})
     try:
         # A file root is resolved on disk (symlinks): off the event loop.
-        await asyncio.to_thread(check_storage, body.provider, config, deps.settings, tenant=tenant)
+        await asyncio.to_thread(
+            check_storage, body.provider, config, deps.settings.storage, tenant=tenant
+        )
     except StoragePolicyError as exc:
         raise InvalidRequest(
             f"the operator's storage policy refuses this storage ({exc.setting})",

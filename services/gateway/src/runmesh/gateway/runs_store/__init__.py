@@ -37,6 +37,7 @@ from runmesh.gateway.runs_store._reads import (
     log_events,
     metric_events,
     run_exists,
+    run_ids_between,
     run_state,
 )
 from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, RUN_COLUMNS, Db
@@ -67,6 +68,7 @@ __all__ = [
     "notify_ended",
     "request_cancel",
     "run_exists",
+    "run_ids_between",
     "run_state",
     "update_runs",
 ]

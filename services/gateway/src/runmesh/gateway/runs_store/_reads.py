@@ -25,6 +25,22 @@ async def get_run(db: Db, tenant: str, run_id: uuid.UUID) -> dict[str, Any] | No
     return None if row is None else dict(row)
 
 
+async def run_ids_between(
+    db: Db, tenant: str, low: uuid.UUID, high: uuid.UUID, *, limit: int
+) -> list[uuid.UUID]:
+    """The tenant's run ids in [low, high] (those with one prefix), at most `limit`: a range
+    on the primary key, so a short id is found without reading every run."""
+    rows = await db.fetch(
+        "SELECT id FROM runs.runs WHERE id BETWEEN $1 AND $2 AND tenant = $3 ORDER BY id LIMIT $4",
+        low,
+        high,
+        tenant,
+        limit,
+        timeout=DB_TIMEOUT_S,
+    )
+    return [row["id"] for row in rows]
+
+
 async def run_exists(db: Db, tenant: str, run_id: uuid.UUID) -> bool:
     """Whether the tenant has this run."""
     found = await db.fetchval(

@@ -41,6 +41,6 @@ class Preprocess(Step):
         if not lines:
             return
         path = f"runs/{ctx.tenant}/{ctx.run_id}/inference-images.jsonl"
-        async with platform_storage(ctx.settings) as storage:
+        async with platform_storage(ctx.settings.s3) as storage:
             await storage.write_bytes(path, b"\n".join(lines) + b"\n")
             ctx.images_uri = storage.url(path)

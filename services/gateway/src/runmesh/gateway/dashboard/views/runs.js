@@ -269,7 +269,9 @@ export function renderRuns(view, query) {
     },
     onClose: () => setLive("reconnecting"),
     onEvent: (message) => {
-      if (message.data?.run_id) refreshRun(message.data.run_id);
+      // More happened while away than the stream replays: list the runs again.
+      if (message.event === "gap") reload();
+      else if (message.data?.run_id) refreshRun(message.data.run_id);
     },
   });
 }

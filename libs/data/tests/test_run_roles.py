@@ -238,7 +238,7 @@ async def test_a_user_without_createrole_gets_the_grant_to_ask_for(
     await platform.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
     try:
         weak_dsn = role_dsn(module_settings.database_url, user, password)
-        weak = await asyncpg.create_pool(weak_dsn.database, min_size=1, max_size=1)
+        weak = await asyncpg.create_pool(weak_dsn, min_size=1, max_size=1)
         try:
             with pytest.raises(RunRoleError, match=f"ALTER ROLE {user} CREATEROLE"):
                 await create_run_role(

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,7 +17,9 @@ from pydantic import BaseModel
 from runmesh.core.events import EventPayload
 from runmesh.core.settings import Settings
 from runmesh.pipeline import PipelineAction, RunResources, Step
+from runmesh.pipeline.resources import open_run_resources
 from runmesh.plugins import Run, RunContext
+from runmesh.storage import StoragePolicyError
 
 
 class ListSink:
@@ -148,3 +151,24 @@ async def test_a_run_without_platform_settings_is_refused_by_name_before_anythin
     with pytest.raises(RuntimeError, match="the probe action needs the platform settings"):
         await action.start()
     assert action.pool is None and action.failures == []
+
+
+async def test_a_tenant_storage_opens_and_a_refused_or_broken_one_is_named(
+    settings: Settings, tmp_path: Path
+) -> None:
+    class Refused(Exception):
+        pass
+
+    settings = settings.model_copy(update={"storage_file_roots": [tmp_path]})
+    async with open_run_resources(probe(settings).run, settings) as resources:
+        opened = resources.tenant_storage(
+            "file", {"root": str(tmp_path)}, named="storage 'data'", failed=Refused
+        )
+        await opened.write_bytes("a.txt", b"x")
+        with pytest.raises(StoragePolicyError, match=r"^storage 'outside': "):
+            resources.tenant_storage(
+                "file", {"root": "/etc"}, named="storage 'outside'", failed=Refused
+            )
+        with pytest.raises(Refused, match=r"^cannot open storage 'odd': invalid 'file'"):
+            resources.tenant_storage("file", {"rot": "/x"}, named="storage 'odd'", failed=Refused)
+    assert (tmp_path / "a.txt").read_bytes() == b"x"

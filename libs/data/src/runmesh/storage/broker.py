@@ -120,7 +120,7 @@ class StorageBroker:
 
     def __init__(self, tenant: str, settings: Settings) -> None:
         self.tenant = tenant
-        self._settings = settings
+        self._storage = settings.storage  # the S3 part and the policy; never sent to the job
         self._secrets = secrets_of(settings)
         self._ids = itertools.count(1)
         self._handles: dict[int, _Handle] = {}
@@ -294,13 +294,11 @@ class StorageBroker:
                 raise StorageScopeError(
                     f"tenant {self.tenant!r} owns no folder of the platform bucket"
                 )
-            storage = platform_storage(self._settings.s3)
+            storage = platform_storage(self._storage.s3)
         else:
             assert args.provider is not None and args.config is not None  # by OpenArgs
             scope = None
-            storage = open_storage(
-                args.provider, args.config, self._settings.storage, tenant=self.tenant
-            )
+            storage = open_storage(args.provider, args.config, self._storage, tenant=self.tenant)
         handle = next(self._ids)
         self._handles[handle] = _Handle(storage, scope)
         return reply(Opened(handle=handle, url=storage.url(""), scheme=storage.scheme)), b""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -16,7 +16,13 @@ from runmesh.catalog.tenant_storages import tenant_uris
 from runmesh.core.db import apply_migrations, create_pool, load_migrations
 from runmesh.core.settings import Settings
 from runmesh.plugins import Run
-from runmesh.storage import Storage, TenantUris
+from runmesh.storage import (
+    Storage,
+    StorageError,
+    StoragePolicyError,
+    TenantUris,
+    open_storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,26 @@ class RunResources:
         """`storage`, to be closed with the run's resources."""
         self.on_close(storage.close, "a storage")
         return storage
+
+    def tenant_storage(
+        self,
+        provider: str,
+        config: Mapping[str, Any],
+        *,
+        named: str,
+        failed: Callable[[str], Exception],
+    ) -> Storage:
+        """The tenant's storage `provider`/`config`, closed with the run's resources. A
+        refusal of the operator's policy names it (`named`); any other failure to open it is
+        `failed("cannot open <named>: <why>")`."""
+        try:
+            return self.storage(
+                open_storage(provider, config, self.settings.storage, tenant=self.tenant)
+            )
+        except StoragePolicyError as exc:
+            raise exc.naming(named) from None
+        except StorageError as exc:
+            raise failed(f"cannot open {named}: {exc}") from exc
 
     async def tenant_uris(self) -> TenantUris:
         """The tenant's storages by URI (`TenantUris`): the storages it opens on demand are

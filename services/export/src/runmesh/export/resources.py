@@ -11,7 +11,7 @@ from runmesh.catalog import repository
 from runmesh.export.errors import ExportConfigError
 from runmesh.export.params import ExportParams
 from runmesh.pipeline import RunResources
-from runmesh.storage import Storage, StorageError, StoragePolicyError, TenantUris, open_storage
+from runmesh.storage import Storage, TenantUris
 
 
 @dataclass(slots=True, frozen=True)
@@ -28,19 +28,17 @@ async def open_export_resources(resources: RunResources, params: ExportParams) -
     """Open them, each closed with the run's resources (the staging folder deleted); an
     unknown storage id or one that cannot be opened is an `ExportConfigError` (or a
     `StoragePolicyError`) naming it."""
-    tenant, settings = resources.tenant, resources.settings
+    tenant = resources.tenant
     async with resources.pool.acquire(timeout=30) as conn:
         storage = await repository.get_storage(conn, tenant, params.storage)
     if storage is None:
         raise ExportConfigError(f"storage {params.storage} not found")
-    try:
-        destination = resources.storage(
-            open_storage(storage.provider, storage.config, settings.storage, tenant=tenant)
-        )
-    except StoragePolicyError as exc:
-        raise exc.naming(f"storage {storage.name!r}") from None
-    except StorageError as exc:
-        raise ExportConfigError(f"cannot open storage {storage.name!r}: {exc}") from exc
+    destination = resources.tenant_storage(
+        storage.provider,
+        storage.config,
+        named=f"storage {storage.name!r}",
+        failed=ExportConfigError,
+    )
     # Original files are read only through the tenant's own storages.
     uris = await resources.tenant_uris()
     staging = resources.stack.enter_context(tempfile.TemporaryDirectory(prefix="runmesh-export-"))

@@ -8,9 +8,6 @@ from runmesh.catalog import repository
 from runmesh.pipeline import RunResources
 from runmesh.storage import (
     Storage,
-    StorageError,
-    StoragePolicyError,
-    open_storage,
     platform_storage,
 )
 from runmesh.upload.errors import UploadConfigError
@@ -38,26 +35,21 @@ async def open_upload_storages(resources: RunResources, params: UploadParams) ->
             if destination_row is None:
                 raise UploadConfigError(f"destination storage {params.destination} not found")
         source_row = await repository.get_storage(conn, tenant, params.storage)
-    try:
-        destination = resources.storage(
-            open_storage(
-                destination_row.provider, destination_row.config, settings.storage, tenant=tenant
-            )
-            if destination_row is not None
-            else platform_storage(settings.s3)
+    if destination_row is None:
+        destination = resources.storage(platform_storage(settings.s3))
+    else:
+        destination = resources.tenant_storage(
+            destination_row.provider,
+            destination_row.config,
+            named="the destination storage",
+            failed=UploadConfigError,
         )
-    except StoragePolicyError as exc:
-        raise exc.naming("the destination storage") from None
-    except StorageError as exc:
-        raise UploadConfigError(f"cannot open the destination storage: {exc}") from exc
     if source_row is None:
         raise UploadConfigError(f"storage {params.storage} not found")
-    try:
-        source = resources.storage(
-            open_storage(source_row.provider, source_row.config, settings.storage, tenant=tenant)
-        )
-    except StoragePolicyError as exc:
-        raise exc.naming(f"storage {source_row.name!r}") from None
-    except StorageError as exc:
-        raise UploadConfigError(f"cannot open the source storage: {exc}") from exc
+    source = resources.tenant_storage(
+        source_row.provider,
+        source_row.config,
+        named=f"storage {source_row.name!r}",
+        failed=UploadConfigError,
+    )
     return UploadStorages(source, source_row.name, destination)

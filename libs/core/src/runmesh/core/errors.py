@@ -61,3 +61,25 @@ class JobCrashedError(RunmeshError):
     """A `job` child process died without reporting a result (crash, OOM kill, os._exit)."""
 
     retriable = False
+
+
+class PipelineReferenceError(RunmeshError):
+    """A pipeline step's `${{ ... }}` reference names a param or result value that is missing.
+
+    Raised while building the step's params (`runmesh.core.pipelines.step_params`), so the
+    step fails before it runs; `step` and `reference` say which step and which reference.
+    """
+
+    def __init__(self, message: str, *, step: str, reference: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.reference = reference
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The keyword-only fields are not in `args`: rebuild from all three when unpickled.
+        return (_pipeline_reference_error, (str(self), self.step, self.reference))
+
+
+def _pipeline_reference_error(message: str, step: str, reference: str) -> PipelineReferenceError:
+    """Unpickle a `PipelineReferenceError` (a module-level function, as pickle needs)."""
+    return PipelineReferenceError(message, step=step, reference=reference)

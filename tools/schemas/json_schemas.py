@@ -1,7 +1,9 @@
-"""The standalone JSON Schemas (draft 2020-12) of the wire messages and stored documents.
+"""The standalone JSON Schemas (draft 2020-12) of the wire messages and other documents.
 
-`runmesh.core.events` stays the only place a wire field is named (CONVENTIONS 3): these
-schemas are derived from its pydantic models, and the AsyncAPI document reuses them.
+`runmesh.core.events` stays the only place a Kafka message's field is named (CONVENTIONS 3):
+these schemas are derived from its pydantic models, and the AsyncAPI document reuses them.
+The other documents (DM annotations, pipeline definitions) come from the models of their own
+modules and are not in the AsyncAPI document.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from runmesh.core.events import CancelRun, PluginManifest, RunEvent, RunRequest
+from runmesh.core.pipelines import PipelineSpec
 from runmesh.dm import DMData
 
 JsonSchema: TypeAlias = dict[str, Any]  # JSON Schema and AsyncAPI documents are free-form JSON
@@ -79,9 +82,23 @@ def _field_order(schema: JsonSchema) -> Callable[[str], int]:
     return lambda name: order.get(name, len(order))
 
 
+# Documents that are not Kafka messages, by name, with the module that defines each: the DM
+# annotation format, and the pipeline definition a user writes (YAML or JSON) and submits.
+_DOCUMENT_TYPES: Final[dict[str, tuple[type[BaseModel], str]]] = {
+    "DMData": (DMData, "runmesh.dm"),
+    "PipelineSpec": (PipelineSpec, "runmesh.core.pipelines"),
+}
+
+
 def document_schemas() -> dict[str, JsonSchema]:
-    """JSON Schemas of the stored documents that are not messages: the DM annotation format."""
-    body = TypeAdapter(DMData).json_schema(mode=SCHEMA_MODE)
-    note = GENERATED_NOTE.replace("runmesh.core.events", "runmesh.dm")
-    schema = {"$schema": JSON_SCHEMA_DIALECT, "$comment": note, **dict(sorted(body.items()))}
-    return {"DMData": schema}
+    """JSON Schemas of the documents that are not messages: DM annotations, pipeline specs."""
+    schemas: dict[str, JsonSchema] = {}
+    for name, (model, module) in _DOCUMENT_TYPES.items():
+        body = model.model_json_schema(mode=SCHEMA_MODE)
+        note = GENERATED_NOTE.replace("runmesh.core.events", module)
+        schemas[name] = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "$comment": note,
+            **dict(sorted(body.items())),
+        }
+    return schemas

@@ -1,5 +1,5 @@
 """The generated JSON Schemas, AsyncAPI document and event catalogue: fresh, valid, and true
-to the wire."""
+to the wire (and the pipeline definition's schema true to docs/pipelines.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import Draft7Validator, Draft202012Validator, validator_for
 from pydantic import BaseModel
 
+from runmesh.core.categories import BUILTIN_CATEGORIES
 from runmesh.core.errors import DecodeError
 from runmesh.core.events import (
     EVENT_TYPES,
@@ -45,6 +46,7 @@ from runmesh.core.events import (
     decode_event,
     encode,
 )
+from runmesh.core.pipelines import MAX_STEPS, PipelineSpec, missing_params
 from runmesh.core.topics import Topics
 from tools import schemas
 
@@ -382,10 +384,47 @@ def test_unknown_fields_are_accepted() -> None:
 
 
 def test_standalone_schemas_declare_their_dialect() -> None:
-    for name in schemas.message_schemas():
+    for name in [*schemas.message_schemas(), *schemas.document_schemas()]:
         schema = _load(name)
         assert schema["$schema"] == schemas.JSON_SCHEMA_DIALECT
         assert validator_for(schema) is Draft202012Validator
+
+
+def _pipeline_example() -> Any:
+    """The YAML example of docs/pipelines.md, parsed."""
+    text = (DOCS / "pipelines.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1, "docs/pipelines.md should show one YAML pipeline"
+    return yaml.safe_load(blocks[0])
+
+
+def test_pipeline_example_is_valid() -> None:
+    example = _pipeline_example()
+    _validator(_load("PipelineSpec")).validate(example)
+    spec = PipelineSpec.model_validate(example)
+    assert spec.order() == ["export_coco", "export_yolo", "train", "test"]
+    assert spec.ancestors("test") == {"train", "export_coco", "export_yolo"}
+    # The example leaves `storage` to each submission, as its comment says.
+    assert missing_params(spec, {}) == ["storage"]
+    assert {step.category for step in spec.steps.values()} <= set(BUILTIN_CATEGORIES)
+
+
+def test_pipeline_schema_rejects_what_the_model_rejects() -> None:
+    validator = _validator(_load("PipelineSpec"))
+    example = _pipeline_example()
+    step = {"category": "export", "action": "export"}
+    for invalid in [
+        {**example, "owner": "me"},
+        {**example, "steps": {}},
+        {**example, "steps": {"Export": step}},
+        {**example, "steps": {f"s{i}": step for i in range(MAX_STEPS + 1)}},
+        {**example, "steps": {"a": {**step, "needs": ["b", "b"]}, "b": step}},
+        {**example, "steps": {"a": {**step, "timeout_s": 0}}},
+        {**example, "steps": {"a": {**step, "need": ["b"]}}},
+    ]:
+        assert not validator.is_valid(invalid), invalid
+        with pytest.raises(ValueError, match="validation error"):
+            PipelineSpec.model_validate(invalid)
 
 
 # (d) the event catalogue (docs/events.md) -----------------------------------------------

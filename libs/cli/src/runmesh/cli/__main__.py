@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from runmesh.cli.commands import dev, plugin, runs, serve, submit, token
+from runmesh.cli.commands import dev, pipeline, plugin, runs, serve, submit, token
 from runmesh.cli.settings import GatewayOptions
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(serve.app)
 app.add_typer(submit.app)
 app.add_typer(token.app, name="token")
 app.add_typer(runs.app, name="runs")
+app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(plugin.app, name="plugin")
 
 

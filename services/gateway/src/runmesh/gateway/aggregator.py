@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -27,6 +27,7 @@ from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.core.validation import describe_errors
 from runmesh.gateway import runs_store
+from runmesh.gateway.pipelines.forward import advance
 from runmesh.gateway.run_state import apply_events
 from runmesh.gateway.runs_store import LockedRun, RunUpdate
 
@@ -117,12 +118,16 @@ class Aggregator:
         *,
         default_tenant: str = "default",
         max_records: int = 5000,
+        on_requests: Callable[[], None] | None = None,
     ) -> None:
         self._kafka = kafka
+        # Called after a batch that stored pipeline steps' requests (the relay's wake).
+        self._on_requests = on_requests
         self._default_tenant = default_tenant
         self._pool = pool
         self._max_records = max_records
-        self._topic = Topics(kafka.topic_prefix).events
+        self._topics = Topics(kafka.topic_prefix)
+        self._topic = self._topics.events
         self.ready = asyncio.Event()
         """Set once the consumer has its partitions (or gave up waiting for them)."""
         self.events_stored = 0
@@ -259,8 +264,15 @@ class Aggregator:
             inserted = await conn.fetch(_INSERT_EVENTS, *cols)
             if not inserted:
                 return  # a redelivered batch: everything was stored and applied already
-            await runs_store.update_runs(conn, _apply(events, rows, inserted))
+            updates = _apply(events, rows, inserted)
+            await runs_store.update_runs(conn, updates)
+            # Pipelines whose steps just ended move on in this same transaction: a redone
+            # batch finds them moved already, so no step is submitted twice.
+            ended = [update.notice.run_id for update in updates if update.notice.terminal]
+            submitted = await advance(conn, self._topics, ended)
         self.events_stored += len(inserted)
+        if submitted and self._on_requests is not None:
+            self._on_requests()
 
 
 def _event_columns(

@@ -28,6 +28,7 @@ from runmesh.gateway.routes import (
     events,
     health,
     models,
+    pipelines,
     plugins,
     runs,
     storages,
@@ -57,7 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
             loops = {
                 "event hub": hub.run,
-                "aggregator": Aggregator(settings.kafka, pool, default_tenant=settings.tenant).run,
+                "aggregator": Aggregator(
+                    settings.kafka, pool, default_tenant=settings.tenant, on_requests=relay.wake
+                ).run,
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         runs,
         artifacts,
         events,
+        pipelines,
         plugins,
         storages,
         catalog,

@@ -9,6 +9,7 @@ lost worker cannot leave it "cancelling" for ever (Prefect's stuck Cancelling).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.errors import Conflict, NotFound
 from runmesh.gateway.outbox import CANCEL_EVENT_TYPE, enqueue, withdraw_request
+from runmesh.gateway.pipelines import store as pipeline_store
+from runmesh.gateway.pipelines.forward import advance, step_forward
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,12 @@ async def cancel_run(
         # relay holds right now is being published; the CancelRun below follows it.
         await withdraw_request(conn, topic=topics.requests(row["category"]), key=str(run_id))
         await runs_store.notify_ended(conn, {run_id: tenant})
+        await advance(conn, topics, [run_id])  # a pipeline's step ended: its pipeline moves
     else:
         row = await runs_store.request_cancel(conn, run_id)
+        if row["category"] == runs_store.PIPELINE_CATEGORY:
+            await _cancel_steps(conn, topics, tenant, run_id, reason)
+            row = await runs_store.get_run(conn, tenant, run_id) or row
     await enqueue(
         conn,
         topic=topics.control,
@@ -77,6 +84,19 @@ async def cancel_run(
         event_type=CANCEL_EVENT_TYPE,
     )
     return CancelOutcome(row=row, ended=ended)
+
+
+async def _cancel_steps(
+    conn: asyncpg.Connection, topics: Topics, tenant: str, run_id: uuid.UUID, reason: str
+) -> None:
+    """A pipeline's cancel reaches its steps: each queued or running one is cancelled, the
+    pending ones will never start, and the pipeline ends once none runs."""
+    for step in await pipeline_store.steps_of(conn, run_id):
+        if step.state != "submitted":
+            continue
+        with contextlib.suppress(Conflict, NotFound):  # ended meanwhile, or not stored yet
+            await cancel_run(conn, topics=topics, tenant=tenant, run_id=step.run_id, reason=reason)
+    await step_forward(conn, topics, run_id)
 
 
 class CancelWatchdog:
@@ -91,6 +111,7 @@ class CancelWatchdog:
         self, settings: Settings, pool: asyncpg.Pool, *, interval_s: float | None = None
     ) -> None:
         self._timeout_s = settings.cancel_timeout_s
+        self._topics = Topics(settings.topic_prefix)
         self._pool = pool
         # A quarter of the timeout, at most 1 s: a run ends within 1.25 times the timeout.
         self._interval_s = interval_s or max(0.05, min(1.0, settings.cancel_timeout_s / 4))
@@ -116,4 +137,5 @@ class CancelWatchdog:
         ):
             ended = await runs_store.end_overdue_cancels(conn, self._timeout_s, _SWEEP_LIMIT)
             await runs_store.notify_ended(conn, ended)
+            await advance(conn, self._topics, ended)
         return list(ended)

@@ -13,10 +13,11 @@ from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
 from runmesh.core.events import JsonObject, RunRequest, encode
+from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest
-from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, enqueue, trace_headers
+from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, Headers, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.run_view import mask_secrets
 
@@ -111,33 +112,57 @@ async def submit(
                 f"parent run {body.parent_run_id} not found",
                 errors=[{"loc": ["body", "parent_run_id"], "msg": "no such run"}],
             )
-        row = await runs_store.insert_run(
+        row = await store_request(
             conn,
-            runs_store.NewRun(
-                id=run_id,
-                tenant=tenant,
-                category=body.category,
-                plugin=body.plugin,
-                action=body.action,
-                params=body.params,
-                params_redacted=mask_secrets(body.params, schema),
-                timeout_s=body.timeout_s,
-                parent_run_id=body.parent_run_id,
-                idempotency_key=idempotency_key,
-            ),
+            deps.topics,
+            request,
+            params_redacted=mask_secrets(body.params, schema),
+            idempotency_key=idempotency_key,
+            headers=headers,
         )
         if row is None:
             return await _existing(conn, tenant, body, run_id, idempotency_key), False
+    deps.relay.wake()
+    return row, True
+
+
+async def store_request(
+    conn: asyncpg.Connection,
+    topics: Topics,
+    request: RunRequest,
+    *,
+    params_redacted: JsonObject,
+    idempotency_key: str | None = None,
+    headers: Headers | None = None,
+) -> dict[str, Any] | None:
+    """Store a queued run and its request in the caller's transaction (the outbox relay
+    publishes it on commit); None, storing nothing, when its id or key is taken."""
+    assert request.tenant is not None, "a stored request names its tenant"
+    row = await runs_store.insert_run(
+        conn,
+        runs_store.NewRun(
+            id=request.run_id,
+            tenant=request.tenant,
+            category=request.category,
+            plugin=request.plugin,
+            action=request.action,
+            params=request.params,
+            params_redacted=params_redacted,
+            timeout_s=request.timeout_s,
+            parent_run_id=request.parent_run_id,
+            idempotency_key=idempotency_key,
+        ),
+    )
+    if row is not None:
         await enqueue(
             conn,
-            topic=deps.topics.requests(body.category),
-            key=str(run_id),
+            topic=topics.requests(request.category),
+            key=str(request.run_id),
             message=request,
             event_type=REQUEST_EVENT_TYPE,
             headers=headers,
         )
-    deps.relay.wake()
-    return row, True
+    return row
 
 
 async def _existing(

@@ -7,8 +7,9 @@ outbox relay's `runs.outbox`, the SSE hub's event reads (its `EventStore`) and t
 aggregator's event insert (beside its batch).
 
 By concern: `_reads` (a run, a list, logs, metrics, artifacts), `_submissions` (storing a
-REST submission), `_cancels` (cancelling, and the notices of runs the gateway ends), and
-`_aggregation` (the aggregator's batch of run rows and its notices).
+REST submission), `_cancels` (cancelling, and the notices of runs the gateway ends),
+`_aggregation` (the aggregator's batch of run rows and its notices) and `_pipelines` (a
+pipeline's own run and its steps' outcomes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from runmesh.gateway.runs_store._cancels import (
     notify_ended,
     request_cancel,
 )
+from runmesh.gateway.runs_store._pipelines import (
+    PIPELINE_CATEGORY,
+    StepOutcome,
+    end_pipeline_run,
+    insert_pipeline_run,
+    lock_pipeline_run,
+    set_pipeline_progress,
+    step_outcomes,
+)
 from runmesh.gateway.runs_store._reads import (
     RunFilter,
     artifact_event,
@@ -45,22 +55,27 @@ from runmesh.gateway.runs_store._submissions import NewRun, find_submitted, inse
 
 __all__ = [
     "DB_TIMEOUT_S",
+    "PIPELINE_CATEGORY",
     "RUN_COLUMNS",
     "Db",
     "LockedRun",
     "NewRun",
     "RunFilter",
     "RunUpdate",
+    "StepOutcome",
     "artifact_event",
     "cancelled_before_starting",
     "end_overdue_cancels",
+    "end_pipeline_run",
     "end_queued_run",
     "find_submitted",
     "get_run",
     "has_terminal_event",
     "insert_kafka_runs",
+    "insert_pipeline_run",
     "insert_run",
     "list_runs",
+    "lock_pipeline_run",
     "lock_run",
     "lock_runs",
     "log_events",
@@ -70,5 +85,7 @@ __all__ = [
     "run_exists",
     "run_ids_between",
     "run_state",
+    "set_pipeline_progress",
+    "step_outcomes",
     "update_runs",
 ]

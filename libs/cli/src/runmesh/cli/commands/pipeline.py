@@ -1,0 +1,117 @@
+"""`runmesh pipeline run|show`: start a pipeline from its definition file and follow it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import yaml
+from rich.console import Console
+
+from runmesh.cli.dev_info import require_gateway
+from runmesh.cli.errors import CliError
+from runmesh.cli.exits import fail, run_async
+from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.settings import load_settings
+from runmesh.cli.watch import EXIT_CODES
+
+app = typer.Typer(
+    help="Run pipelines: steps of several categories chained as one run (docs/pipelines.md).",
+    no_args_is_help=True,
+)
+
+FOLLOW_INTERVAL_S = 0.5  # a pipeline's own run has no events: its steps' states are polled
+
+
+def load_definition(path: Path) -> dict[str, Any]:
+    """A pipeline definition from a YAML or JSON file (JSON is YAML)."""
+    try:
+        text = path.expanduser().read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read pipeline file {path}: {exc.strerror}") from exc
+    try:
+        definition = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML or JSON: {exc}") from exc
+    if not isinstance(definition, dict):
+        raise CliError(f"{path} must hold one pipeline definition (a mapping)")
+    return definition
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE`: VALUE as JSON when it is JSON (numbers, true, objects), else as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise CliError(f"--param {text!r}: write NAME=VALUE")
+    try:
+        return name, orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return name, value
+
+
+async def follow(api: GatewayClient, run_id: str, console: Console) -> int:
+    """Print each step's state as it changes until the pipeline ends; its exit status."""
+    seen: dict[str, str] = {}
+    while True:
+        pipeline = await api.request("GET", f"/v1/pipelines/{run_id}")
+        for step in pipeline["steps"]:
+            if seen.get(step["step"]) != step["state"]:
+                seen[step["step"]] = step["state"]
+                why = f": {step['error']}" if step.get("error") else ""
+                line = f"  {step['step']}: {step['state']} (run {step['run_id'][:8]}){why}"
+                console.print(line, markup=False, highlight=False)
+        run = pipeline["run"]
+        if run["state"] in EXIT_CODES:
+            error = run.get("error") or {}
+            why = f": {error['message']}" if error.get("message") else ""
+            console.print(f"pipeline {run['state']}{why}", markup=False, highlight=False)
+            return EXIT_CODES[run["state"]]
+        await asyncio.sleep(FOLLOW_INTERVAL_S)
+
+
+async def run_pipeline(
+    ctx_options: Any, body: dict[str, Any], *, wait: bool, console: Console
+) -> int:
+    """Start the pipeline; print its run id; with `wait`, follow it to its end."""
+    url, token = require_gateway(load_settings(options=ctx_options))
+    async with GatewayClient(url, token) as api:
+        pipeline = await api.request("POST", "/v1/pipelines", json=body)
+        run = pipeline["run"]
+        console.print(f"pipeline run {run['id']} {run['state']}", markup=False, highlight=False)
+        if not wait:
+            return 0
+        return await follow(api, run["id"], console)
+
+
+@app.command(
+    "run",
+    help="Start the pipeline FILE defines (YAML or JSON). Exit status with --wait: "
+    "0 succeeded, 1 failed, 2 cancelled.",
+)
+def run_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="the pipeline definition (docs/pipelines.md)")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="NAME=VALUE, a pipeline param (repeat for several)"),
+    ] = None,
+    wait: bool = typer.Option(False, "--wait", "-w", help="follow its steps to its end"),
+) -> None:
+    try:
+        body = {"pipeline": load_definition(file), "params": dict(map(parse_param, param or []))}
+    except CliError as exc:
+        fail(str(exc))
+    raise typer.Exit(run_async(run_pipeline(ctx.obj, body, wait=wait, console=Console())))
+
+
+@app.command("show", help="A pipeline run, its definition and its steps, as JSON.")
+def show_command(ctx: typer.Context, run_id: str) -> None:
+    async def go() -> Any:
+        url, token = require_gateway(load_settings(options=ctx.obj))
+        async with GatewayClient(url, token) as api:
+            return await api.request("GET", f"/v1/pipelines/{run_id}")
+
+    typer.echo(orjson.dumps(run_async(go()), option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,166 @@
+"""What a pipeline costs over the glue script a user would otherwise write.
+
+A chain of 5 no-op steps (the test kit's `noop`, run in the worker's process) through an
+in-process gateway and worker, on the embedded sandbox:
+- pipeline: `POST /v1/pipelines`, then the time until its run ended (read every 10 ms);
+- baseline, measured in the same run and interleaved with it: the same 5 runs submitted back
+  to back with `POST /v1/runs`, each waited for (read every 10 ms) before the next.
+Value = median pipeline seconds, baseline = median glue seconds, ratio = value / baseline
+(aim: <= 1.05). Also printed: the scheduling gap p50 and p99, a step's run `finished_at` to the
+next step's `started_at` (both stamped from the worker's events), in ms (aim: p50 < 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.gateway.app import create_app
+from runmesh.gateway.tokens import create_token
+from runmesh.sandbox import Sandbox
+from runmesh.sandbox.processes import free_port
+from runmesh.worker import Worker
+from runmesh.worker.process import build_registry
+
+PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins"
+STEPS = 5
+ROUNDS = 10
+POLL_S = 0.01
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _ended(http: httpx.AsyncClient, path: str, state_of: Any) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await http.get(path)).json()
+        return body if state_of(body) in ("succeeded", "failed", "cancelled") else None
+
+    found = await eventually(done, timeout=120, interval=POLL_S, message=path)
+    assert isinstance(found, dict)  # eventually returns only a truthy value
+    return found
+
+
+async def pipeline_once(http: httpx.AsyncClient) -> tuple[float, list[float]]:
+    """Seconds from submission to the pipeline's end, and its steps' scheduling gaps."""
+    steps = {
+        f"s{i}": {
+            "category": "test",
+            "action": "noop",
+            "needs": [f"s{i - 1}"] if i else [],
+        }
+        for i in range(STEPS)
+    }
+    began = time.perf_counter()
+    response = await http.post(
+        "/v1/pipelines", json={"pipeline": {"name": "chain", "steps": steps}}
+    )
+    response.raise_for_status()
+    run_id = response.json()["run"]["id"]
+    pipeline = await _ended(http, f"/v1/pipelines/{run_id}", lambda body: body["run"]["state"])
+    seconds = time.perf_counter() - began
+    assert pipeline["run"]["state"] == "succeeded", pipeline
+    runs = [(await http.get(f"/v1/runs/{step['run_id']}")).json() for step in pipeline["steps"]]
+    gaps = [
+        (_ts(after["started_at"]) - _ts(before["finished_at"])) * 1000
+        for before, after in itertools.pairwise(runs)
+    ]
+    return seconds, gaps
+
+
+async def glue_once(http: httpx.AsyncClient) -> float:
+    """Seconds for the same chain submitted run by run, each waited for."""
+    began = time.perf_counter()
+    for _ in range(STEPS):
+        response = await http.post("/v1/runs", json={"category": "test", "action": "noop"})
+        response.raise_for_status()
+        run = await _ended(http, f"/v1/runs/{response.json()['id']}", lambda body: body["state"])
+        assert run["state"] == "succeeded", run
+    return time.perf_counter() - began
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def main() -> None:
+    async with Sandbox(Settings()) as sandbox:
+        settings = sandbox.settings.model_copy(
+            update={
+                "topic_prefix": f"b{uuid.uuid4().hex[:8]}",
+                "plugin_path": [PLUGIN],
+                "in_process_plugins": ["testkit"],
+            }
+        )
+        port = free_port()
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.create_task(server.serve())
+        await eventually(lambda: server.started, timeout=60, message="gateway")
+        worker = Worker("test", build_registry(settings), settings)
+        working = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        try:
+            token = await create_token(app.state.deps.pool, f"bench-{uuid.uuid4().hex[:6]}")
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+            ) as http:
+
+                async def known() -> bool:
+                    plugins = (await http.get("/v1/plugins")).json()
+                    return any(plugin["code"] == "testkit" for plugin in plugins)
+
+                await eventually(known, timeout=60, message="testkit never announced")
+                await pipeline_once(http)  # warm-up: topics, consumer groups, connections
+                await glue_once(http)
+                piped, glued, gaps = [], [], []
+                for _ in range(ROUNDS):
+                    seconds, round_gaps = await pipeline_once(http)
+                    piped.append(seconds)
+                    gaps.extend(round_gaps)
+                    glued.append(await glue_once(http))
+        finally:
+            worker.request_stop()
+            await working
+            server.should_exit = True
+            await serving
+    value, baseline = statistics.median(piped), statistics.median(glued)
+    gaps.sort()
+    p50 = statistics.median(gaps)
+    p99 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))]
+    log(f"pipeline {value:.3f} s, glue script {baseline:.3f} s, gap p50 {p50:.1f} ms p99 {p99:.1f}")
+    result = {
+        "bench": "pipeline_overhead",
+        "value": round(value, 4),
+        "unit": "s",
+        "baseline": round(baseline, 4),
+        "ratio": round(value / baseline, 3),
+        "steps": STEPS,
+        "rounds": ROUNDS,
+        "gap_p50_ms": round(p50, 1),
+        "gap_p99_ms": round(p99, 1),
+        "target_ratio": 1.05,
+        "target_gap_p50_ms": 50,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

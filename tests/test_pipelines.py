@@ -291,6 +291,67 @@ async def test_a_gateway_restarted_mid_pipeline_finishes_it_running_each_step_on
         await events.stop()
 
 
+async def test_resume_reruns_what_did_not_succeed_and_reuses_what_did(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    events = RunClient(settings)
+    await events.start()
+    try:
+        # `bad` fails before its run starts (count 0 is below echo's minimum: checked once
+        # its params are resolved, as they take first's result), so `last` is skipped and
+        # `side` finishes.
+        started = await start(
+            http,
+            {
+                "first": step("echo", {"name": "f", "count": 1}),
+                "bad": step(
+                    "echo",
+                    {"name": "${{ steps.first.result.name }}b", "count": "${{ params.n }}"},
+                    "first",
+                ),
+                "last": step("echo", {"name": "${{ steps.bad.result.name }}", "count": 1}, "bad"),
+                "side": step("noop", {}, "first"),
+            },
+            pipeline={"params": {"n": 0}},
+        )
+        failed = await ended(http, started["run"]["id"])
+        assert failed["run"]["state"] == "failed"
+        assert states(failed) == {
+            "first": "succeeded",
+            "bad": "failed",
+            "last": "skipped",
+            "side": "succeeded",
+        }
+        resuming = await http.post(f"/v1/pipelines/{started['run']['id'][:8]}/resume")
+        assert resuming.status_code == 202, resuming.text
+        second = resuming.json()
+        assert second["run"]["id"] != started["run"]["id"]
+        assert second["run"]["parent_run_id"] == started["run"]["id"]
+        # Without a change of params `bad` fails the same way again.
+        assert (await ended(http, second["run"]["id"]))["run"]["state"] == "failed"
+
+        third = await http.post(
+            f"/v1/pipelines/{second['run']['id']}/resume", json={"params": {"n": 2}}
+        )
+        assert third.status_code == 202, third.text
+        resumed = await ended(http, third.json()["run"]["id"])
+
+        assert resumed["run"]["state"] == "succeeded", resumed
+        assert resumed["params"] == {"n": 2}
+        before = {each["step"]: each["run_id"] for each in failed["steps"]}
+        after = {each["step"]: each["run_id"] for each in resumed["steps"]}
+        assert after["first"] == before["first"] and after["side"] == before["side"]
+        assert after["bad"] != before["bad"] and after["last"] != before["last"]
+        assert await result_of(http, resumed, "last") == {"name": "fb", "count": 1}
+        first_events = events.events[uuid.UUID(before["first"])]
+        assert [e.type for e in first_events].count("run.started") == 1  # taken over, not rerun
+
+        again = await http.post(f"/v1/pipelines/{resumed['run']['id']}/resume")
+        assert again.status_code == 409 and "only a failed or cancelled" in again.text
+    finally:
+        await events.stop()
+
+
 @pytest.mark.parametrize("path", sorted(Path("examples/pipelines").glob("*.yaml")), ids=str)
 def test_the_example_pipelines_are_valid_definitions(path: Path) -> None:
     PipelineSpec.model_validate(yaml.safe_load(path.read_text()))

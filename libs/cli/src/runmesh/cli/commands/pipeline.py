@@ -72,13 +72,14 @@ async def follow(api: GatewayClient, run_id: str, console: Console) -> int:
         await asyncio.sleep(FOLLOW_INTERVAL_S)
 
 
-async def run_pipeline(
-    ctx_options: Any, body: dict[str, Any], *, wait: bool, console: Console
+async def start(
+    ctx_options: Any, path: str, body: dict[str, Any], *, wait: bool, console: Console
 ) -> int:
-    """Start the pipeline; print its run id; with `wait`, follow it to its end."""
+    """POST `body` to `path` (start or resume); print the pipeline run's id; with `wait`,
+    follow it to its end."""
     url, token = require_gateway(load_settings(options=ctx_options))
     async with GatewayClient(url, token) as api:
-        pipeline = await api.request("POST", "/v1/pipelines", json=body)
+        pipeline = await api.request("POST", path, json=body)
         run = pipeline["run"]
         console.print(f"pipeline run {run['id']} {run['state']}", markup=False, highlight=False)
         if not wait:
@@ -104,7 +105,31 @@ def run_command(
         body = {"pipeline": load_definition(file), "params": dict(map(parse_param, param or []))}
     except CliError as exc:
         fail(str(exc))
-    raise typer.Exit(run_async(run_pipeline(ctx.obj, body, wait=wait, console=Console())))
+    code = run_async(start(ctx.obj, "/v1/pipelines", body, wait=wait, console=Console()))
+    raise typer.Exit(code)
+
+
+@app.command(
+    "resume",
+    help="Run a failed or cancelled pipeline again from the steps that did not succeed, "
+    "taking over those that did. Exit status with --wait as for run.",
+)
+def resume_command(
+    ctx: typer.Context,
+    run_id: str,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="NAME=VALUE, a param to change (repeat for several)"),
+    ] = None,
+    wait: bool = typer.Option(False, "--wait", "-w", help="follow its steps to its end"),
+) -> None:
+    try:
+        body = {"params": dict(map(parse_param, param or []))}
+    except CliError as exc:
+        fail(str(exc))
+    path = f"/v1/pipelines/{run_id}/resume"
+    code = run_async(start(ctx.obj, path, body, wait=wait, console=Console()))
+    raise typer.Exit(code)
 
 
 @app.command("show", help="A pipeline run, its definition and its steps, as JSON.")

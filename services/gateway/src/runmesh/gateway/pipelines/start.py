@@ -51,7 +51,7 @@ async def start_pipeline(
             errors=[{"loc": ["body", "params", name], "msg": "required"} for name in missing],
         )
     params = {**spec.params, **body.params}
-    await _check_steps(deps, tenant, spec, params)
+    await check_steps(deps, tenant, spec, params)
     run_id = body.run_id or uuid.uuid4()
     async with (
         deps.pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
@@ -73,7 +73,7 @@ async def start_pipeline(
                     f"run id {run_id} is already taken; choose another or leave it unset"
                 )
             return existing, False
-        steps = [(name, step_run_id(run_id, name)) for name in spec.steps]
+        steps = [(name, step_run_id(run_id, name), "pending") for name in spec.steps]
         await store.insert_pipeline(conn, run_id, spec.model_dump(mode="json"), params, steps)
         await step_forward(conn, deps.topics, run_id)
     deps.relay.wake()
@@ -82,7 +82,7 @@ async def start_pipeline(
     return found, True
 
 
-async def _check_steps(
+async def check_steps(
     deps: Deps, tenant: str, spec: PipelineSpec, params: Mapping[str, Any]
 ) -> None:
     """422 naming the step for an action the tenant cannot run, and for params its schema

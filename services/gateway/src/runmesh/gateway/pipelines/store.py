@@ -42,9 +42,10 @@ async def insert_pipeline(
     run_id: uuid.UUID,
     spec: JsonObject,
     params: JsonObject,
-    steps: Sequence[tuple[str, uuid.UUID]],
+    steps: Sequence[tuple[str, uuid.UUID, str]],
 ) -> None:
-    """Store a pipeline run's definition, params and steps (all `pending`), in order."""
+    """Store a pipeline run's definition, params and steps `(step, run id, state)`, in order:
+    `pending`, or `succeeded` for a step a resumed pipeline takes from the one before."""
     await conn.execute(
         "INSERT INTO runs.pipelines (run_id, spec, params) VALUES ($1, $2, $3)",
         run_id,
@@ -53,13 +54,15 @@ async def insert_pipeline(
         timeout=DB_TIMEOUT_S,
     )
     await conn.execute(
-        "INSERT INTO runs.pipeline_steps (pipeline_run_id, step, position, run_id)"
-        " SELECT $1, s.step, s.position, s.run_id"
-        " FROM unnest($2::text[], $3::int[], $4::uuid[]) AS s(step, position, run_id)",
+        "INSERT INTO runs.pipeline_steps (pipeline_run_id, step, position, run_id, state)"
+        " SELECT $1, s.step, s.position, s.run_id, s.state"
+        " FROM unnest($2::text[], $3::int[], $4::uuid[], $5::text[])"
+        " AS s(step, position, run_id, state)",
         run_id,
-        [step for step, _ in steps],
+        [step for step, _, _ in steps],
         list(range(len(steps))),
-        [step_run for _, step_run in steps],
+        [step_run for _, step_run, _ in steps],
+        [state for _, _, state in steps],
         timeout=DB_TIMEOUT_S,
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from runmesh.core.events import JsonObject
@@ -18,6 +18,7 @@ from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import NotFound
 from runmesh.gateway.pipelines import store
+from runmesh.gateway.pipelines.resume import ResumePipeline, resume_pipeline
 from runmesh.gateway.pipelines.start import SubmitPipeline, start_pipeline
 from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.runs import IdempotencyKey, fetch_run, views
@@ -102,4 +103,24 @@ async def get_pipeline(run_id: RunId, tenant: Tenant, deps: DepsParam) -> Pipeli
     row = await fetch_run(deps.pool, tenant, run_id)
     if row["category"] != runs_store.PIPELINE_CATEGORY:
         raise NotFound(f"run {run_id} is not a pipeline")
+    return await _pipeline_out(deps, tenant, row)
+
+
+@router.post(
+    "/pipelines/{run_id}/resume",
+    status_code=202,
+    response_model=PipelineOut,
+    summary="Resume a failed or cancelled pipeline",
+    responses=problems(401, 404, 409, 422),
+)
+async def resume(
+    run_id: RunId,
+    tenant: Tenant,
+    deps: DepsParam,
+    body: Annotated[ResumePipeline | None, Body()] = None,
+) -> PipelineOut:
+    """A new pipeline run (`parent_run_id` = this one) of the same definition: the steps that
+    succeeded are taken over with their runs and results, the others run again, with `params`
+    changed where the body says so. 409 for a pipeline run that is not failed or cancelled."""
+    row = await resume_pipeline(deps, tenant, run_id, body or ResumePipeline())
     return await _pipeline_out(deps, tenant, row)

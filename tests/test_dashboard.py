@@ -369,6 +369,57 @@ async def test_cancel_from_the_run_page_then_rerun(page: Page, api: Api) -> None
         await api.cancel_unfinished(run_id, *([rerun_id] if rerun_id else []))
 
 
+async def test_a_pipeline_page_shows_its_steps_resumes_and_reruns(page: Page, api: Api) -> None:
+    steps = {
+        "count": {"category": DEMO_CATEGORY, "action": "count", "params": {"to": 3}},
+        "boom": {"category": "test", "action": "fail", "params": {}, "needs": ["count"]},
+        "after": {"category": "test", "action": "fail", "params": {}, "needs": ["boom"]},
+        "side": {"category": "test", "action": "echo", "params": {"name": "s", "count": 1}},
+    }
+    response = await api.http.post(
+        "/v1/pipelines", json={"pipeline": {"name": "dash", "steps": steps}}
+    )
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run"]["id"]
+    await api.wait_state(run_id, "failed")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+
+    graph = page.locator("#pipeline-steps")
+    expected = {"count": "succeeded", "boom": "failed", "after": "skipped", "side": "succeeded"}
+    for name, state in expected.items():
+        await expect(graph.locator(f'[data-step="{name}"]')).to_have_attribute("data-state", state)
+    # One column per depth: count and side first, then boom, then after.
+    columns = graph.locator(".step-column")
+    await expect(columns).to_have_count(3)
+    await expect(columns.nth(0).locator(".step-card")).to_have_count(2)
+    await expect(columns.nth(2).locator('[data-step="after"]')).to_have_count(1)
+    done = graph.locator('[data-step="count"] [role=progressbar]')
+    await expect(done).to_have_attribute("aria-valuenow", "100.0")
+    step_run = (await api.http.get(f"/v1/pipelines/{run_id}")).json()["steps"][0]["run_id"]
+    await expect(graph.locator('[data-step="count"] a')).to_have_attribute(
+        "href", f"#/runs/{step_run}"
+    )
+
+    await page.click("#resume-pipeline")
+    await page.wait_for_url(re.compile(r"#/runs/(?!" + run_id + r")[0-9a-f-]{36}$"))
+    resumed_id = page.url.rsplit("/", 1)[1]
+    await expect(page.locator("#parent-link")).to_have_text(run_id[:8])
+    # The resumed run took over what succeeded and ran the failed step again.
+    await expect(graph.locator('[data-step="count"] a')).to_have_attribute(
+        "href", f"#/runs/{step_run}"
+    )
+    await expect(graph.locator('[data-step="boom"]')).to_have_attribute("data-state", "failed")
+    await expect(page.locator("#run-state")).to_have_text("failed")
+
+    await page.click("#rerun-run")  # a pipeline's rerun starts every step anew
+    await page.wait_for_url(re.compile(r"#/runs/(?!" + resumed_id + r")[0-9a-f-]{36}$"))
+    rerun_id = page.url.rsplit("/", 1)[1]
+    await expect(graph.locator('[data-step="boom"]')).to_have_attribute("data-state", "failed")
+    rerun = (await api.http.get(f"/v1/pipelines/{rerun_id}")).json()
+    assert rerun["run"]["parent_run_id"] == resumed_id
+    assert step_run not in {step["run_id"] for step in rerun["steps"]}
+
+
 async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:
     await sign_in(page, api.token, "/#/plugins")
     row = page.locator("tr[data-plugin='hello']")

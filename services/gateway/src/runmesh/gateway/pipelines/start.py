@@ -39,7 +39,12 @@ class SubmitPipeline(BaseModel):
 
 
 async def start_pipeline(
-    deps: Deps, tenant: str, body: SubmitPipeline, idempotency_key: str | None
+    deps: Deps,
+    tenant: str,
+    body: SubmitPipeline,
+    idempotency_key: str | None,
+    *,
+    parent_run_id: uuid.UUID | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Check, then store the pipeline's run and steps and submit the steps that need none;
     (row, created). The same Idempotency-Key or run_id again answers the run it made."""
@@ -63,7 +68,7 @@ async def start_pipeline(
             tenant=tenant,
             name=spec.name,
             params=params,
-            parent_run_id=None,
+            parent_run_id=parent_run_id,
             idempotency_key=idempotency_key,
         )
         if row is None:

@@ -6,6 +6,7 @@ progress over its steps, cancel, SSE); this router adds what only a pipeline has
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Annotated, Any
 
@@ -39,6 +40,9 @@ class StepOut(BaseModel):
         "running), succeeded, failed, cancelled, or skipped (a step it needs did not succeed)"
     )
     error: str | None = Field(description="Why it failed before its run began")
+    percent: float | None = Field(
+        default=None, description="Its run's progress, 0-100 (null before its run exists)"
+    )
 
 
 class PipelineOut(BaseModel):
@@ -55,11 +59,19 @@ async def _pipeline_out(deps: Deps, tenant: str, row: dict[str, Any]) -> Pipelin
     if stored is None:
         raise NotFound(f"run {row['id']} is not a pipeline")
     steps = await store.steps_of(deps.pool, row["id"])
+    step_runs = await runs_store.get_runs(deps.pool, tenant, [step.run_id for step in steps])
+    run, *step_views = await views(deps.pool, tenant, [row, *step_runs])
+    percent = {view.id: view.percent for view in step_views}
     return PipelineOut(
-        run=(await views(deps.pool, tenant, [row]))[0],
+        run=run,
         pipeline=stored.spec,
         params=stored.params,
-        steps=[StepOut.model_validate(step, from_attributes=True) for step in steps],
+        steps=[
+            StepOut.model_validate(
+                {**dataclasses.asdict(step), "percent": percent.get(step.run_id)}
+            )
+            for step in steps
+        ],
     )
 
 

@@ -12,12 +12,15 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from runmesh.core.events import JsonObject, LogLevel, RunState
+from runmesh.core.pipelines import PipelineSpec
 from runmesh.gateway import runs_store
 from runmesh.gateway.auth import Tenant
 from runmesh.gateway.cancellation import cancel_run
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.params_validation import KnownPlugins
+from runmesh.gateway.pipelines import store as pipeline_store
+from runmesh.gateway.pipelines.start import SubmitPipeline, start_pipeline
 from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
 from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.support import (
@@ -374,6 +377,18 @@ async def cancel(
     return (await views(deps.pool, tenant, [outcome.row]))[0]
 
 
+async def _rerun_pipeline(
+    deps: Deps, tenant: str, run_id: uuid.UUID, idempotency_key: str | None
+) -> tuple[dict[str, Any], bool]:
+    """A pipeline run again from its first step: its definition and params, all steps anew
+    (`resume` is the one that keeps what succeeded)."""
+    stored = await pipeline_store.load_pipeline(deps.pool, run_id)
+    if stored is None:
+        raise NotFound(f"pipeline run {run_id} not found")
+    body = SubmitPipeline(pipeline=PipelineSpec.model_validate(stored.spec), params=stored.params)
+    return await start_pipeline(deps, tenant, body, idempotency_key, parent_run_id=run_id)
+
+
 @router.post(
     "/runs/{run_id}/rerun",
     status_code=202,
@@ -395,8 +410,13 @@ async def rerun(
 ) -> RunOut:
     """A new run of the same category, plugin, action, params (secrets included) and
     timeout, with `parent_run_id` set to this run. Params are validated again, against the
-    schema the action publishes now."""
+    schema the action publishes now. A pipeline's run starts the same definition with the
+    same params again, every step anew."""
     original = await fetch_run(deps.pool, tenant, run_id)
+    if original["category"] == runs_store.PIPELINE_CATEGORY:
+        row, created = await _rerun_pipeline(deps, tenant, run_id, idempotency_key)
+        response.status_code = 202 if created else 200
+        return (await views(deps.pool, tenant, [row]))[0]
     if not original["action"]:
         raise Conflict(
             f"run {run_id} was submitted through Kafka and failed before it reported its "

@@ -25,6 +25,17 @@ async def get_run(db: Db, tenant: str, run_id: uuid.UUID) -> dict[str, Any] | No
     return None if row is None else dict(row)
 
 
+async def get_runs(db: Db, tenant: str, run_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+    """Those of these runs that exist and are the tenant's (`RUN_COLUMNS`), in no order."""
+    rows = await db.fetch(
+        f"SELECT {RUN_COLUMNS} FROM runs.runs WHERE id = ANY($1::uuid[]) AND tenant = $2",
+        list(run_ids),
+        tenant,
+        timeout=DB_TIMEOUT_S,
+    )
+    return [dict(row) for row in rows]
+
+
 async def run_ids_between(
     db: Db, tenant: str, low: uuid.UUID, high: uuid.UUID, *, limit: int
 ) -> list[uuid.UUID]:

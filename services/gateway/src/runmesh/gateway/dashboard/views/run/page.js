@@ -1,6 +1,6 @@
-// One run's page (#/runs/{id}): its header, progress, outcome, logs, metrics, artifacts and
-// params, from GET /v1/runs/{id} and the run's event stream (replayed from the start, then
-// live until its terminal event).
+// One run's page (#/runs/{id}): its header, progress, a pipeline's steps, outcome, logs,
+// metrics, artifacts and params, from GET /v1/runs/{id} and the run's event stream (replayed
+// from the start, then live until its terminal event).
 
 import { Unauthorized, api } from "../../api.js";
 import { h, replace } from "../../dom.js";
@@ -13,6 +13,7 @@ import { createLogs, logEntry } from "./logs.js";
 import { createMetrics } from "./metrics.js";
 import { createOutcome } from "./outcome.js";
 import { createProgress } from "./progress.js";
+import { createSteps } from "./steps.js";
 
 const RUN_REFRESH_MS = 500; // at most one GET /v1/runs/{id} per this interval
 const TERMINAL_EVENTS = new Set(["run.succeeded", "run.failed", "run.cancelled"]);
@@ -58,6 +59,12 @@ export function renderRun(view, runId) {
   const logs = createLogs();
   const metrics = createMetrics(view);
   const artifacts = createArtifacts(path);
+  const steps = createSteps(view, runId, {
+    onRun: (answer) => {
+      run = answer;
+      render();
+    },
+  });
 
   replace(
     viewRoot(),
@@ -78,6 +85,7 @@ export function renderRun(view, runId) {
     ),
     header.el.facts,
     progress.section,
+    steps.section,
     outcome.outcome,
     logs.section,
     metrics.section,
@@ -89,6 +97,7 @@ export function renderRun(view, runId) {
     header.render(run);
     progress.render(run, actionInfo);
     outcome.render(run);
+    steps.show(run);
   }
 
   function onEvent(message) {

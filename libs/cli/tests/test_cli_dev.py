@@ -132,10 +132,11 @@ async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> 
             assert line, "".join(demo) + stderr_path.read_text()
             demo.append(line.decode())
         text = "".join(demo)
-        # The whole chain ran, each step to success, followed live.
+        # The whole chain ran as one pipeline, each step to success, followed live.
+        assert "demo pipeline run " in text, text
         rows = [line for line in demo if line.startswith("│")]
-        steps = ["upload", "to_task (file)", "export (COCO)", "export (YOLO)", "train"]
-        for step in [*steps, "to_task (inference)"]:
+        steps = ["upload", "annotate", "export_coco", "export_yolo", "train", "predict"]
+        for step in steps:
             row = next((r for r in rows if r.startswith(f"│ {step} ")), None)
             assert row is not None and "succeeded" in row, text
         assert "36 units, 72 files" in text, text

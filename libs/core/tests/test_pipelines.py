@@ -215,6 +215,8 @@ def test_reference_to_itself_or_an_unknown_step() -> None:
         "${{ param.x }}",
         "${{ steps.a.k }}",
         "${{ steps.a.result }}",
+        "${{ steps.a.run_id.x }}",
+        "${{ steps.a.run }}",
         "${{ env.HOME }}",
         "${{}}",
         "${{ params.x.y }}",
@@ -225,7 +227,7 @@ def test_reference_to_itself_or_an_unknown_step() -> None:
 def test_bad_reference_syntax(text: str) -> None:
     message = _invalid({"a": {}, "b": {"needs": ["a"], "params": {"deep": [{"v": text}]}}})
     assert "step 'b': params.deep[0].v:" in message
-    assert "is not a reference: write ${{ params.NAME }} or ${{ steps.STEP.result.KEY }}" in (
+    assert "is not a reference: write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }} or " in (
         message
     )
 
@@ -428,6 +430,27 @@ def test_reference_to_a_step_without_result() -> None:
     spec = _spec({"a": {}, "b": {"needs": ["a"], "params": {"v": "${{ steps.a.result.k }}"}}})
     with pytest.raises(PipelineReferenceError, match=r"step a has no result"):
         step_params(spec, "b", {}, {})
+
+
+def test_run_id_reference() -> None:
+    spec = _spec(
+        {
+            "a": {},
+            "b": {
+                "needs": ["a"],
+                "params": {"run": "${{ steps.a.run_id }}", "s": "r=${{steps.a.run_id}}"},
+            },
+        }
+    )
+    values = step_params(spec, "b", {}, {"a": {}}, {"a": "0f0e"})
+    assert values == {"run": "0f0e", "s": "r=0f0e"}
+    with pytest.raises(
+        PipelineReferenceError, match=r"steps.a.run_id cannot be read: step a has no run"
+    ):
+        step_params(spec, "b", {}, {"a": {}})
+    # Like a result, a run id is only read from a step that is needed.
+    message = _invalid({"a": {}, "b": {"params": {"r": "${{ steps.a.run_id }}"}}})
+    assert "step 'b' references steps.a, which it does not need" in message
 
 
 def test_reference_error_pickles() -> None:

@@ -1,8 +1,10 @@
-"""The `runmesh dev` demo: the whole chain a data team runs, over REST and SSE as a user would.
+"""The `runmesh dev` demo: the whole chain a data team runs, as one pipeline over REST.
 
-A sample dataset is generated locally, then uploaded, turned into pre-annotated tasks,
-exported as COCO and YOLO, trained on, and the model pre-annotates the tasks again. Each run
-is followed live; a summary table and the dashboard URL end it.
+A sample dataset is generated locally and the catalog rows it needs (a storage, a data
+collection, a project) are created; then one pipeline (`pipelines/demo.yaml`, also
+`examples/pipelines/demo.yaml`) uploads it, turns it into pre-annotated tasks, exports them as
+COCO and YOLO, trains on the COCO export and pre-annotates the tasks again with the model.
+Each step's run is followed live; a summary table and the dashboard URL end it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +24,8 @@ from runmesh.cli.demo_dataset import CLASSES, SampleDataset, write_sample_datase
 from runmesh.cli.dev_info import DevInfo
 from runmesh.cli.errors import CliError
 from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.watch import watch_run
+from runmesh.cli.pipeline_file import DEMO_PIPELINE, load_definition
+from runmesh.cli.pipeline_view import follow_pipeline
 
 DEMO_TIMEOUT_S = 600.0
 SAMPLE_FOLDER = "sample"  # in the demo storage, next to the exports
@@ -30,59 +34,26 @@ _PLUGINS = ("runmesh-upload", "runmesh-to-task", "runmesh-export", "runmesh-trai
 
 @dataclass(slots=True)
 class StepResult:
-    """One run of the chain, as the summary shows it."""
+    """One step of the pipeline, as the summary shows it."""
 
     step: str
     run_id: str
     state: str
-    seconds: float
+    seconds: float | None
     outcome: str
 
 
 @dataclass(slots=True)
-class DemoChain:
-    """The catalog rows and runs of one demo; each step reads what the earlier ones made."""
+class DemoCatalog:
+    """The catalog rows the demo pipeline works in."""
 
-    api: GatewayClient
-    console: Console
-    dataset: SampleDataset
-    stamp: str
-    ids: dict[str, str] = field(default_factory=dict)
-    results: list[StepResult] = field(default_factory=list)
-
-    async def create(self, path: str, body: dict[str, Any]) -> str:
-        """POST a catalog row; its id."""
-        row: dict[str, Any] = await self.api.request("POST", path, json=body)
-        return str(row["id"])
-
-    async def run(
-        self,
-        step: str,
-        category: str,
-        action: str,
-        params: dict[str, Any],
-        outcome: Callable[[dict[str, Any]], str],
-    ) -> dict[str, Any]:
-        """Submit a run, follow it live, record it; `CliError` if it does not succeed."""
-        self.console.rule(f"[bold]{step}[/] ({category}.{action})")
-        began = time.monotonic()
-        submitted = await self.api.submit(
-            {"category": category, "action": action, "params": params}
-        )
-        run_id = str(submitted["id"])
-        await watch_run(self.api, run_id, self.console)
-        run = await self.api.run(run_id)
-        state = str(run.get("state"))
-        result = run.get("result") or {}
-        summary = outcome(result) if state == "succeeded" else _error_text(run)
-        self.results.append(StepResult(step, run_id, state, time.monotonic() - began, summary))
-        if state != "succeeded":
-            raise CliError(f"demo step {step!r} ended {state}: {summary}")
-        return {"id": run_id, **result}
+    storage: str
+    data_collection: str
+    project: str
 
 
 async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path) -> int:
-    """Run the demo chain through the gateway, rendering each run live; 0 if every step
+    """Run the demo pipeline through the gateway, rendering each step live; 0 if it
     succeeded."""
     console = Console(file=out)
     dataset = await asyncio.to_thread(write_sample_dataset, data_dir / SAMPLE_FOLDER)
@@ -90,118 +61,111 @@ async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path) -> int:
         f"demo: {dataset.images} sample images with {dataset.boxes} boxes in {dataset.root}",
         highlight=False,
     )
+    results: list[StepResult] = []
+    catalog: DemoCatalog | None = None
     async with GatewayClient(info.gateway_url, info.token) as api:
-        chain = DemoChain(api, console, dataset, stamp=time.strftime("%Y%m%d-%H%M%S"))
         try:
             async with asyncio.timeout(DEMO_TIMEOUT_S):
                 await _wait_for_plugins(api)
-                await _run_chain(chain)
-            status = 0
+                name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+                catalog = await _create_catalog(api, dataset, name)
+                status = await _run_pipeline(api, console, catalog, name, results, info)
         except (CliError, TimeoutError) as exc:
             console.print(f"[red]demo stopped:[/] {exc or 'timed out'}", highlight=False)
             status = 1
-    console.print(_summary(chain.results))
-    if "project" in chain.ids:
+    console.print(_summary(results))
+    if catalog is not None:
         console.print(
-            f"Demo project: {chain.ids['project']}   storage: {chain.ids['storage']} "
-            f"({dataset.root.parent})",
+            f"Demo project: {catalog.project}   storage: {catalog.storage} ({dataset.root.parent})",
             highlight=False,
         )
     console.print(f"Dashboard: {info.gateway_url}/   (token {info.token})", highlight=False)
     return status
 
 
-async def _run_chain(chain: DemoChain) -> None:
-    stamp = chain.stamp
-    storage = chain.ids["storage"] = await chain.create(
+async def _create_catalog(api: GatewayClient, dataset: SampleDataset, name: str) -> DemoCatalog:
+    async def create(path: str, body: dict[str, Any]) -> str:
+        row: dict[str, Any] = await api.request("POST", path, json=body)
+        return str(row["id"])
+
+    storage = await create(
         "/v1/storages",
-        {
-            "name": f"demo-{stamp}",
-            "provider": "file",
-            "config": {"root": str(chain.dataset.root.parent)},
-        },
+        {"name": name, "provider": "file", "config": {"root": str(dataset.root.parent)}},
     )
-    collection = await chain.create(
+    collection = await create(
         "/v1/data-collections",
         {
-            "name": f"demo-{stamp}",
+            "name": name,
             "file_specifications": [
                 {"name": "image", "required": True, "extensions": [".png"], "is_primary": True},
                 {"name": "label", "required": True, "extensions": [".json"]},
             ],
         },
     )
-    await chain.run(
-        "upload",
-        "upload",
-        "upload",
-        {
-            "name": f"demo {stamp}",
-            "storage": storage,
-            "data_collection": collection,
-            "path": SAMPLE_FOLDER,
-        },
-        _uploaded,
-    )
-    project = chain.ids["project"] = await chain.create(
+    project = await create(
         "/v1/projects",
         {
-            "name": f"demo-{stamp}",
+            "name": name,
             "data_collection_id": collection,
             "annotation_type": "image_detection",
             "label_schema": {"classes": [{"id": i, "name": n} for i, n in enumerate(CLASSES)]},
         },
     )
-    await chain.run(
-        "to_task (file)",
-        "pre_annotation",
-        "to_task",
-        {"name": f"demo {stamp}", "project": project, "target_specification_name": "label"},
-        lambda r: f"{_count(r, 'annotated')} tasks from label files",
-    )
-    exports = {}
-    for output_format in ("coco", "yolo"):
-        exports[output_format] = await chain.run(
-            f"export ({output_format.upper()})",
-            "export",
-            "export",
-            {
-                "name": f"demo-{stamp}-{output_format}",
-                "storage": storage,
-                "target": "task",
-                "filter": {"project": project},
-                "path": "exports",
-                "extra_params": {"output_format": output_format},
-            },
-            lambda r: f"{_count(r, 'items', 'exported')} items → {r.get('path', '?')}",
-        )
-    trained = await chain.run(
-        "train",
-        "neural_net",
-        "train",
-        {
-            "name": f"demo-{stamp}",
-            "dataset": {"export_run": exports["coco"]["id"]},
-            "hyperparameters": {"epochs": 60, "learning_rate": 0.003, "negatives_per_image": 6},
-            "validation_split": 0.25,
-            "seed": 7,
+    return DemoCatalog(storage, collection, project)
+
+
+async def _run_pipeline(
+    api: GatewayClient,
+    console: Console,
+    catalog: DemoCatalog,
+    name: str,
+    results: list[StepResult],
+    info: DevInfo,
+) -> int:
+    """Submit the demo pipeline, follow it live and fill `results` from its steps; 0 if it
+    succeeded."""
+    body = {
+        "pipeline": await asyncio.to_thread(load_definition, DEMO_PIPELINE),
+        "params": {
+            "name": name,
+            "storage": catalog.storage,
+            "data_collection": catalog.data_collection,
+            "project": catalog.project,
+            "path": SAMPLE_FOLDER,
         },
-        lambda r: f"model {str(r.get('model_id', '?'))[:8]}, {_validation(r)}",
-    )
-    await chain.run(
-        "to_task (inference)",
-        "pre_annotation",
-        "to_task",
-        {
-            "name": f"demo {stamp} predictions",
-            "project": project,
-            "method": "inference",
-            "model": trained["model_id"],
-            "confidence_threshold": 0.5,
-            "overwrite": True,
-        },
-        lambda r: f"{_count(r, 'annotated')} tasks by the model",
-    )
+    }
+    started = await api.request("POST", "/v1/pipelines", json=body)
+    run_id = str(started["run"]["id"])
+    page = f"{info.gateway_url}/#/runs/{run_id}"
+    console.print(f"demo pipeline run {run_id} (its steps: {page})", highlight=False)
+    pipeline = await follow_pipeline(api, run_id, console)
+    for step in pipeline["steps"]:
+        results.append(await _step_result(api, step))
+    run = pipeline["run"]
+    if run["state"] != "succeeded":
+        raise CliError(f"demo pipeline ended {run['state']}: {_error_text(run)}")
+    return 0
+
+
+async def _step_result(api: GatewayClient, step: dict[str, Any]) -> StepResult:
+    """A summary row for a pipeline step: its run's timing and outcome, where it has a run."""
+    name, state = str(step["step"]), str(step["state"])
+    if step["percent"] is None:  # never ran
+        return StepResult(name, str(step["run_id"]), state, None, step.get("error") or "")
+    run = await api.run(str(step["run_id"]))
+    if run["state"] != "succeeded":
+        summary = _error_text(run)
+    else:
+        outcome = _OUTCOMES.get(name)
+        summary = outcome(run.get("result") or {}) if outcome else ""
+    return StepResult(name, str(run["id"]), str(run["state"]), _seconds(run), summary)
+
+
+def _seconds(run: dict[str, Any]) -> float | None:
+    began, ended = run.get("started_at"), run.get("finished_at")
+    if not (began and ended):
+        return None
+    return (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
 
 
 def _uploaded(result: dict[str, Any]) -> str:
@@ -231,8 +195,26 @@ def _error_text(run: dict[str, Any]) -> str:
     return f"{error.get('type', 'error')}: {error.get('message', 'no message')}"
 
 
+def _exported(result: dict[str, Any]) -> str:
+    return f"{_count(result, 'items', 'exported')} items → {result.get('path', '?')}"
+
+
+def _trained(result: dict[str, Any]) -> str:
+    return f"model {str(result.get('model_id', '?'))[:8]}, {_validation(result)}"
+
+
+_OUTCOMES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "upload": _uploaded,
+    "annotate": lambda r: f"{_count(r, 'annotated')} tasks from label files",
+    "export_coco": _exported,
+    "export_yolo": _exported,
+    "train": _trained,
+    "predict": lambda r: f"{_count(r, 'annotated')} tasks by the model",
+}
+
+
 def _summary(results: list[StepResult]) -> Table:
-    table = Table(title="runmesh demo", title_justify="left")
+    table = Table(title="runmesh demo pipeline", title_justify="left")
     for column in ("step", "run", "state", "time"):
         table.add_column(column, no_wrap=True)
     table.add_column("outcome")
@@ -242,7 +224,7 @@ def _summary(results: list[StepResult]) -> Table:
             result.step,
             result.run_id[:8],
             f"[{colour}]{result.state}[/]",
-            f"{result.seconds:.1f}s",
+            "" if result.seconds is None else f"{result.seconds:.1f}s",
             result.outcome,
         )
     return table

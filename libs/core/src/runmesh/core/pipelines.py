@@ -2,8 +2,8 @@
 
 The pure definition layer of a pipeline (no I/O): the wire model a submission is validated
 against (REST bodies now, Kafka producers later), its static checks, and the substitution of
-`${{ params.NAME }}` and `${{ steps.STEP.result.KEY }}` references in a step's params once the
-steps it needs have succeeded. docs/pipelines.md describes it for users.
+`${{ params.NAME }}`, `${{ steps.STEP.result.KEY }}` and `${{ steps.STEP.run_id }}` references
+in a step's params once the steps it needs have succeeded. docs/pipelines.md describes it for users.
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ _CANDIDATE: Final = re.compile(r"\$\{\{(?P<body>.*?)(?P<close>\}\}|\Z)", re.DOTA
 _SEGMENT: Final = r"[A-Za-z0-9_-]+"
 _REFERENCE: Final = re.compile(
     rf"\s*(?:params\.(?P<param>{_SEGMENT})"
-    rf"|steps\.(?P<step>{_SEGMENT})\.result(?P<path>(?:\.{_SEGMENT})+))\s*"
+    rf"|steps\.(?P<step>{_SEGMENT})\.(?:result(?P<path>(?:\.{_SEGMENT})+)|(?P<run_id>run_id)))\s*"
 )
-_SYNTAX_HINT: Final = "write ${{ params.NAME }} or ${{ steps.STEP.result.KEY }}"
+_SYNTAX_HINT: Final = (
+    "write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }} or ${{ steps.STEP.run_id }}"
+)
 _LISTED_KEYS: Final = 20  # keys named in an error message: enough to spot a typo, not a wall
 
 
@@ -178,6 +180,7 @@ def step_params(
     step: str,
     params: Mapping[str, Any],
     results: Mapping[str, Mapping[str, Any]],
+    run_ids: Mapping[str, str] | None = None,
 ) -> JsonObject:
     """`step`'s params with every reference replaced by the value it names.
 
@@ -186,6 +189,7 @@ def step_params(
         step: the step about to run (KeyError if `spec` has none of that name).
         params: the pipeline's params: `spec.params` merged with the submission's.
         results: the result object of each finished step, by step name (JSON values: Any).
+        run_ids: the run id of each step that `steps.STEP.run_id` may name, by step name.
 
     A string that is exactly one reference becomes the value itself (any JSON type, copied);
     references inside a longer string become text (a string as is, anything else as compact
@@ -195,10 +199,17 @@ def step_params(
         PipelineReferenceError: a referenced param is not in `params`, a referenced step has
             no result, or a result has no value at the path referenced.
     """
-    return {
-        key: _substitute(step, value, params, results)
-        for key, value in spec.steps[step].params.items()
-    }
+    inputs = _Inputs(params, results, run_ids or {})
+    return {key: _substitute(step, value, inputs) for key, value in spec.steps[step].params.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What references read: the pipeline's params, earlier steps' results and run ids."""
+
+    params: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]
+    run_ids: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +219,15 @@ class _Reference:
     kind: Literal["params", "steps"]
     name: str
     path: tuple[str, ...] = ()
+    run_id: bool = False  # `steps.a.run_id`: the step's run, not its result
 
     @property
     def text(self) -> str:
         """The reference as written, without braces or spaces: `steps.a.result.model_id`."""
         if self.kind == "params":
             return f"params.{self.name}"
+        if self.run_id:
+            return f"steps.{self.name}.run_id"
         return ".".join((f"steps.{self.name}.result", *self.path))
 
 
@@ -227,6 +241,8 @@ def _parse(text: str) -> list[tuple[re.Match[str], _Reference]]:
             raise ValueError(f"{match[0]!r} is not a reference: {_SYNTAX_HINT}")
         if syntax["param"] is not None:
             reference = _Reference("params", syntax["param"])
+        elif syntax["run_id"] is not None:
+            reference = _Reference("steps", syntax["step"], run_id=True)
         else:
             reference = _Reference("steps", syntax["step"], tuple(syntax["path"][1:].split(".")))
         found.append((match, reference))
@@ -314,14 +330,12 @@ def _unneeded_reference(step: str, reference: _Reference, names: Sequence[str]) 
     return f"step {step!r} references steps.{target}, which it does not need (add it to needs)"
 
 
-def _substitute(
-    step: str, value: Any, params: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]
-) -> Any:
+def _substitute(step: str, value: Any, inputs: _Inputs) -> Any:
     """`value` (free-form JSON: Any) with its references replaced, as a new structure."""
     if isinstance(value, str):
         references = _parse(value)
         if len(references) == 1 and references[0][0].span() == (0, len(value)):
-            return copy.deepcopy(_lookup(step, references[0][1], params, results))
+            return copy.deepcopy(_lookup(step, references[0][1], inputs))
         if not references:
             return value
         pieces: list[str] = []
@@ -329,29 +343,25 @@ def _substitute(
         for match, reference in references:
             pieces += [
                 value[end : match.start()],
-                _as_text(_lookup(step, reference, params, results)),
+                _as_text(_lookup(step, reference, inputs)),
             ]
             end = match.end()
         return "".join([*pieces, value[end:]])
     if isinstance(value, Mapping):
-        return {key: _substitute(step, item, params, results) for key, item in value.items()}
+        return {key: _substitute(step, item, inputs) for key, item in value.items()}
     if isinstance(value, list):
-        return [_substitute(step, item, params, results) for item in value]
+        return [_substitute(step, item, inputs) for item in value]
     return value
 
 
-def _lookup(
-    step: str,
-    reference: _Reference,
-    params: Mapping[str, Any],
-    results: Mapping[str, Mapping[str, Any]],
-) -> Any:
+def _lookup(step: str, reference: _Reference, inputs: _Inputs) -> Any:
     """The value `reference` names (JSON: Any); PipelineReferenceError naming what is missing."""
 
     def missing(why: str) -> PipelineReferenceError:
         message = f"step {step!r}: {reference.text} {why}"
         return PipelineReferenceError(message, step=step, reference=reference.text)
 
+    params, results = inputs.params, inputs.results
     if reference.kind == "params":
         if reference.name not in params:
             raise missing(
@@ -359,6 +369,10 @@ def _lookup(
                 f"(its params: {_listed(params)})"
             )
         return params[reference.name]
+    if reference.run_id:
+        if reference.name not in inputs.run_ids:
+            raise missing(f"cannot be read: step {reference.name} has no run yet")
+        return inputs.run_ids[reference.name]
     if reference.name not in results:
         raise missing(f"cannot be read: step {reference.name} has no result")
     node: Any = results[reference.name]

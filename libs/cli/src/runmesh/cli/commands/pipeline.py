@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
-import yaml
 from rich.console import Console
 
 from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.pipeline_file import load_definition
+from runmesh.cli.pipeline_view import follow_pipeline, print_steps
 from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import EXIT_CODES
 
@@ -22,23 +22,6 @@ app = typer.Typer(
     help="Run pipelines: steps of several categories chained as one run (docs/pipelines.md).",
     no_args_is_help=True,
 )
-
-FOLLOW_INTERVAL_S = 0.5  # a pipeline's own run has no events: its steps' states are polled
-
-
-def load_definition(path: Path) -> dict[str, Any]:
-    """A pipeline definition from a YAML or JSON file (JSON is YAML)."""
-    try:
-        text = path.expanduser().read_text()
-    except OSError as exc:
-        raise CliError(f"cannot read pipeline file {path}: {exc.strerror}") from exc
-    try:
-        definition = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path} is not valid YAML or JSON: {exc}") from exc
-    if not isinstance(definition, dict):
-        raise CliError(f"{path} must hold one pipeline definition (a mapping)")
-    return definition
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -53,23 +36,11 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 async def follow(api: GatewayClient, run_id: str, console: Console) -> int:
-    """Print each step's state as it changes until the pipeline ends; its exit status."""
-    seen: dict[str, str] = {}
-    while True:
-        pipeline = await api.request("GET", f"/v1/pipelines/{run_id}")
-        for step in pipeline["steps"]:
-            if seen.get(step["step"]) != step["state"]:
-                seen[step["step"]] = step["state"]
-                why = f": {step['error']}" if step.get("error") else ""
-                line = f"  {step['step']}: {step['state']} (run {step['run_id'][:8]}){why}"
-                console.print(line, markup=False, highlight=False)
-        run = pipeline["run"]
-        if run["state"] in EXIT_CODES:
-            error = run.get("error") or {}
-            why = f": {error['message']}" if error.get("message") else ""
-            console.print(f"pipeline {run['state']}{why}", markup=False, highlight=False)
-            return EXIT_CODES[run["state"]]
-        await asyncio.sleep(FOLLOW_INTERVAL_S)
+    """Render each step live until the pipeline ends, then how each step ended; its exit
+    status."""
+    pipeline = await follow_pipeline(api, run_id, console)
+    print_steps(console, pipeline)
+    return EXIT_CODES[pipeline["run"]["state"]]
 
 
 async def start(
@@ -99,7 +70,9 @@ def run_command(
         list[str] | None,
         typer.Option("--param", "-p", help="NAME=VALUE, a pipeline param (repeat for several)"),
     ] = None,
-    wait: bool = typer.Option(False, "--wait", "-w", help="follow its steps to its end"),
+    wait: bool = typer.Option(
+        False, "--wait", "-w", help="follow each step live (progress, logs) to the end"
+    ),
 ) -> None:
     try:
         body = {"pipeline": load_definition(file), "params": dict(map(parse_param, param or []))}
@@ -121,7 +94,9 @@ def resume_command(
         list[str] | None,
         typer.Option("--param", "-p", help="NAME=VALUE, a param to change (repeat for several)"),
     ] = None,
-    wait: bool = typer.Option(False, "--wait", "-w", help="follow its steps to its end"),
+    wait: bool = typer.Option(
+        False, "--wait", "-w", help="follow each step live (progress, logs) to the end"
+    ),
 ) -> None:
     try:
         body = {"params": dict(map(parse_param, param or []))}

@@ -92,7 +92,9 @@ async def step_forward(
                 for done in spec.ancestors(name)
                 if steps[done].run_id in outcomes
             }
-            _submit(plan, spec, name, steps[name], run, stored.params, results, known)
+            run_ids = {done: str(steps[done].run_id) for done in spec.ancestors(name)}
+            inputs = (stored.params, results, run_ids)
+            _submit(plan, spec, name, steps[name], run, inputs, known)
     changed = {
         name: (state, plan.errors.get(name))
         for name, state in plan.states.items()
@@ -111,15 +113,14 @@ def _submit(
     name: str,
     row: StepRow,
     run: Mapping[str, Any],
-    params: JsonObject,
-    results: Mapping[str, JsonObject],
+    inputs: tuple[JsonObject, Mapping[str, JsonObject], Mapping[str, str]],
     known: KnownPlugins,
 ) -> None:
     """Plan the step's request, or fail the step before it runs with the reason: a reference
     that its inputs lack, an unknown action, or params its schema refuses."""
     step = spec.steps[name]
     try:
-        values = step_params(spec, name, params, results)
+        values = step_params(spec, name, *inputs)
         _, action = known.resolve_action(step.plugin, step.category, step.action)
     except (PipelineReferenceError, GatewayError) as exc:
         plan.states[name], plan.errors[name] = "failed", str(exc)

@@ -162,6 +162,34 @@ def test_a_valid_config_parses() -> None:
     }
 
 
+def test_typed_inputs_and_outputs_parse_and_reach_the_manifest() -> None:
+    typed = VALID.replace(
+        "    description: Trains a model.\n",
+        "    description: Trains a model.\n"
+        "    inputs: {dataset.export_run: ['dataset:*']}\n"
+        "    outputs: {run: 'model:{params.kind|mlp}', model_id: 'model:detector'}\n",
+    )
+    action = parse_config(typed).actions["train"]
+    assert action.inputs == {"dataset.export_run": ["dataset:*"]}
+    assert action.outputs == {"run": "model:{params.kind|mlp}", "model_id": "model:detector"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("outputs", "{run: 'Dataset'}"),
+        ("outputs", "{run: 'dataset:{params.x'}"),
+        ("outputs", "{run: 'a b'}"),
+        ("inputs", "{model: ['model:{params.x}']}"),
+        ("inputs", "{model: 'model:x'}"),
+    ],
+)
+def test_malformed_types_are_refused_naming_the_field(field: str, value: str) -> None:
+    bad = VALID.replace("    method: job\n", f"    method: job\n    {field}: {value}\n")
+    with pytest.raises(PluginError, match=rf"actions\.train\.{field}"):
+        parse_config(bad)
+
+
 def test_unknown_top_level_keys_are_ignored() -> None:
     config = parse_config(VALID + "homepage: https://example.com\n")
 

@@ -189,3 +189,34 @@ class Artifact(Action):
         params: ArtifactParams = self.params  # type: ignore[assignment]
         self.run.log_artifact(params.name, params.uri)
         return {"uri": params.uri}
+
+
+class MakeDatasetParams(BaseModel):
+    format: str = "coco"
+
+
+class MakeDataset(Action):
+    """Gives a (pretend) dataset of a format: its outputs are typed in config.yaml."""
+
+    name = "make_dataset"
+    params_model = MakeDatasetParams
+
+    async def start(self) -> dict[str, object]:
+        params: MakeDatasetParams = self.params  # type: ignore[assignment]
+        return {"uri": f"s3://datasets/{params.format}", "format": params.format}
+
+
+class UseDatasetParams(BaseModel):
+    dataset: str
+    source_run: str | None = None
+
+
+class UseDataset(Action):
+    """Takes a dataset of the formats its config.yaml accepts; returns what it was given."""
+
+    name = "use_dataset"
+    params_model = UseDatasetParams
+
+    async def start(self) -> dict[str, object]:
+        params: UseDatasetParams = self.params  # type: ignore[assignment]
+        return {"used": params.dataset, "source_run": params.source_run}

@@ -272,6 +272,12 @@ class ActionManifest(BaseModel):
     params_schema: JsonObject
     progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    inputs: dict[str, list[str]] = Field(
+        default_factory=dict, description="Param path → the types it takes in a pipeline"
+    )
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="`run` or a result key → the type it gives"
+    )
 
 
 class PluginArchive(BaseModel):

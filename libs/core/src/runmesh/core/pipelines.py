@@ -23,10 +23,12 @@ from runmesh.core.events import JsonObject
 __all__ = [
     "MAX_STEPS",
     "STEP_NAME_PATTERN",
+    "OutputReference",
     "PipelineReferenceError",
     "PipelineSpec",
     "PipelineStep",
     "missing_params",
+    "output_references",
     "step_params",
 ]
 
@@ -162,6 +164,48 @@ class PipelineSpec(BaseModel):
             for reference in _step_references(name, step.params)
             if reference.kind == "params"
         }
+
+
+@dataclass(frozen=True, slots=True)
+class OutputReference:
+    """A place in a step's params that reads an earlier step's output."""
+
+    location: tuple[str | int, ...]
+    """Where in the step's params: keys and list indexes, e.g. `("dataset", "export_run")`."""
+    step: str
+    """The step read."""
+    output: str
+    """`run` for `steps.S.run_id`, else the first key of `steps.S.result.KEY...`."""
+    whole: bool
+    """The value is this reference alone (so it takes the output's own value and type) and
+    names the output itself, not a key inside it."""
+
+
+def output_references(spec: PipelineSpec, step: str) -> list[OutputReference]:
+    """Every reference to an earlier step's output in `step`'s params (KeyError if unknown)."""
+    found = []
+    for location, text in _located_strings(spec.steps[step].params, ()):
+        references = _parse(text)
+        alone = len(references) == 1 and references[0][0].span() == (0, len(text))
+        for _, reference in references:
+            if reference.kind != "steps":
+                continue
+            output = "run" if reference.run_id else reference.path[0]
+            whole = alone and (reference.run_id or len(reference.path) == 1)
+            found.append(OutputReference(location, reference.name, output, whole))
+    return found
+
+
+def _located_strings(value: Any, location: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
+    """Every string inside a JSON value (free-form: Any), with its location as a tuple."""
+    if isinstance(value, str):
+        yield location, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _located_strings(item, (*location, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _located_strings(item, (*location, index))
 
 
 def missing_params(spec: PipelineSpec, given: Mapping[str, Any]) -> list[str]:

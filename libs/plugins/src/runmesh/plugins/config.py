@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.core.errors import PluginError
+from runmesh.core.pipeline_types import ACCEPTED_TYPE_PATTERN, OUTPUT_TYPE_PATTERN
 from runmesh.core.validation import describe_errors
 
 ExecutionMethod = Literal["task", "job", "restapi"]
 PackageManager = Literal["pip", "uv"]
 
 CONFIG_FILE = "config.yaml"
+
+AcceptedType = Annotated[str, Field(pattern=ACCEPTED_TYPE_PATTERN, max_length=200)]
+OutputType = Annotated[str, Field(pattern=OUTPUT_TYPE_PATTERN, max_length=200)]
 
 
 class ActionConfig(BaseModel):
@@ -28,6 +32,17 @@ class ActionConfig(BaseModel):
     )
     method: ExecutionMethod = "task"
     description: str = ""
+    inputs: dict[str, list[AcceptedType]] = Field(
+        default_factory=dict,
+        description="Param path (`dataset.export_run`) → the types it takes from an earlier "
+        "pipeline step (`dataset:coco`, `dataset:*`)",
+    )
+    outputs: dict[str, OutputType] = Field(
+        default_factory=dict,
+        description="`run` or a result key → the type it gives "
+        "(`dataset:{params.extra_params.output_format|dm}`); declared outputs are all the "
+        "result keys a pipeline step may read",
+    )
 
 
 _IDENTIFIERS = r"[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*"

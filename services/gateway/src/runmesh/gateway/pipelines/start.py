@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from runmesh.core.events import JsonObject
+from runmesh.core.pipeline_types import ActionTypes, check_types
 from runmesh.core.pipelines import (
     PipelineReferenceError,
     PipelineSpec,
@@ -93,6 +94,7 @@ async def check_steps(
     """422 naming the step for an action the tenant cannot run, and for params its schema
     refuses (params that reference earlier steps are checked when those have run)."""
     known = await KnownPlugins.load(deps.pool, tenant, {s.category for s in spec.steps.values()})
+    types: dict[str, ActionTypes] = {}
     for name, step in spec.steps.items():
         where = ["body", "pipeline", "steps", name]
         if step.category == runs_store.PIPELINE_CATEGORY:
@@ -106,6 +108,7 @@ async def check_steps(
             raise InvalidRequest(
                 f"step {name!r}: {exc}", errors=[{"loc": where, "msg": str(exc)}]
             ) from None
+        types[name] = _types_of(f"{step.category}.{step.action}", action)
         try:
             values = step_params(spec, name, params, {})
         except PipelineReferenceError:
@@ -117,3 +120,36 @@ async def check_steps(
                 f"step {name!r}: params do not validate against {step.action}'s schema",
                 errors=[{**p, "loc": [*where, *p["loc"]]} for p in problems],
             )
+    mismatches = check_types(spec, params, types)
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise InvalidRequest(
+            mismatches[0].message + more,
+            errors=[
+                {
+                    "loc": ["body", "pipeline", "steps", m.step, "params", *m.location],
+                    "msg": m.message,
+                    "type": "pipeline_type",
+                }
+                for m in mismatches
+            ],
+        )
+
+
+def _types_of(label: str, action: Mapping[str, Any]) -> ActionTypes:
+    """The inputs and outputs an action's manifest entry declares (none where it has no
+    well-formed declaration: a manifest from before types were declared)."""
+    inputs, outputs = action.get("inputs"), action.get("outputs")
+    return ActionTypes(
+        label,
+        inputs={
+            path: [str(t) for t in accepted]
+            for path, accepted in (inputs.items() if isinstance(inputs, Mapping) else ())
+            if isinstance(accepted, list)
+        },
+        outputs={
+            name: given
+            for name, given in (outputs.items() if isinstance(outputs, Mapping) else ())
+            if isinstance(given, str)
+        },
+    )

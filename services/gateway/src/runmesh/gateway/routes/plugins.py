@@ -43,6 +43,14 @@ class ActionOut(BaseModel):
     params_schema: JsonObject
     progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    inputs: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Param path → the types it takes from an earlier pipeline step",
+    )
+    outputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="`run` or a result key → the type it gives to later pipeline steps",
+    )
 
 
 class ArchiveOut(BaseModel):

@@ -217,6 +217,8 @@ def test_reference_to_itself_or_an_unknown_step() -> None:
         "${{ steps.a.result }}",
         "${{ steps.a.run_id.x }}",
         "${{ steps.a.run }}",
+        "${{ pipeline.id }}",
+        "${{ pipeline.workspace.x }}",
         "${{ env.HOME }}",
         "${{}}",
         "${{ params.x.y }}",
@@ -227,7 +229,7 @@ def test_reference_to_itself_or_an_unknown_step() -> None:
 def test_bad_reference_syntax(text: str) -> None:
     message = _invalid({"a": {}, "b": {"needs": ["a"], "params": {"deep": [{"v": text}]}}})
     assert "step 'b': params.deep[0].v:" in message
-    assert "is not a reference: write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }} or " in (
+    assert "is not a reference: write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }}, " in (
         message
     )
 
@@ -451,6 +453,17 @@ def test_run_id_reference() -> None:
     # Like a result, a run id is only read from a step that is needed.
     message = _invalid({"a": {}, "b": {"params": {"r": "${{ steps.a.run_id }}"}}})
     assert "step 'b' references steps.a, which it does not need" in message
+
+
+def test_pipeline_references() -> None:
+    spec = _spec(
+        {"a": {"params": {"w": "${{ pipeline.workspace }}x", "r": "${{pipeline.run_id}}"}}}
+    )
+    values = step_params(spec, "a", {}, {}, {}, {"workspace": "s3://b/w/", "run_id": "9"})
+    assert values == {"w": "s3://b/w/x", "r": "9"}
+    with pytest.raises(PipelineReferenceError, match=r"pipeline.workspace is not known yet"):
+        step_params(spec, "a", {}, {})
+    assert spec.referenced_params() == set()
 
 
 def test_reference_error_pickles() -> None:

@@ -9,6 +9,7 @@ import time
 from pydantic import BaseModel, Field, SecretStr
 
 from runmesh.plugins import Action
+from runmesh.storage import platform_storage
 
 
 class Noop(Action):
@@ -220,3 +221,38 @@ class UseDataset(Action):
     async def start(self) -> dict[str, object]:
         params: UseDatasetParams = self.params  # type: ignore[assignment]
         return {"used": params.dataset, "source_run": params.source_run}
+
+
+class WorkspaceFileParams(BaseModel):
+    name: str = Field(min_length=1)
+    text: str = ""
+
+
+class WorkspaceWrite(Action):
+    """Writes a file into its pipeline's workspace."""
+
+    name = "workspace_write"
+    params_model = WorkspaceFileParams
+
+    async def start(self) -> dict[str, object]:
+        params: WorkspaceFileParams = self.params  # type: ignore[assignment]
+        context = self.run.context
+        assert context.settings is not None and context.workspace, "not a pipeline step"
+        async with platform_storage(context.settings.s3) as bucket:
+            await bucket.write_bytes(f"{context.workspace}{params.name}", params.text.encode())
+        return {"workspace": context.workspace}
+
+
+class WorkspaceRead(Action):
+    """Reads a file of its pipeline's workspace."""
+
+    name = "workspace_read"
+    params_model = WorkspaceFileParams
+
+    async def start(self) -> dict[str, object]:
+        params: WorkspaceFileParams = self.params  # type: ignore[assignment]
+        context = self.run.context
+        assert context.settings is not None and context.workspace, "not a pipeline step"
+        async with platform_storage(context.settings.s3) as bucket:
+            data = await bucket.read_bytes(f"{context.workspace}{params.name}", max_bytes=1 << 20)
+        return {"text": data.decode(), "uri": params.text}

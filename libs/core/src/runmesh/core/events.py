@@ -35,6 +35,15 @@ class WireModel(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
 
 
+WORKSPACE_PATTERN: Final = r"^runs/[^/]+/[0-9a-f-]{36}/workspace/$"
+"""What a pipeline workspace's key prefix looks like (the worker also checks its tenant)."""
+
+
+def workspace_prefix(tenant: str, pipeline_run_id: uuid.UUID) -> str:
+    """The key prefix of a pipeline run's workspace in the platform bucket."""
+    return f"runs/{tenant}/{pipeline_run_id}/workspace/"
+
+
 class RunRequest(WireModel):
     """A request to run one plugin action; `run_id` is the idempotency key."""
 
@@ -54,6 +63,13 @@ class RunRequest(WireModel):
     )
     parent_run_id: uuid.UUID | None = Field(
         default=None, description="The run that requested this one (a child run)"
+    )
+    workspace: str | None = Field(
+        default=None,
+        max_length=300,
+        pattern=WORKSPACE_PATTERN,
+        description="A pipeline step's workspace: the key prefix of the platform bucket that "
+        "every step of its pipeline run reads and writes, `runs/<tenant>/<run>/workspace/`",
     )
     submitted_at: datetime = Field(default_factory=utcnow, description="When it was requested")
 

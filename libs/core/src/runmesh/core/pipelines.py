@@ -44,11 +44,12 @@ _STEP_NAME: Final = re.compile(STEP_NAME_PATTERN)
 _CANDIDATE: Final = re.compile(r"\$\{\{(?P<body>.*?)(?P<close>\}\}|\Z)", re.DOTALL)
 _SEGMENT: Final = r"[A-Za-z0-9_-]+"
 _REFERENCE: Final = re.compile(
-    rf"\s*(?:params\.(?P<param>{_SEGMENT})"
+    rf"\s*(?:params\.(?P<param>{_SEGMENT})|pipeline\.(?P<pipeline>run_id|workspace)"
     rf"|steps\.(?P<step>{_SEGMENT})\.(?:result(?P<path>(?:\.{_SEGMENT})+)|(?P<run_id>run_id)))\s*"
 )
 _SYNTAX_HINT: Final = (
-    "write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }} or ${{ steps.STEP.run_id }}"
+    "write ${{ params.NAME }}, ${{ steps.STEP.result.KEY }}, ${{ steps.STEP.run_id }}, "
+    "${{ pipeline.run_id }} or ${{ pipeline.workspace }}"
 )
 _LISTED_KEYS: Final = 20  # keys named in an error message: enough to spot a typo, not a wall
 
@@ -225,6 +226,7 @@ def step_params(
     params: Mapping[str, Any],
     results: Mapping[str, Mapping[str, Any]],
     run_ids: Mapping[str, str] | None = None,
+    pipeline: Mapping[str, str] | None = None,
 ) -> JsonObject:
     """`step`'s params with every reference replaced by the value it names.
 
@@ -234,6 +236,7 @@ def step_params(
         params: the pipeline's params: `spec.params` merged with the submission's.
         results: the result object of each finished step, by step name (JSON values: Any).
         run_ids: the run id of each step that `steps.STEP.run_id` may name, by step name.
+        pipeline: the pipeline run's own values: `run_id` and `workspace` (its URI).
 
     A string that is exactly one reference becomes the value itself (any JSON type, copied);
     references inside a longer string become text (a string as is, anything else as compact
@@ -243,7 +246,7 @@ def step_params(
         PipelineReferenceError: a referenced param is not in `params`, a referenced step has
             no result, or a result has no value at the path referenced.
     """
-    inputs = _Inputs(params, results, run_ids or {})
+    inputs = _Inputs(params, results, run_ids or {}, pipeline or {})
     return {key: _substitute(step, value, inputs) for key, value in spec.steps[step].params.items()}
 
 
@@ -254,13 +257,14 @@ class _Inputs:
     params: Mapping[str, Any]
     results: Mapping[str, Mapping[str, Any]]
     run_ids: Mapping[str, str]
+    pipeline: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class _Reference:
-    """A parsed `${{ ... }}`: a pipeline param, or a path into a step's result."""
+    """A parsed `${{ ... }}`: a pipeline param or value, or a path into a step's result."""
 
-    kind: Literal["params", "steps"]
+    kind: Literal["params", "steps", "pipeline"]
     name: str
     path: tuple[str, ...] = ()
     run_id: bool = False  # `steps.a.run_id`: the step's run, not its result
@@ -268,8 +272,8 @@ class _Reference:
     @property
     def text(self) -> str:
         """The reference as written, without braces or spaces: `steps.a.result.model_id`."""
-        if self.kind == "params":
-            return f"params.{self.name}"
+        if self.kind in ("params", "pipeline"):
+            return f"{self.kind}.{self.name}"
         if self.run_id:
             return f"steps.{self.name}.run_id"
         return ".".join((f"steps.{self.name}.result", *self.path))
@@ -285,6 +289,8 @@ def _parse(text: str) -> list[tuple[re.Match[str], _Reference]]:
             raise ValueError(f"{match[0]!r} is not a reference: {_SYNTAX_HINT}")
         if syntax["param"] is not None:
             reference = _Reference("params", syntax["param"])
+        elif syntax["pipeline"] is not None:
+            reference = _Reference("pipeline", syntax["pipeline"])
         elif syntax["run_id"] is not None:
             reference = _Reference("steps", syntax["step"], run_id=True)
         else:
@@ -413,6 +419,10 @@ def _lookup(step: str, reference: _Reference, inputs: _Inputs) -> Any:
                 f"(its params: {_listed(params)})"
             )
         return params[reference.name]
+    if reference.kind == "pipeline":
+        if reference.name not in inputs.pipeline:
+            raise missing("is not known yet: the pipeline run has not started")
+        return inputs.pipeline[reference.name]
     if reference.run_id:
         if reference.name not in inputs.run_ids:
             raise missing(f"cannot be read: step {reference.name} has no run yet")

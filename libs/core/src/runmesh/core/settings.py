@@ -15,6 +15,7 @@ from runmesh.core.settings_parts import (
     DatabaseSettings,
     GatewaySettings,
     KafkaSettings,
+    PipelineSettings,
     PluginSettings,
     S3Settings,
     SandboxSettings,
@@ -138,6 +139,17 @@ class Settings(BaseSettings):
         default=None, description="Port of a worker's Prometheus /metrics; unset = not served"
     )
     tenant: str = Field(default="default", description="Tenant of runs submitted without one")
+
+    # Pipelines (docs/pipelines.md)
+    pipeline_workspace_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="How long after its pipeline ended a pipeline workspace is kept; the "
+        "gateway then deletes its files",
+    )
+    pipeline_workspace_sweep_interval_s: float = Field(
+        default=300.0, gt=0, description="How often the gateway looks for workspaces to clean"
+    )
 
     # Gateway API tokens (revocation, docs/gateway.md)
     token_cache_ttl_s: float = Field(
@@ -340,6 +352,11 @@ class Settings(BaseSettings):
     def plugins(self) -> PluginSettings:
         """Plugin paths, cache, install timeout, archive limits and in-process trust."""
         return self.part(PluginSettings)
+
+    @property
+    def pipeline(self) -> PipelineSettings:
+        """How long pipeline workspaces are kept."""
+        return self.part(PipelineSettings)
 
     @property
     def gateway(self) -> GatewaySettings:

@@ -114,6 +114,15 @@ class GatewaySettings(SettingsPart):
     tenant: str
 
 
+class PipelineSettings(SettingsPart):
+    """How long pipeline workspaces are kept (`RUNMESH_PIPELINE_*`)."""
+
+    PREFIX: ClassVar[str] = "pipeline_"
+
+    workspace_retention_s: float
+    workspace_sweep_interval_s: float
+
+
 class WorkerSettings(SettingsPart):
     """A worker's concurrency, retries, job limits, cancellation and health."""
 
@@ -160,6 +169,7 @@ PARTS: tuple[type[SettingsPart], ...] = (
     StoragePolicySettings,
     PluginSettings,
     GatewaySettings,
+    PipelineSettings,
     WorkerSettings,
     CliSettings,
     TelemetrySettings,

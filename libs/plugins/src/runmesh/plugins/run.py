@@ -48,6 +48,9 @@ class RunContext:
     settings: Settings | None = None
     plugin: str = ""  # code of the plugin running the action (what a trained model records)
     plugin_version: str = ""
+    workspace: str = ""
+    """A pipeline step's workspace: the key prefix of the platform bucket that every step of
+    its pipeline run reads and writes (`runs/<tenant>/<run>/workspace/`); "" outside one."""
 
 
 class Run:

@@ -21,6 +21,9 @@ def run_in_thread(fn: Callable[[], T], *, name: str) -> tuple[asyncio.Future[T],
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    # An interrupted action's exception may arrive after its awaiter gave up on it: reading it
+    # here keeps asyncio from reporting it as never retrieved.
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
     ctx = contextvars.copy_context()
 
     def settle_result(value: T) -> None:

@@ -67,6 +67,12 @@ class AttemptRunner:
         self, request: RunRequest, attempt: int, emitter: RunEmitter, stop: StopSignal
     ) -> Outcome | None:
         """Run one attempt of `request` to its outcome; None = abandon it (shutdown)."""
+        if request.workspace is not None and request.workspace.split("/")[1] != request.tenant:
+            # A request on Kafka can name any folder: a tenant's run gets its own tenant's only.
+            return Failed(
+                "InvalidWorkspace",
+                f"workspace {request.workspace!r} is not one of tenant {request.tenant!r}'s",
+            )
         try:
             plugin, action = self.registry.resolve_action(
                 request.plugin, self.category, request.action
@@ -203,6 +209,7 @@ class AttemptRunner:
                     settings=self.settings if access is None else access.settings,
                     plugin=target.code,
                     plugin_version=target.version,
+                    workspace=request.workspace or "",
                 ),
                 emitter,
                 stop,

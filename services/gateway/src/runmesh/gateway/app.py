@@ -17,6 +17,7 @@ from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
+from runmesh.gateway.pipelines.workspaces import WorkspaceSweeper
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
 from runmesh.gateway.request_guard import RequestGuard, document_guarded_statuses
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
+                "workspace sweeper": WorkspaceSweeper(settings.pipeline, settings.s3, pool).run,
             }
             tasks = [asyncio.create_task(supervise(name, run)) for name, run in loops.items()]
             try:

@@ -17,7 +17,14 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.core.events import NOTIFY_CHANNEL, TERMINAL_STATES, JsonObject, RunNotice, RunRequest
+from runmesh.core.events import (
+    NOTIFY_CHANNEL,
+    TERMINAL_STATES,
+    JsonObject,
+    RunNotice,
+    RunRequest,
+    workspace_prefix,
+)
 from runmesh.core.pipelines import PipelineReferenceError, PipelineSpec, step_params
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
@@ -32,6 +39,16 @@ log = logging.getLogger(__name__)
 
 _STEP_RUN_IDS = uuid.UUID("5d3c6f0e-8a51-4c1e-9f6a-2b7e1c0d9a41")
 _ENDED = ("succeeded", "failed", "cancelled", "skipped")
+
+
+def workspace_uri(bucket: str, tenant: str, pipeline_run_id: uuid.UUID) -> str:
+    """The URI of a (new) pipeline run's workspace in the platform bucket."""
+    return f"s3://{bucket}/{workspace_prefix(tenant, pipeline_run_id)}"
+
+
+def _workspace_key(uri: str | None) -> str | None:
+    """The key prefix of a workspace URI (`runs/<tenant>/<run>/workspace/`)."""
+    return None if uri is None else uri.split("/", 3)[3]
 
 
 def step_run_id(pipeline_run_id: uuid.UUID, step: str) -> uuid.UUID:
@@ -93,8 +110,8 @@ async def step_forward(
                 if steps[done].run_id in outcomes
             }
             run_ids = {done: str(steps[done].run_id) for done in spec.ancestors(name)}
-            inputs = (stored.params, results, run_ids)
-            _submit(plan, spec, name, steps[name], run, inputs, known)
+            inputs = (stored.params, results, run_ids, _pipeline_values(run["id"], stored))
+            _submit(plan, spec, name, steps[name], run, inputs, known, stored.workspace)
     changed = {
         name: (state, plan.errors.get(name))
         for name, state in plan.states.items()
@@ -113,8 +130,9 @@ def _submit(
     name: str,
     row: StepRow,
     run: Mapping[str, Any],
-    inputs: tuple[JsonObject, Mapping[str, JsonObject], Mapping[str, str]],
+    inputs: tuple[JsonObject, Mapping[str, JsonObject], Mapping[str, str], Mapping[str, str]],
     known: KnownPlugins,
+    workspace: str | None,
 ) -> None:
     """Plan the step's request, or fail the step before it runs with the reason: a reference
     that its inputs lack, an unknown action, or params its schema refuses."""
@@ -141,9 +159,18 @@ def _submit(
         tenant=run["tenant"],
         timeout_s=step.timeout_s,
         parent_run_id=run["id"],
+        workspace=_workspace_key(workspace),
     )
     plan.states[name] = "submitted"
     plan.requests.append((request, mask_secrets(values, schema)))
+
+
+def _pipeline_values(run_id: uuid.UUID, stored: store.StoredPipeline) -> dict[str, str]:
+    """What `${{ pipeline.run_id }}` and `${{ pipeline.workspace }}` stand for."""
+    values = {"run_id": str(run_id)}
+    if stored.workspace is not None:
+        values["workspace"] = stored.workspace
+    return values
 
 
 async def _report(

@@ -15,7 +15,7 @@ from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.pipelines import store
-from runmesh.gateway.pipelines.forward import step_forward, step_run_id
+from runmesh.gateway.pipelines.forward import step_forward, step_run_id, workspace_uri
 from runmesh.gateway.pipelines.start import check_steps
 
 RESUMABLE = ("failed", "cancelled")
@@ -71,7 +71,9 @@ async def resume_pipeline(
             else (each.step, step_run_id(new_id, each.step), "pending")
             for each in await store.steps_of(conn, run_id)
         ]
-        await store.insert_pipeline(conn, new_id, stored.spec, params, steps)
+        # The steps taken over wrote into the earlier run's workspace: the new run shares it.
+        workspace = stored.workspace or workspace_uri(deps.settings.s3.bucket, tenant, new_id)
+        await store.insert_pipeline(conn, new_id, stored.spec, params, steps, workspace)
         await step_forward(conn, deps.topics, new_id)
     deps.relay.wake()
     found = await runs_store.get_run(deps.pool, tenant, new_id)

@@ -22,7 +22,7 @@ from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, GatewayError, InvalidRequest
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.pipelines import store
-from runmesh.gateway.pipelines.forward import step_forward, step_run_id
+from runmesh.gateway.pipelines.forward import step_forward, step_run_id, workspace_uri
 
 
 class SubmitPipeline(BaseModel):
@@ -80,7 +80,9 @@ async def start_pipeline(
                 )
             return existing, False
         steps = [(name, step_run_id(run_id, name), "pending") for name in spec.steps]
-        await store.insert_pipeline(conn, run_id, spec.model_dump(mode="json"), params, steps)
+        workspace = workspace_uri(deps.settings.s3.bucket, tenant, run_id)
+        spec_json = spec.model_dump(mode="json")
+        await store.insert_pipeline(conn, run_id, spec_json, params, steps, workspace)
         await step_forward(conn, deps.topics, run_id)
     deps.relay.wake()
     found = await runs_store.get_run(deps.pool, tenant, run_id)

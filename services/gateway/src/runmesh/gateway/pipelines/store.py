@@ -31,10 +31,13 @@ class StepRow:
 
 @dataclass(slots=True, frozen=True)
 class StoredPipeline:
-    """A pipeline run's definition (as JSON) and its params, defaults merged."""
+    """A pipeline run's definition (as JSON), its params (defaults merged) and its
+    workspace's URI, `s3://<platform bucket>/runs/<tenant>/<run>/workspace/` (None for a run
+    stored before workspaces)."""
 
     spec: JsonObject
     params: JsonObject
+    workspace: str | None
 
 
 async def insert_pipeline(
@@ -43,14 +46,16 @@ async def insert_pipeline(
     spec: JsonObject,
     params: JsonObject,
     steps: Sequence[tuple[str, uuid.UUID, str]],
+    workspace: str,
 ) -> None:
     """Store a pipeline run's definition, params and steps `(step, run id, state)`, in order:
     `pending`, or `succeeded` for a step a resumed pipeline takes from the one before."""
     await conn.execute(
-        "INSERT INTO runs.pipelines (run_id, spec, params) VALUES ($1, $2, $3)",
+        "INSERT INTO runs.pipelines (run_id, spec, params, workspace) VALUES ($1, $2, $3, $4)",
         run_id,
         spec,
         params,
+        workspace,
         timeout=DB_TIMEOUT_S,
     )
     await conn.execute(
@@ -70,9 +75,11 @@ async def insert_pipeline(
 async def load_pipeline(db: Db, run_id: uuid.UUID) -> StoredPipeline | None:
     """The pipeline run's definition and params; None if `run_id` is no pipeline."""
     row = await db.fetchrow(
-        "SELECT spec, params FROM runs.pipelines WHERE run_id = $1", run_id, timeout=DB_TIMEOUT_S
+        "SELECT spec, params, workspace FROM runs.pipelines WHERE run_id = $1",
+        run_id,
+        timeout=DB_TIMEOUT_S,
     )
-    return None if row is None else StoredPipeline(row["spec"], row["params"])
+    return None if row is None else StoredPipeline(row["spec"], row["params"], row["workspace"])
 
 
 async def steps_of(db: Db, run_id: uuid.UUID, *, lock: bool = False) -> list[StepRow]:

@@ -11,6 +11,7 @@ from runmesh.core.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     CancelRun,
+    PipelineRequest,
     PluginManifest,
     RunRequest,
 )
@@ -64,6 +65,17 @@ def asyncapi_document(topics: Topics | None = None) -> JsonSchema:
             ),
             "parameters": {"category": _category_parameter()},
             "messages": _channel_messages(["DeadLetteredRequest"]),
+        },
+        "pipelines": {
+            "address": topics.pipelines,
+            "title": "Pipeline requests",
+            "description": (
+                "Requests to start a pipeline, from any Kafka producer; keyed by run_id, "
+                "which is also the idempotency key. The gateway starts each as POST "
+                "/v1/pipelines would; one it refuses becomes a failed run (error type "
+                "`PipelineRefused`) saying why."
+            ),
+            "messages": _channel_messages(["PipelineRequest"]),
         },
         "events": {
             "address": topics.events,
@@ -148,6 +160,21 @@ def asyncapi_document(topics: Topics | None = None) -> JsonSchema:
             ["worker"],
             "Every worker reads every cancellation and acts on those of its own runs.",
         ),
+        "sendPipelineRequest": _operation(
+            "send",
+            "pipelines",
+            ["PipelineRequest"],
+            ["producer"],
+            "Any producer submits a pipeline without the REST API.",
+        ),
+        "receivePipelineRequest": _operation(
+            "receive",
+            "pipelines",
+            ["PipelineRequest"],
+            ["gateway"],
+            "The gateway checks and starts the pipeline; its replicas share the partitions "
+            "through one consumer group.",
+        ),
         "sendPluginManifest": _operation(
             "send",
             "plugins",
@@ -198,7 +225,7 @@ def _operation(
     action: Literal["send", "receive"],
     channel: str,
     messages: list[str],
-    roles: Sequence[Literal["gateway", "worker"]],
+    roles: Sequence[Literal["gateway", "worker", "producer"]],
     summary: str,
 ) -> JsonSchema:
     return {
@@ -267,6 +294,13 @@ def _messages() -> JsonSchema:
         **_message_text("CancelRun", CancelRun),
         "headers": _headers(sent_type="run.cancel"),
         "payload": {"$ref": f"{COMPONENT_SCHEMAS}CancelRun"},
+        "correlationId": by_run,
+        "bindings": run_key,
+    }
+    messages["PipelineRequest"] = {
+        **_message_text("PipelineRequest", PipelineRequest),
+        "headers": _headers(),
+        "payload": {"$ref": f"{COMPONENT_SCHEMAS}PipelineRequest"},
         "correlationId": by_run,
         "bindings": run_key,
     }

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, TypeAdapter
 
-from runmesh.core.events import CancelRun, PluginManifest, RunEvent, RunRequest
+from runmesh.core.events import CancelRun, PipelineRequest, PluginManifest, RunEvent, RunRequest
 from runmesh.core.pipelines import PipelineSpec
 from runmesh.dm import DMData
 
@@ -34,6 +34,7 @@ _MESSAGE_TYPES: Final[dict[str, Any]] = {
     "RunEvent": RunEvent,
     "CancelRun": CancelRun,
     "PluginManifest": PluginManifest,
+    "PipelineRequest": PipelineRequest,
 }
 _RUN_EVENT_DESCRIPTION: Final = "Any run event, discriminated by `type`."
 GENERATED_NOTE: Final = "Generated from runmesh.core.events by `make schemas`; do not edit by hand."

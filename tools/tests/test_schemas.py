@@ -259,6 +259,7 @@ def test_channels_cover_the_topics(asyncapi: Any) -> None:
         topics.events,
         topics.control,
         topics.plugins,
+        topics.pipelines,
     }
     for name, channel in asyncapi["channels"].items():
         for parameter in re.findall(r"\{([^}]+)\}", channel["address"]):
@@ -393,7 +394,7 @@ def test_standalone_schemas_declare_their_dialect() -> None:
 def _pipeline_example() -> Any:
     """The YAML example of docs/pipelines.md, parsed."""
     text = (DOCS / "pipelines.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```yaml\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    blocks = re.findall(r"^```yaml\n(name: .*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
     assert len(blocks) == 1, "docs/pipelines.md should show one YAML pipeline"
     return yaml.safe_load(blocks[0])
 

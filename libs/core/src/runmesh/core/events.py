@@ -74,6 +74,21 @@ class RunRequest(WireModel):
     submitted_at: datetime = Field(default_factory=utcnow, description="When it was requested")
 
 
+class PipelineRequest(WireModel):
+    """A request to start a pipeline, from any Kafka producer (the REST body of
+    `POST /v1/pipelines` as a message); `run_id` is the idempotency key. The gateway checks
+    `pipeline` (a PipelineSpec, docs/schemas/PipelineSpec.schema.json) as it would a REST
+    submission; one it refuses becomes a failed run saying why."""
+
+    run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    tenant: str = Field(default="default", min_length=1, description="Who the run belongs to")
+    pipeline: JsonObject = Field(description="The definition to run (a PipelineSpec)")
+    params: JsonObject = Field(
+        default_factory=dict, description="Values of the pipeline's params (over its defaults)"
+    )
+    submitted_at: datetime = Field(default_factory=utcnow, description="When it was requested")
+
+
 class StartedPayload(BaseModel):
     """Payload of `run.started`."""
 

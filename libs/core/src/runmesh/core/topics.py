@@ -25,6 +25,11 @@ class Topics:
         return f"{self.prefix}.events"
 
     @property
+    def pipelines(self) -> str:
+        """Pipeline requests from any producer, keyed by run_id; the gateway starts them."""
+        return f"{self.prefix}.pipelines"
+
+    @property
     def control(self) -> str:
         """Cancellation requests, read by every worker."""
         return f"{self.prefix}.control"

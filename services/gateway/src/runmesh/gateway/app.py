@@ -17,6 +17,7 @@ from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
+from runmesh.gateway.pipelines.requests import PipelineRequests
 from runmesh.gateway.pipelines.workspaces import WorkspaceSweeper
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
@@ -56,7 +57,8 @@ def create_app(settings: Settings) -> FastAPI:
             hub = EventHub(settings, pool)
             relay = OutboxRelay(settings.kafka, pool)
             tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)
-            app.state.deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
+            deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
+            app.state.deps = deps
             loops = {
                 "event hub": hub.run,
                 "aggregator": Aggregator(
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
+                "pipeline requests": PipelineRequests(deps).run,
                 "workspace sweeper": WorkspaceSweeper(settings.pipeline, settings.s3, pool).run,
             }
             tasks = [asyncio.create_task(supervise(name, run)) for name, run in loops.items()]

@@ -46,6 +46,7 @@ async def start_pipeline(
     idempotency_key: str | None,
     *,
     parent_run_id: uuid.UUID | None = None,
+    submitted_via: str = "rest",
 ) -> tuple[dict[str, Any], bool]:
     """Check, then store the pipeline's run and steps and submit the steps that need none;
     (row, created). The same Idempotency-Key or run_id again answers the run it made."""
@@ -71,6 +72,7 @@ async def start_pipeline(
             params=params,
             parent_run_id=parent_run_id,
             idempotency_key=idempotency_key,
+            submitted_via=submitted_via,
         )
         if row is None:
             existing = await runs_store.find_submitted(conn, tenant, run_id, idempotency_key)

@@ -34,14 +34,15 @@ async def insert_pipeline_run(
     params: JsonObject,
     parent_run_id: uuid.UUID | None,
     idempotency_key: str | None,
+    submitted_via: str = "rest",
 ) -> dict[str, Any] | None:
     """Store a pipeline's run, `running` from now (`RUN_COLUMNS`); None when its id or
-    idempotency key is taken."""
+    idempotency key is taken. `submitted_via`: `rest` or `kafka`."""
     row = await conn.fetchrow(
         f"""
         INSERT INTO runs.runs (id, tenant, category, action, state, params, params_redacted,
             parent_run_id, idempotency_key, submitted_via, started_at)
-        VALUES ($1, $2, '{PIPELINE_CATEGORY}', $3, 'running', $4, $4, $5, $6, 'rest', now())
+        VALUES ($1, $2, '{PIPELINE_CATEGORY}', $3, 'running', $4, $4, $5, $6, $7, now())
         ON CONFLICT DO NOTHING
         RETURNING {RUN_COLUMNS}
         """,
@@ -51,6 +52,7 @@ async def insert_pipeline_run(
         params,
         parent_run_id,
         idempotency_key,
+        submitted_via,
         timeout=DB_TIMEOUT_S,
     )
     return None if row is None else dict(row)

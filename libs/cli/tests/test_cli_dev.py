@@ -142,6 +142,8 @@ async def test_dev_runs_the_services_and_the_demo_to_success(tmp_path: Path) -> 
         assert "36 units, 72 files" in text, text
         assert "36 tasks by the model" in text, text
         assert "100% 36/36" in text, text
+        # Readable: no debug line per epoch unless `runmesh dev -v`, and a word that they exist.
+        assert "[debug]" not in text and "debug log lines hidden: -v shows them" in text, text
         assert f"Dashboard: {gateway_url[1]}/" in text
         exports = tmp_path / "home" / "demo-data" / "exports"
         coco = [p for p in exports.iterdir() if p.name.endswith("-coco")]

@@ -44,7 +44,9 @@ def configure_logging(verbose: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="log debug details"),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="log debug details, and show runs' debug log lines"
+    ),
     gateway_url: str | None = typer.Option(
         None,
         "--gateway-url",
@@ -61,7 +63,7 @@ def _root(
 ) -> None:
     configure_logging(verbose)
     # Subcommand contexts inherit `obj`: commands read the options from their own context.
-    ctx.obj = GatewayOptions(gateway_url=gateway_url, token=token)
+    ctx.obj = GatewayOptions(gateway_url=gateway_url, token=token, verbose=verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

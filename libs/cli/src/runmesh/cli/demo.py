@@ -52,9 +52,9 @@ class DemoCatalog:
     project: str
 
 
-async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path) -> int:
-    """Run the demo pipeline through the gateway, rendering each step live; 0 if it
-    succeeded."""
+async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path, verbose: bool = False) -> int:
+    """Run the demo pipeline through the gateway, rendering each step live (debug log lines
+    only when `verbose`); 0 if it succeeded."""
     console = Console(file=out)
     dataset = await asyncio.to_thread(write_sample_dataset, data_dir / SAMPLE_FOLDER)
     console.print(
@@ -69,7 +69,7 @@ async def run_demo(info: DevInfo, out: TextIO, *, data_dir: Path) -> int:
                 await _wait_for_plugins(api)
                 name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
                 catalog = await _create_catalog(api, dataset, name)
-                status = await _run_pipeline(api, console, catalog, name, results, info)
+                status = await _run_pipeline(api, console, catalog, name, results, info, verbose)
         except (CliError, TimeoutError) as exc:
             console.print(f"[red]demo stopped:[/] {exc or 'timed out'}", highlight=False)
             status = 1
@@ -121,6 +121,7 @@ async def _run_pipeline(
     name: str,
     results: list[StepResult],
     info: DevInfo,
+    verbose: bool,
 ) -> int:
     """Submit the demo pipeline, follow it live and fill `results` from its steps; 0 if it
     succeeded."""
@@ -138,7 +139,7 @@ async def _run_pipeline(
     run_id = str(started["run"]["id"])
     page = f"{info.gateway_url}/#/runs/{run_id}"
     console.print(f"demo pipeline run {run_id} (its steps: {page})", highlight=False)
-    pipeline = await follow_pipeline(api, run_id, console)
+    pipeline = await follow_pipeline(api, run_id, console, debug=verbose)
     for step in pipeline["steps"]:
         results.append(await _step_result(api, step))
     run = pipeline["run"]

@@ -99,6 +99,7 @@ async def run_dev(
     settings: Settings,
     *,
     demo: bool,
+    verbose: bool = False,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     out: TextIO | None = None,
@@ -170,7 +171,7 @@ async def run_dev(
             print("\n".join(describe(sandbox, [c.part for c in running], info)), file=stream)
             stream.flush()
             if demo:
-                await run_demo(info, stream, data_dir=demo_data)
+                await run_demo(info, stream, data_dir=demo_data, verbose=verbose)
                 print("\nPress Ctrl-C to stop", file=stream, flush=True)
             if ready is not None:
                 ready.set()

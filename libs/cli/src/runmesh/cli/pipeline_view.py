@@ -15,9 +15,11 @@ FOLLOW_INTERVAL_S = 0.5  # a pipeline's own run has no events: its steps' states
 STEP_ENDS = ("succeeded", "failed", "cancelled", "skipped")
 
 
-async def follow_pipeline(api: GatewayClient, run_id: str, console: Console) -> dict[str, Any]:
-    """Render each step of the pipeline run as it runs, until the pipeline ends; the pipeline
-    (`GET /v1/pipelines/{id}`) as it ended."""
+async def follow_pipeline(
+    api: GatewayClient, run_id: str, console: Console, *, debug: bool = False
+) -> dict[str, Any]:
+    """Render each step of the pipeline run as it runs (debug log lines only with `debug`),
+    until the pipeline ends; the pipeline (`GET /v1/pipelines/{id}`) as it ended."""
     followed: set[str] = set()
     while True:
         pipeline: dict[str, Any] = await api.request("GET", f"/v1/pipelines/{run_id}")
@@ -26,7 +28,7 @@ async def follow_pipeline(api: GatewayClient, run_id: str, console: Console) -> 
             followed.add(step["step"])
             if step["percent"] is not None:  # it has a run: watch it to its end
                 console.rule(f"[bold]{step['step']}[/]", style="dim")
-                await watch_run(api, step["run_id"], console)
+                await watch_run(api, step["run_id"], console, debug=debug)
                 continue  # its end may have started others: read the pipeline again
             _print_end(console, step)
             continue

@@ -51,10 +51,13 @@ def live_bars(console: Console, *, indent: str = "") -> Progress | None:
 
 
 class RunRenderer:
-    """Live progress bars on a terminal; plain lines (every quarter of progress) elsewhere."""
+    """Live progress bars on a terminal; plain lines (every quarter of progress) elsewhere.
+    Debug log lines are counted, not shown, unless `debug`."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, debug: bool = False) -> None:
         self._console = console
+        self._debug = debug
+        self._hidden = 0  # debug log lines not shown
         self._live = console.is_terminal
         self._progress = live_bars(console, indent="  ")
         self._bars: dict[str, TaskID] = {}
@@ -73,12 +76,18 @@ class RunRenderer:
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
+        if self._hidden:
+            lines = "line" if self._hidden == 1 else "lines"
+            self._print(f"  ({self._hidden} debug log {lines} hidden: -v shows them)", "dim")
 
     def show(self, event: RunEvent) -> None:
         """Render one event."""
         if isinstance(event, RunProgress):
             self._show_progress(event.payload.category, event.payload.current, event.payload.total)
         elif isinstance(event, RunLog):
+            if event.payload.level == "debug" and not self._debug:
+                self._hidden += 1
+                return
             style = LEVEL_STYLES.get(event.payload.level, "")
             self._print(f"  [{event.payload.level}] {event.payload.message}", style)
         elif isinstance(event, RunStarted):

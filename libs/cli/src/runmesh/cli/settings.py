@@ -18,6 +18,8 @@ class GatewayOptions:
 
     gateway_url: str | None = None
     token: str | None = None
+    verbose: bool = False
+    """The root `--verbose`: runs followed live show their debug log lines too."""
 
 
 def load_settings(*, from_dev: bool = True, options: GatewayOptions | None = None) -> Settings:

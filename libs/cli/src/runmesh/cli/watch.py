@@ -13,10 +13,13 @@ from runmesh.core.events import decode_event
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
 
 
-async def watch_run(api: GatewayClient, run_id: str, console: Console) -> int:
-    """Render the run's events until it ends; return 0 only if it succeeded."""
+async def watch_run(
+    api: GatewayClient, run_id: str, console: Console, *, debug: bool = False
+) -> int:
+    """Render the run's events until it ends (debug log lines only with `debug`); return 0
+    only if it succeeded."""
     state = None
-    with RunRenderer(console) as renderer:
+    with RunRenderer(console, debug=debug) as renderer:
         async for message in api.stream(run_id):
             if message.event == "run.state":  # the gateway ended the run itself (cancel)
                 state = message.data.get("state")

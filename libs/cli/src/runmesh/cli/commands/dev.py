@@ -22,8 +22,12 @@ app = typer.Typer()
     ),
 )
 def dev(
+    ctx: typer.Context,
     port: int = typer.Option(0, help="gateway port (0 = RUNMESH_GATEWAY_PORT)"),
     demo: bool = typer.Option(True, "--demo/--no-demo", help="run the demo after start"),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="show the demo's debug log lines (one per epoch, ...)"
+    ),
 ) -> None:
     with needs_dev_extra("dev"):
         from runmesh.cli.dev import run_dev
@@ -31,4 +35,5 @@ def dev(
     settings = prepare_home(load_settings(from_dev=False))
     if port:
         settings = settings.model_copy(update={"gateway_port": port})
-    run_async(run_dev(settings, demo=demo))
+    verbose = verbose or (ctx.obj is not None and ctx.obj.verbose)
+    run_async(run_dev(settings, demo=demo, verbose=verbose))

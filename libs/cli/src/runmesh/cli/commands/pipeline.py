@@ -35,10 +35,10 @@ def parse_param(text: str) -> tuple[str, Any]:
         return name, value
 
 
-async def follow(api: GatewayClient, run_id: str, console: Console) -> int:
+async def follow(api: GatewayClient, run_id: str, console: Console, *, debug: bool) -> int:
     """Render each step live until the pipeline ends, then how each step ended; its exit
     status."""
-    pipeline = await follow_pipeline(api, run_id, console)
+    pipeline = await follow_pipeline(api, run_id, console, debug=debug)
     print_steps(console, pipeline)
     return EXIT_CODES[pipeline["run"]["state"]]
 
@@ -55,7 +55,7 @@ async def start(
         console.print(f"pipeline run {run['id']} {run['state']}", markup=False, highlight=False)
         if not wait:
             return 0
-        return await follow(api, run["id"], console)
+        return await follow(api, run["id"], console, debug=ctx_options.verbose)
 
 
 @app.command(

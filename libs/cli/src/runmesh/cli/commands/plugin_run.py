@@ -110,7 +110,15 @@ def _run_on_mesh(
         body = mesh_request(directory, action, values)
     except RunmeshError as exc:
         fail(str(exc))
-    return run_async(submit(load_settings(options=ctx.obj), body, wait=wait, console=Console()))
+    return run_async(
+        submit(
+            load_settings(options=ctx.obj),
+            body,
+            wait=wait,
+            console=Console(),
+            debug=ctx.obj.verbose,
+        )
+    )
 
 
 def mesh_request(directory: Path, action: str, params: dict[str, Any]) -> dict[str, Any]:

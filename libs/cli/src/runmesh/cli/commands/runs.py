@@ -96,7 +96,7 @@ def logs(
 def watch(ctx: typer.Context, run_id: str) -> None:
     async def go() -> int:
         async with _client(ctx) as api:
-            return await watch_run(api, run_id, Console())
+            return await watch_run(api, run_id, Console(), debug=ctx.obj.verbose)
 
     raise typer.Exit(run_async(go()))
 
@@ -121,6 +121,8 @@ def rerun(
         async with _client(ctx) as api:
             run = await api.request("POST", f"/v1/runs/{run_id}/rerun")
             typer.echo(f"run {run['id']} {run['state']} (rerun of {run_id})")
-            return await watch_run(api, run["id"], Console()) if wait else 0
+            if not wait:
+                return 0
+            return await watch_run(api, run["id"], Console(), debug=ctx.obj.verbose)
 
     raise typer.Exit(run_async(go()))

@@ -39,7 +39,14 @@ def parse_params(text: str, *, source: str = "--params") -> dict[str, Any]:
     return params
 
 
-async def submit(settings: Settings, body: dict[str, Any], *, wait: bool, console: Console) -> int:
+async def submit(
+    settings: Settings,
+    body: dict[str, Any],
+    *,
+    wait: bool,
+    console: Console,
+    debug: bool = False,
+) -> int:
     """Submit; print the run id; with `wait`, follow it and return its exit status."""
     url, token = require_gateway(settings)
     async with GatewayClient(url, token) as api:
@@ -47,7 +54,7 @@ async def submit(settings: Settings, body: dict[str, Any], *, wait: bool, consol
         console.print(f"run {run['id']} {run['state']}", markup=False, highlight=False)
         if not wait:
             return 0
-        return await watch_run(api, run["id"], console)
+        return await watch_run(api, run["id"], console, debug=debug)
 
 
 @app.command(
@@ -73,5 +80,13 @@ def submit_command(
         body["plugin"] = plugin
     if timeout is not None:
         body["timeout_s"] = timeout
-    code = run_async(submit(load_settings(options=ctx.obj), body, wait=wait, console=Console()))
+    code = run_async(
+        submit(
+            load_settings(options=ctx.obj),
+            body,
+            wait=wait,
+            console=Console(),
+            debug=ctx.obj.verbose,
+        )
+    )
     raise typer.Exit(code)

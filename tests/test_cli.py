@@ -87,6 +87,29 @@ async def test_submit_wait_exits_0_on_success_and_non_zero_on_failure(
         assert "failed: ValueError: no disk" in out, out
 
 
+async def test_submit_with_an_idempotency_key_makes_one_run(
+    gateway: GatewayHandle, worker: WorkerFactory, tmp_path: Path
+) -> None:
+    token = await gateway.token()
+    args = ("submit", "test", "echo", "-p", '{"name": "once", "count": 1}')
+    async with worker():
+        await _wait_for_plugins(gateway, token, tmp_path)
+        answers = [
+            await runmesh(
+                *args, "--idempotency-key", "nightly-1", gateway=gateway, token=token, home=tmp_path
+            )
+            for _ in range(2)
+        ]
+        other = await runmesh(
+            *args, "--idempotency-key", "nightly-2", gateway=gateway, token=token, home=tmp_path
+        )
+    (code1, out1, err1), (code2, out2, _) = answers
+    assert code1 == 0 and code2 == 0, err1
+    run_id = out1.split()[1]
+    assert out2.split()[1] == run_id  # the same run, answered again
+    assert other[0] == 0 and other[1].split()[1] != run_id
+
+
 async def test_submit_reports_invalid_params_in_one_readable_error(
     gateway: GatewayHandle, worker: WorkerFactory, tmp_path: Path
 ) -> None:

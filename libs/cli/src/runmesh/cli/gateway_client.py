@@ -55,9 +55,12 @@ class GatewayClient:
             raise CliError(_problem_text(response))
         return response.json() if response.content else None
 
-    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /v1/runs."""
-        run: dict[str, Any] = await self.request("POST", "/v1/runs", json=body)
+    async def submit(
+        self, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/runs (with an `Idempotency-Key` header when one is given)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        run: dict[str, Any] = await self.request("POST", "/v1/runs", json=body, headers=headers)
         return run
 
     async def publish_plugin(

@@ -46,11 +46,12 @@ async def submit(
     wait: bool,
     console: Console,
     debug: bool = False,
+    idempotency_key: str | None = None,
 ) -> int:
     """Submit; print the run id; with `wait`, follow it and return its exit status."""
     url, token = require_gateway(settings)
     async with GatewayClient(url, token) as api:
-        run = await api.submit(body)
+        run = await api.submit(body, idempotency_key=idempotency_key)
         console.print(f"run {run['id']} {run['state']}", markup=False, highlight=False)
         if not wait:
             return 0
@@ -70,6 +71,12 @@ def submit_command(
     plugin: str | None = typer.Option(None, help="plugin code or code@version"),
     timeout: float | None = typer.Option(None, "--timeout", help="fail after SECONDS"),
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
+    idempotency_key: str | None = typer.Option(
+        None,
+        "--idempotency-key",
+        metavar="KEY",
+        help="submitting again with the same KEY answers the run it made, not a new one",
+    ),
 ) -> None:
     body: dict[str, Any] = {"category": category, "action": action}
     try:
@@ -87,6 +94,7 @@ def submit_command(
             wait=wait,
             console=Console(),
             debug=ctx.obj.verbose,
+            idempotency_key=idempotency_key,
         )
     )
     raise typer.Exit(code)

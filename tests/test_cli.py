@@ -153,6 +153,14 @@ async def test_runs_commands_list_show_logs_cancel_and_rerun(
         code, out, err = await runmesh("runs", "ls", gateway=gateway, token=token, home=tmp_path)
         assert code == 0 and run_id[:8] in out, out + err
         code, out, err = await runmesh(
+            "runs", "ls", "--name", "BO", gateway=gateway, token=token, home=tmp_path
+        )  # found by its name, any case; the name is a column
+        assert code == 0 and run_id[:8] in out and "│ bo " in out, out + err
+        code, out, err = await runmesh(
+            "runs", "ls", "--name", "nobody", gateway=gateway, token=token, home=tmp_path
+        )
+        assert code == 0 and run_id[:8] not in out, out + err
+        code, out, err = await runmesh(
             "runs", "show", run_id[:8], gateway=gateway, token=token, home=tmp_path
         )  # the short id `runs ls` shows
         assert code == 0 and '"state": "succeeded"' in out and run_id in out, out + err

@@ -213,6 +213,18 @@ async def test_token_form_stores_the_token_and_the_runs_list_loads(
     await page.select_option("#filter-state", "succeeded")
     await expect(row).to_have_count(1)
 
+    # A run's name is a column, and a filter (any case, kept in the URL).
+    named = await api.submit("echo", "test", name="Nightly import", count=1)
+    await api.wait_state(named, "succeeded")
+    named_row = page.locator(f"tr[data-run-id='{named}']")
+    await expect(named_row.locator(".run-name")).to_have_text("Nightly import")
+    await page.fill("#filter-name", "nightly")
+    await expect(row).to_have_count(0)
+    await expect(named_row).to_have_count(1)
+    assert "name=nightly" in page.url
+    await page.fill("#filter-name", "")
+    await expect(row).to_have_count(1)
+
     await page.reload()  # the token survives a reload
     await expect(page.locator("#login")).to_be_hidden()
     await expect(row).to_have_count(1)

@@ -159,6 +159,41 @@ async def test_invalid_params_and_unknown_names_are_422_problems(
     }
 
 
+async def test_runs_are_named_and_found_by_their_name(
+    http: httpx.AsyncClient, worker: WorkerFactory
+) -> None:
+    async with announced(worker, http):
+        nightly = await submit(http, "echo", {"name": "Nightly 100%_done", "count": 1})
+        other = await submit(http, "echo", {"name": "ad hoc", "count": 1})
+        unnamed = await submit(http, "noop")
+        pipeline = await http.post(
+            "/v1/pipelines",
+            json={
+                "pipeline": {
+                    "name": "Weekly retrain",
+                    "steps": {"n": {"category": "test", "action": "noop"}},
+                }
+            },
+        )
+        assert pipeline.status_code == 202, pipeline.text
+    assert (nightly["name"], unnamed["name"]) == ("Nightly 100%_done", None)
+    pipeline_run = pipeline.json()["run"]
+    assert pipeline_run["name"] == "Weekly retrain"
+
+    async def named(text: str) -> list[str]:
+        response = await http.get("/v1/runs", params={"name": text})
+        assert response.status_code == 200, response.text
+        return [run["id"] for run in response.json()["items"]]
+
+    assert await named("NIGHTLY") == [nightly["id"]]  # any case
+    assert await named("%") == [nightly["id"]]  # a literal %, not a wildcard
+    assert await named("_d") == [nightly["id"]]  # a literal _
+    assert await named("d") == [other["id"], nightly["id"]]  # newest first
+    assert await named("weekly") == [pipeline_run["id"]]  # a pipeline by its name
+    assert await named("nobody") == []
+    assert (await http.get("/v1/runs", params={"name": ""})).status_code == 422
+
+
 async def test_params_over_the_message_bound_are_refused_pointing_to_s3(
     http: httpx.AsyncClient, worker: WorkerFactory, settings: Settings
 ) -> None:

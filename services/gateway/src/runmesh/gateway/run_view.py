@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from runmesh.core.events import TERMINAL_STATES, JsonObject, RunState
+from runmesh.gateway.runs_store import PIPELINE_CATEGORY
 
 SECRET_MASK = "**********"
 """What a secret value shows as: the mask pydantic prints for `SecretStr`, so a run's params
@@ -47,6 +48,10 @@ class RunOut(BaseModel):
     plugin: str | None = Field(description="Plugin code (or code@version) as requested/resolved")
     plugin_version: str | None = Field(description="The version that ran (set once started)")
     action: str
+    name: str | None = Field(
+        default=None,
+        description="What people call the run: its `name` param, or a pipeline's name",
+    )
     state: RunState
     attempt: int = Field(description="Latest attempt seen; 0 = not started yet")
     retry_reason: str | None = Field(
@@ -288,6 +293,15 @@ def shown_params(row: Mapping[str, Any], params_schema: Mapping[str, Any] | None
     return redacted if isinstance(redacted, dict) else {}
 
 
+def run_name(category: str, action: str, params: Mapping[str, Any]) -> str | None:
+    """A run's name: a pipeline's is its action (the pipeline's name); any other's is its
+    `name` param when that is text."""
+    if category == PIPELINE_CATEGORY:
+        return action
+    name = params.get("name")
+    return name if isinstance(name, str) and name else None
+
+
 def run_view(
     row: Mapping[str, Any],
     *,
@@ -316,16 +330,18 @@ def run_view(
     schema = action.get("params_schema")
     categories = action.get("progress_categories")
     result = row.get("result")
+    params = shown_params(row, schema if isinstance(schema, Mapping) else None)
     return RunOut(
         id=row["id"],
         category=row["category"],
         plugin=row.get("plugin") or plugin_code,
         plugin_version=row.get("plugin_version"),
         action=row["action"],
+        name=run_name(row["category"], row["action"], params),
         state=state,  # validated: the table's CHECK constraint holds it to RunState
         attempt=int(row.get("attempt") or 0),
         retry_reason=row.get("retry_reason"),
-        params=shown_params(row, schema if isinstance(schema, Mapping) else None),
+        params=params,
         percent=overall_percent(
             state, progress, categories if isinstance(categories, Mapping) else None
         ),

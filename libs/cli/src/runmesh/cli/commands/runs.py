@@ -30,10 +30,19 @@ def ls(
     state: str | None = typer.Option(None, help="queued, running, succeeded, failed, cancelled"),
     category: str | None = typer.Option(None),
     action: str | None = typer.Option(None),
+    name: str | None = typer.Option(
+        None, help="runs whose name (its `name` param, or a pipeline's name) contains this"
+    ),
     limit: int = typer.Option(20, min=1, max=200),
 ) -> None:
     async def go() -> dict[str, Any]:
-        params = {"state": state, "category": category, "action": action, "limit": limit}
+        params = {
+            "state": state,
+            "category": category,
+            "action": action,
+            "name": name,
+            "limit": limit,
+        }
         async with _client(ctx) as api:
             page: dict[str, Any] = await api.request(
                 "GET", "/v1/runs", params={k: v for k, v in params.items() if v is not None}
@@ -41,11 +50,12 @@ def ls(
             return page
 
     page = run_async(go())
-    table = Table("id", "state", "category", "action", "plugin", "%", "created")
+    table = Table("id", "name", "state", "category", "action", "plugin", "%", "created")
     for run in page.get("items", []):
         percent = run.get("percent")
         table.add_row(
             run["id"],
+            run.get("name") or "",
             run["state"],
             run["category"],
             run["action"],

@@ -208,6 +208,15 @@ async def list_runs(
     category: str | None = None,
     plugin: Annotated[str | None, Query(description="Plugin code (any version)")] = None,
     action: str | None = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Runs whose name (`name` param, or a pipeline's name) contains this, "
+            "any case",
+        ),
+    ] = None,
     parent_run_id: uuid.UUID | None = None,
     created_after: UtcDatetime | None = None,
     created_before: UtcDatetime | None = None,
@@ -231,6 +240,7 @@ async def list_runs(
             else ()
         ),
         action=action,
+        name=name,
         parent_run_id=parent_run_id,
         created_after=created_after,
         created_before=created_before,

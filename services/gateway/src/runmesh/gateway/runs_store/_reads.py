@@ -93,6 +93,8 @@ class RunFilter:
     parent_run_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    name: str | None = None
+    """Part of the run's name (its `name` param, or a pipeline's name), any case."""
 
 
 async def list_runs(
@@ -128,6 +130,15 @@ async def list_runs(
         add("action = {0}", where.action)
     if where.parent_run_id is not None:
         add("parent_run_id = {0}", where.parent_run_id)
+    if where.name is not None:
+        pattern = (
+            "%" + where.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        add(
+            "(CASE WHEN category = 'pipeline' THEN action ELSE params_redacted->>'name' END)"
+            " ILIKE {0}",
+            pattern,
+        )
     if where.created_after is not None:
         add("created_at > {0}", where.created_after)
     if where.created_before is not None:

@@ -26,11 +26,14 @@ function filterForm(filters) {
       placeholder,
       value: filters[name],
     });
+  const name = search("name", "part of a name");
   const category = search("category", "e.g. upload");
   const plugin = search("plugin", "plugin code");
   const form = h(
     "form",
     { class: "filters", role: "search", "aria-label": "Filter runs" },
+    h("label", { for: "filter-name" }, "Name"),
+    name,
     h("label", { for: "filter-state" }, "State"),
     state,
     h("label", { for: "filter-category" }, "Category"),
@@ -39,13 +42,14 @@ function filterForm(filters) {
     plugin,
     h("button", { type: "submit" }, "Apply"),
   );
-  return { form, state, category, plugin };
+  return { form, name, state, category, plugin };
 }
 
 function newRow(run) {
   const bar = progressBar(`Progress of run ${shortId(run.id)}`);
   const cells = {
     state: h("td", {}),
+    name: h("td", { class: "run-name" }),
     plugin: h("td", {}),
     action: h("td", {}),
     percent: h("span", { class: "pct" }),
@@ -57,6 +61,7 @@ function newRow(run) {
     { "data-run-id": run.id },
     cells.state,
     h("td", {}, h("a", { href: runHref(run.id), class: "mono" }, shortId(run.id))),
+    cells.name,
     h("td", {}, run.category),
     cells.plugin,
     cells.action,
@@ -78,6 +83,7 @@ function fill(row) {
   replace(cells.state, stateBadge(run.state));
   replace(cells.plugin, pluginLink(run));
   cells.action.textContent = run.action || "–";
+  cells.name.textContent = run.name || "–";
   setBar(cells.bar, run.percent, run.state);
   cells.percent.textContent = `${Math.round(run.percent || 0)}%`;
   showAge(row);
@@ -86,6 +92,7 @@ function fill(row) {
 export function renderRuns(view, query) {
   const signal = view.signal;
   const filters = {
+    name: query.get("name") || "",
     state: query.get("state") || "",
     category: query.get("category") || "",
     plugin: query.get("plugin") || "",
@@ -107,7 +114,7 @@ export function renderRuns(view, query) {
       "table",
       { class: "runs" },
       h("caption", { class: "sr-only" }, "Runs, newest first"),
-      headRow("State", "Run", "Category", "Plugin", "Action", "Progress", "Created"),
+      headRow("State", "Run", "Name", "Category", "Plugin", "Action", "Progress", "Created"),
       tbody,
     ),
     empty,
@@ -116,6 +123,7 @@ export function renderRuns(view, query) {
 
   function listQuery(cursor) {
     const params = new URLSearchParams();
+    if (filters.name) params.set("name", filters.name);
     if (filters.state) params.append("state", filters.state);
     if (filters.category) params.set("category", filters.category);
     if (filters.plugin) params.set("plugin", filters.plugin);
@@ -125,6 +133,8 @@ export function renderRuns(view, query) {
   }
 
   function matches(run) {
+    const name = filters.name.toLowerCase();
+    if (name && !(run.name || "").toLowerCase().includes(name)) return false;
     if (filters.state && run.state !== filters.state) return false;
     if (filters.category && run.category !== filters.category) return false;
     if (filters.plugin && pluginCode(run.plugin) !== pluginCode(filters.plugin)) return false;
@@ -202,6 +212,7 @@ export function renderRuns(view, query) {
   }
 
   function apply() {
+    filters.name = inputs.name.value.trim();
     filters.state = inputs.state.value;
     filters.category = inputs.category.value.trim();
     filters.plugin = inputs.plugin.value.trim();
@@ -219,7 +230,7 @@ export function renderRuns(view, query) {
     apply();
   });
   inputs.state.addEventListener("change", apply);
-  for (const input of [inputs.category, inputs.plugin]) {
+  for (const input of [inputs.name, inputs.category, inputs.plugin]) {
     input.addEventListener("input", () => {
       clearTimeout(typing);
       typing = setTimeout(() => {

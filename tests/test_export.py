@@ -324,6 +324,12 @@ async def test_tasks_export_in_every_format_reads_back_with_independent_readers(
         codes = {e.payload.code for e in events if e.type == "run.log"}  # type: ignore[attr-defined]
         assert {"EXPORT_STARTED", "RESULTS_RETRIEVED", "CONVERSION_STARTED"} <= codes
         assert {"NULL_DATA_DETECTED", "CONVERSION_COMPLETED", "EXPORT_COMPLETED"} <= codes
+        # The missing original is a warning naming its item, and the format is said.
+        messages = {e.payload.code: e.payload.message for e in events if e.type == "run.log"}  # type: ignore[attr-defined]
+        missing = f"task-{seeded.missing_file[0]}"
+        assert messages["ORIGINAL_NOT_COPIED"].startswith(f"original file of {missing} not copied")
+        assert messages["CONVERSION_STARTED"].endswith(f"to {output_format}")
+        assert "MORE_ORIGINALS_NOT_COPIED" not in codes
     expected = {
         f"{task_id}_img{seeded.task_ids.index(task_id):05d}.png": dm
         for task_id, dm in seeded.expected.items()

@@ -255,8 +255,13 @@ async def test_single_path_upload_creates_exactly_the_valid_units(
     assert "missing required file specification(s) label" in failed_units["e"]
     assert "over max_file_size_mb" in failed_units["f"]
     assert "extension .bmp not allowed" in failed_units["g"]
-    failed_files = {f["item"] for f in result["failed_files"]}
-    assert failed_files == {
+    failed_files = {f["item"]: f["reason"] for f in result["failed_files"]}
+    # A file no specification takes says so, naming what the collection accepts.
+    assert failed_files["ds/readme.md"] == (
+        "no file specification accepts extension .md "
+        "(the collection's: image: .jpg, .png; label: .json; extra: .txt)"
+    )
+    assert set(failed_files) == {
         "ds/readme.md",
         "ds/image/e.jpg",
         "ds/image/f.jpg",

@@ -23,6 +23,14 @@ LOG_MESSAGES = {
     "RESULTS_RETRIEVED": {"message": "{} items ({}) to export", "level": "info"},
     "CONVERSION_STARTED": {"message": "converting {} items to {}", "level": "info"},
     "NULL_DATA_DETECTED": {"message": "{} has no annotation data: skipped", "level": "warning"},
+    "ORIGINAL_NOT_COPIED": {
+        "message": "original file of {} not copied (its annotations are exported): {}",
+        "level": "warning",
+    },
+    "MORE_ORIGINALS_NOT_COPIED": {
+        "message": "{} more original files not copied: every one is in error_file_list.json",
+        "level": "warning",
+    },
     "CONVERSION_COMPLETED": {
         "message": "conversion done: {} converted, {} failed, {} skipped",
         "level": "info",

@@ -49,6 +49,11 @@ class _ChunkResult:
     null_items: list[str]
 
 
+# Missing originals logged one by one (a warning each); beyond that only counted in a closing
+# line, since the error list holds every one and a bucket gone missing would flood the log.
+LOGGED_ORIGINAL_ERRORS = 20
+
+
 class ConvertItems(Step):
     """`before_convert` → `convert_data` → `after_convert` per item, then the format writer."""
 
@@ -88,6 +93,9 @@ class ConvertItems(Step):
         ctx.run.log_message_with_code(
             "CONVERSION_COMPLETED", ctx.data_files.success, ctx.data_files.failed, ctx.skipped
         )
+        unlogged = len(ctx.original_errors) - LOGGED_ORIGINAL_ERRORS
+        if unlogged > 0:
+            ctx.run.log_message_with_code("MORE_ORIGINALS_NOT_COPIED", unlogged)
 
     async def _chunk(
         self, ctx: ExportContext, items: list[annotation.ExportItem], issues_file: BinaryIO
@@ -211,7 +219,10 @@ async def _copy_originals(ctx: ExportContext, originals: list[_Original]) -> Non
                 await destination.write(target, source.read(path))
             except (StorageError, OSError) as exc:
                 ctx.original_files.failed += 1
-                ctx.original_errors.append((original.item, f"{original.uri}: {exc}"))
+                why = f"{original.uri}: {exc}"
+                ctx.original_errors.append((original.item, why))
+                if len(ctx.original_errors) <= LOGGED_ORIGINAL_ERRORS:
+                    ctx.run.log_message_with_code("ORIGINAL_NOT_COPIED", original.item, why)
                 return
         ctx.original_files.success += 1
 

@@ -20,11 +20,20 @@ class OrganizeFiles(Step):
     async def execute(self, ctx: UploadContext) -> None:
         """Group, let the plugin's `organize_files` hook adjust, attach meta."""
         units: dict[str, PlannedUnit] = {}
+        accepted = "; ".join(
+            f"{spec.name}: {', '.join(spec.extensions)}"
+            for spec in ctx.specs.values()
+            if spec.extensions
+        )
         for file in ctx.discovered:
             if file.spec is None:
                 extension = PurePosixPath(file.path).suffix or "(none)"
                 ctx.failed_files.append(
-                    Failure(file.path, f"no file specification accepts extension {extension}")
+                    Failure(
+                        file.path,
+                        f"no file specification accepts extension {extension} "
+                        f"(the collection's: {accepted or 'none'})",
+                    )
                 )
                 continue
             unit = units.setdefault(file.unit_key, PlannedUnit(key=file.unit_key, files={}))

@@ -22,7 +22,9 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from pydantic import BaseModel
 
+from runmesh.catalog.trained_models import NewModel, register_model
 from runmesh.cli.services import demo_plugin_dir
+from runmesh.core.db import create_pool
 from runmesh.core.events import (
     EVENT_TYPES,
     MetricPayload,
@@ -430,6 +432,48 @@ async def test_a_pipeline_page_shows_its_steps_resumes_and_reruns(page: Page, ap
     rerun = (await api.http.get(f"/v1/pipelines/{rerun_id}")).json()
     assert rerun["run"]["parent_run_id"] == resumed_id
     assert step_run not in {step["run_id"] for step in rerun["steps"]}
+
+
+async def test_a_result_naming_a_model_links_to_the_model_page(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    trainer = await api.submit("noop", "test")
+    await api.wait_state(trainer, "succeeded")
+    pool = await create_pool(stack.settings.database, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            model = await register_model(
+                conn,
+                api.tenant,
+                NewModel(
+                    name=f"detector-{uuid.uuid4().hex[:6]}",
+                    description="",
+                    plugin="runmesh-train",
+                    plugin_version="1.0.0",
+                    action="train",
+                    run_id=uuid.UUID(trainer),
+                    dataset={"export_run": trainer},
+                    classes=["cat", "dog"],
+                    params={"epochs": 3},
+                    metrics={"validation_box_accuracy": 0.875},
+                    artifact_uri=f"s3://runmesh/models/{api.tenant}/{trainer}/model.npz",
+                ),
+            )
+    finally:
+        await pool.close()
+    run_id = await api.submit("give_result", "test", result={"model_id": str(model.id)})
+    await api.wait_state(run_id, "succeeded")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+
+    await page.click("#result-model")
+    await page.wait_for_url(re.compile(rf"#/models/{model.id}$"))
+    await expect(page.locator("#view h1")).to_have_text(model.name)
+    await expect(page.locator("#model-classes")).to_have_text("cat, dog")
+    await expect(page.locator("#model-metrics")).to_contain_text("validation_box_accuracy")
+    await expect(page.locator("#model-metrics")).to_contain_text("0.8750")
+    await expect(page.locator("#model-weights")).to_contain_text("model.npz")
+    await page.click("#model-run")
+    await page.wait_for_url(re.compile(rf"#/runs/{trainer}$"))
 
 
 async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:

@@ -227,8 +227,9 @@ def test_a_succeeded_run_shows_everything_of_the_contract() -> None:
     assert set(body) == {
         "id", "category", "plugin", "plugin_version", "action", "state", "attempt", "params",
         "percent", "progress", "metrics", "result", "error", "created_at", "started_at",
-        "finished_at", "parent_run_id", "retry_reason",
+        "finished_at", "parent_run_id", "retry_reason", "name",
     }  # fmt: skip
+    assert body["name"] == "n"  # its name param, as shown
     assert body["retry_reason"] is None  # a first attempt
     assert body["percent"] == 100.0
     assert body["progress"]["echo"]["percent"] == 100.0

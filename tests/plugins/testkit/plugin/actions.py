@@ -256,3 +256,18 @@ class WorkspaceRead(Action):
         async with platform_storage(context.settings.s3) as bucket:
             data = await bucket.read_bytes(f"{context.workspace}{params.name}", max_bytes=1 << 20)
         return {"text": data.decode(), "uri": params.text}
+
+
+class GiveResultParams(BaseModel):
+    result: dict[str, object] = Field(default_factory=dict)
+
+
+class GiveResult(Action):
+    """Returns the result its params name (a result the test needs, e.g. a model's id)."""
+
+    name = "give_result"
+    params_model = GiveResultParams
+
+    async def start(self) -> dict[str, object]:
+        params: GiveResultParams = self.params  # type: ignore[assignment]
+        return params.result

@@ -53,6 +53,7 @@ export const pluginCode = (plugin) => (plugin || "").split("@")[0];
 export const shortId = (id) => String(id).slice(0, 8);
 export const runHref = (id) => `#/runs/${encodeURIComponent(id)}`;
 export const pluginHref = (code) => `#/plugins/${encodeURIComponent(code)}`;
+export const modelHref = (id) => `#/models/${encodeURIComponent(id)}`;
 
 /** A link to a run's plugin page, with its version beside it (or a dash). */
 export function pluginLink(run) {

@@ -1,4 +1,5 @@
-// Routes in the URL's fragment (#/runs, #/runs/{id}, #/plugins, #/plugins/{code}): each
+// Routes in the URL's fragment (#/runs, #/runs/{id}, #/plugins, #/plugins/{code},
+// #/models/{id}): each
 // hash change closes the page on screen and opens the one it names, or the sign-in form
 // when there is no token.
 
@@ -6,6 +7,7 @@ import { getToken } from "./api.js";
 import { replace } from "./dom.js";
 import { hideLogin, loginMessage, showLogin, viewRoot } from "./shell.js";
 import { View } from "./view.js";
+import { renderModel } from "./views/model.js";
 import { renderPlugin } from "./views/plugin.js";
 import { renderPlugins } from "./views/plugins.js";
 import { renderRun } from "./views/run/page.js";
@@ -19,7 +21,7 @@ export function closeView() {
   current = null;
 }
 
-/** `#/section/id?query` as {section: "runs" | "plugins", id, query}. */
+/** `#/section/id?query` as {section: "runs" | "plugins" | "models", id, query}. */
 export function parseHash(hash) {
   const [path, search] = (hash.replace(/^#/, "") || "/runs").split("?");
   const parts = path
@@ -32,7 +34,7 @@ export function parseHash(hash) {
         return part;
       }
     });
-  const section = parts[0] === "plugins" ? "plugins" : "runs";
+  const section = ["plugins", "models"].includes(parts[0]) ? parts[0] : "runs";
   return { section, id: parts[1] || null, query: new URLSearchParams(search || "") };
 }
 
@@ -50,7 +52,8 @@ export function route() {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (section === "plugins" && id) renderPlugin(current, id);
+  if (section === "models" && id) renderModel(current, id);
+  else if (section === "plugins" && id) renderPlugin(current, id);
   else if (section === "plugins") renderPlugins(current, query);
   else if (id) renderRun(current, id);
   else renderRuns(current, query);

@@ -2,6 +2,21 @@
 // Both are rebuilt only when they changed: an open traceback stays open across refreshes.
 
 import { h, jsonBlock, replace } from "../../dom.js";
+import { modelHref, shortId } from "../../format.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// A result that names a registered model (train, tune, test) links to the model's page.
+function modelLink(result) {
+  const id = result && typeof result === "object" ? result.model_id : null;
+  if (typeof id !== "string" || !UUID.test(id)) return null;
+  return h(
+    "p",
+    {},
+    "Model: ",
+    h("a", { href: modelHref(id), id: "result-model", class: "mono" }, shortId(id)),
+  );
+}
 
 export function createOutcome() {
   const outcome = h("section", { id: "outcome", "aria-labelledby": "outcome-title", hidden: true });
@@ -24,6 +39,7 @@ export function createOutcome() {
       replace(
         outcome,
         h("h2", { id: "outcome-title" }, "Result"),
+        modelLink(run.result),
         jsonBlock(run.result, "Result JSON"),
       );
     } else if (run.error) {

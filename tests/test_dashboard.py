@@ -476,6 +476,19 @@ async def test_a_result_naming_a_model_links_to_the_model_page(
     await page.wait_for_url(re.compile(rf"#/runs/{trainer}$"))
 
 
+async def test_progress_categories_show_in_the_order_the_action_declares(
+    page: Page, api: Api
+) -> None:
+    run_id = await api.submit("two_phases", "test")
+    await api.wait_state(run_id, "succeeded")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+    rows = page.locator("table.progress tbody tr")
+    await expect(rows).to_have_count(2)
+    # Declared download, then ok; the stored manifest (JSONB) holds them as ok, download.
+    await expect(rows.nth(0)).to_have_attribute("data-category", "download")
+    await expect(rows.nth(1)).to_have_attribute("data-category", "ok")
+
+
 async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:
     await sign_in(page, api.token, "/#/plugins")
     row = page.locator("tr[data-plugin='hello']")

@@ -413,11 +413,12 @@ def test_the_manifest_carries_params_schema_and_categories(tmp_path: Path) -> No
         "title": "Epochs",
         "type": "integer",
     }
+    # `order`: the declaration's order, which the stored (JSONB) manifest would lose.
     assert train.progress_categories == {
-        "train": {"description": "Training", "proportion": 80},
-        "eval": {"description": "Eval"},
+        "train": {"description": "Training", "proportion": 80, "order": 0},
+        "eval": {"description": "Eval", "order": 1},
     }
-    assert train.metrics_categories == {"loss": {"description": "Loss curve"}}
+    assert train.metrics_categories == {"loss": {"description": "Loss curve", "order": 0}}
 
     check = manifest.actions["check"]
     assert check.method == "task"

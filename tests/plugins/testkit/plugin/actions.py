@@ -271,3 +271,19 @@ class GiveResult(Action):
     async def start(self) -> dict[str, object]:
         params: GiveResultParams = self.params  # type: ignore[assignment]
         return params.result
+
+
+class TwoPhases(Action):
+    """Reports two progress categories, declared longest name first (JSONB would sort them
+    the other way round)."""
+
+    name = "two_phases"
+    progress_categories = {
+        "download": {"description": "Downloading", "proportion": 50},
+        "ok": {"description": "Checking", "proportion": 50},
+    }
+
+    async def start(self) -> dict[str, object]:
+        self.run.set_progress(1, 1, category="ok")
+        self.run.set_progress(1, 1, category="download")
+        return {"done": True}

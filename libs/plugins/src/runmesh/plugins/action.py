@@ -50,11 +50,14 @@ class Action(ABC, Generic[P]):
 
     @classmethod
     def describe_categories(cls, categories: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Normalize `{name: description}` shorthands to `{name: {description, proportion}}`."""
+        """Normalize `{name: description}` shorthands to `{name: {description, proportion}}`,
+        each with its `order` of declaration: the manifest is stored as JSONB, which keeps no
+        key order, and readers show categories in the order the action declared them."""
         result: dict[str, dict[str, Any]] = {}
-        for name, spec in categories.items():
+        for order, (name, spec) in enumerate(categories.items()):
             if isinstance(spec, Mapping):
                 result[name] = {"description": str(spec.get("description", name)), **spec}
             else:
                 result[name] = {"description": str(spec)}
+            result[name].setdefault("order", order)
         return result

@@ -45,7 +45,9 @@ function schemaFields(schema) {
 }
 
 function progressCategories(categories) {
-  const entries = Object.entries(categories || {});
+  // In the order the action declared them (`order`), not the stored manifest's key order.
+  const rank = ([, info]) => (Number.isFinite(info?.order) ? info.order : 1e9);
+  const entries = Object.entries(categories || {}).sort((a, b) => rank(a) - rank(b));
   if (!entries.length) return null;
   return [
     h("h3", {}, "Progress categories"),

@@ -1,5 +1,6 @@
 // The run page's progress: the overall bar and a row per progress category (declared by the
-// action's manifest or reported by the run), with counts, percent, elapsed time and ETA.
+// action's manifest, in its order, or reported by the run), with counts, percent, elapsed
+// time and ETA.
 
 import { h, headRow, progressBar, replace, setBar } from "../../dom.js";
 import { TERMINAL, duration, number } from "../../format.js";
@@ -49,7 +50,10 @@ export function createProgress() {
     overallText.textContent = percentText(run.percent || 0);
     const declared = actionInfo?.progress_categories || {};
     const reported = run.progress || {};
-    const names = [...new Set([...Object.keys(declared), ...Object.keys(reported)])];
+    // In the order the action declared them (`order`: the stored manifest keeps no key order).
+    const rank = (name) => (Number.isFinite(declared[name]?.order) ? declared[name].order : 1e9);
+    const ordered = Object.keys(declared).sort((a, b) => rank(a) - rank(b));
+    const names = [...new Set([...ordered, ...Object.keys(reported)])];
     if (!names.length) {
       const text = TERMINAL.has(run.state) ? "No progress reported." : "No progress reported yet.";
       replace(categories, h("p", { class: "muted" }, text));

@@ -631,6 +631,27 @@ async def test_metric_charts_overlay_categories_and_append_live_points(
     assert metric_calls == []
 
 
+async def test_a_metric_reported_once_is_a_value_not_a_one_point_chart(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    run_id = uuid.uuid4()
+    score = MetricPayload(category="test", values={"macro_f1": 0.912})
+    events = [(1, 1, "run.started", STARTED), (1, 2, "run.metric", score)]
+    await publish(stack, api.tenant, run_id, events)
+    await api.wait_state(str(run_id), "running")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+
+    figure = page.locator("figure.chart[data-name='macro_f1']")
+    await expect(figure).to_have_class(re.compile(r"\bscalar\b"))
+    await expect(figure.locator(".scalar-value[data-category='test']")).to_have_text("test 0.912")
+    await expect(figure.locator("canvas")).to_have_count(0)
+    # A second report makes it a chart.
+    again = MetricPayload(category="test", values={"macro_f1": 0.95}, step=2)
+    await publish(stack, api.tenant, run_id, [(1, 3, "run.metric", again)])
+    await expect(figure.locator("canvas").first).to_be_attached()
+    await expect(figure).not_to_have_class(re.compile(r"\bscalar\b"))
+
+
 async def test_the_stream_reader_and_the_metric_series_modules(page: Page) -> None:
     """The SSE parser and the chart data, imported as the page imports them."""
     await page.goto("/")

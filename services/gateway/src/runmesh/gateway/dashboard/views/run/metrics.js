@@ -34,6 +34,21 @@ function caption(chart) {
   ];
 }
 
+function scalarValues(chart) {
+  return h(
+    "p",
+    { class: "scalar-values" },
+    chart.series.map((series) =>
+      h(
+        "span",
+        { class: "scalar-value", "data-category": series.category },
+        h("span", { class: "muted" }, series.category, " "),
+        h("strong", {}, number(series.points[series.points.length - 1]?.value)),
+      ),
+    ),
+  );
+}
+
 /** The metrics section of a run page; `view` closing destroys its charts. */
 export function createMetrics(view) {
   const charts = h(
@@ -71,6 +86,22 @@ export function createMetrics(view) {
 
   function draw(metric) {
     const entry = shown.get(metric.name) || figure(metric);
+    entry.plot.setAttribute("aria-label", summary(metric));
+    entry.figure.dataset.categories = metric.labels.join(" ");
+    replace(entry.caption, caption(metric));
+    if (metric.xs.length === 1) {
+      // One report so far (an end-of-run score such as a macro F1): a value, not a one-point
+      // chart. A second report turns it into a chart.
+      entry.chart?.destroy();
+      Object.assign(entry, { chart: null, shape: "" });
+      entry.figure.classList.add("scalar");
+      replace(entry.plot, scalarValues(metric));
+      return;
+    }
+    if (entry.figure.classList.contains("scalar")) {
+      entry.figure.classList.remove("scalar");
+      replace(entry.plot);
+    }
     // A new series or x axis makes a new uPlot; a new point only new data.
     const shape = JSON.stringify([metric.xLabel, metric.labels]);
     if (shape !== entry.shape) {
@@ -79,9 +110,6 @@ export function createMetrics(view) {
       entry.shape = shape;
     }
     entry.chart.setData(metric.xs, metric.ys);
-    entry.plot.setAttribute("aria-label", summary(metric));
-    entry.figure.dataset.categories = metric.labels.join(" ");
-    replace(entry.caption, caption(metric));
   }
 
   /** Append the values of one `run.metric` stream message (drawn with the next frame). */

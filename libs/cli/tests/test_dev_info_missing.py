@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runmesh.cli.dev_info import DEV_FILE, require_gateway
+from runmesh.cli.dev_info import DEV_FILE
 from runmesh.cli.errors import CliError
+from runmesh.cli.settings import require_gateway
 from runmesh.core.settings import Settings
 
 

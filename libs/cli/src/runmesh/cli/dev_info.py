@@ -7,7 +7,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from runmesh.cli.errors import CliError
 from runmesh.core.settings import Settings
 
 DEV_FILE = "dev.json"
@@ -88,22 +87,3 @@ def cli_settings(settings: Settings) -> Settings:
         update["s3_access_key_id"] = info.s3_access_key_id
         update["s3_secret_access_key"] = SecretStr(info.s3_secret_access_key or "")
     return settings.model_copy(update=update)
-
-
-def require_gateway(settings: Settings) -> tuple[str, str]:
-    """The gateway URL and token, or a `CliError` saying how to provide them."""
-    if not settings.gateway_url:
-        path = dev_info_path(settings).expanduser().absolute()
-        found = "left by a `runmesh dev` that is no longer running" if path.exists() else "none"
-        raise CliError(
-            f"no gateway: looked for a running `runmesh dev` in {path} ({found}). Start one "
-            "with `runmesh dev`; from another directory, point RUNMESH_HOME at its .runmesh "
-            f"folder (RUNMESH_HOME is {settings.home}, relative to the current directory); or "
-            "pass --gateway-url (and --token), or set RUNMESH_GATEWAY_URL (and RUNMESH_TOKEN)"
-        )
-    if settings.token is None:
-        raise CliError(
-            "no API token: pass --token or set RUNMESH_TOKEN "
-            "(create one with `runmesh token create`)"
-        )
-    return settings.gateway_url.rstrip("/"), settings.token.get_secret_value()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Coroutine, Iterator
 from typing import Any, NoReturn, TypeVar
@@ -51,6 +50,8 @@ def needs_dev_extra(command: str) -> Iterator[None]:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; runmesh errors become one line and exit status 1."""
+    import asyncio  # imported here, not above, to keep `runmesh --help` fast
+
     try:
         return asyncio.run(coro)
     except RunmeshError as exc:

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import orjson
 
 from runmesh.cli.errors import CliError
 
-_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # heartbeats come every 15 s
-_UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)  # a plugin archive may be 50 MiB
+if TYPE_CHECKING:
+    import httpx
+
+# Every `runmesh` invocation imports this module: httpx and asyncio are imported where a request
+# is made, to keep `runmesh --help` fast.
+
 _RECONNECT_ATTEMPTS = 20
+
+
+@functools.cache
+def _timeout(kind: Literal["request", "stream", "upload"]) -> httpx.Timeout:
+    """The timeout of a kind of request, built once."""
+    import httpx
+
+    if kind == "stream":
+        return httpx.Timeout(10.0, read=60.0)  # heartbeats come every 15 s
+    if kind == "upload":
+        return httpx.Timeout(300.0, connect=10.0)  # a plugin archive may be 50 MiB
+    return httpx.Timeout(30.0, connect=10.0)
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,9 +45,13 @@ class GatewayClient:
     """`async with GatewayClient(url, token) as api:` then `await api.submit(...)` etc."""
 
     def __init__(self, url: str, token: str) -> None:
+        import httpx
+
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=_TIMEOUT
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=_timeout("request"),
         )
 
     async def __aenter__(self) -> GatewayClient:
@@ -44,6 +62,8 @@ class GatewayClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request; a problem+json answer becomes a `CliError` with its detail."""
+        import httpx
+
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -72,7 +92,7 @@ class GatewayClient:
             "/v1/plugins",
             files={"archive": (filename, archive, "application/zip")},
             data={"sha256": sha256, "force": "true" if force else "false"},
-            timeout=_UPLOAD_TIMEOUT,
+            timeout=_timeout("upload"),
         )
         return published
 
@@ -87,6 +107,10 @@ class GatewayClient:
         A dropped connection is resumed with `Last-Event-ID`, so no event is seen twice or
         missed.
         """
+        import asyncio
+
+        import httpx
+
         last_id: int | None = None
         failures = 0
         while True:
@@ -95,7 +119,7 @@ class GatewayClient:
                 headers["Last-Event-ID"] = str(last_id)
             try:
                 async with self._http.stream(
-                    "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=_STREAM_TIMEOUT
+                    "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=_timeout("stream")
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runmesh.cli.errors import CliError
 
 DEMO_PIPELINE = Path(__file__).parent / "pipelines" / "demo.yaml"
@@ -15,6 +13,8 @@ DEMO_PIPELINE = Path(__file__).parent / "pipelines" / "demo.yaml"
 
 def load_definition(path: Path) -> dict[str, Any]:
     """A pipeline definition from a YAML or JSON file (JSON is YAML)."""
+    import yaml  # imported here, not above, to keep `runmesh --help` fast
+
     try:
         text = path.expanduser().read_text()
     except OSError as exc:

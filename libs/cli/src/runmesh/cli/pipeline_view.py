@@ -3,13 +3,14 @@ steps start, then a line with how the step ended."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from runmesh.cli.gateway_client import GatewayClient
 from runmesh.cli.watch import EXIT_CODES, watch_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runmesh.cli.gateway_client import GatewayClient
 
 FOLLOW_INTERVAL_S = 0.5  # a pipeline's own run has no events: its steps' states are polled
 STEP_ENDS = ("succeeded", "failed", "cancelled", "skipped")
@@ -20,6 +21,8 @@ async def follow_pipeline(
 ) -> dict[str, Any]:
     """Render each step of the pipeline run as it runs (debug log lines only with `debug`),
     until the pipeline ends; the pipeline (`GET /v1/pipelines/{id}`) as it ended."""
+    import asyncio  # imported here, not above, to keep `runmesh --help` fast
+
     followed: set[str] = set()
     while True:
         pipeline: dict[str, Any] = await api.request("GET", f"/v1/pipelines/{run_id}")

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
-from runmesh.core.events import (
-    RunCancelled,
-    RunEvent,
-    RunFailed,
-    RunLog,
-    RunProgress,
-    RunStarted,
-    RunSucceeded,
-)
+    from runmesh.core.events import RunEvent
+
+# Every `runmesh` invocation imports this module: rich's progress bars and the events (pydantic
+# models) are imported where they are used, to keep `runmesh --help` fast.
 
 LEVEL_STYLES = {
     # rich styles of run.log levels, wherever a run's logs are shown
@@ -40,6 +30,14 @@ def live_bars(console: Console, *, indent: str = "") -> Progress | None:
     elsewhere, where callers print progress as lines."""
     if not console.is_terminal:
         return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn(indent + "{task.description}"),
         BarColumn(),
@@ -82,6 +80,15 @@ class RunRenderer:
 
     def show(self, event: RunEvent) -> None:
         """Render one event."""
+        from runmesh.core.events import (
+            RunCancelled,
+            RunFailed,
+            RunLog,
+            RunProgress,
+            RunStarted,
+            RunSucceeded,
+        )
+
         if isinstance(event, RunProgress):
             self._show_progress(event.payload.category, event.payload.current, event.payload.total)
         elif isinstance(event, RunLog):

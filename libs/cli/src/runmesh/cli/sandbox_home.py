@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runmesh.core.settings import Settings
+if TYPE_CHECKING:
+    # Only for annotations: the core settings (pydantic) are not needed by `runmesh --help`.
+    from runmesh.core.settings import Settings
 
 KEEP_RUNS = 3  # sandbox runs kept for their logs; older ones are deleted at the next start
 

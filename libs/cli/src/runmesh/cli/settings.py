@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr, ValidationError
-
-from runmesh.cli.dev_info import cli_settings
+from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail
-from runmesh.core.settings import Settings
+
+if TYPE_CHECKING:
+    from runmesh.core.settings import Settings
+
+# Every `runmesh` invocation imports this module: pydantic, the core settings and dev.json's
+# model are imported inside the functions, to keep `runmesh --help` fast.
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,6 +29,11 @@ class GatewayOptions:
 def load_settings(*, from_dev: bool = True, options: GatewayOptions | None = None) -> Settings:
     """Settings from the environment, completed from a running `runmesh dev` (dev.json), with
     the root options on top."""
+    from pydantic import SecretStr, ValidationError
+
+    from runmesh.cli.dev_info import cli_settings
+    from runmesh.core.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -39,3 +48,24 @@ def load_settings(*, from_dev: bool = True, options: GatewayOptions | None = Non
     if options is not None and options.token is not None:
         update["token"] = SecretStr(options.token)
     return settings.model_copy(update=update) if update else settings
+
+
+def require_gateway(settings: Settings) -> tuple[str, str]:
+    """The gateway URL and token, or a `CliError` saying how to provide them."""
+    from runmesh.cli.dev_info import dev_info_path
+
+    if not settings.gateway_url:
+        path = dev_info_path(settings).expanduser().absolute()
+        found = "left by a `runmesh dev` that is no longer running" if path.exists() else "none"
+        raise CliError(
+            f"no gateway: looked for a running `runmesh dev` in {path} ({found}). Start one "
+            "with `runmesh dev`; from another directory, point RUNMESH_HOME at its .runmesh "
+            f"folder (RUNMESH_HOME is {settings.home}, relative to the current directory); or "
+            "pass --gateway-url (and --token), or set RUNMESH_GATEWAY_URL (and RUNMESH_TOKEN)"
+        )
+    if settings.token is None:
+        raise CliError(
+            "no API token: pass --token or set RUNMESH_TOKEN "
+            "(create one with `runmesh token create`)"
+        )
+    return settings.gateway_url.rstrip("/"), settings.token.get_secret_value()

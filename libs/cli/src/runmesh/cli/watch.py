@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import orjson
-from rich.console import Console
+from typing import TYPE_CHECKING
 
-from runmesh.cli.gateway_client import GatewayClient
+import orjson
+
 from runmesh.cli.render import RunRenderer
 from runmesh.core.errors import DecodeError
-from runmesh.core.events import decode_event
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from runmesh.cli.gateway_client import GatewayClient
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
 
@@ -18,6 +22,9 @@ async def watch_run(
 ) -> int:
     """Render the run's events until it ends (debug log lines only with `debug`); return 0
     only if it succeeded."""
+    # Imported here, not above, to keep `runmesh --help` fast (the events are pydantic models).
+    from runmesh.core.events import decode_event
+
     state = None
     with RunRenderer(console, debug=debug) as renderer:
         async for message in api.stream(run_id):

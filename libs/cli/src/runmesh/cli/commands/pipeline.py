@@ -9,13 +9,12 @@ import orjson
 import typer
 from rich.console import Console
 
-from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
 from runmesh.cli.pipeline_file import load_definition
 from runmesh.cli.pipeline_view import follow_pipeline, print_steps
-from runmesh.cli.settings import load_settings
+from runmesh.cli.settings import load_settings, require_gateway
 from runmesh.cli.watch import EXIT_CODES
 
 app = typer.Typer(

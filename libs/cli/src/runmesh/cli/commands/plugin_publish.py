@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings
-from runmesh.core.settings import Settings
+from runmesh.cli.settings import load_settings, require_gateway
+
+if TYPE_CHECKING:
+    from runmesh.core.settings import Settings
 
 app = typer.Typer()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import threading
@@ -14,12 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
 from rich.console import Console
-from rich.progress import (
-    TaskID,
-)
 
 from runmesh.cli.commands.submit import parse_params, submit
 from runmesh.cli.errors import CliError
@@ -28,18 +22,23 @@ from runmesh.cli.render import LEVEL_STYLES, live_bars, print_line
 from runmesh.cli.settings import load_settings
 from runmesh.cli.watch import EXIT_CODES
 from runmesh.core.errors import RunmeshError
-from runmesh.core.events import (
-    ArtifactPayload,
-    EventPayload,
-    LogPayload,
-    MetricPayload,
-    ProgressPayload,
-    SucceededPayload,
-)
 
 if TYPE_CHECKING:
     # Imported where used: every `runmesh` invocation imports this module, and the plugin
-    # runtime is only needed by `--debug`.
+    # runtime is only needed by `--debug`; asyncio, pydantic and the events (pydantic models)
+    # are imported inside the functions too, to keep `runmesh --help` fast.
+    import asyncio
+
+    from pydantic import BaseModel
+    from rich.progress import TaskID
+
+    from runmesh.core.events import (
+        ArtifactPayload,
+        EventPayload,
+        LogPayload,
+        MetricPayload,
+        ProgressPayload,
+    )
     from runmesh.core.settings import Settings
     from runmesh.execution import Failed, Outcome
     from runmesh.plugins.loader import LoadedAction, LoadedPlugin
@@ -143,6 +142,8 @@ def prepare_debug_run(
 ) -> tuple[LoadedPlugin, LoadedAction, BaseModel]:
     """Load the plugin, pick `action` and validate `params` as a worker does; a `RunmeshError`
     says what is wrong (invalid params: one line per field)."""
+    from pydantic import ValidationError
+
     from runmesh.core.validation import describe_errors
     from runmesh.plugins.loader import load_plugin
 
@@ -171,6 +172,8 @@ async def debug_run(
 ) -> int:
     """Run the action here as a worker's `task` does, its reports shown on `console` and its
     result printed on stdout; return the exit status."""
+    import asyncio
+
     from runmesh.execution import StopSignal, execute_task
     from runmesh.plugins.run import Run, RunContext
 
@@ -250,6 +253,9 @@ def show_outcome(outcome: Outcome, console: Console, *, max_bytes: int) -> int:
 
 def result_json(result: dict[str, Any], *, max_bytes: int) -> str | Failed:
     """The result as indented JSON, or the failure a worker would end the run with instead."""
+    from pydantic_core import PydanticSerializationError
+
+    from runmesh.core.events import SucceededPayload
     from runmesh.execution import Failed
 
     try:
@@ -302,6 +308,8 @@ class TerminalReport:
 
     def emit(self, event_type: str, payload: EventPayload) -> None:
         """Show one report of the action."""
+        from runmesh.core.events import ArtifactPayload, LogPayload, MetricPayload, ProgressPayload
+
         with self._lock:
             if self._closed:
                 return

@@ -9,10 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.exits import run_async
 from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings
+from runmesh.cli.settings import load_settings, require_gateway
 from runmesh.cli.watch import watch_run
 
 app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)

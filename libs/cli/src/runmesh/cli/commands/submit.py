@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 from rich.console import Console
 
-from runmesh.cli.dev_info import require_gateway
 from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail, run_async
 from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings
+from runmesh.cli.settings import load_settings, require_gateway
 from runmesh.cli.watch import watch_run
-from runmesh.core.settings import Settings
+
+if TYPE_CHECKING:
+    from runmesh.core.settings import Settings
 
 app = typer.Typer()
 

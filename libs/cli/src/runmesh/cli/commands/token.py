@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from runmesh.cli.exits import fail, needs_dev_extra, run_async
 from runmesh.cli.settings import load_settings
-from runmesh.core.settings import Settings
+
+if TYPE_CHECKING:
+    from runmesh.core.settings import Settings
 
 app = typer.Typer(help="API tokens (each belongs to one tenant).", no_args_is_help=True)
 

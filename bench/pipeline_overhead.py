@@ -124,7 +124,7 @@ async def main() -> None:
             ) as http:
 
                 async def known() -> bool:
-                    plugins = (await http.get("/v1/plugins")).json()
+                    plugins = (await http.get("/v1/plugins")).json()["items"]
                     return any(plugin["code"] == "testkit" for plugin in plugins)
 
                 await eventually(known, timeout=60, message="testkit never announced")

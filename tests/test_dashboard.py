@@ -119,7 +119,8 @@ async def stack(module_settings: Settings) -> AsyncIterator[GatewayHandle]:
         ) as http:
 
             async def announced() -> bool:
-                codes = {plugin["code"] for plugin in (await http.get("/v1/plugins")).json()}
+                listed = (await http.get("/v1/plugins")).json()["items"]
+                codes = {plugin["code"] for plugin in listed}
                 return {"hello", "testkit"} <= codes
 
             await eventually(announced, timeout=60, message="plugins never announced")

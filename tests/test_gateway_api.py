@@ -17,6 +17,7 @@ import pytest
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 from runmesh.gateway import runs_store
+from runmesh.gateway.routes.pagination import encode_key_cursor
 from runmesh.sandbox import Sandbox, TansuBroker, ensure_bucket
 
 from .conftest import GatewayHandle, RunClient, WorkerFactory, WorkerProcess
@@ -53,7 +54,7 @@ async def wait_for_plugins(http: httpx.AsyncClient, timeout: float = 30) -> None
     async def listed() -> bool:
         response = await http.get("/v1/plugins")
         assert response.status_code == 200, response.text
-        return "testkit" in {plugin["code"] for plugin in response.json()}
+        return "testkit" in {plugin["code"] for plugin in response.json()["items"]}
 
     await eventually(listed, timeout=timeout, message="testkit never listed in /v1/plugins")
 
@@ -655,7 +656,7 @@ async def test_plugins_are_listed_with_their_params_schemas(
     http: httpx.AsyncClient, worker: WorkerFactory
 ) -> None:
     async with announced(worker, http):
-        listed = (await http.get("/v1/plugins", params={"category": "test"})).json()
+        listed = (await http.get("/v1/plugins", params={"category": "test"})).json()["items"]
         detail = (await http.get("/v1/plugins/testkit")).json()
         missing = await http.get("/v1/plugins/no-such-plugin")
     testkit = next(plugin for plugin in listed if plugin["code"] == "testkit")
@@ -666,6 +667,26 @@ async def test_plugins_are_listed_with_their_params_schemas(
     assert set(echo["params_schema"]["required"]) == {"name", "count"}
     assert echo["progress_categories"]["echo"]["proportion"] == 100
     assert missing.status_code == 404
+
+
+async def test_the_plugin_list_pages_like_every_list(
+    http: httpx.AsyncClient, worker: WorkerFactory
+) -> None:
+    async with announced(worker, http):
+        whole = (await http.get("/v1/plugins", params={"limit": 1})).json()
+
+        async def after(category: str, code: str) -> list[str]:
+            cursor = encode_key_cursor(category, code)  # what next_cursor after that plugin is
+            page = (await http.get("/v1/plugins", params={"cursor": cursor})).json()
+            return [plugin["code"] for plugin in page["items"]]
+
+        following_a = await after("test", "a")
+        following_testkit = await after("test", "testkit")
+        bad = await http.get("/v1/plugins", params={"cursor": "not-a-cursor"})
+    assert [plugin["code"] for plugin in whole["items"]] == ["testkit"]
+    assert whole["next_cursor"] is None  # the only one (of this tenant and its workers)
+    assert following_a == ["testkit"] and following_testkit == []
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 # -- operations ------------------------------------------------------------------------------

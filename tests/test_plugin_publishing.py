@@ -247,8 +247,12 @@ async def test_published_versions_run_in_their_own_virtualenvs_and_pins_hold(
         ("1.0.0", True, "uv"),
         ("2.0.0", True, "pip"),
     ]
-    images = {p["code"] for p in (await stack.api.get("/v1/plugins?data_type=image")).json()}
-    videos = {p["code"] for p in (await stack.api.get("/v1/plugins?data_type=video")).json()}
+    images = {
+        p["code"] for p in (await stack.api.get("/v1/plugins?data_type=image")).json()["items"]
+    }
+    videos = {
+        p["code"] for p in (await stack.api.get("/v1/plugins?data_type=video")).json()["items"]
+    }
     assert code in images and code not in videos
 
     # Params the gateway refuses (422) are also refused by the job when sent straight to Kafka.

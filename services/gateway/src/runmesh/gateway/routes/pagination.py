@@ -31,10 +31,31 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, row_id = orjson.loads(raw)
         return as_utc(datetime.fromisoformat(created_at)), uuid.UUID(row_id)
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidRequest(
-            "invalid cursor: pass `next_cursor` of the previous page unchanged",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from exc
+        raise _invalid_cursor() from exc
+
+
+def encode_key_cursor(*key: str) -> str:
+    """The cursor of the position just after the item with this sort key (text fields)."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str, size: int) -> tuple[str, ...]:
+    """The sort key of a cursor from `encode_key_cursor` with `size` fields; 422 naming
+    `cursor` when it is not one."""
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise _invalid_cursor() from exc
+    if not (isinstance(key, list) and len(key) == size and all(isinstance(k, str) for k in key)):
+        raise _invalid_cursor()
+    return tuple(key)
+
+
+def _invalid_cursor() -> InvalidRequest:
+    return InvalidRequest(
+        "invalid cursor: pass `next_cursor` of the previous page unchanged",
+        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+    )
 
 
 class _Dated(Protocol):

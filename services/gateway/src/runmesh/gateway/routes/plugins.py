@@ -16,6 +16,7 @@ from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound, PayloadTooLarge
 from runmesh.gateway.params_validation import KnownPlugins, PluginVersion
+from runmesh.gateway.routes.pagination import decode_key_cursor, encode_key_cursor
 from runmesh.gateway.routes.support import MeasuredRoute, problems
 
 router = APIRouter(prefix="/v1", tags=["plugins"], route_class=MeasuredRoute)
@@ -135,9 +136,16 @@ def _version_out(plugin: PluginVersion) -> PluginVersionOut:
     )
 
 
+class PluginList(BaseModel):
+    """One page of plugins, by category then code."""
+
+    items: list[PluginSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null = end")
+
+
 @router.get(
     "/plugins",
-    response_model=list[PluginSummary],
+    response_model=PluginList,
     summary="List plugins",
     responses=problems(401, 422),
 )
@@ -152,9 +160,12 @@ async def list_plugins(
         str | None,
         Query(description="Only plugins whose latest version lists this annotation type"),
     ] = None,
-) -> list[PluginSummary]:
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> PluginList:
     """Every plugin the tenant can run (built-in, worker-local and its own) at its latest
-    version, ordered by category and code."""
+    version, ordered by category and code; page with `next_cursor` until it is null."""
+    after = decode_key_cursor(cursor, 2) if cursor is not None else None
     known = await KnownPlugins.load(deps.pool, tenant, [category] if category else [])
     summaries = [
         _summary(versions)
@@ -166,7 +177,15 @@ async def list_plugins(
             or annotation_type in _strings(versions[-1].manifest, "annotation_types")
         )
     ]
-    return sorted(summaries, key=lambda plugin: (plugin.category, plugin.code))
+    ordered = sorted(summaries, key=lambda plugin: (plugin.category, plugin.code))
+    if after is not None:
+        ordered = [plugin for plugin in ordered if (plugin.category, plugin.code) > after]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return PluginList(
+        items=page,
+        next_cursor=encode_key_cursor(page[-1].category, page[-1].code) if more else None,
+    )
 
 
 @router.get(

@@ -23,6 +23,21 @@ function pluginRow(plugin) {
   );
 }
 
+/** Every plugin (of `category`, if given), following GET /v1/plugins's pages. */
+async function allPlugins(category, signal) {
+  const plugins = [];
+  let cursor = null;
+  do {
+    const params = new URLSearchParams({ limit: "200" });
+    if (category) params.set("category", category);
+    if (cursor) params.set("cursor", cursor);
+    const page = await api(`/v1/plugins?${params}`, { signal });
+    plugins.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return plugins;
+}
+
 export function renderPlugins(view, query) {
   const signal = view.signal;
   let category = query.get("category") || "";
@@ -56,8 +71,7 @@ export function renderPlugins(view, query) {
   );
 
   async function load() {
-    const suffix = category ? `?category=${encodeURIComponent(category)}` : "";
-    const plugins = await api(`/v1/plugins${suffix}`, { signal });
+    const plugins = await allPlugins(category, signal);
     replace(tbody, plugins.map(pluginRow));
     empty.hidden = plugins.length > 0;
   }
@@ -71,7 +85,7 @@ export function renderPlugins(view, query) {
 
   (async () => {
     try {
-      const all = await api("/v1/plugins", { signal });
+      const all = await allPlugins("", signal);
       const categories = [
         ...new Set([...all.map((p) => p.category), category].filter(Boolean)),
       ].sort();

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import asyncpg
-from aiokafka.structs import ConsumerRecord
 
 from runmesh.core.errors import DecodeError
 from runmesh.core.events import PluginManifest, decode
-from runmesh.core.kafka import commit_owned, ensure_topics, make_consumer
 from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
+from runmesh.gateway.consume import Records, consume_batches
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -53,30 +50,18 @@ class PluginCatalog:
         return f"{self._kafka.topic_prefix}-gateway-plugins"
 
     async def run(self) -> None:
-        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
-        kafka = self._kafka
-        timeout_s = kafka.request_timeout_ms / 1000
-        await ensure_topics(kafka, [self._topic])
-        consumer = make_consumer(
-            kafka, self._topic, group_id=self.group_id, client_id="gateway-plugins"
+        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure. A lost
+        commit redoes a batch; the upsert makes that harmless."""
+        await consume_batches(
+            self._kafka,
+            self._topic,
+            group_id=self.group_id,
+            client_id="gateway-plugins",
+            max_records=500,
+            handle=self.store,
         )
-        try:
-            async with asyncio.timeout(timeout_s):
-                await consumer.start()
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                if not batches:
-                    continue
-                await self.store([r for records in batches.values() for r in records])
-                # A lost commit redoes the batch; the upsert makes that harmless.
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                await commit_owned(consumer, offsets, timeout_s=timeout_s)
-        finally:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout_s):
-                    await consumer.stop()
 
-    async def store(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def store(self, records: Records) -> None:
         """Upsert the manifests among `records`, in order, in one transaction."""
         rows = []
         for record in records:

@@ -9,8 +9,6 @@ pipeline run whose error says why, so the producer sees it at `GET /v1/runs/{run
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from aiokafka.structs import ConsumerRecord
@@ -18,10 +16,10 @@ from pydantic import ValidationError
 
 from runmesh.core.errors import DecodeError
 from runmesh.core.events import PipelineRequest, decode
-from runmesh.core.kafka import commit_owned, ensure_topics, make_consumer
 from runmesh.core.pipelines import PipelineSpec
 from runmesh.core.validation import describe_errors
 from runmesh.gateway import runs_store
+from runmesh.gateway.consume import Records, consume_batches
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import GatewayError
 from runmesh.gateway.pipelines.start import SubmitPipeline, start_pipeline
@@ -48,30 +46,20 @@ class PipelineRequests:
         return f"{self._kafka.topic_prefix}-gateway-pipelines"
 
     async def run(self) -> None:
-        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure."""
-        kafka = self._kafka
-        timeout_s = kafka.request_timeout_ms / 1000
-        await ensure_topics(kafka, [self._topic])
-        consumer = make_consumer(
-            kafka, self._topic, group_id=self.group_id, client_id="gateway-pipelines"
+        """Consume until cancelled; raises on a lasting Kafka or PostgreSQL failure. A lost
+        commit redoes a batch; each request's run id makes that harmless."""
+        await consume_batches(
+            self._kafka,
+            self._topic,
+            group_id=self.group_id,
+            client_id="gateway-pipelines",
+            max_records=_MAX_RECORDS,
+            handle=self._handle_all,
         )
-        try:
-            async with asyncio.timeout(timeout_s):
-                await consumer.start()
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=_MAX_RECORDS)
-                if not batches:
-                    continue
-                for records in batches.values():
-                    for record in records:
-                        await self.handle(record)
-                # A lost commit redoes the batch; each request's run id makes that harmless.
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                await commit_owned(consumer, offsets, timeout_s=timeout_s)
-        finally:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout_s):
-                    await consumer.stop()
+
+    async def _handle_all(self, records: Records) -> None:
+        for record in records:
+            await self.handle(record)
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Start one request's pipeline, or record why it was refused."""

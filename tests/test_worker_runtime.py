@@ -169,6 +169,19 @@ async def test_timeout_fails_the_run_with_error_type_timeout(
         assert "timeout" in terminal.payload.message
 
 
+async def test_an_actions_default_timeout_applies_unless_the_request_sets_its_own(
+    client: RunClient, worker: WorkerFactory
+) -> None:
+    async with worker():
+        limited = await client.submit("sleep_limited", {"seconds": 30, "steps": 300})
+        own = await client.submit("sleep_limited", {"seconds": 1, "steps": 4}, timeout_s=60)
+        limited_end = await client.wait_terminal(limited.run_id)
+        own_end = await client.wait_terminal(own.run_id)
+    assert isinstance(limited_end, RunFailed) and limited_end.payload.error_type == "Timeout"
+    assert "0.5s" in limited_end.payload.message
+    assert own_end.type == "run.succeeded"  # its own 60 s won over the action's 0.5 s
+
+
 async def test_crashing_and_memory_hungry_jobs_fail_and_the_worker_goes_on(
     client: RunClient, worker: WorkerFactory
 ) -> None:

@@ -166,11 +166,13 @@ def test_typed_inputs_and_outputs_parse_and_reach_the_manifest() -> None:
     typed = VALID.replace(
         "    description: Trains a model.\n",
         "    description: Trains a model.\n"
+        "    timeout_s: 3600\n"
         "    inputs: {dataset.export_run: ['dataset:*']}\n"
         "    outputs: {run: 'model:{params.kind|mlp}', model_id: 'model:detector'}\n",
     )
     action = parse_config(typed).actions["train"]
     assert action.inputs == {"dataset.export_run": ["dataset:*"]}
+    assert action.timeout_s == 3600
     assert action.outputs == {"run": "model:{params.kind|mlp}", "model_id": "model:detector"}
 
 

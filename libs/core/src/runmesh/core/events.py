@@ -303,6 +303,9 @@ class ActionManifest(BaseModel):
     params_schema: JsonObject
     progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    timeout_s: float | None = Field(
+        default=None, description="Default timeout of its runs (a request's own wins)"
+    )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict, description="Param path → the types it takes in a pipeline"
     )

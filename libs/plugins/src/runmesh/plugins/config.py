@@ -32,6 +32,12 @@ class ActionConfig(BaseModel):
     )
     method: ExecutionMethod = "task"
     description: str = ""
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default timeout of this action's runs, in seconds (a submission's own "
+        "timeout_s wins)",
+    )
     inputs: dict[str, list[AcceptedType]] = Field(
         default_factory=dict,
         description="Param path (`dataset.export_run`) → the types it takes from an earlier "

@@ -44,6 +44,7 @@ class LoadedAction:
             params_schema=self.cls.params_model.model_json_schema(),
             progress_categories=Action.describe_categories(self.cls.progress_categories),
             metrics_categories=Action.describe_categories(self.cls.metrics_categories),
+            timeout_s=self.config.timeout_s,
             inputs=self.config.inputs,
             outputs=self.config.outputs,
         )

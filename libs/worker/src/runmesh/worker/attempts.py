@@ -84,6 +84,7 @@ class AttemptRunner:
             return await self._run_published(request, attempt, published, emitter, stop)
         if action.method == "restapi":
             return _not_runnable(action.name, plugin.ref)
+        request = with_default_timeout(request, action.config.timeout_s)
         try:
             params = action.cls.params_model.model_validate(request.params)
         except ValidationError as exc:
@@ -140,6 +141,7 @@ class AttemptRunner:
             return Failed("UnknownAction", unknown_action(ref, request.action, plugin.actions))
         if action.method == "restapi":
             return _not_runnable(request.action, ref)
+        request = with_default_timeout(request, action.timeout_s)
 
         async def log_line(message: str) -> None:
             await emitter.publish_now("run.log", LogPayload(level="info", message=message))
@@ -223,6 +225,13 @@ class AttemptRunner:
             if timer is not None:
                 timer.cancel()
         return None if stop.kind == "shutdown" else outcome
+
+
+def with_default_timeout(request: RunRequest, timeout_s: float | None) -> RunRequest:
+    """`request` with its action's default timeout where it names none of its own."""
+    if request.timeout_s is not None or timeout_s is None:
+        return request
+    return request.model_copy(update={"timeout_s": timeout_s})
 
 
 def _not_runnable(action: str, ref: str) -> Failed:

@@ -110,8 +110,13 @@ async def step_forward(
                 if steps[done].run_id in outcomes
             }
             run_ids = {done: str(steps[done].run_id) for done in spec.ancestors(name)}
-            inputs = (stored.params, results, run_ids, _pipeline_values(run["id"], stored))
-            _submit(plan, spec, name, steps[name], run, inputs, known, stored.workspace)
+            pipeline = _pipeline_values(run["id"], stored)
+            try:
+                values = step_params(spec, name, stored.params, results, run_ids, pipeline)
+            except PipelineReferenceError as exc:
+                plan.states[name], plan.errors[name] = "failed", str(exc)
+                continue
+            _submit(plan, spec, name, steps[name], run, values, known, stored.workspace)
     changed = {
         name: (state, plan.errors.get(name))
         for name, state in plan.states.items()
@@ -130,17 +135,16 @@ def _submit(
     name: str,
     row: StepRow,
     run: Mapping[str, Any],
-    inputs: tuple[JsonObject, Mapping[str, JsonObject], Mapping[str, str], Mapping[str, str]],
+    values: JsonObject,
     known: KnownPlugins,
     workspace: str | None,
 ) -> None:
-    """Plan the step's request, or fail the step before it runs with the reason: a reference
-    that its inputs lack, an unknown action, or params its schema refuses."""
+    """Plan the step's request with its resolved params, or fail the step before it runs
+    with the reason: an unknown action, or params its schema refuses."""
     step = spec.steps[name]
     try:
-        values = step_params(spec, name, *inputs)
         _, action = known.resolve_action(step.plugin, step.category, step.action)
-    except (PipelineReferenceError, GatewayError) as exc:
+    except GatewayError as exc:
         plan.states[name], plan.errors[name] = "failed", str(exc)
         return
     schema = action.get("params_schema")

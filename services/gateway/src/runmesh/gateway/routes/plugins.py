@@ -44,6 +44,9 @@ class ActionOut(BaseModel):
     params_schema: JsonObject
     progress_categories: dict[str, JsonObject] = Field(default_factory=dict)
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
+    timeout_s: float | None = Field(
+        default=None, description="Default timeout of its runs; a submission's own wins"
+    )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Param path → the types it takes from an earlier pipeline step",

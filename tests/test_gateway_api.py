@@ -482,8 +482,16 @@ async def test_rerun_makes_a_new_run_with_the_same_params_and_a_parent(
     params = {"name": "again", "count": 4, "token": SECRET}
     async with worker():
         await wait_for_plugins(http)
-        original = await submit(http, "echo", params, timeout_s=60)
+        original = await submit(http, "echo", params, timeout_s=60, max_attempts=2)
         await wait_state(http, original["id"], "succeeded")
+        too_many = await http.post(
+            "/v1/runs",
+            json={"category": "test", "action": "echo", "params": params, "max_attempts": 101},
+        )
+        assert too_many.status_code == 422 and too_many.json()["errors"][0]["loc"] == [
+            "body",
+            "max_attempts",
+        ]
         response = await http.post(f"/v1/runs/{original['id']}/rerun")
         assert response.status_code == 202, response.text
         rerun = response.json()
@@ -494,10 +502,11 @@ async def test_rerun_makes_a_new_run_with_the_same_params_and_a_parent(
     assert done["state"] == "succeeded"
     assert done["result"] == {"name": "again", "count": 4}
     stored = await gateway.app.state.deps.pool.fetchrow(
-        "SELECT params, timeout_s FROM runs.runs WHERE id = $1", uuid.UUID(rerun["id"])
+        "SELECT params, timeout_s, max_attempts FROM runs.runs WHERE id = $1",
+        uuid.UUID(rerun["id"]),
     )
     assert stored["params"] == params  # secrets included: the gateway kept the raw params
-    assert stored["timeout_s"] == 60
+    assert (stored["timeout_s"], stored["max_attempts"]) == (60, 2)  # its policy too
     children = (await http.get("/v1/runs", params={"parent_run_id": original["id"]})).json()
     assert [item["id"] for item in children["items"]] == [rerun["id"]]
     missing = await http.post(f"/v1/runs/{uuid.uuid4()}/rerun")

@@ -246,6 +246,43 @@ async def test_runs_past_max_attempts_fail_and_go_to_the_dlq(
     assert terminal.attempt == 3
 
 
+@pytest.mark.parametrize(
+    ("request_limit", "action", "expected", "named"),
+    [
+        (1, "noop", 1, "the request's max_attempts"),  # the request's own
+        (None, "noop_once", 1, "the action's max_attempts"),  # the action's default
+        (5, "noop", 3, "RUNMESH_MAX_ATTEMPTS"),  # capped by the worker's setting
+    ],
+)
+async def test_a_runs_own_or_its_actions_max_attempts_applies_within_the_platforms(
+    client: RunClient,
+    worker: WorkerFactory,
+    settings: Settings,
+    request_limit: int | None,
+    action: str,
+    expected: int,
+    named: str,
+) -> None:
+    request = RunRequest(category="test", action=action, max_attempts=request_limit)
+    async with worker(max_attempts=3):
+        pool = await create_pool(settings.database)
+        try:
+            # Earlier deliveries started the run `expected` times; each worker died.
+            await pool.execute(
+                "INSERT INTO worker.run_attempts (run_id, category, attempts)"
+                " VALUES ($1, 'test', $2)",
+                request.run_id,
+                expected,
+            )
+        finally:
+            await pool.close()
+        await client.send(request)
+        terminal = await client.wait_terminal(request.run_id)
+    assert isinstance(terminal, RunFailed)
+    assert terminal.payload.error_type == "MaxAttemptsExceeded"
+    assert f"started {expected} times without finishing ({named})" in terminal.payload.message
+
+
 async def test_a_request_delivered_again_after_success_is_not_run_again(
     client: RunClient, worker: WorkerFactory
 ) -> None:

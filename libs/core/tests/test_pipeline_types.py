@@ -93,6 +93,13 @@ def test_a_missing_output_is_refused_and_run_id_always_exists() -> None:
     assert messages(fine) == []
 
 
+def test_an_action_declaring_only_its_run_gives_no_result_key() -> None:
+    only_run = ActionTypes("upload.upload", outputs={"run": "data_units"})
+    pipeline = spec({"export": export(), "train": train(name="${{ steps.export.result.n }}")})
+    [problem] = check_types(pipeline, {}, {"export": only_run})
+    assert problem.message.endswith("does not give (its result keys: none)")
+
+
 def test_untyped_actions_and_inputs_are_not_checked() -> None:
     pipeline = spec(
         {"export": export("voc"), "train": train(model="${{ steps.export.result.path }}")}

@@ -35,6 +35,9 @@ class WireModel(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
 
 
+MAX_ATTEMPTS_BOUND: Final = 100
+"""The most starts a request may ask for (a worker caps it at its RUNMESH_MAX_ATTEMPTS)."""
+
 WORKSPACE_PATTERN: Final = r"^runs/[^/]+/[0-9a-f-]{36}/workspace/$"
 """What a pipeline workspace's key prefix looks like (the worker also checks its tenant)."""
 
@@ -63,6 +66,13 @@ class RunRequest(WireModel):
     )
     parent_run_id: uuid.UUID | None = Field(
         default=None, description="The run that requested this one (a child run)"
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_BOUND,
+        description="Starts before the run is failed `MaxAttemptsExceeded`; a worker applies "
+        "at most its own RUNMESH_MAX_ATTEMPTS. Unset: the action's default, else that setting",
     )
     workspace: str | None = Field(
         default=None,
@@ -305,6 +315,9 @@ class ActionManifest(BaseModel):
     metrics_categories: dict[str, JsonObject] = Field(default_factory=dict)
     timeout_s: float | None = Field(
         default=None, description="Default timeout of its runs (a request's own wins)"
+    )
+    max_attempts: int | None = Field(
+        default=None, description="Default starts of its runs (a request's own wins)"
     )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict, description="Param path → the types it takes in a pipeline"

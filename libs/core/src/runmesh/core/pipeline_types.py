@@ -108,9 +108,10 @@ def _problem(
     read = "run_id" if reference.output == "run" else f"result.{reference.output}"
     where = f"steps.{reference.step}.{read}"
     if source.outputs and reference.output != "run" and reference.output not in source.outputs:
+        keys = ", ".join(sorted(set(source.outputs) - {"run"})) or "none"
         return (
             f"step {name!r} reads {where}, which step {reference.step!r} ({source.label}) "
-            f"does not give (its result keys: {', '.join(sorted(set(source.outputs) - {'run'}))})"
+            f"does not give (its result keys: {keys})"
         )
     if reader is None or not reference.whole:
         return None

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.core.errors import PluginError
+from runmesh.core.events import MAX_ATTEMPTS_BOUND
 from runmesh.core.pipeline_types import ACCEPTED_TYPE_PATTERN, OUTPUT_TYPE_PATTERN
 from runmesh.core.validation import describe_errors
 
@@ -37,6 +38,13 @@ class ActionConfig(BaseModel):
         gt=0,
         description="Default timeout of this action's runs, in seconds (a submission's own "
         "timeout_s wins)",
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_BOUND,
+        description="Default starts of this action's runs before they fail (a request's own "
+        "wins; a worker applies at most its RUNMESH_MAX_ATTEMPTS)",
     )
     inputs: dict[str, list[AcceptedType]] = Field(
         default_factory=dict,

@@ -45,6 +45,7 @@ class LoadedAction:
             progress_categories=Action.describe_categories(self.cls.progress_categories),
             metrics_categories=Action.describe_categories(self.cls.metrics_categories),
             timeout_s=self.config.timeout_s,
+            max_attempts=self.config.max_attempts,
             inputs=self.config.inputs,
             outputs=self.config.outputs,
         )

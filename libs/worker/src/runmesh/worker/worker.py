@@ -19,9 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from runmesh.core.db.pool import create_pool
-from runmesh.core.errors import (
-    DecodeError,
-)
+from runmesh.core.errors import DecodeError, UnknownPluginError
 from runmesh.core.events import (
     CancelRun,
     RunRequest,
@@ -414,12 +412,12 @@ class Worker:
         self, record: Record, request: RunRequest, claim: Claim, emitter: RunEmitter
     ) -> Outcome | None:
         """Everything between delivery and the terminal event; None = abandon (shutdown)."""
-        limit = self.settings.max_attempts
+        limit, source = self._attempt_limit(request)
         if claim.attempt > limit:
             await self._dead_letter_copy(record, f"run was started {limit} times")
             return Failed(
                 "MaxAttemptsExceeded",
-                f"run was started {limit} times without finishing (RUNMESH_MAX_ATTEMPTS); "
+                f"run was started {limit} times without finishing ({source}); "
                 "not retried again, the request was copied to the dead-letter topic",
             )
         if request.category != self.category:
@@ -435,6 +433,24 @@ class Worker:
             return stop.outcome()
         stop = self._running.setdefault(request.run_id, StopSignal())
         return await self._attempts.run(request, claim.attempt, emitter, stop)
+
+    def _attempt_limit(self, request: RunRequest) -> tuple[int, str]:
+        """How many starts the run may have, and what set it: the request's `max_attempts`,
+        else its (local) action's default, each capped by RUNMESH_MAX_ATTEMPTS."""
+        platform = self.settings.max_attempts
+        wanted, source = request.max_attempts, "the request's max_attempts"
+        if wanted is None:
+            try:
+                _, action = self.registry.resolve_action(
+                    request.plugin, self.category, request.action
+                )
+            except UnknownPluginError:  # a published version: its limit is the platform's
+                action = None
+            if action is not None and action.config.max_attempts is not None:
+                wanted, source = action.config.max_attempts, "the action's max_attempts"
+        if wanted is None or wanted >= platform:
+            return platform, "RUNMESH_MAX_ATTEMPTS"
+        return wanted, source
 
     async def _dead_letter_copy(self, record: Record, detail: str) -> None:
         headers = [*record.headers, ("reason", b"max-attempts"), ("reason-detail", detail.encode())]

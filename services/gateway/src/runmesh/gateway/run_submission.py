@@ -12,7 +12,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
-from runmesh.core.events import JsonObject, RunRequest, encode
+from runmesh.core.events import MAX_ATTEMPTS_BOUND, JsonObject, RunRequest, encode
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
@@ -47,6 +47,14 @@ class SubmitRun(BaseModel):
         description="`code` or `code@version`; unset = the category's built-in plugin",
     )
     timeout_s: float | None = Field(default=None, gt=0, description="Fail the run after this")
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_BOUND,
+        description="Starts of the run before it is failed (a worker crash or loss starts it "
+        "again); at most the worker's RUNMESH_MAX_ATTEMPTS. Unset: the action's default, "
+        "else RUNMESH_MAX_ATTEMPTS",
+    )
     parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
     run_id: uuid.UUID | None = Field(
         default=None, description="Choose the run's id: submitting it again answers that run"
@@ -84,6 +92,7 @@ async def submit(
         params=body.params,
         tenant=tenant,
         timeout_s=body.timeout_s,
+        max_attempts=body.max_attempts,
         parent_run_id=body.parent_run_id,
     )
     size = len(encode(request))
@@ -151,6 +160,7 @@ async def store_request(
             timeout_s=request.timeout_s,
             parent_run_id=request.parent_run_id,
             idempotency_key=idempotency_key,
+            max_attempts=request.max_attempts,
         ),
     )
     if row is not None:

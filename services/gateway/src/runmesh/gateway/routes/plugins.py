@@ -47,6 +47,9 @@ class ActionOut(BaseModel):
     timeout_s: float | None = Field(
         default=None, description="Default timeout of its runs; a submission's own wins"
     )
+    max_attempts: int | None = Field(
+        default=None, description="Default starts of its runs; a submission's own wins"
+    )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Param path → the types it takes from an earlier pipeline step",

@@ -446,6 +446,7 @@ async def rerun(
         params=params,
         plugin=original["plugin"],
         timeout_s=original["timeout_s"],
+        max_attempts=original["max_attempts"],
         parent_run_id=run_id,
     )
     row, created = await submit(deps, tenant, body, idempotency_key, request.headers)

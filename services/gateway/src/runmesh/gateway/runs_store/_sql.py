@@ -11,7 +11,7 @@ DB_TIMEOUT_S: Final = 10.0
 
 RUN_COLUMNS: Final = (
     "id, tenant, category, plugin, plugin_version, action, state, attempt, retry_reason, params,"
-    " params_redacted, progress, metrics, result, error, timeout_s, parent_run_id,"
+    " params_redacted, progress, metrics, result, error, timeout_s, max_attempts, parent_run_id,"
     " idempotency_key, submitted_via, cancel_requested_at, created_at, started_at,"
     " finished_at, updated_at"
 )

@@ -25,6 +25,7 @@ class NewRun:
     timeout_s: float | None
     parent_run_id: uuid.UUID | None
     idempotency_key: str | None
+    max_attempts: int | None = None
 
 
 async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | None:
@@ -32,8 +33,9 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
     row = await conn.fetchrow(
         f"""
         INSERT INTO runs.runs (id, tenant, category, plugin, action, state, params,
-            params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via)
-        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest')
+            params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via,
+            max_attempts)
+        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest', $11)
         ON CONFLICT DO NOTHING
         RETURNING {RUN_COLUMNS}
         """,
@@ -47,6 +49,7 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
         run.timeout_s,
         run.parent_run_id,
         run.idempotency_key,
+        run.max_attempts,
         timeout=DB_TIMEOUT_S,
     )
     return None if row is None else dict(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     gateway: GatewayHandle, worker: WorkerFactory, tmp_path: Path
 ) -> None:
     token = await gateway.token()
-    args = ("submit", "test", "echo", "-p", '{"name": "once", "count": 1}')
+    args = ("submit", "test", "echo", "-p", '{"name": "once", "count": 1}', "--max-attempts", "2")
     async with worker():
         await _wait_for_plugins(gateway, token, tmp_path)
         answers = [
@@ -107,6 +108,10 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     assert code1 == 0 and code2 == 0, err1
     run_id = out1.split()[1]
     assert out2.split()[1] == run_id  # the same run, answered again
+    stored = await gateway.app.state.deps.pool.fetchval(
+        "SELECT max_attempts FROM runs.runs WHERE id = $1", uuid.UUID(run_id)
+    )
+    assert stored == 2  # --max-attempts
     assert other[0] == 0 and other[1].split()[1] != run_id
 
 

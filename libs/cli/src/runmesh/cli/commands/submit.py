@@ -71,6 +71,13 @@ def submit_command(
     params: str = typer.Option("{}", "--params", "-p", help="JSON object, or @file.json"),
     plugin: str | None = typer.Option(None, help="plugin code or code@version"),
     timeout: float | None = typer.Option(None, "--timeout", help="fail after SECONDS"),
+    max_attempts: int | None = typer.Option(
+        None,
+        "--max-attempts",
+        min=1,
+        help="starts before the run fails (a lost worker starts it again); at most the "
+        "workers' RUNMESH_MAX_ATTEMPTS",
+    ),
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
     idempotency_key: str | None = typer.Option(
         None,
@@ -88,6 +95,8 @@ def submit_command(
         body["plugin"] = plugin
     if timeout is not None:
         body["timeout_s"] = timeout
+    if max_attempts is not None:
+        body["max_attempts"] = max_attempts
     code = run_async(
         submit(
             load_settings(options=ctx.obj),

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runmesh.core.errors import PipelineReferenceError
-from runmesh.core.events import JsonObject
+from runmesh.core.events import MAX_ATTEMPTS_BOUND, JsonObject
 
 __all__ = [
     "MAX_STEPS",
@@ -80,6 +80,12 @@ class PipelineStep(BaseModel):
     )
     timeout_s: float | None = Field(
         default=None, gt=0, description="Cancel the step's run after this many seconds of running"
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ATTEMPTS_BOUND,
+        description="Starts of the step's run before it fails (at most RUNMESH_MAX_ATTEMPTS)",
     )
 
 

@@ -162,6 +162,7 @@ def _submit(
         params=values,
         tenant=run["tenant"],
         timeout_s=step.timeout_s,
+        max_attempts=step.max_attempts,
         parent_run_id=run["id"],
         workspace=_workspace_key(workspace),
     )

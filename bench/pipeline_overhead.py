@@ -7,7 +7,10 @@ in-process gateway and worker, on the embedded sandbox:
   to back with `POST /v1/runs`, each waited for (read every 10 ms) before the next.
 Value = median pipeline seconds, baseline = median glue seconds, ratio = value / baseline
 (aim: <= 1.05). Also printed: the scheduling gap p50 and p99, a step's run `finished_at` to the
-next step's `started_at` (both stamped from the worker's events), in ms (aim: p50 < 50).
+next step's `started_at` (both stamped from the worker's events), in ms (aim: p50 < 50); and
+the cancel cascade: `POST /v1/runs/{id}/cancel` on a pipeline with two running steps and a
+pending one, until every step is terminal (aim: within 2 s), beside the cancel of one running
+run alone.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from runmesh.worker.process import build_registry
 PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins"
 STEPS = 5
 ROUNDS = 10
+CANCEL_ROUNDS = 5
 POLL_S = 0.01
 
 
@@ -93,6 +97,49 @@ async def glue_once(http: httpx.AsyncClient) -> float:
     return time.perf_counter() - began
 
 
+SLEEP = {"category": "test", "action": "sleep", "params": {"seconds": 60, "steps": 600}}
+
+
+async def _running(http: httpx.AsyncClient, run_id: str) -> None:
+    async def started() -> bool:
+        return bool((await http.get(f"/v1/runs/{run_id}")).json()["state"] == "running")
+
+    await eventually(started, timeout=60, interval=POLL_S, message=f"{run_id} never ran")
+
+
+async def cancel_pipeline_once(http: httpx.AsyncClient) -> float:
+    """Seconds from cancelling a pipeline (two steps running, one pending) until every step
+    of it is terminal."""
+    steps = {"a": SLEEP, "b": SLEEP, "c": {**SLEEP, "needs": ["a", "b"]}}
+    response = await http.post("/v1/pipelines", json={"pipeline": {"name": "hold", "steps": steps}})
+    response.raise_for_status()
+    started = response.json()
+    for step in started["steps"][:2]:
+        await _running(http, step["run_id"])
+    began = time.perf_counter()
+    (await http.post(f"/v1/runs/{started['run']['id']}/cancel")).raise_for_status()
+    for step in started["steps"][:2]:
+        await _ended(http, f"/v1/runs/{step['run_id']}", lambda body: body["state"])
+    pipeline = await _ended(
+        http, f"/v1/pipelines/{started['run']['id']}", lambda body: body["run"]["state"]
+    )
+    seconds = time.perf_counter() - began
+    assert {step["state"] for step in pipeline["steps"]} == {"cancelled"}, pipeline
+    return seconds
+
+
+async def cancel_run_once(http: httpx.AsyncClient) -> float:
+    """Seconds from cancelling one running run until it is terminal."""
+    response = await http.post("/v1/runs", json=SLEEP)
+    response.raise_for_status()
+    run_id = response.json()["id"]
+    await _running(http, run_id)
+    began = time.perf_counter()
+    (await http.post(f"/v1/runs/{run_id}/cancel")).raise_for_status()
+    await _ended(http, f"/v1/runs/{run_id}", lambda body: body["state"])
+    return time.perf_counter() - began
+
+
 def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
@@ -136,6 +183,10 @@ async def main() -> None:
                     piped.append(seconds)
                     gaps.extend(round_gaps)
                     glued.append(await glue_once(http))
+                cancels, single_cancels = [], []
+                for _ in range(CANCEL_ROUNDS):
+                    cancels.append(await cancel_pipeline_once(http))
+                    single_cancels.append(await cancel_run_once(http))
         finally:
             worker.request_stop()
             await working
@@ -145,7 +196,12 @@ async def main() -> None:
     gaps.sort()
     p50 = statistics.median(gaps)
     p99 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))]
+    cancel_s, single_cancel_s = statistics.median(cancels), statistics.median(single_cancels)
     log(f"pipeline {value:.3f} s, glue script {baseline:.3f} s, gap p50 {p50:.1f} ms p99 {p99:.1f}")
+    log(
+        f"cancel: every step terminal {cancel_s:.3f} s (max {max(cancels):.3f}), "
+        f"one run {single_cancel_s:.3f} s"
+    )
     result = {
         "bench": "pipeline_overhead",
         "value": round(value, 4),
@@ -158,6 +214,10 @@ async def main() -> None:
         "gap_p99_ms": round(p99, 1),
         "target_ratio": 1.05,
         "target_gap_p50_ms": 50,
+        "cancel_s": round(cancel_s, 3),
+        "cancel_max_s": round(max(cancels), 3),
+        "single_run_cancel_s": round(single_cancel_s, 3),
+        "target_cancel_s": 2,
     }
     print(json.dumps(result))
 

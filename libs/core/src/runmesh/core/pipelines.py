@@ -203,16 +203,30 @@ def output_references(spec: PipelineSpec, step: str) -> list[OutputReference]:
     return found
 
 
-def _located_strings(value: Any, location: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
-    """Every string inside a JSON value (free-form: Any), with its location as a tuple."""
+def _located_strings(
+    value: Any, location: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string inside a JSON value (free-form: Any), with its location as a tuple;
+    ValueError for an object key that holds a reference (keys are never substituted)."""
     if isinstance(value, str):
         yield location, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
+            if "${{" in str(key):
+                # Say so rather than leave a reference unresolved.
+                where = _where(location)
+                raise ValueError(f"{where}: key {key!r}: a reference may only be in a value")
             yield from _located_strings(item, (*location, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _located_strings(item, (*location, index))
+
+
+def _where(location: tuple[str | int, ...]) -> str:
+    """A location in a step's params as people read it, e.g. `params.a[0]`."""
+    return "params" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in location
+    )
 
 
 def missing_params(spec: PipelineSpec, given: Mapping[str, Any]) -> list[str]:
@@ -305,29 +319,14 @@ def _parse(text: str) -> list[tuple[re.Match[str], _Reference]]:
     return found
 
 
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """Every string inside a JSON value (free-form: Any), with its path, e.g. `params.a[0]`."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if "${{" in str(key):
-                # A key is never substituted: say so rather than leave a reference unresolved.
-                raise ValueError(f"{where}: key {key!r}: a reference may only be in a value")
-            yield from _strings(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")
-
-
 def _step_references(step: str, params: JsonObject) -> Iterator[_Reference]:
     """Every reference in a step's params; ValueError naming the step and the bad text."""
     try:
-        for where, text in _strings(params, "params"):
+        for location, text in _located_strings(params, ()):
             try:
                 references = _parse(text)
             except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+                raise ValueError(f"{_where(location)}: {exc}") from None
             for _, reference in references:
                 yield reference
     except ValueError as exc:

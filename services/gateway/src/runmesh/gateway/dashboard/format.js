@@ -55,6 +55,16 @@ export const runHref = (id) => `#/runs/${encodeURIComponent(id)}`;
 export const pluginHref = (code) => `#/plugins/${encodeURIComponent(code)}`;
 export const modelHref = (id) => `#/models/${encodeURIComponent(id)}`;
 
+/** A manifest's categories' names in the order the action declared them (their `order`: the
+ * stored manifest keeps no key order); any without one last. */
+export function declaredOrder(categories) {
+  const rank = (name) => {
+    const order = categories?.[name]?.order;
+    return Number.isFinite(order) ? order : Number.MAX_SAFE_INTEGER;
+  };
+  return Object.keys(categories || {}).sort((a, b) => rank(a) - rank(b));
+}
+
 /** A link to a run's plugin page, with its version beside it (or a dash). */
 export function pluginLink(run) {
   if (!run.plugin) return ["–"];

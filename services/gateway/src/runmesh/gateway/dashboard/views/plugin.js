@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { h, headRow, jsonBlock, replace } from "../dom.js";
-import { ago } from "../format.js";
+import { ago, declaredOrder } from "../format.js";
 import { viewRoot } from "../shell.js";
 
 function typeOf(prop) {
@@ -45,9 +45,7 @@ function schemaFields(schema) {
 }
 
 function progressCategories(categories) {
-  // In the order the action declared them (`order`), not the stored manifest's key order.
-  const rank = ([, info]) => (Number.isFinite(info?.order) ? info.order : 1e9);
-  const entries = Object.entries(categories || {}).sort((a, b) => rank(a) - rank(b));
+  const entries = declaredOrder(categories).map((name) => [name, categories[name]]);
   if (!entries.length) return null;
   return [
     h("h3", {}, "Progress categories"),

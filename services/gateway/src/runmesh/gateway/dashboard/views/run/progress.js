@@ -3,7 +3,7 @@
 // time and ETA.
 
 import { h, headRow, progressBar, replace, setBar } from "../../dom.js";
-import { TERMINAL, duration, number } from "../../format.js";
+import { TERMINAL, declaredOrder, duration, number } from "../../format.js";
 
 const percentText = (value) => `${number(Math.round(value * 10) / 10)}%`;
 
@@ -50,10 +50,7 @@ export function createProgress() {
     overallText.textContent = percentText(run.percent || 0);
     const declared = actionInfo?.progress_categories || {};
     const reported = run.progress || {};
-    // In the order the action declared them (`order`: the stored manifest keeps no key order).
-    const rank = (name) => (Number.isFinite(declared[name]?.order) ? declared[name].order : 1e9);
-    const ordered = Object.keys(declared).sort((a, b) => rank(a) - rank(b));
-    const names = [...new Set([...ordered, ...Object.keys(reported)])];
+    const names = [...new Set([...declaredOrder(declared), ...Object.keys(reported)])];
     if (!names.length) {
       const text = TERMINAL.has(run.state) ? "No progress reported." : "No progress reported yet.";
       replace(categories, h("p", { class: "muted" }, text));

@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaProducer
 
 from runmesh.core.db import apply_migrations, create_pool, load_migrations
 from runmesh.core.events import (
-    NOTIFY_CHANNEL,
     EventPayload,
     FailedPayload,
     LogPayload,
@@ -29,6 +28,7 @@ from runmesh.core.events import (
     encode,
 )
 from runmesh.core.kafka import make_producer
+from runmesh.core.notices import NOTIFY_CHANNEL
 from runmesh.core.settings import Settings
 from runmesh.core.testing import await_chain, eventually
 from runmesh.core.topics import Topics

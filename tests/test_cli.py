@@ -92,7 +92,10 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     gateway: GatewayHandle, worker: WorkerFactory, tmp_path: Path
 ) -> None:
     token = await gateway.token()
-    args = ("submit", "test", "echo", "-p", '{"name": "once", "count": 1}', "--max-attempts", "2")
+    args = (
+        *("submit", "test", "echo", "-p", '{"name": "once", "count": 1}'),
+        *("--max-attempts", "2", "--retry-backoff", "0.5"),
+    )
     async with worker():
         await _wait_for_plugins(gateway, token, tmp_path)
         answers = [
@@ -108,10 +111,10 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     assert code1 == 0 and code2 == 0, err1
     run_id = out1.split()[1]
     assert out2.split()[1] == run_id  # the same run, answered again
-    stored = await gateway.app.state.deps.pool.fetchval(
-        "SELECT max_attempts FROM runs.runs WHERE id = $1", uuid.UUID(run_id)
+    stored = await gateway.app.state.deps.pool.fetchrow(
+        "SELECT max_attempts, retry_backoff_s FROM runs.runs WHERE id = $1", uuid.UUID(run_id)
     )
-    assert stored == 2  # --max-attempts
+    assert tuple(stored) == (2, 0.5)  # --max-attempts, --retry-backoff
     assert other[0] == 0 and other[1].split()[1] != run_id
 
 

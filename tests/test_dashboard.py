@@ -490,6 +490,26 @@ async def test_progress_categories_show_in_the_order_the_action_declares(
     await expect(rows.nth(1)).to_have_attribute("data-category", "ok")
 
 
+async def test_a_held_run_says_what_it_waits_for(page: Page, api: Api) -> None:
+    body = {
+        "category": DEMO_CATEGORY,
+        "action": "count",
+        "params": {"to": 1},
+        "placement": {"labels": ["tpu"]},  # no worker of the stack has it
+    }
+    response = await api.http.post("/v1/runs", json=body)
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+    await expect(page.locator("#run-pool")).to_have_text("none yet")
+    await expect(page.locator("#run-queue")).to_have_text(
+        f"waiting for a worker of {DEMO_CATEGORY} with labels tpu (none is live)"
+    )
+    await page.locator("#cancel-run").click()
+    await expect(page.locator("#run-state")).to_have_text("cancelled")
+    await expect(page.locator("#run-queue")).to_have_count(0)
+
+
 async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:
     await sign_in(page, api.token, "/#/plugins")
     row = page.locator("tr[data-plugin='hello']")
@@ -498,6 +518,10 @@ async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) ->
     await expect(page.locator("tr[data-plugin='testkit']")).to_have_count(0)
 
     await row.get_by_role("link", name="hello").click()
+    # The stack's demo worker, with the sandbox's defaults.
+    await expect(page.locator("#served-by")).to_have_text(
+        "Served by 1 live worker (pool default), 0 of 8 slots busy."
+    )
     action = page.locator("details.version[open] article[data-action='count']")
     await expect(action).to_contain_text("job")
     schema = action.locator("pre.json")

@@ -585,7 +585,7 @@ def test_helm_topic_and_group_names_follow_topics(values: dict[str, Any]) -> Non
             assert render_define("runmesh.dlqTopic", names) == topics.dlq(category)
             group = Worker(category, PluginRegistry(), Settings(topic_prefix=prefix)).group_id
             assert render_define("runmesh.consumerGroup", names) == group
-        for name in ("events", "control", "plugins"):
+        for name in ("events", "control", "plugins", "pipelines", "workers"):
             rendered = render_define("runmesh.topic", {"prefix": prefix, "name": name})
             assert rendered == getattr(topics, name)
     keda = (TEMPLATES / "worker-keda.yaml").read_text()
@@ -597,7 +597,7 @@ def test_helm_topic_and_group_names_follow_topics(values: dict[str, Any]) -> Non
     topics_job = (TEMPLATES / "kafka-topics-job.yaml").read_text()
     for helper in ("runmesh.requestTopic", "runmesh.dlqTopic"):
         assert f'include "{helper}" $names' in topics_job
-    for name in ("plugins", "events", "control"):
+    for name in ("plugins", "events", "control", "pipelines", "workers"):
         assert f'"name" "{name}"' in topics_job
 
 

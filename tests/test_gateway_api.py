@@ -482,7 +482,9 @@ async def test_rerun_makes_a_new_run_with_the_same_params_and_a_parent(
     params = {"name": "again", "count": 4, "token": SECRET}
     async with worker():
         await wait_for_plugins(http)
-        original = await submit(http, "echo", params, timeout_s=60, max_attempts=2)
+        original = await submit(
+            http, "echo", params, timeout_s=60, max_attempts=2, retry_backoff_s=0.5
+        )
         await wait_state(http, original["id"], "succeeded")
         too_many = await http.post(
             "/v1/runs",
@@ -502,11 +504,12 @@ async def test_rerun_makes_a_new_run_with_the_same_params_and_a_parent(
     assert done["state"] == "succeeded"
     assert done["result"] == {"name": "again", "count": 4}
     stored = await gateway.app.state.deps.pool.fetchrow(
-        "SELECT params, timeout_s, max_attempts FROM runs.runs WHERE id = $1",
+        "SELECT params, timeout_s, max_attempts, retry_backoff_s FROM runs.runs WHERE id = $1",
         uuid.UUID(rerun["id"]),
     )
     assert stored["params"] == params  # secrets included: the gateway kept the raw params
-    assert (stored["timeout_s"], stored["max_attempts"]) == (60, 2)  # its policy too
+    policy = (stored["timeout_s"], stored["max_attempts"], stored["retry_backoff_s"])
+    assert policy == (60, 2, 0.5)  # its policy too
     children = (await http.get("/v1/runs", params={"parent_run_id": original["id"]})).json()
     assert [item["id"] for item in children["items"]] == [rerun["id"]]
     missing = await http.post(f"/v1/runs/{uuid.uuid4()}/rerun")

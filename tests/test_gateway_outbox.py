@@ -14,8 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runmesh.core.db import apply_migrations, create_pool, load_migrations
-from runmesh.core.events import NOTIFY_CHANNEL, CancelRun, RunRequest, decode
+from runmesh.core.events import CancelRun, RunRequest, decode
 from runmesh.core.kafka import consumer_config
+from runmesh.core.notices import NOTIFY_CHANNEL
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import header_value
 from runmesh.core.testing import eventually

@@ -417,7 +417,11 @@ async def test_an_idle_stream_heartbeats_and_a_run_ended_by_the_gateway_ends_it(
     finally:
         stream.cancel()
         await asyncio.gather(stream, return_exceptions=True)
-    final = [m for m in everything if m.comment is None]
+    said = [m for m in everything if m.comment is None]
+    # While queued, it said why (no worker of its category announced itself here).
+    assert said[0].event == "run.queue", said
+    assert said[0].data["reason"].startswith("no worker serves category test")
+    final = [m for m in said if m.event != "run.queue"]
     assert final == [Message(event="run.state", data={"run_id": str(run_id), "state": "cancelled"})]
     # Connecting to the finished run: the same synthetic end, at once.
     _, again = await api.read_events(path_of(run_id))

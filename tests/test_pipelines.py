@@ -114,18 +114,19 @@ async def test_a_chain_passes_results_and_params_down_and_succeeds(
 async def test_a_steps_policy_reaches_its_run(
     http: httpx.AsyncClient, gateway: GatewayHandle
 ) -> None:
-    steps = {"a": {**step("noop"), "timeout_s": 30, "max_attempts": 2}, "b": step("noop", {}, "a")}
+    policy = {"timeout_s": 30, "max_attempts": 2, "retry_backoff_s": 0.5}
+    steps = {"a": {**step("noop"), **policy}, "b": step("noop", {}, "a")}
     done = await ended(http, (await start(http, steps))["run"]["id"])
     assert done["run"]["state"] == "succeeded", done
     runs = {each["step"]: uuid.UUID(each["run_id"]) for each in done["steps"]}
     stored = {
         name: await gateway.app.state.deps.pool.fetchrow(
-            "SELECT timeout_s, max_attempts FROM runs.runs WHERE id = $1", run_id
+            "SELECT timeout_s, max_attempts, retry_backoff_s FROM runs.runs WHERE id = $1", run_id
         )
         for name, run_id in runs.items()
     }
-    assert (stored["a"]["timeout_s"], stored["a"]["max_attempts"]) == (30, 2)
-    assert (stored["b"]["timeout_s"], stored["b"]["max_attempts"]) == (None, None)
+    assert tuple(stored["a"]) == (30, 2, 0.5)
+    assert tuple(stored["b"]) == (None, None, None)
 
 
 async def test_fan_out_and_fan_in(http: httpx.AsyncClient) -> None:

@@ -14,9 +14,12 @@ from runmesh.core.events import (
     PipelineRequest,
     PluginManifest,
     RunRequest,
+    WorkerPresence,
 )
 from runmesh.core.topics import Topics
 from tools.schemas.json_schemas import DEFS_PREFIX, GENERATED_NOTE, JsonSchema, message_schemas
+from tools.schemas.kafka_headers import headers as _headers
+from tools.schemas.kafka_headers import sort_keys as _sort_keys
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 KAFKA_BINDING_VERSION: Final = "0.5.0"
@@ -28,8 +31,6 @@ DATA_KEYWORDS: Final = frozenset({"const", "default", "enum", "examples"})
 _SCHEMA_MAPS: Final = frozenset(
     {"$defs", "definitions", "properties", "patternProperties", "dependentSchemas"}
 )
-
-_TRACEPARENT_PATTERN: Final = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def asyncapi_document(topics: Topics | None = None) -> JsonSchema:
@@ -104,6 +105,16 @@ def asyncapi_document(topics: Topics | None = None) -> JsonSchema:
                 "gateway the archives published through it."
             ),
             "messages": _channel_messages(["PluginManifest"]),
+        },
+        "workers": {
+            "address": topics.workers,
+            "title": "Worker presence",
+            "description": (
+                "Workers announce themselves: when they start serving a category, every "
+                "RUNMESH_WORKER_HEARTBEAT_S, when they drain and when they stop. A worker "
+                "silent for three heartbeats counts as gone. Kept an hour."
+            ),
+            "messages": _channel_messages(["WorkerPresence"]),
         },
     }
     operations: JsonSchema = {
@@ -189,6 +200,21 @@ def asyncapi_document(topics: Topics | None = None) -> JsonSchema:
             ["gateway", "worker"],
             "The gateway learns which plugins, actions and params schemas exist; every worker "
             "reads the whole topic for the published versions it may have to install.",
+        ),
+        "sendWorkerPresence": _operation(
+            "send",
+            "workers",
+            ["WorkerPresence"],
+            ["worker"],
+            "A worker says which category it serves, in which pool, with which labels, and "
+            "how many of its slots are busy.",
+        ),
+        "receiveWorkerPresence": _operation(
+            "receive",
+            "workers",
+            ["WorkerPresence"],
+            ["gateway"],
+            "The gateway keeps the live workers: GET /v1/workers, and why a queued run waits.",
         ),
     }
     return {
@@ -310,6 +336,12 @@ def _messages() -> JsonSchema:
         "payload": {"$ref": f"{COMPONENT_SCHEMAS}PluginManifest"},
         "bindings": _key_binding({"description": "The plugin's `code@version`.", "type": "string"}),
     }
+    messages["WorkerPresence"] = {
+        **_message_text("WorkerPresence", WorkerPresence),
+        "headers": _headers(sent_type="worker.presence"),
+        "payload": {"$ref": f"{COMPONENT_SCHEMAS}WorkerPresence"},
+        "bindings": _key_binding({"description": "The worker's id.", "type": "string"}),
+    }
     return messages
 
 
@@ -322,98 +354,6 @@ def _message_text(name: str, model: type, *, title: str | None = None) -> JsonSc
 
 def _key_binding(key_schema: JsonSchema) -> JsonSchema:
     return {"kafka": {"key": _sort_keys(key_schema), "bindingVersion": KAFKA_BINDING_VERSION}}
-
-
-def _sort_keys(schema: JsonSchema) -> JsonSchema:
-    """Sort a hand-written schema's keys recursively, as pydantic does with its own."""
-    return {
-        key: _sort_keys(value) if isinstance(value, dict) else value
-        for key, value in sorted(schema.items())
-    }
-
-
-def _headers(
-    *, event_type: str | None = None, sent_type: str | None = None, dead_letter: bool = False
-) -> JsonSchema:
-    """Kafka headers of a message (UTF-8 strings): W3C trace context, event type, DLQ reason.
-
-    `event_type` is the header's fixed value (run events); `sent_type` the value runmesh's own
-    producers send where other producers may leave the header out.
-    """
-    copied = " Copied from the original record." if dead_letter else ""
-    properties: JsonSchema = {
-        "traceparent": {
-            "description": (
-                "W3C Trace Context of the span that sent the record, so a run's trace starts "
-                "at its submission. The gateway always sets it (with a new trace id when it "
-                "has no active trace); other senders when a trace is active." + copied
-            ),
-            "pattern": _TRACEPARENT_PATTERN,
-            "type": "string",
-        },
-        "tracestate": {
-            "description": "W3C Trace Context vendor state, sent along with traceparent." + copied,
-            "type": "string",
-        },
-    }
-    required: list[str] = []
-    if event_type is not None:
-        properties["event-type"] = {
-            "const": event_type,
-            "description": "Equals the payload's `type`, for routing without decoding it.",
-            "type": "string",
-        }
-        required.append("event-type")
-    elif sent_type is not None:
-        properties["event-type"] = {
-            "description": (
-                f"`{sent_type}` from runmesh's own producers, for routing without decoding "
-                "the value; other producers may leave it out."
-            ),
-            "type": "string",
-        }
-    else:
-        properties["event-type"] = {
-            "description": "The message's type, for routing without decoding it." + copied,
-            "type": "string",
-        }
-    if dead_letter:
-        properties["reason"] = {
-            "description": (
-                "Why the record was dead-lettered: `undecodable` (the value is no valid "
-                "`RunRequest`) or `max-attempts` (the run was started RUNMESH_MAX_ATTEMPTS "
-                "times and ended failed with MaxAttemptsExceeded)."
-            ),
-            "enum": ["undecodable", "max-attempts"],
-            "type": "string",
-        }
-        properties["reason-detail"] = {
-            "description": (
-                "For `undecodable`, the decode error (at most 1,000 characters); for "
-                "`max-attempts`, `run was started <n> times`."
-            ),
-            "type": "string",
-        }
-        source = "only with reason `undecodable`"
-        properties["source-topic"] = {
-            "description": f"The requests topic the record was read from ({source}).",
-            "type": "string",
-        }
-        properties["source-partition"] = {
-            "description": f"Its partition, in decimal ({source}).",
-            "pattern": "^[0-9]+$",
-            "type": "string",
-        }
-        properties["source-offset"] = {
-            "description": f"Its offset, in decimal ({source}).",
-            "pattern": "^[0-9]+$",
-            "type": "string",
-        }
-        required += ["reason", "reason-detail"]
-    headers: JsonSchema = {"type": "object", "properties": properties}
-    if required:
-        headers["required"] = required
-    return _sort_keys(headers)
 
 
 def _component_schemas(schemas: dict[str, JsonSchema]) -> JsonSchema:

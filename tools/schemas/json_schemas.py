@@ -13,7 +13,14 @@ from typing import Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, TypeAdapter
 
-from runmesh.core.events import CancelRun, PipelineRequest, PluginManifest, RunEvent, RunRequest
+from runmesh.core.events import (
+    CancelRun,
+    PipelineRequest,
+    PluginManifest,
+    RunEvent,
+    RunRequest,
+    WorkerPresence,
+)
 from runmesh.core.pipelines import PipelineSpec
 from runmesh.dm import DMData
 
@@ -35,6 +42,7 @@ _MESSAGE_TYPES: Final[dict[str, Any]] = {
     "CancelRun": CancelRun,
     "PluginManifest": PluginManifest,
     "PipelineRequest": PipelineRequest,
+    "WorkerPresence": WorkerPresence,
 }
 _RUN_EVENT_DESCRIPTION: Final = "Any run event, discriminated by `type`."
 GENERATED_NOTE: Final = "Generated from runmesh.core.events by `make schemas`; do not edit by hand."

@@ -31,6 +31,7 @@ from runmesh.core.events import (
     MetricPayload,
     PluginManifest,
     ProgressPayload,
+    RetryingPayload,
     RunArtifact,
     RunCancelled,
     RunEvent,
@@ -39,10 +40,12 @@ from runmesh.core.events import (
     RunMetric,
     RunProgress,
     RunRequest,
+    RunRetrying,
     RunStarted,
     RunSucceeded,
     StartedPayload,
     SucceededPayload,
+    WorkerPresence,
     decode_event,
     encode,
 )
@@ -94,14 +97,25 @@ SAMPLE_EVENTS: list[RunEvent] = [
             media_type="application/octet-stream",
         ),
     ),
-    RunSucceeded(**_envelope(6), payload=SucceededPayload(result={"model": "m-1"})),
+    RunRetrying(
+        **_envelope(6),
+        payload=RetryingPayload(
+            error_type="StorageUnavailable",
+            message="S3 answered 503",
+            traceback="...",
+            next_attempt=2,
+            max_attempts=3,
+            delay_s=0.8,
+        ),
+    ),
+    RunSucceeded(**_envelope(7), payload=SucceededPayload(result={"model": "m-1"})),
     RunFailed(
-        **_envelope(7),
+        **_envelope(8),
         payload=FailedPayload(
             error_type="Timeout", message="ran past 60 s", traceback="...", retryable=True
         ),
     ),
-    RunCancelled(**_envelope(8), payload=CancelledPayload(reason="cancelled by user")),
+    RunCancelled(**_envelope(9), payload=CancelledPayload(reason="cancelled by user")),
 ]
 
 SAMPLE_MESSAGES: dict[str, Any] = {
@@ -131,6 +145,19 @@ SAMPLE_MESSAGES: dict[str, Any] = {
         service="train",
         worker="train-7f9c",
         published_at=TS,
+    ),
+    "WorkerPresence": WorkerPresence(
+        worker="gpu-1:4242:9f3a1c",
+        service="train",
+        category="neural_net",
+        pool="gpu",
+        labels=["cuda12", "gpu"],
+        slots=2,
+        busy=1,
+        state="serving",
+        heartbeat_s=5,
+        started_at=TS,
+        sent_at=TS,
     ),
 }
 
@@ -260,6 +287,7 @@ def test_channels_cover_the_topics(asyncapi: Any) -> None:
         topics.control,
         topics.plugins,
         topics.pipelines,
+        topics.workers,
     }
     for name, channel in asyncapi["channels"].items():
         for parameter in re.findall(r"\{([^}]+)\}", channel["address"]):
@@ -484,7 +512,7 @@ def test_catalogue_lists_the_envelope_and_headers(catalogue: str) -> None:
     dead_letter = _section(catalogue, "### DeadLetteredRequest")
     for header in ["reason", "reason-detail", "source-topic", "source-partition", "source-offset"]:
         assert f"| `{header}` |" in dead_letter, header
-    for name in ["RunRequest", "CancelRun", "PluginManifest"]:
+    for name in ["RunRequest", "CancelRun", "PluginManifest", "WorkerPresence"]:
         model = SAMPLE_MESSAGES[name]
         section = _section(catalogue, f"### {name}")
         for field in type(model).model_fields:

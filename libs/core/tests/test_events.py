@@ -34,6 +34,7 @@ from runmesh.core.events import (
     MetricPayload,
     PluginManifest,
     ProgressPayload,
+    RetryingPayload,
     RunArtifact,
     RunCancelled,
     RunEventBase,
@@ -42,6 +43,7 @@ from runmesh.core.events import (
     RunMetric,
     RunProgress,
     RunRequest,
+    RunRetrying,
     RunStarted,
     RunSucceeded,
     StartedPayload,
@@ -88,6 +90,12 @@ EVENTS: list[RunEventBase] = [
     RunSucceeded(**envelope(6), payload=SucceededPayload(result={"ok": True})),
     RunFailed(**envelope(7), payload=FailedPayload(error_type="E", message="m", retryable=True)),
     RunCancelled(**envelope(8), payload=CancelledPayload()),
+    RunRetrying(
+        **envelope(9),
+        payload=RetryingPayload(
+            error_type="E", message="m", next_attempt=2, max_attempts=3, delay_s=1.5
+        ),
+    ),
 ]
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from runmesh.core.db import apply_migrations, create_pool, load_migrations
 from runmesh.core.errors import DependencyUnavailableError
-from runmesh.core.events import NOTIFY_CHANNEL, RunNotice, StreamedEvent
+from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice, StreamedEvent
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 from runmesh.gateway.hub import (

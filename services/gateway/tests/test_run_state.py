@@ -14,18 +14,26 @@ from runmesh.core.events import (
     LogPayload,
     MetricPayload,
     ProgressPayload,
+    RetryingPayload,
     RunCancelled,
     RunEvent,
     RunFailed,
     RunLog,
     RunMetric,
     RunProgress,
+    RunRetrying,
     RunStarted,
     RunSucceeded,
     StartedPayload,
     SucceededPayload,
 )
-from runmesh.gateway.run_state import RunSnapshot, apply_events, progress_percent
+from runmesh.gateway.run_state import (
+    RETRYABLE_FAILURE,
+    WORKER_LOST,
+    RunSnapshot,
+    apply_events,
+    progress_percent,
+)
 
 RUN = uuid.uuid4()
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -74,6 +82,17 @@ class Attempt:
             error_type=error_type, message="it broke", traceback="tb", retryable=retryable
         )
         return RunFailed(**self._env(), payload=payload)
+
+    def retrying(self, delay_s: float = 2.0) -> RunRetrying:
+        payload = RetryingPayload(
+            error_type="Flaky",
+            message="try again",
+            traceback="tb",
+            next_attempt=self.attempt + 1,
+            max_attempts=3,
+            delay_s=delay_s,
+        )
+        return RunRetrying(**self._env(), payload=payload)
 
     def cancelled(self) -> RunCancelled:
         return RunCancelled(**self._env(), payload=CancelledPayload(reason="user"))
@@ -312,3 +331,39 @@ def test_the_same_events_give_the_same_state() -> None:
     a = Attempt()
     events: list[RunEvent] = [a.started(), a.progress(3, 6), a.metric({"x": 2.0})]
     assert apply_events(RunSnapshot(), events) == apply_events(RunSnapshot(), list(events))
+
+
+def test_a_retried_attempt_keeps_the_run_running_with_its_failure_until_the_next() -> None:
+    first = Attempt(1)
+    second = Attempt(2, start=T0 + timedelta(minutes=1))
+    events: list[RunEvent] = [first.started(), first.progress(1, 2), first.retrying()]
+    waiting = run(*events)
+    assert (waiting.state, waiting.attempt, waiting.finished_at) == ("running", 1, None)
+    assert waiting.error == {
+        "type": "Flaky",
+        "message": "try again",
+        "traceback": "tb",
+        "retryable": True,
+    }
+    # The next attempt may arrive in a later batch: the stored error says it was a retry.
+    next_start = second.started()
+    again = apply_events(waiting, [next_start])
+    assert (again.state, again.attempt, again.retry_reason) == ("running", 2, RETRYABLE_FAILURE)
+    assert again.error is None and again.progress == {}
+    done = apply_events(again, [second.succeeded({"attempt": 2})])
+    assert (done.state, done.retry_reason, done.error) == ("succeeded", RETRYABLE_FAILURE, None)
+    assert run(*events, next_start) == again  # or in the same batch
+
+
+def test_an_attempt_after_one_that_never_ended_was_a_lost_worker() -> None:
+    first = Attempt(1)
+    second = Attempt(2, start=T0 + timedelta(minutes=1))
+    after = run(first.started(), first.progress(1, 2), second.started())
+    assert (after.attempt, after.retry_reason) == (2, WORKER_LOST)
+
+
+def test_a_cancel_during_the_backoff_ends_the_run_in_the_retried_attempt() -> None:
+    a = Attempt()
+    after = run(a.started(), a.retrying(), a.cancelled())
+    assert (after.state, after.attempt, after.error) == ("cancelled", 1, None)
+    assert after.finished_at == a.ts(3)

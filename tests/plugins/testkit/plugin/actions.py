@@ -8,6 +8,7 @@ import time
 
 from pydantic import BaseModel, Field, SecretStr
 
+from runmesh.core.errors import RunmeshError
 from runmesh.plugins import Action
 from runmesh.storage import platform_storage
 
@@ -110,6 +111,29 @@ class Fail(Action):
     def start(self) -> dict[str, object]:
         params: FailParams = self.params  # type: ignore[assignment]
         raise ValueError(params.message)
+
+
+class FlakyError(RunmeshError):
+    """A failure a retry may fix, like a service that is down for a moment."""
+
+    retriable = True
+
+
+class FlakyParams(BaseModel):
+    failures: int = Field(default=1, ge=0, description="Attempts that fail before one succeeds")
+
+
+class Flaky(Action[FlakyParams]):
+    """Fails retryably in its first `failures` attempts, then returns the attempt it is."""
+
+    name = "flaky"
+    params_model = FlakyParams
+
+    def start(self) -> dict[str, object]:
+        attempt = self.run.attempt
+        if attempt <= self.params.failures:
+            raise FlakyError(f"attempt {attempt} met a flaky service")
+        return {"attempt": attempt}
 
 
 class Crash(Action):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from runmesh.cli.commands import dev, pipeline, plugin, runs, serve, submit, token
+from runmesh.cli.commands import dev, pipeline, plugin, runs, serve, submit, token, workers
 from runmesh.cli.settings import GatewayOptions
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(runs.app, name="runs")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(plugin.app, name="plugin")
+app.add_typer(workers.app)
 
 
 def configure_logging(verbose: bool) -> None:

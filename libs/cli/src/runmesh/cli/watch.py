@@ -28,6 +28,9 @@ async def watch_run(
     state = None
     with RunRenderer(console, debug=debug) as renderer:
         async for message in api.stream(run_id):
+            if message.event == "run.queue":  # queued: why it waits (sent when that changes)
+                renderer.note(f"queued: {message.data.get('reason', '')}", "dim")
+                continue
             if message.event == "run.state":  # the gateway ended the run itself (cancel)
                 state = message.data.get("state")
                 renderer.note(f"run {run_id} is {state}", "yellow")

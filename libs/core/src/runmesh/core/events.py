@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from runmesh.core.errors import DecodeError
+from runmesh.core.pools import LABEL_PATTERN, POOL_PATTERN
 from runmesh.core.validation import describe_errors
 
 SCHEMA_VERSION = 1
@@ -38,8 +39,34 @@ class WireModel(BaseModel):
 MAX_ATTEMPTS_BOUND: Final = 100
 """The most starts a request may ask for (a worker caps it at its RUNMESH_MAX_ATTEMPTS)."""
 
+RETRY_BACKOFF_BOUND_S: Final = 3600
+"""The longest first retry backoff a request may ask for (a worker caps every wait at its
+RUNMESH_RETRY_BACKOFF_MAX_S)."""
+
 WORKSPACE_PATTERN: Final = r"^runs/[^/]+/[0-9a-f-]{36}/workspace/$"
 """What a pipeline workspace's key prefix looks like (the worker also checks its tenant)."""
+
+
+PoolName = Annotated[str, Field(pattern=POOL_PATTERN)]
+Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
+
+
+class Placement(BaseModel):
+    """Where a run may start (docs/operations.md "Pools and labels"): a pool of workers of
+    its category, the first of `pools` that has live workers all carrying `labels`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    pools: list[PoolName] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Pools in order of preference; empty = any pool (`default` first)",
+    )
+    labels: list[Label] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Labels every worker of the chosen pool must have, e.g. `gpu`",
+    )
 
 
 def workspace_prefix(tenant: str, pipeline_run_id: uuid.UUID) -> str:
@@ -73,6 +100,19 @@ class RunRequest(WireModel):
         le=MAX_ATTEMPTS_BOUND,
         description="Starts before the run is failed `MaxAttemptsExceeded`; a worker applies "
         "at most its own RUNMESH_MAX_ATTEMPTS. Unset: the action's default, else that setting",
+    )
+    retry_backoff_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=RETRY_BACKOFF_BOUND_S,
+        description="Seconds before the second attempt after a retryable failure, doubled for "
+        "each later one (with jitter); a worker caps each wait at its RUNMESH_RETRY_BACKOFF_MAX_S. "
+        "Unset: the action's default, else RUNMESH_RETRY_BACKOFF_S",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Which pools and labels it needs; the gateway publishes it on its pool's "
+        "topic, and a worker without its labels fails it `PlacementMismatch`",
     )
     workspace: str | None = Field(
         default=None,
@@ -185,6 +225,19 @@ class CancelledPayload(BaseModel):
     reason: str = Field(default="cancelled", description="Who or what stopped it")
 
 
+class RetryingPayload(BaseModel):
+    """Payload of `run.retrying`: the attempt's retryable failure, and when the next begins."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    error_type: str = Field(description="The exception's class, or a runtime error's name")
+    message: str = Field(description="What went wrong, for people")
+    traceback: str | None = Field(default=None, description="Where, when an exception raised it")
+    next_attempt: int = Field(ge=2, description="The attempt that follows")
+    max_attempts: int = Field(ge=2, description="The run's limit of starts")
+    delay_s: float = Field(ge=0, description="Seconds the worker waits before it starts it")
+
+
 class RunEventBase(WireModel):
     """Envelope shared by every run event; `seq` is gapless per run and attempt, from 1."""
 
@@ -236,6 +289,15 @@ class RunArtifact(RunEventBase):
     payload: ArtifactPayload
 
 
+class RunRetrying(RunEventBase):
+    """The attempt failed with a retryable error and the run has attempts left: the attempt's
+    last event. Not terminal: its worker starts the next attempt after `delay_s`, or ends the
+    run `cancelled` in this attempt when a cancel comes first."""
+
+    type: Literal["run.retrying"] = "run.retrying"
+    payload: RetryingPayload
+
+
 class RunSucceeded(RunEventBase):
     """Terminal: the action returned a result."""
 
@@ -263,6 +325,7 @@ RunEvent = Annotated[
     | RunLog
     | RunMetric
     | RunArtifact
+    | RunRetrying
     | RunSucceeded
     | RunFailed
     | RunCancelled,
@@ -276,6 +339,7 @@ EventPayload: TypeAlias = (
     | LogPayload
     | MetricPayload
     | ArtifactPayload
+    | RetryingPayload
     | SucceededPayload
     | FailedPayload
     | CancelledPayload
@@ -287,6 +351,7 @@ EVENT_TYPES: dict[str, type[RunEventBase]] = {
     "run.log": RunLog,
     "run.metric": RunMetric,
     "run.artifact": RunArtifact,
+    "run.retrying": RunRetrying,
     "run.succeeded": RunSucceeded,
     "run.failed": RunFailed,
     "run.cancelled": RunCancelled,
@@ -318,6 +383,12 @@ class ActionManifest(BaseModel):
     )
     max_attempts: int | None = Field(
         default=None, description="Default starts of its runs (a request's own wins)"
+    )
+    retry_backoff_s: float | None = Field(
+        default=None, description="Default first retry backoff of its runs (a request's own wins)"
+    )
+    placement: Placement | None = Field(
+        default=None, description="Default pools and labels of its runs (a request's own wins)"
     )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict, description="Param path → the types it takes in a pipeline"
@@ -364,78 +435,36 @@ class PluginManifest(WireModel):
     )
 
 
-# -- the gateway's notices and streams ------------------------------------------------------
-# Not on Kafka: a PostgreSQL notification between gateway replicas, and what the gateway's
-# SSE streams send to clients (the CLI's `watch`, the dashboard). Documented in the gateway's
-# OpenAPI (`x-sse-data` of the event streams), not in the AsyncAPI document of the topics.
+MISSED_HEARTBEATS: Final = 3
+"""Announcements a worker may miss before the gateway counts it gone (a crashed worker sends
+no `stopped`)."""
 
-NOTIFY_CHANNEL: Final = "runmesh_events"
-"""The PostgreSQL channel `RunNotice`s are sent on; every gateway replica's SSE hub listens."""
+PresenceState = Literal["serving", "stopping", "stopped"]
 
 
-class RunNotice(BaseModel):
-    """The payload of a notification on `NOTIFY_CHANNEL`: a run has new stored events, or ended.
+class WorkerPresence(WireModel):
+    """A worker's announcement of itself on `runmesh.workers`, keyed by `worker`: when it
+    starts serving, every RUNMESH_WORKER_HEARTBEAT_S, and once more when it stops. The gateway
+    keeps the live ones, so a queued run can say why it waits. One category per record: a
+    process serving several sends one per category, each with its own slots."""
 
-    Sent in the transaction that changed the run (PostgreSQL delivers it on commit, so a
-    listener never hears of a row it cannot read yet): by the aggregator once per run per
-    batch of events, and by the gateway when it ends a run itself (a cancel). Notices of one
-    run may be coalesced by the reader; they say where to look, the rows say what happened.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    tenant: str = Field(description="The run's tenant: whose streams may see its events")
-    run_id: uuid.UUID
-    last_id: int | None = Field(
-        default=None,
-        description="The run's highest `runs.run_events` id when sent; null = unknown",
+    worker: str = Field(min_length=1, max_length=300, description="The worker's id")
+    service: str = Field(description="The service it runs as (its events' `service`)")
+    category: str = Field(min_length=1, description="The category it consumes requests of")
+    pool: str = Field(default="default", description="Its pool (RUNMESH_WORKER_POOL)")
+    labels: list[str] = Field(
+        default_factory=list, description="What it offers, e.g. `gpu` (RUNMESH_WORKER_LABELS)"
     )
-    terminal: bool = Field(
-        default=False, description="The run may have ended: its state is worth reading"
+    slots: int = Field(ge=0, description="Runs it executes at once (RUNMESH_MAX_CONCURRENT_RUNS)")
+    busy: int = Field(ge=0, description="Runs it holds now (running or about to start)")
+    state: PresenceState = Field(
+        description="`serving`; `stopping` (draining: takes no new run); `stopped` (gone)"
     )
-
-
-class StreamedEvent(BaseModel):
-    """The `data:` of an SSE message with an `id:`: one stored run event."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: int = Field(
-        description="Its `runs.run_events` id: the SSE `id:`, sent back as "
-        "`Last-Event-ID` to resume"
+    heartbeat_s: float = Field(
+        gt=0, description="Seconds until its next announcement (RUNMESH_WORKER_HEARTBEAT_S)"
     )
-    event_id: uuid.UUID = Field(description="The event's own id (deduplication)")
-    run_id: uuid.UUID
-    attempt: int = Field(ge=0)
-    seq: int = Field(ge=0, description="Order within the attempt")
-    type: str = Field(
-        description="`run.started`, `run.log`, `run.progress`, ... (the SSE `event:`)"
-    )
-    ts: datetime
-    service: str
-    worker: str
-    payload: JsonObject = Field(description="The event's own fields (docs/events.md)")
-
-
-class RunStateNotice(BaseModel):
-    """The `data:` of the `event: run.state` message (no `id:`) that ends a run's stream when
-    the gateway itself ended the run, so no terminal event exists."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    run_id: uuid.UUID
-    state: str = Field(description="The run's terminal state")
-
-
-class StreamGapNotice(BaseModel):
-    """The `data:` of the `event: gap` message (no `id:`) that the tenant stream sends before
-    its replay when more events followed `Last-Event-ID` than it replays: the client missed
-    some and should list runs again instead of trusting its copy."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    after: int = Field(description="The `Last-Event-ID` the client resumed from")
-    resumes_at: int = Field(description="The id of the first event replayed after the gap")
+    started_at: datetime = Field(description="When it began serving")
+    sent_at: datetime = Field(default_factory=utcnow, description="When this was sent")
 
 
 M = TypeVar("M", bound=BaseModel)

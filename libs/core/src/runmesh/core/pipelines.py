@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runmesh.core.errors import PipelineReferenceError
-from runmesh.core.events import MAX_ATTEMPTS_BOUND, JsonObject
+from runmesh.core.events import MAX_ATTEMPTS_BOUND, RETRY_BACKOFF_BOUND_S, JsonObject, Placement
 
 __all__ = [
     "MAX_STEPS",
@@ -86,6 +86,16 @@ class PipelineStep(BaseModel):
         ge=1,
         le=MAX_ATTEMPTS_BOUND,
         description="Starts of the step's run before it fails (at most RUNMESH_MAX_ATTEMPTS)",
+    )
+    retry_backoff_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=RETRY_BACKOFF_BOUND_S,
+        description="Seconds before the step's run is tried again after a retryable failure, "
+        "doubled for each later attempt (at most RUNMESH_RETRY_BACKOFF_MAX_S)",
+    )
+    placement: Placement | None = Field(
+        default=None, description="Pools and labels of the workers the step's run needs"
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runmesh.core.pools import DEFAULT_POOL, POOL_PATTERN, parse_labels
 from runmesh.core.settings_parts import (
     CliSettings,
     DatabaseSettings,
@@ -27,6 +28,7 @@ from runmesh.core.settings_parts import (
 )
 
 P = TypeVar("P", bound=SettingsPart)
+
 
 CREDENTIAL_FIELDS = (
     "kafka_bootstrap",
@@ -93,6 +95,15 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Runs one worker executes at once"
     )
     max_attempts: int = Field(default=3, ge=1, description="Starts of one run before it is failed")
+    retry_backoff_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Wait before a run's second attempt after a retryable failure, doubled for "
+        "each later one, with jitter (a request's or action's retry_backoff_s replaces it)",
+    )
+    retry_backoff_max_s: float = Field(
+        default=60.0, ge=0, description="Longest wait between two attempts of a run, whatever asks"
+    )
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     plugin_path: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Directories holding user plugins (os.pathsep-separated)"
@@ -200,6 +211,24 @@ class Settings(BaseSettings):
         "published plugin's job, whose database role may not)",
     )
 
+    # Worker presence and pools (docs/operations.md "Workers and queues")
+    worker_pool: str = Field(
+        default=DEFAULT_POOL,
+        pattern=POOL_PATTERN,
+        description="The pool this worker belongs to (shown in `GET /v1/workers`)",
+    )
+    worker_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="What this worker offers, e.g. `gpu,cuda12` (comma-separated)",
+    )
+    worker_heartbeat_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often a worker announces itself on `runmesh.workers`; the gateway "
+        "counts it gone after three missed announcements",
+    )
+
     # Worker health (docs/operations.md "Health")
     health_loop_stall_s: float = Field(
         default=30.0,
@@ -277,6 +306,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [url for url in re.split(r"[,\s]+", value) if url]
         return value
+
+    @field_validator("worker_labels", mode="before")
+    @classmethod
+    def _split_labels(cls, value: object) -> object:
+        return parse_labels(value) if isinstance(value, str) else value
+
+    @field_validator("worker_labels")
+    @classmethod
+    def _check_labels(cls, value: list[str]) -> list[str]:
+        return parse_labels(",".join(value))
 
     @field_validator("in_process_plugins", mode="before")
     @classmethod

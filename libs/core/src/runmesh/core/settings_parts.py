@@ -128,6 +128,8 @@ class WorkerSettings(SettingsPart):
 
     max_concurrent_runs: int
     max_attempts: int
+    retry_backoff_s: float
+    retry_backoff_max_s: float
     job_memory_mb: int
     job_sandbox: Literal["landlock", "off"]
     job_network: Literal["catalog", "open"]
@@ -138,6 +140,9 @@ class WorkerSettings(SettingsPart):
     progress_interval_s: float
     loop_block_limit_s: float
     health_loop_stall_s: float
+    worker_pool: str
+    worker_labels: list[str]
+    worker_heartbeat_s: float
     metrics_port: int | None
 
 

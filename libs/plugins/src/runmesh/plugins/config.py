@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.core.errors import PluginError
-from runmesh.core.events import MAX_ATTEMPTS_BOUND
+from runmesh.core.events import MAX_ATTEMPTS_BOUND, RETRY_BACKOFF_BOUND_S, Placement
 from runmesh.core.pipeline_types import ACCEPTED_TYPE_PATTERN, OUTPUT_TYPE_PATTERN
 from runmesh.core.validation import describe_errors
 
@@ -45,6 +45,19 @@ class ActionConfig(BaseModel):
         le=MAX_ATTEMPTS_BOUND,
         description="Default starts of this action's runs before they fail (a request's own "
         "wins; a worker applies at most its RUNMESH_MAX_ATTEMPTS)",
+    )
+    retry_backoff_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=RETRY_BACKOFF_BOUND_S,
+        description="Default seconds before the second attempt of this action's runs after a "
+        "retryable failure, doubled for each later one (a request's own wins; a worker waits "
+        "at most its RUNMESH_RETRY_BACKOFF_MAX_S)",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Default pools (in order of preference) and labels of the workers this "
+        "action's runs need, e.g. `{labels: [gpu]}` (a submission's own wins)",
     )
     inputs: dict[str, list[AcceptedType]] = Field(
         default_factory=dict,

@@ -46,6 +46,8 @@ class LoadedAction:
             metrics_categories=Action.describe_categories(self.cls.metrics_categories),
             timeout_s=self.config.timeout_s,
             max_attempts=self.config.max_attempts,
+            retry_backoff_s=self.config.retry_backoff_s,
+            placement=self.config.placement,
             inputs=self.config.inputs,
             outputs=self.config.outputs,
         )

@@ -67,6 +67,15 @@ class AttemptRunner:
         self, request: RunRequest, attempt: int, emitter: RunEmitter, stop: StopSignal
     ) -> Outcome | None:
         """Run one attempt of `request` to its outcome; None = abandon it (shutdown)."""
+        missing = _missing_labels(request, self.settings.worker_labels)
+        if missing:
+            # Routed here by the pool's other workers' labels: the pool is misconfigured.
+            return Failed(
+                "PlacementMismatch",
+                f"the run needs labels {missing} that this worker (pool "
+                f"{self.settings.worker_pool!r}, labels {self.settings.worker_labels}) lacks; "
+                "give every worker of a pool the same labels",
+            )
         if request.workspace is not None and request.workspace.split("/")[1] != request.tenant:
             # A request on Kafka can name any folder: a tenant's run gets its own tenant's only.
             return Failed(
@@ -239,3 +248,9 @@ def _not_runnable(action: str, ref: str) -> Failed:
         "UnsupportedMethod",
         f"action {action!r} of {ref} is a restapi action: it is served over HTTP, not run as a run",
     )
+
+
+def _missing_labels(request: RunRequest, labels: list[str]) -> list[str]:
+    """The labels the request's placement needs that `labels` lacks."""
+    wanted = request.placement.labels if request.placement is not None else []
+    return sorted(set(wanted) - set(labels))

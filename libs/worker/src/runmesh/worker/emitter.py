@@ -19,6 +19,7 @@ from runmesh.core.events import (
     EventPayload,
     FailedPayload,
     LogPayload,
+    RetryingPayload,
     RunEventBase,
     SucceededPayload,
     encode,
@@ -63,9 +64,9 @@ class RunEmitter:
     Reports from the action arrive through `emit` (any thread) or `emit_async` (the loop) into
     a bounded queue drained by one publishing task, so `seq` order is publish order. `finish`
     publishes the terminal event and waits until every event of the attempt is acknowledged.
-    Once `finish` or `abort` has begun the emitter is closed: reports that still arrive (from
-    an action thread left behind after a cancel or timeout) are dropped, never published after
-    the terminal event.
+    Once `finish`, `retry_later` or `abort` has begun the emitter is closed: reports that still
+    arrive (from an action thread left behind after a cancel or timeout) are dropped, never
+    published after the attempt's last event.
     """
 
     def __init__(
@@ -167,15 +168,28 @@ class RunEmitter:
 
     async def finish(self, outcome: Outcome) -> bytes:
         """Drain reports, publish the terminal event, wait for every ack; return its bytes."""
+        await self._close()
+        event_type, payload = _terminal(outcome)
+        value = await self._publish(event_type, payload)
+        await self._confirm_all()
+        return value
+
+    async def retry_later(self, line: LogPayload, notice: RetryingPayload) -> None:
+        """End the attempt but not the run: drain reports, publish `line` (a warning for people)
+        and `run.retrying`, wait for every ack. `finish` may still follow in this attempt: a
+        cancel during the backoff ends the run here, not in an attempt that never started."""
+        await self._close()
+        await self._publish("run.log", line)
+        await self._publish("run.retrying", notice)
+        await self._confirm_all()
+
+    async def _close(self) -> None:
+        """Take no more reports, and publish the ones queued."""
         self._closed = True
         if self._pump is not None:
             await self._queue.put(None)
             await self._pump
             self._pump = None
-        event_type, payload = _terminal(outcome)
-        value = await self._publish(event_type, payload)
-        await self._confirm_all()
-        return value
 
     async def _confirm_all(self) -> None:
         """Wait for every ack; send refused events again (same bytes, same event_id, so

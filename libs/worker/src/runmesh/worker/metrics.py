@@ -13,7 +13,7 @@ _M = TypeVar("_M", bound=MetricWrapperBase)
 
 
 class WorkerMetrics:
-    """Runs started and finished, run duration, events published and runs in flight.
+    """Runs started, finished and retried, run duration, events published and runs in flight.
 
     The first label of every metric is the category, and `child()` files it under
     `metric_category()`: a category that is not built in counts as `other` (its name may be a
@@ -33,6 +33,12 @@ class WorkerMetrics:
             "runmesh_runs_finished",
             "Run attempts finished, by terminal state",
             ["category", "state"],
+            registry=self.registry,
+        )
+        self.run_retries = Counter(
+            "runmesh_run_retries",
+            "Run attempts that failed retryably and were followed by another",
+            ["category"],
             registry=self.registry,
         )
         self.run_duration = Histogram(

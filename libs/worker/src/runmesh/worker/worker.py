@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from runmesh.core.db.pool import create_pool
-from runmesh.core.errors import DecodeError, UnknownPluginError
+from runmesh.core.errors import DecodeError
 from runmesh.core.events import (
     CancelRun,
     RunRequest,
@@ -35,6 +35,7 @@ from runmesh.core.kafka import (
     replay_from_start,
 )
 from runmesh.core.kafka.tracked_consumer import Record
+from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.reaching import reaching, without_password
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import extract_context, inject_headers
@@ -54,7 +55,9 @@ from runmesh.worker.attempts import AttemptRunner
 from runmesh.worker.emitter import RunEmitter
 from runmesh.worker.ledger import AttemptLedger, Claim
 from runmesh.worker.metrics import WorkerMetrics
+from runmesh.worker.presence import PresenceBeacon
 from runmesh.worker.published_plugins import PublishedPlugins
+from runmesh.worker.retries import Retries
 from runmesh.worker.tenant_code import TenantCodeGuard
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,8 @@ _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
 
 
 class Worker:
-    """Consumes `runmesh.requests.<category>` and runs each request's plugin action.
+    """Consumes `runmesh.requests.<category>` (another pool's: `...<category>.pool.<pool>`)
+    and runs each request's plugin action.
 
     A service only builds a `PluginRegistry` and calls `run()`; Kafka, attempts, commits,
     cancellation, timeouts, shutdown, telemetry and metrics all live here.
@@ -93,6 +97,7 @@ class Worker:
         self.service = service or category
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.topics = Topics(settings.topic_prefix)
+        self.requests_topic = self.topics.requests(category, settings.worker_pool)
         # Workers of several categories in one process share these: one /metrics, one loop.
         self.metrics = metrics or WorkerMetrics()
         # None: the global provider, even one installed after this (setup_tracing in serve).
@@ -113,11 +118,16 @@ class Worker:
         self._attempts = AttemptRunner(
             category, registry, self._published, settings, self.metrics, self.watchdog
         )
+        self._retries = Retries(
+            category, registry, settings.worker, self.metrics, self._running, self._stopping
+        )
 
     @property
     def group_id(self) -> str:
-        """The consumer group shared by every replica of this category's service."""
-        return f"{self.settings.topic_prefix}-{self.category}"
+        """The consumer group shared by every replica of this category's service in its pool."""
+        pool = self.settings.worker_pool
+        suffix = "" if pool == DEFAULT_POOL else f"-pool-{pool}"
+        return f"{self.settings.topic_prefix}-{self.category}{suffix}"
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM does)."""
@@ -150,30 +160,39 @@ class Worker:
             if not await self._consumer.wait_for_assignment(join_timeout_s):
                 log.warning("no partitions assigned after %.0fs; serving anyway", join_timeout_s)
             await self._publish_manifests()
-            log.info(
-                "worker %s %s %s", self.worker_id, READY_MARKER, self.topics.requests(self.category)
-            )
+            log.info("worker %s %s %s", self.worker_id, READY_MARKER, self.requests_topic)
             self.ready.set()
+            beacon = PresenceBeacon(
+                self._publisher,
+                self.topics.workers,
+                worker=self.worker_id,
+                service=self.service,
+                category=self.category,
+                settings=settings.worker,
+                busy=lambda: len(self._running),
+            )
             async with asyncio.TaskGroup() as group:
                 background = [
                     group.create_task(self._control_loop()),
                     group.create_task(self._commit_loop()),
                     group.create_task(self._published.run()),
+                    group.create_task(beacon.run()),
                 ]
                 await self._fetch_loop(group)
+                background.pop().cancel()
+                await beacon.announce("stopping")
                 await self._drain()
                 for task in background:
                     task.cancel()
+            await beacon.announce("stopped")
             log.info("worker %s stopped", self.worker_id)
 
     # -- start-up -----------------------------------------------------------------------------
     async def _start_kafka(self, stack: contextlib.AsyncExitStack) -> None:
         settings = self.settings
-        category_topics = [self.topics.requests(self.category), self.topics.dlq(self.category)]
-        await ensure_topics(
-            settings.kafka,
-            [*category_topics, self.topics.events, self.topics.control, self.topics.plugins],
-        )
+        category_topics = [self.requests_topic, self.topics.dlq(self.category)]
+        shared = [self.topics.events, self.topics.control, self.topics.plugins, self.topics.workers]
+        await ensure_topics(settings.kafka, [*category_topics, *shared])
         producer = make_producer(settings.kafka, client_id=f"{self.service}-producer")
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -185,7 +204,7 @@ class Worker:
             make_consumer(
                 settings.kafka, group_id=self.group_id, client_id=f"{self.service}-{self.worker_id}"
             ),
-            self.topics.requests(self.category),
+            self.requests_topic,
             capacity=settings.max_concurrent_runs,
         )
         await self._consumer.start()
@@ -347,12 +366,19 @@ class Worker:
                 self._consumer.abandon(record)
 
     async def _run_request(self, record: Record, request: RunRequest, claim: Claim) -> bool:
-        if claim.ended:
-            # The run ended in an earlier delivery; re-publish its end so no reader misses it.
-            if claim.terminal_event is not None:
-                await self._republish(request, claim.terminal_event)
-            log.info("run %s already %s; not run again", request.run_id, claim.state)
-            return True
+        while not claim.ended:
+            ended = await self._run_attempt(record, request, claim)
+            if not isinstance(ended, Claim):
+                return ended
+            claim = ended  # a retryable failure's next attempt, claimed after its backoff
+        # The run ended in an earlier delivery; re-publish its end so no reader misses it.
+        if claim.terminal_event is not None:
+            await self._republish(request, claim.terminal_event)
+        log.info("run %s already %s; not run again", request.run_id, claim.state)
+        return True
+
+    async def _run_attempt(self, record: Record, request: RunRequest, claim: Claim) -> bool | Claim:
+        """One attempt to its end: True = the run ended, False = abandoned, a Claim = retried."""
         with self._tracer.start_as_current_span(
             f"run {self.category}.{request.action}",
             context=extract_context(record.headers),
@@ -378,6 +404,12 @@ class Worker:
             )
             began = time.monotonic()
             outcome = await self._attempt(record, request, claim, emitter)
+            if isinstance(outcome, Failed):
+                after = await self._retries.after(outcome, request, claim, emitter, self._claim)
+                if isinstance(after, Claim):
+                    span.set_attribute("runmesh.state", "retrying")
+                    return after
+                outcome = after
             if outcome is None:
                 await emitter.abort()
                 return False
@@ -411,13 +443,14 @@ class Worker:
     async def _attempt(
         self, record: Record, request: RunRequest, claim: Claim, emitter: RunEmitter
     ) -> Outcome | None:
-        """Everything between delivery and the terminal event; None = abandon (shutdown)."""
-        limit, source = self._attempt_limit(request)
+        """Everything between delivery and the attempt's end; None = abandon (shutdown)."""
+        policy = self._retries.policy(request)
+        limit = policy.max_attempts
         if claim.attempt > limit:
             await self._dead_letter_copy(record, f"run was started {limit} times")
             return Failed(
                 "MaxAttemptsExceeded",
-                f"run was started {limit} times without finishing ({source}); "
+                f"run was started {limit} times without finishing ({policy.limit_source}); "
                 "not retried again, the request was copied to the dead-letter topic",
             )
         if request.category != self.category:
@@ -433,24 +466,6 @@ class Worker:
             return stop.outcome()
         stop = self._running.setdefault(request.run_id, StopSignal())
         return await self._attempts.run(request, claim.attempt, emitter, stop)
-
-    def _attempt_limit(self, request: RunRequest) -> tuple[int, str]:
-        """How many starts the run may have, and what set it: the request's `max_attempts`,
-        else its (local) action's default, each capped by RUNMESH_MAX_ATTEMPTS."""
-        platform = self.settings.max_attempts
-        wanted, source = request.max_attempts, "the request's max_attempts"
-        if wanted is None:
-            try:
-                _, action = self.registry.resolve_action(
-                    request.plugin, self.category, request.action
-                )
-            except UnknownPluginError:  # a published version: its limit is the platform's
-                action = None
-            if action is not None and action.config.max_attempts is not None:
-                wanted, source = action.config.max_attempts, "the action's max_attempts"
-        if wanted is None or wanted >= platform:
-            return platform, "RUNMESH_MAX_ATTEMPTS"
-        return wanted, source
 
     async def _dead_letter_copy(self, record: Record, detail: str) -> None:
         headers = [*record.headers, ("reason", b"max-attempts"), ("reason-detail", detail.encode())]

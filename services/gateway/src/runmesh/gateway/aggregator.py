@@ -16,13 +16,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from runmesh.core.events import TERMINAL_STATES, RunEvent, RunNotice
+from runmesh.core.events import TERMINAL_STATES, RunEvent
 from runmesh.core.kafka import (
     commit_owned,
     ensure_topics,
     make_consumer,
     wait_for_assignment,
 )
+from runmesh.core.notices import RunNotice
 from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.core.validation import describe_errors

@@ -19,6 +19,7 @@ from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.pipelines.requests import PipelineRequests
 from runmesh.gateway.pipelines.workspaces import WorkspaceSweeper
+from runmesh.gateway.placement_dispatcher import PlacementDispatcher
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
 from runmesh.gateway.request_guard import RequestGuard, document_guarded_statuses
@@ -34,9 +35,11 @@ from runmesh.gateway.routes import (
     plugins,
     runs,
     storages,
+    workers,
 )
 from runmesh.gateway.supervisor import supervise
 from runmesh.gateway.tokens import TokenCache
+from runmesh.gateway.worker_presence import WorkerPresenceLoop
 
 SCHEMA = "runs"
 
@@ -59,12 +62,17 @@ def create_app(settings: Settings) -> FastAPI:
             tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)
             deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
             app.state.deps = deps
+            dispatcher = PlacementDispatcher(deps.topics, pool, on_release=relay.wake)
             loops = {
                 "event hub": hub.run,
                 "aggregator": Aggregator(
                     settings.kafka, pool, default_tenant=settings.tenant, on_requests=relay.wake
                 ).run,
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
+                "worker presence": WorkerPresenceLoop(
+                    settings.kafka, pool, on_change=dispatcher.wake
+                ).run,
+                "placement dispatcher": dispatcher.run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
                 "pipeline requests": PipelineRequests(deps).run,
@@ -107,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         catalog,
         annotation,
         models,
+        workers,
         dashboard,
     ):
         app.include_router(module.router)

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from runmesh.core.events import TERMINAL_STATES, CancelRun
+from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.settings import Settings
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
@@ -68,7 +69,8 @@ async def cancel_run(
         row = await runs_store.end_queued_run(conn, run_id)
         # Not published yet: never publish it, so no worker starts a cancelled run. A row the
         # relay holds right now is being published; the CancelRun below follows it.
-        await withdraw_request(conn, topic=topics.requests(row["category"]), key=str(run_id))
+        topic = topics.requests(row["category"], row.get("pool") or DEFAULT_POOL)
+        await withdraw_request(conn, topic=topic, key=str(run_id))
         await runs_store.notify_ended(conn, {run_id: tenant})
         await advance(conn, topics, [run_id])  # a pipeline's step ended: its pipeline moves
     else:

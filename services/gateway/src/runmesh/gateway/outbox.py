@@ -72,20 +72,24 @@ async def enqueue(
     message: BaseModel,
     event_type: str,
     headers: Headers | None = None,
+    held: bool = False,
 ) -> int:
     """Store `message` for publication on `topic`; call inside the caller's transaction.
 
     The row becomes visible to the relay when the transaction commits; call
-    `OutboxRelay.wake()` after that so it is published at once.
+    `OutboxRelay.wake()` after that so it is published at once. A `held` row is not
+    published until the placement dispatcher releases it onto its pool's topic.
     """
     all_headers = [*(headers if headers is not None else trace_headers())]
     all_headers.append(("event-type", event_type))
     row_id: int = await conn.fetchval(
-        "INSERT INTO runs.outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO runs.outbox (topic, key, value, headers, held)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
         topic,
         key,
         encode(message),
         [list(pair) for pair in all_headers],
+        held,
     )
     return row_id
 
@@ -190,7 +194,7 @@ class OutboxRelay:
         async with self._pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, key, value, headers, attempts FROM runs.outbox"
-                " WHERE sent_at IS NULL AND NOT (id = ANY($2::bigint[]))"
+                " WHERE sent_at IS NULL AND NOT held AND NOT (id = ANY($2::bigint[]))"
                 " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._batch_size,
                 deferred,

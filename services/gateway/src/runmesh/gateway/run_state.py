@@ -17,6 +17,7 @@ from runmesh.core.events import (
     RunFailed,
     RunMetric,
     RunProgress,
+    RunRetrying,
     RunStarted,
     RunSucceeded,
 )
@@ -27,6 +28,8 @@ ProgressEntry = dict[str, Any]
 
 WORKER_LOST = "worker lost"
 """`retry_reason` of an attempt that started while the attempt before it had not ended."""
+RETRYABLE_FAILURE = "retryable failure"
+"""`retry_reason` of an attempt that started after the one before it ended in `run.retrying`."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,7 +38,9 @@ class RunSnapshot:
 
     `attempt` is the latest attempt seen (0 = none yet); `progress` and `metrics` belong to that
     attempt only; `retry_reason` says why that attempt started, when it is not the first.
-    Instances are never mutated: `apply_events` returns a new one.
+    `error` of a run that is not terminal is the failure of an attempt that ended in
+    `run.retrying`: the run waits for its next attempt. Instances are never mutated:
+    `apply_events` returns a new one.
     """
 
     state: str = "queued"
@@ -77,9 +82,11 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
     - an event of an attempt older than the current one is stale and ignored (a zombie worker);
     - an event of a newer attempt makes it current: progress, metrics, result and error start
       over, the state becomes running (or the terminal state the event carries); when it is
-      not attempt 1, `retry_reason` becomes "worker lost" (workers start attempt N > 1 only
-      for a request delivered again while its run had not ended, and a run that ended changes
-      no more, so the attempt before it never ended);
+      not attempt 1, `retry_reason` becomes "retryable failure" if the attempt before it
+      ended in `run.retrying`, else "worker lost" (the other way a worker starts attempt
+      N > 1 is a request delivered again while its run had not ended, and a run that ended
+      changes no more, so the attempt before it never ended);
+    - run.retrying keeps the run running and sets error to the attempt's failure;
     - run.started sets started_at (of the latest attempt), plugin, action, plugin_version and
       params_redacted; run.progress and run.metric update their category; the terminal events
       set result or error and finished_at.
@@ -96,11 +103,14 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
         if event.attempt < attempt:
             continue
         if event.attempt > attempt:
+            # A running run has an error only while it waits to retry (run.retrying).
+            after_retry = changes.get("error", snapshot.error) is not None
             attempt = event.attempt
             progress, metrics = {}, {}
             copied_progress = copied_metrics = True
             changes.update(result=None, error=None)
-            changes["retry_reason"] = WORKER_LOST if attempt > 1 else None
+            reason = RETRYABLE_FAILURE if after_retry else WORKER_LOST
+            changes["retry_reason"] = reason if attempt > 1 else None
         # Any event of the current attempt shows the run executing, even if its run.started
         # was never seen (a runtime failure before the action started has none).
         state = "running"
@@ -142,6 +152,14 @@ def apply_events(snapshot: RunSnapshot, events: Iterable[RunEvent]) -> RunSnapsh
                 },
                 finished_at=event.ts,
             )
+        elif isinstance(event, RunRetrying):
+            retrying = event.payload
+            changes["error"] = {
+                "type": retrying.error_type,
+                "message": retrying.message,
+                "traceback": retrying.traceback,
+                "retryable": True,
+            }
         elif isinstance(event, RunCancelled):
             state = "cancelled"
             changes.update(result=None, error=None, finished_at=event.ts)

@@ -10,16 +10,26 @@ from typing import Any
 import asyncpg
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runmesh.core.events import MAX_ATTEMPTS_BOUND, JsonObject, RunRequest, encode
+from runmesh.core.events import (
+    MAX_ATTEMPTS_BOUND,
+    RETRY_BACKOFF_BOUND_S,
+    JsonObject,
+    Placement,
+    RunRequest,
+    encode,
+)
+from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, Headers, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
+from runmesh.gateway.placement import choose_pool
 from runmesh.gateway.run_view import mask_secrets
+from runmesh.gateway.worker_presence import live_pools
 
 tracer = trace.get_tracer("runmesh.gateway")
 
@@ -54,6 +64,19 @@ class SubmitRun(BaseModel):
         description="Starts of the run before it is failed (a worker crash or loss starts it "
         "again); at most the worker's RUNMESH_MAX_ATTEMPTS. Unset: the action's default, "
         "else RUNMESH_MAX_ATTEMPTS",
+    )
+    retry_backoff_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=RETRY_BACKOFF_BOUND_S,
+        description="Seconds before the second attempt after a retryable failure, doubled for "
+        "each later one (with jitter); a worker waits at most its RUNMESH_RETRY_BACKOFF_MAX_S. "
+        "Unset: the action's default, else RUNMESH_RETRY_BACKOFF_S",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Pools in order of preference and labels its workers must have; unset: "
+        "the action's (config.yaml), else the default pool",
     )
     parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
     run_id: uuid.UUID | None = Field(
@@ -93,6 +116,8 @@ async def submit(
         tenant=tenant,
         timeout_s=body.timeout_s,
         max_attempts=body.max_attempts,
+        retry_backoff_s=body.retry_backoff_s,
+        placement=body.placement or action_placement(action),
         parent_run_id=body.parent_run_id,
     )
     size = len(encode(request))
@@ -147,6 +172,13 @@ async def store_request(
     """Store a queued run and its request in the caller's transaction (the outbox relay
     publishes it on commit); None, storing nothing, when its id or key is taken."""
     assert request.tenant is not None, "a stored request names its tenant"
+    placement = request.placement
+    if placement is not None and not (placement.pools or placement.labels):
+        placement = None
+    pool: str | None = DEFAULT_POOL
+    if placement is not None:
+        live = await live_pools(conn, [request.category])
+        pool = choose_pool(placement, live.get(request.category, {}))
     row = await runs_store.insert_run(
         conn,
         runs_store.NewRun(
@@ -161,18 +193,35 @@ async def store_request(
             parent_run_id=request.parent_run_id,
             idempotency_key=idempotency_key,
             max_attempts=request.max_attempts,
+            retry_backoff_s=request.retry_backoff_s,
+            placement=None if placement is None else placement.model_dump(),
+            pool=pool,
         ),
     )
     if row is not None:
+        # No live pool fits it: held, with the default topic until a dispatcher releases it.
         await enqueue(
             conn,
-            topic=topics.requests(request.category),
+            topic=topics.requests(request.category, pool or DEFAULT_POOL),
             key=str(request.run_id),
             message=request,
             event_type=REQUEST_EVENT_TYPE,
             headers=headers,
+            held=pool is None,
         )
     return row
+
+
+def action_placement(action: Mapping[str, Any]) -> Placement | None:
+    """The placement an action asks for in its config.yaml, if any (a manifest that fails to
+    validate asks for none: the worker announced it, so it is ours, not the caller's)."""
+    found = action.get("placement")
+    if not isinstance(found, Mapping):
+        return None
+    try:
+        return Placement.model_validate(found)
+    except ValidationError:
+        return None
 
 
 async def _existing(

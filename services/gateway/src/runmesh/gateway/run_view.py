@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runmesh.core.events import TERMINAL_STATES, JsonObject, RunState
+from runmesh.core.events import TERMINAL_STATES, JsonObject, Placement, RunState
+from runmesh.gateway.queue_view import QueueOut
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
 
 SECRET_MASK = "**********"
@@ -57,7 +58,8 @@ class RunOut(BaseModel):
     retry_reason: str | None = Field(
         default=None,
         description="Why the latest attempt started, when it is not the first: `worker lost` "
-        "(the attempt before it never ended: its worker died or left mid-run)",
+        "(the attempt before it never ended: its worker died or left mid-run) or `retryable "
+        "failure` (the attempt before it failed with an error a retry may fix)",
     )
     params: JsonObject = Field(description="Params with secret fields masked")
     percent: float = Field(description="Overall progress, 0-100, from the category proportions")
@@ -66,11 +68,26 @@ class RunOut(BaseModel):
         default_factory=dict, description="Latest value per metrics category and name"
     )
     result: JsonObject | None = None
-    error: RunErrorOut | None = None
+    error: RunErrorOut | None = Field(
+        default=None,
+        description="Why it failed; on a running run, the failure of an attempt that is "
+        "retried after a backoff",
+    )
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     parent_run_id: uuid.UUID | None = None
+    placement: Placement | None = Field(
+        default=None, description="The pools and labels it asked for (its own or its action's)"
+    )
+    pool: str | None = Field(
+        default=None,
+        description="The pool its request went to; null while held, and for a run produced "
+        "straight to Kafka",
+    )
+    queue: QueueOut | None = Field(
+        default=None, description="While queued: where the run stands and why it waits"
+    )
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -356,4 +373,6 @@ def run_view(
         started_at=row.get("started_at"),
         finished_at=row.get("finished_at"),
         parent_run_id=row.get("parent_run_id"),
+        placement=row.get("placement"),
+        pool=row.get("pool"),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from runmesh.cli.exits import fail, needs_dev_extra
@@ -38,12 +40,28 @@ def worker(
         "RUNMESH_PLUGIN_PATH plugins), a service (to_task, train) or a declared service "
         "(runmesh.upload:service)"
     ),
+    pool: str = typer.Option("", help="its pool (empty = RUNMESH_WORKER_POOL, else `default`)"),
+    labels: str = typer.Option(
+        "", help="what it offers, comma-separated, e.g. gpu,cuda12 (empty = RUNMESH_WORKER_LABELS)"
+    ),
 ) -> None:
     with needs_dev_extra("worker"):
         from runmesh.cli.services import service_main
 
+    from runmesh.core.pools import POOL_PATTERN, parse_labels
+
+    settings = load_settings()
+    update: dict[str, object] = {}
+    if pool and not re.fullmatch(POOL_PATTERN, pool):
+        fail(f"--pool {pool!r} is not of the form {POOL_PATTERN}")
+    if pool:
+        update["worker_pool"] = pool
     try:
+        if labels:
+            update["worker_labels"] = parse_labels(labels)
         entry = service_main(service)
+    except ValueError as exc:
+        fail(f"--labels: {exc}")
     except RunmeshError as exc:
         fail(str(exc))
-    entry(load_settings())
+    entry(settings.model_copy(update=update))

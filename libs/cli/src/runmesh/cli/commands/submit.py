@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -75,9 +75,31 @@ def submit_command(
         None,
         "--max-attempts",
         min=1,
-        help="starts before the run fails (a lost worker starts it again); at most the "
-        "workers' RUNMESH_MAX_ATTEMPTS",
+        help="starts before the run fails (a lost worker or a retryable failure starts it "
+        "again); at most the workers' RUNMESH_MAX_ATTEMPTS",
     ),
+    retry_backoff: float | None = typer.Option(
+        None,
+        "--retry-backoff",
+        min=0,
+        metavar="SECONDS",
+        help="wait before the second attempt after a retryable failure, doubled for each "
+        "later one; at most the workers' RUNMESH_RETRY_BACKOFF_MAX_S",
+    ),
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pool",
+            metavar="POOL",
+            help="a pool of workers it may run on; repeat for several, in order of preference",
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", metavar="LABEL", help="a label its worker must have (e.g. gpu); repeatable"
+        ),
+    ] = None,
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
     idempotency_key: str | None = typer.Option(
         None,
@@ -97,6 +119,10 @@ def submit_command(
         body["timeout_s"] = timeout
     if max_attempts is not None:
         body["max_attempts"] = max_attempts
+    if retry_backoff is not None:
+        body["retry_backoff_s"] = retry_backoff
+    if pool or label:  # the gateway checks the names (a 422 naming the bad one)
+        body["placement"] = {"pools": pool or [], "labels": label or []}
     code = run_async(
         submit(
             load_settings(options=ctx.obj),

@@ -11,7 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
-from runmesh.core.events import TERMINAL_STATES, RunNotice
+from runmesh.core.events import TERMINAL_STATES
+from runmesh.core.notices import RunNotice
 from runmesh.gateway.hub.registry import RunFeed, SubscriptionRegistry
 from runmesh.gateway.hub.stored_events import PAGE_SIZE, EventStore, StoredEvent
 from runmesh.gateway.hub.subscription import RunEnded

@@ -12,7 +12,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from runmesh.core.errors import DependencyUnavailableError
-from runmesh.core.events import NOTIFY_CHANNEL, RunNotice
+from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from runmesh.core.events import TERMINAL_EVENT_TYPES, StreamedEvent
+from runmesh.core.events import TERMINAL_EVENT_TYPES
+from runmesh.core.notices import StreamedEvent
 from runmesh.gateway import runs_store
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 

@@ -17,14 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.core.events import (
-    NOTIFY_CHANNEL,
-    TERMINAL_STATES,
-    JsonObject,
-    RunNotice,
-    RunRequest,
-    workspace_prefix,
-)
+from runmesh.core.events import TERMINAL_STATES, JsonObject, RunRequest, workspace_prefix
+from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice
 from runmesh.core.pipelines import PipelineReferenceError, PipelineSpec, step_params
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
@@ -32,7 +26,7 @@ from runmesh.gateway.errors import GatewayError
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.pipelines import store
 from runmesh.gateway.pipelines.store import StepRow
-from runmesh.gateway.run_submission import store_request
+from runmesh.gateway.run_submission import action_placement, store_request
 from runmesh.gateway.run_view import mask_secrets
 
 log = logging.getLogger(__name__)
@@ -163,6 +157,8 @@ def _submit(
         tenant=run["tenant"],
         timeout_s=step.timeout_s,
         max_attempts=step.max_attempts,
+        retry_backoff_s=step.retry_backoff_s,
+        placement=step.placement or action_placement(action),
         parent_run_id=run["id"],
         workspace=_workspace_key(workspace),
     )

@@ -7,11 +7,13 @@ JSON>`. `id` is what a client sends back as `Last-Event-ID` to resume; a comment
 A run's stream ends once the run is terminal in `runs.runs`, after every stored event. A run
 the gateway ended itself (a cancel that was never confirmed) has no terminal event: its stream
 then ends with one synthetic message without an `id:`, `event: run.state`,
-`data: {"run_id": ..., "state": ...}`, so clients learn why it ended. Any stream also ends when
-its client is too slow to keep up (its queue in the hub filled) or the database is briefly
-unreachable; clients reconnect with `Last-Event-ID` and lose nothing. A stream whose token
-is revoked ends within RUNMESH_TOKEN_CACHE_TTL_S, with nothing more sent (a reconnect then
-gets 401).
+`data: {"run_id": ..., "state": ...}`, so clients learn why it ended. While a run is queued,
+its stream also sends `event: run.queue` messages without `id:` (RunQueueNotice): where the
+run stands and why it waits, first at once, then within QUEUE_RECHECK_S of each change. Any
+stream also ends when its client is too slow to keep up (its queue in the hub filled) or the
+database is briefly unreachable; clients reconnect with `Last-Event-ID` and lose nothing. A
+stream whose token is revoked ends within RUNMESH_TOKEN_CACHE_TTL_S, with nothing more sent
+(a reconnect then gets 401).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Send
 
-from runmesh.core.events import TERMINAL_STATES, RunStateNotice, StreamGapNotice
+from runmesh.core.events import TERMINAL_STATES
+from runmesh.core.notices import RunStateNotice, StreamGapNotice
 from runmesh.gateway import runs_store
 from runmesh.gateway.auth import AuthenticatedCaller
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import InvalidRequest, NotFound
 from runmesh.gateway.hub import PAGE_SIZE, EventStore, StoredEvent, sse_frame
+from runmesh.gateway.queue_view import RunQueueNotice, queue_views
 from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.sse_schema import RUN_EVENTS_RESPONSES, TENANT_EVENTS_RESPONSES
 from runmesh.gateway.routes.support import INT64_MAX, Int64, MeasuredRoute
@@ -47,6 +51,8 @@ TENANT_REPLAY_LIMIT: Final = 1000
 """At most this many of the tenant's latest events are replayed on `GET /v1/events`."""
 
 HEARTBEAT: Final = b": heartbeat\n\n"
+QUEUE_RECHECK_S: Final = 5.0
+"""How stale a queued run's last `event: run.queue` message may get."""
 _RETRY: Final = b"retry: 2000\n\n"  # EventSource reconnect delay; also flushes the headers
 _STREAM_HEADERS: Final = {
     "Cache-Control": "no-cache",
@@ -167,12 +173,18 @@ async def _run_stream(
                 yield event.frame
                 last = event.id
                 sent_terminal_event |= event.is_terminal_event
+            queue = _QueueWatch(deps, tenant, run_id) if state == "queued" else None
             while state not in TERMINAL_STATES:
                 if not await watch.still_valid():
                     log.info("ending the event stream of run %s: its token was revoked", run_id)
                     return
+                if queue is not None and (frame := await queue.changed()) is not None:
+                    yield frame
+                if queue is not None and queue.started:
+                    queue = None
+                wait_s = min(heartbeat_s, watch.due_in())
                 try:
-                    live = await sub.get(timeout=min(heartbeat_s, watch.due_in()))
+                    live = await sub.get(timeout=min(wait_s, QUEUE_RECHECK_S) if queue else wait_s)
                 except TimeoutError:
                     yield HEARTBEAT
                     continue
@@ -192,6 +204,31 @@ async def _run_stream(
         assert state is not None  # the stream above only ends this way on a terminal state
         notice = RunStateNotice(run_id=run_id, state=state)
         yield sse_frame("run.state", notice.model_dump_json().encode())
+
+
+class _QueueWatch:
+    """A queued run's `event: run.queue` messages: where it stands, sent when that changes."""
+
+    def __init__(self, deps: Deps, tenant: str, run_id: UUID) -> None:
+        self._deps = deps
+        self._tenant = tenant
+        self._run_id = run_id
+        self._last: RunQueueNotice | None = None
+        self.started = False
+        """The run is no longer queued: nothing more to say."""
+
+    async def changed(self) -> bytes | None:
+        """The message to send if where the run stands changed since the last one."""
+        row = await runs_store.get_run(self._deps.pool, self._tenant, self._run_id)
+        queue = (await queue_views(self._deps.pool, [row])).get(self._run_id) if row else None
+        if queue is None:
+            self.started = True
+            return None
+        notice = RunQueueNotice(run_id=self._run_id, **queue.model_dump())
+        if notice == self._last:
+            return None
+        self._last = notice
+        return sse_frame("run.queue", notice.model_dump_json().encode())
 
 
 async def _terminal_event_sent_before(deps: Deps, run_id: UUID, last: int) -> bool:

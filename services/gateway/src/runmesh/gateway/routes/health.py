@@ -83,7 +83,8 @@ async def metrics(request: Request, deps: Annotated[Deps, Depends(get_deps)]) ->
     registry = gateway_metrics(request.app)
     try:
         pending = await deps.pool.fetchval(
-            "SELECT count(*) FROM runs.outbox WHERE sent_at IS NULL", timeout=_DB_CHECK_TIMEOUT_S
+            "SELECT count(*) FROM runs.outbox WHERE sent_at IS NULL AND NOT held",
+            timeout=_DB_CHECK_TIMEOUT_S,
         )
     except _DB_ERRORS:
         pending = None  # the scrape still answers; the gauge keeps its last value

@@ -50,6 +50,10 @@ class ActionOut(BaseModel):
     max_attempts: int | None = Field(
         default=None, description="Default starts of its runs; a submission's own wins"
     )
+    retry_backoff_s: float | None = Field(
+        default=None,
+        description="Default first wait before a retry of its runs; a submission's own wins",
+    )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Param path → the types it takes from an earlier pipeline step",

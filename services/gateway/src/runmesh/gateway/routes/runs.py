@@ -21,6 +21,7 @@ from runmesh.gateway.errors import Conflict, InvalidRequest, NotFound
 from runmesh.gateway.params_validation import KnownPlugins
 from runmesh.gateway.pipelines import store as pipeline_store
 from runmesh.gateway.pipelines.start import SubmitPipeline, start_pipeline
+from runmesh.gateway.queue_view import queue_views
 from runmesh.gateway.routes.pagination import decode_cursor, encode_cursor
 from runmesh.gateway.routes.run_ids import RunId
 from runmesh.gateway.routes.support import (
@@ -121,24 +122,26 @@ async def fetch_run(db: runs_store.Db, tenant: str, run_id: uuid.UUID) -> dict[s
 
 
 async def views(db: runs_store.Db, tenant: str, rows: Sequence[Mapping[str, Any]]) -> list[RunOut]:
-    """Run JSON for stored rows, with percent and masking from their action's manifest."""
+    """Run JSON for stored rows, with percent and masking from their action's manifest, and
+    a queued run's place in its queue."""
     if not rows:
         return []
     known = await KnownPlugins.load(db, tenant, {row["category"] for row in rows})
+    queues = await queue_views(db, rows)
     now = datetime.now(UTC)
     result = []
     for row in rows:
         found = known.find_action(
             row.get("plugin"), row["category"], row["action"], row.get("plugin_version")
         )
-        result.append(
-            run_view(
-                row,
-                action=found[1] if found else None,
-                plugin_code=found[0].code if found else None,
-                now=now,
-            )
+        view = run_view(
+            row,
+            action=found[1] if found else None,
+            plugin_code=found[0].code if found else None,
+            now=now,
         )
+        view.queue = queues.get(row["id"])
+        result.append(view)
     return result
 
 
@@ -447,6 +450,8 @@ async def rerun(
         plugin=original["plugin"],
         timeout_s=original["timeout_s"],
         max_attempts=original["max_attempts"],
+        retry_backoff_s=original["retry_backoff_s"],
+        placement=original["placement"],
         parent_run_id=run_id,
     )
     row, created = await submit(deps, tenant, body, idempotency_key, request.headers)

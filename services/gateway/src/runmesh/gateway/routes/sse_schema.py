@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from runmesh.core.events import RunStateNotice, StreamedEvent, StreamGapNotice
+from runmesh.core.notices import RunStateNotice, StreamedEvent, StreamGapNotice
+from runmesh.gateway.queue_view import RunQueueNotice
 from runmesh.gateway.routes.support import problems
 
 
@@ -28,9 +29,17 @@ RUN_EVENTS_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "the stored events as a JSON list",
         "content": {
             "text/event-stream": _stream(
-                "SSE messages `id:`/`event:`/`data:` (StreamedEvent), and possibly a last "
-                "`event: run.state` (RunStateNotice); `: heartbeat` comments in between",
-                {"anyOf": [StreamedEvent.model_json_schema(), RunStateNotice.model_json_schema()]},
+                "SSE messages `id:`/`event:`/`data:` (StreamedEvent); while the run is queued, "
+                "`event: run.queue` messages without `id:` (RunQueueNotice) saying why it "
+                "waits; possibly a last `event: run.state` (RunStateNotice); `: heartbeat` "
+                "comments in between",
+                {
+                    "anyOf": [
+                        StreamedEvent.model_json_schema(),
+                        RunQueueNotice.model_json_schema(),
+                        RunStateNotice.model_json_schema(),
+                    ]
+                },
             ),
             "application/json": {
                 "schema": {"type": "array", "items": StreamedEvent.model_json_schema()}

@@ -8,8 +8,8 @@ aggregator's event insert (beside its batch).
 
 By concern: `_reads` (a run, a list, logs, metrics, artifacts), `_submissions` (storing a
 REST submission), `_cancels` (cancelling, and the notices of runs the gateway ends),
-`_aggregation` (the aggregator's batch of run rows and its notices) and `_pipelines` (a
-pipeline's own run and its steps' outcomes).
+`_aggregation` (the aggregator's batch of run rows and its notices), `_pipelines` (a
+pipeline's own run and its steps' outcomes) and `_queue` (where queued runs stand).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from runmesh.gateway.runs_store._pipelines import (
     set_pipeline_progress,
     step_outcomes,
 )
+from runmesh.gateway.runs_store._queue import QUEUE_OF, lock_held_runs, queue_positions, set_pools
 from runmesh.gateway.runs_store._reads import (
     RunFilter,
     artifact_event,
@@ -57,6 +58,7 @@ from runmesh.gateway.runs_store._submissions import NewRun, find_submitted, inse
 __all__ = [
     "DB_TIMEOUT_S",
     "PIPELINE_CATEGORY",
+    "QUEUE_OF",
     "RUN_COLUMNS",
     "Db",
     "LockedRun",
@@ -77,17 +79,20 @@ __all__ = [
     "insert_pipeline_run",
     "insert_run",
     "list_runs",
+    "lock_held_runs",
     "lock_pipeline_run",
     "lock_run",
     "lock_runs",
     "log_events",
     "metric_events",
     "notify_ended",
+    "queue_positions",
     "request_cancel",
     "run_exists",
     "run_ids_between",
     "run_state",
     "set_pipeline_progress",
+    "set_pools",
     "step_outcomes",
     "update_runs",
 ]

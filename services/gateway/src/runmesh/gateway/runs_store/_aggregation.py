@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from runmesh.core.events import NOTIFY_CHANNEL, RunNotice
+from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice
 from runmesh.gateway.run_state import RunSnapshot
 from runmesh.gateway.runs_store._sql import NOTIFY_EACH
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from runmesh.core.events import NOTIFY_CHANNEL, RunNotice
+from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice
 from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, NOTIFY_EACH
 
 

@@ -26,6 +26,9 @@ class NewRun:
     parent_run_id: uuid.UUID | None
     idempotency_key: str | None
     max_attempts: int | None = None
+    retry_backoff_s: float | None = None
+    placement: dict[str, Any] | None = None
+    pool: str | None = None
 
 
 async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | None:
@@ -34,8 +37,8 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
         f"""
         INSERT INTO runs.runs (id, tenant, category, plugin, action, state, params,
             params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via,
-            max_attempts)
-        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest', $11)
+            max_attempts, retry_backoff_s, placement, pool)
+        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest', $11, $12, $13, $14)
         ON CONFLICT DO NOTHING
         RETURNING {RUN_COLUMNS}
         """,
@@ -50,6 +53,9 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
         run.parent_run_id,
         run.idempotency_key,
         run.max_attempts,
+        run.retry_backoff_s,
+        run.placement,
+        run.pool,
         timeout=DB_TIMEOUT_S,
     )
     return None if row is None else dict(row)

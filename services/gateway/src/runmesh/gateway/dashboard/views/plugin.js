@@ -132,13 +132,40 @@ function versionDetails(plugin, version) {
   );
 }
 
+/** Who serves the category: its live workers and their pools, or why its runs would wait. */
+function servedBy(category, workers) {
+  if (!workers.length)
+    return h(
+      "p",
+      { id: "served-by", class: "warning" },
+      `No live worker serves ${category}: its runs wait queued until one starts `,
+      h("span", { class: "mono" }, `(runmesh worker --category ${category})`),
+      ".",
+    );
+  const pools = [...new Set(workers.map((w) => w.pool))].sort();
+  const slots = workers.reduce((sum, w) => sum + w.slots, 0);
+  const busy = workers.reduce((sum, w) => sum + w.busy, 0);
+  const count = `${workers.length} live worker${workers.length === 1 ? "" : "s"}`;
+  return h(
+    "p",
+    { id: "served-by" },
+    `Served by ${count} (pool${pools.length === 1 ? "" : "s"} ${pools.join(", ")}), `,
+    `${busy} of ${slots} slots busy.`,
+  );
+}
+
 export function renderPlugin(view, code) {
   const root = viewRoot();
   replace(root, h("p", { class: "muted" }, "Loading…"));
   (async () => {
     let plugin;
+    let workers = null;
     try {
       plugin = await api(`/v1/plugins/${encodeURIComponent(code)}`, { signal: view.signal });
+      const served = await api(`/v1/workers?category=${encodeURIComponent(plugin.category)}`, {
+        signal: view.signal,
+      }).catch(() => null); // the page is still worth showing without it
+      workers = served?.items ?? null;
     } catch (error) {
       view.fail(error, `Plugin ${code}`);
       return;
@@ -156,6 +183,7 @@ export function renderPlugin(view, code) {
         plugin.builtin ? h("span", { class: "tag" }, "built-in") : null,
       ),
       h("p", {}, plugin.description || ""),
+      workers ? servedBy(plugin.category, workers) : null,
       h(
         "p",
         {},

@@ -119,6 +119,8 @@ export function createHeader(runId, path, { onRun, refresh }) {
       run.retry_reason,
       run.started_at,
       run.finished_at,
+      run.queue?.reason,
+      run.pool,
     ]);
     if (key === headerKey) return;
     headerKey = key;
@@ -129,6 +131,10 @@ export function createHeader(runId, path, { onRun, refresh }) {
       fact("Plugin", ...pluginLink(run)),
       fact("Action", run.action || "–"),
       fact("Category", run.category),
+      // A run that asked for a placement: the pool it went to, or that it is still held.
+      run.placement ? fact("Pool", h("span", { id: "run-pool" }, run.pool ?? "none yet")) : null,
+      // Why a queued run waits: no worker of its category, or its place behind busy slots.
+      run.queue ? fact("Queue", h("span", { id: "run-queue" }, run.queue.reason)) : null,
       fact("Attempt", attemptText(run)),
       fact("Created", timeEl(run.created_at)),
       fact("Started", timeEl(run.started_at)),

@@ -1,0 +1,47 @@
+"""`runmesh workers`: the live workers, what they serve and how busy they are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runmesh.cli.exits import run_async
+from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.settings import load_settings, require_gateway
+
+app = typer.Typer()
+
+
+@app.command("workers", help="Live workers: category, pool, labels, busy slots.")
+def workers(
+    ctx: typer.Context,
+    category: str | None = typer.Option(None, help="only those serving this category"),
+    pool: str | None = typer.Option(None, help="only those of this pool"),
+) -> None:
+    async def go() -> dict[str, Any]:
+        url, token = require_gateway(load_settings(options=ctx.obj))
+        params = {k: v for k, v in {"category": category, "pool": pool}.items() if v}
+        async with GatewayClient(url, token) as api:
+            page: dict[str, Any] = await api.request("GET", "/v1/workers", params=params)
+            return page
+
+    items = run_async(go()).get("items", [])
+    if not items:
+        what = " ".join(f"{k} {v}" for k, v in (("category", category), ("pool", pool)) if v)
+        typer.echo(f"no live worker{' of ' + what if what else ''}")
+        return
+    table = Table("worker", "category", "pool", "labels", "busy", "state", "last seen")
+    for worker in items:
+        table.add_row(
+            worker["worker"],
+            worker["category"],
+            worker["pool"],
+            ",".join(worker.get("labels") or []),
+            f"{worker['busy']}/{worker['slots']}",
+            worker["state"],
+            str(worker.get("last_seen", ""))[11:19],
+        )
+    Console().print(table)

@@ -1,0 +1,44 @@
+"""Placing runs on pools of workers (issue 17 item 2, docs/operations.md "Pools and labels").
+
+A run with a `Placement` goes to the first of its pools (any pool, `default` first, when it
+names none) whose live workers of its category all carry its labels: its request is
+published on that pool's requests topic. When no such pool has a live worker, the run is
+held: it stays queued in PostgreSQL with its request unpublished, saying what it waits for,
+until `PlacementDispatcher` finds it a pool. A run without placement goes to the default
+pool's topic at once, as every run did before pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
+
+from runmesh.core.events import Placement
+from runmesh.core.pools import DEFAULT_POOL
+
+LivePools: TypeAlias = Mapping[str, Sequence[frozenset[str]]]
+"""Pool → the label sets of its live serving workers (of one category)."""
+
+
+def choose_pool(placement: Placement | None, live: LivePools) -> str | None:
+    """The pool a run goes to now, or None while no live pool fits it."""
+    if placement is None:
+        return DEFAULT_POOL
+    candidates = placement.pools or sorted(live, key=lambda pool: (pool != DEFAULT_POOL, pool))
+    wanted = set(placement.labels)
+    for pool in candidates:
+        workers = live.get(pool)
+        # Every worker of a pool shares its topic: each must be able to run what it takes.
+        if workers and all(wanted <= labels for labels in workers):
+            return pool
+    return None
+
+
+def held_reason(category: str, placement: Placement) -> str:
+    """Why a held run waits: no live pool of its category fits its placement."""
+    where = ""
+    if placement.pools:
+        where += f" in pool {' or '.join(placement.pools)}"
+    if placement.labels:
+        where += f" with labels {', '.join(placement.labels)}"
+    return f"waiting for a worker of {category}{where} (none is live)"

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -160,6 +161,23 @@ class TrackingRunClient(RunClient):
             await self.cancel(run_id)
         for run_id in unfinished:
             await self.wait_terminal(run_id, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def own_database(settings: Settings) -> AsyncIterator[Settings]:
+    """`settings` on a database of their own in the sandbox's cluster, dropped on leaving: for
+    tests that read what every run or worker of the database adds up to (queue positions,
+    live workers), which other test files' gateways would otherwise add to."""
+    assert settings.database_url, "the sandbox sets a database URL"
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        url = urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
 
 
 @pytest.fixture

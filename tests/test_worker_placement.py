@@ -17,14 +17,16 @@ from runmesh.core.events import FailedPayload, Placement
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, RunClient, WorkerFactory
+from .conftest import CATEGORY, GatewayHandle, RunClient, WorkerFactory, own_database
 
 DEADLINE_S = 90.0  # catches a hang; workers announce themselves every 0.3 s
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"worker_heartbeat_s": 0.3})
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """Quick announcements, and a database of the test's own: its workers are all there is."""
+    async with own_database(settings.model_copy(update={"worker_heartbeat_s": 0.3})) as own:
+        yield own
 
 
 @pytest.fixture

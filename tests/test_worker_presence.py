@@ -17,15 +17,18 @@ from runmesh.cli.__main__ import main
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, WorkerFactory
+from .conftest import CATEGORY, GatewayHandle, WorkerFactory, own_database
 
 DEADLINE_S = 90.0  # catches a hang; the announcements come every 0.3 s
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """Quick announcements, so a worker is counted gone soon after it stops."""
-    return settings.model_copy(update={"worker_heartbeat_s": 0.3, "sse_heartbeat_s": 0.5})
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """Quick announcements, so a worker is counted gone soon after it stops; a database of
+    the test's own, so the queue holds only its runs and the workers table only its workers."""
+    quick = settings.model_copy(update={"worker_heartbeat_s": 0.3, "sse_heartbeat_s": 0.5})
+    async with own_database(quick) as own:
+        yield own
 
 
 @pytest.fixture

@@ -180,6 +180,16 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
         await admin.close()
 
 
+async def until_plugin_known(api: Any, code: str = "testkit", timeout: float = 120) -> None:
+    """Until the gateway behind `api` (an httpx client with a token) knows plugin `code`: a
+    worker announces its plugins as it starts, and the gateway reads them a moment later."""
+
+    async def known() -> bool:
+        return bool((await api.get(f"/v1/plugins/{code}")).status_code == 200)
+
+    await eventually(known, timeout=timeout, message=f"plugin {code} never announced")
+
+
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[RunClient]:
     """A `RunClient` on the test's own topics."""

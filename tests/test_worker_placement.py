@@ -17,7 +17,14 @@ from runmesh.core.events import FailedPayload, Placement
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, RunClient, WorkerFactory, own_database
+from .conftest import (
+    CATEGORY,
+    GatewayHandle,
+    RunClient,
+    WorkerFactory,
+    own_database,
+    until_plugin_known,
+)
 
 DEADLINE_S = 90.0  # catches a hang; workers announce themselves every 0.3 s
 
@@ -87,6 +94,7 @@ async def test_a_run_needing_a_label_waits_until_a_worker_with_it_joins(
 ) -> None:
     async with worker():  # the default pool, no labels
         await until_pools(api, ["default"])
+        await until_plugin_known(api)
         held = await submit(api, {"labels": ["gpu"]})
         assert (held["state"], held["pool"]) == ("queued", None)
         assert held["placement"] == {"pools": [], "labels": ["gpu"]}
@@ -119,6 +127,7 @@ async def test_pools_are_taken_in_order_of_preference(
     async with worker(worker_pool="small") as small:
         async with worker(worker_pool="big") as big:
             await until_pools(api, ["big", "small"])
+            await until_plugin_known(api)
             first = await submit(api, placement)
             assert first["pool"] == "big"
             await until_succeeded(api, first["id"])

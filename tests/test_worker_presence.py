@@ -17,7 +17,7 @@ from runmesh.cli.__main__ import main
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, WorkerFactory, own_database
+from .conftest import CATEGORY, GatewayHandle, WorkerFactory, own_database, until_plugin_known
 
 DEADLINE_S = 90.0  # catches a hang; the announcements come every 0.3 s
 
@@ -106,7 +106,7 @@ async def test_a_queued_run_says_why_it_waits_until_a_worker_takes_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with worker():  # announces the test plugin, so the gateway takes runs of it
-        await eventually(lambda: workers(api, category=CATEGORY), timeout=DEADLINE_S)
+        await until_plugin_known(api)
     await eventually(lambda: none_listed(api), timeout=DEADLINE_S, message="still listed")
 
     first = await submit(api, "echo", {"name": "a", "count": 1})
@@ -172,6 +172,7 @@ async def test_a_run_behind_busy_slots_says_its_position(
 ) -> None:
     async with worker(max_concurrent_runs=1):
         await eventually(lambda: workers(api, category=CATEGORY), timeout=DEADLINE_S)
+        await until_plugin_known(api)
         holding = await submit(api, "sleep", {"seconds": 600, "steps": 6000})
 
         async def busy() -> bool:

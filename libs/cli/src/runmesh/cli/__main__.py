@@ -12,7 +12,17 @@ from collections.abc import Sequence
 
 import typer
 
-from runmesh.cli.commands import dev, pipeline, plugin, runs, serve, submit, token, workers
+from runmesh.cli.commands import (
+    dev,
+    limits,
+    pipeline,
+    plugin,
+    runs,
+    serve,
+    submit,
+    token,
+    workers,
+)
 from runmesh.cli.settings import GatewayOptions
 
 app = typer.Typer(
@@ -32,6 +42,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(plugin.app, name="plugin")
 app.add_typer(workers.app)
+app.add_typer(limits.app, name="limits")
 
 
 def configure_logging(verbose: bool) -> None:

@@ -120,10 +120,13 @@ class Aggregator:
         default_tenant: str = "default",
         max_records: int = 5000,
         on_requests: Callable[[], None] | None = None,
+        on_ended: Callable[[], None] | None = None,
     ) -> None:
         self._kafka = kafka
         # Called after a batch that stored pipeline steps' requests (the relay's wake).
         self._on_requests = on_requests
+        # Called after a batch in which runs ended (a held run's tenant may have room now).
+        self._on_ended = on_ended
         self._default_tenant = default_tenant
         self._pool = pool
         self._max_records = max_records
@@ -274,6 +277,8 @@ class Aggregator:
         self.events_stored += len(inserted)
         if submitted and self._on_requests is not None:
             self._on_requests()
+        if ended and self._on_ended is not None:
+            self._on_ended()
 
 
 def _event_columns(

@@ -30,6 +30,7 @@ from runmesh.gateway.routes import (
     dashboard,
     events,
     health,
+    limits,
     models,
     pipelines,
     plugins,
@@ -63,10 +64,19 @@ def create_app(settings: Settings) -> FastAPI:
             deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
             app.state.deps = deps
             dispatcher = PlacementDispatcher(deps.topics, pool, on_release=relay.wake)
+
+            def submitted() -> None:  # pipeline steps: published, or held for the dispatcher
+                relay.wake()
+                dispatcher.wake()
+
             loops = {
                 "event hub": hub.run,
                 "aggregator": Aggregator(
-                    settings.kafka, pool, default_tenant=settings.tenant, on_requests=relay.wake
+                    settings.kafka,
+                    pool,
+                    default_tenant=settings.tenant,
+                    on_requests=submitted,
+                    on_ended=dispatcher.wake,
                 ).run,
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "worker presence": WorkerPresenceLoop(
@@ -116,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         annotation,
         models,
         workers,
+        limits,
         dashboard,
     ):
         app.include_router(module.router)

@@ -56,6 +56,14 @@ class PayloadTooLarge(GatewayError):
     title = "Payload too large"
 
 
+class TooManyRequests(GatewayError):
+    """Over a limit of the caller's (a tenant's queued runs): try again later."""
+
+    status = 429
+    title = "Too many requests"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "5"}
+
+
 class ServiceUnavailable(GatewayError):
     """A dependency (S3, PostgreSQL, Kafka) refused the request's work: try again later."""
 

@@ -1,6 +1,7 @@
-"""The dispatcher of held runs: a queued run no live pool could take when it was submitted is
-released onto a pool's requests topic as soon as one can (docs/operations.md "Pools and
-labels")."""
+"""The dispatcher of held runs: a queued run that no live pool could take when it was
+submitted, or that its tenant's limit held back, is released onto a pool's requests topic as
+soon as one can take it and its tenant is under its limit (docs/operations.md "Pools and
+labels", "Tenant limits")."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.placement import choose_pool
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
+from runmesh.gateway.tenant_limits import Usage, limits_of, lock_tenant, running_block, usage_of
 from runmesh.gateway.worker_presence import live_pools
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S: Final = 1.0
-"""How late a held run is released after a fitting worker appeared on another replica (the
-replica that stored the worker's announcement wakes its dispatcher at once)."""
+"""How late a held run is released after a fitting worker appeared, or a run of its tenant
+ended, on another replica (the replica that stored the announcement or the run's end wakes
+its dispatcher at once)."""
 BATCH_SIZE: Final = 500
 
 # The held request was stored with the default topic; it goes out on its pool's instead.
@@ -35,7 +38,8 @@ WHERE o.held AND o.key = r.key
 
 
 class PlacementDispatcher:
-    """Releases held runs onto the first pool that fits them, oldest first.
+    """Releases held runs onto the first pool that fits them, oldest first, each while its
+    tenant is under its `max_running` (counting the runs released before it).
 
     Every gateway replica runs one; rows are claimed with `FOR UPDATE SKIP LOCKED`, so a run
     is released once, and a cancel (which locks the run's row) either comes first — the run
@@ -83,13 +87,24 @@ class PlacementDispatcher:
             if not held:
                 return 0
             live = await live_pools(conn, [row["category"] for row in held])
+            limits = await limits_of(conn, [row["tenant"] for row in held])
+            usages: dict[str, Usage] = {}
+            for tenant in sorted(limits):  # in one order: two dispatchers never deadlock
+                await lock_tenant(conn, tenant)
+                usages[tenant] = await usage_of(conn, tenant)
             chosen: dict[str, tuple[str, str]] = {}  # run id → (its pool, its pool's topic)
             for row in held:
-                placement = Placement.model_validate(row["placement"])
-                pool = choose_pool(placement, live.get(row["category"], {}))
-                if pool is not None:
-                    topic = self._topics.requests(row["category"], pool)
-                    chosen[str(row["id"])] = (pool, topic)
+                placement = row["placement"] and Placement.model_validate(row["placement"])
+                pool = choose_pool(placement or None, live.get(row["category"], {}))
+                tenant, category = row["tenant"], row["category"]
+                if pool is None:
+                    continue
+                if tenant in limits:
+                    if running_block(limits[tenant], usages[tenant], category):
+                        continue
+                    under_way = usages[tenant].under_way
+                    under_way[category] = under_way.get(category, 0) + 1
+                chosen[str(row["id"])] = (pool, self._topics.requests(category, pool))
             if not chosen:
                 return 0
             keys = list(chosen)

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from runmesh.core.events import Placement
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.gateway import runs_store
-from runmesh.gateway.placement import held_reason
+from runmesh.gateway.placement import choose_pool, held_reason
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
-from runmesh.gateway.worker_presence import Capacity, capacities
+from runmesh.gateway.tenant_limits import limits_of, running_block, usage_of
+from runmesh.gateway.worker_presence import Capacity, capacities, live_pools
 
 
 class QueueOut(BaseModel):
@@ -81,6 +82,7 @@ async def queue_views(
     categories = sorted({row["category"] for row in queued})
     positions = await runs_store.queue_positions(db, categories, [row["id"] for row in queued])
     found = await capacities(db, [(row["category"], _pool_of(row)) for row in queued])
+    held = await _held_reasons(db, [row for row in queued if _pool_of(row) is None])
     views = {}
     for row in queued:
         position = positions.get(row["id"])
@@ -88,8 +90,8 @@ async def queue_views(
             continue  # it started meanwhile
         pool = _pool_of(row)
         capacity = found[(row["category"], pool)]
-        if pool is None:  # held: no live pool fits its placement
-            reason = held_reason(row["category"], Placement.model_validate(row["placement"]))
+        if pool is None:  # held: no live pool fits its placement, or its tenant's limit
+            reason = held.get(row["id"]) or "waiting to be released onto a pool"
         else:
             reason = queue_reason(row["category"], pool, position, capacity)
         views[row["id"]] = QueueOut(
@@ -109,4 +111,26 @@ def _pool_of(row: Mapping[str, Any]) -> str | None:
     straight to Kafka has none stored and went to the default pool)."""
     if row.get("pool") is not None:
         return str(row["pool"])
-    return DEFAULT_POOL if row.get("placement") is None else None
+    return DEFAULT_POOL if row.get("submitted_via") == "kafka" else None
+
+
+async def _held_reasons(
+    db: runs_store.Db, held: Sequence[Mapping[str, Any]]
+) -> dict[uuid.UUID, str]:
+    """Why each held run waits: no live pool fits its placement, else its tenant's limit."""
+    if not held:
+        return {}
+    live = await live_pools(db, [row["category"] for row in held])
+    limits = await limits_of(db, [row["tenant"] for row in held])
+    usages = {tenant: await usage_of(db, tenant) for tenant in limits}
+    reasons = {}
+    for row in held:
+        placement = None if row["placement"] is None else Placement.model_validate(row["placement"])
+        if choose_pool(placement, live.get(row["category"], {})) is None:
+            assert placement is not None  # without one, the default pool always fits
+            reasons[row["id"]] = held_reason(row["category"], placement)
+        elif row["tenant"] in limits:
+            blocked = running_block(limits[row["tenant"]], usages[row["tenant"]], row["category"])
+            if blocked:
+                reasons[row["id"]] = blocked
+    return reasons

@@ -24,11 +24,18 @@ from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
-from runmesh.gateway.errors import Conflict, InvalidRequest
+from runmesh.gateway.errors import Conflict, InvalidRequest, TooManyRequests
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, Headers, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.placement import choose_pool
 from runmesh.gateway.run_view import mask_secrets
+from runmesh.gateway.tenant_limits import (
+    limits_of,
+    lock_tenant,
+    queue_block,
+    running_block,
+    usage_of,
+)
 from runmesh.gateway.worker_presence import live_pools
 
 tracer = trace.get_tracer("runmesh.gateway")
@@ -153,6 +160,7 @@ async def submit(
             params_redacted=mask_secrets(body.params, schema),
             idempotency_key=idempotency_key,
             headers=headers,
+            queue_cap=True,
         )
         if row is None:
             return await _existing(conn, tenant, body, run_id, idempotency_key), False
@@ -168,9 +176,14 @@ async def store_request(
     params_redacted: JsonObject,
     idempotency_key: str | None = None,
     headers: Headers | None = None,
+    queue_cap: bool = False,
 ) -> dict[str, Any] | None:
     """Store a queued run and its request in the caller's transaction (the outbox relay
-    publishes it on commit); None, storing nothing, when its id or key is taken."""
+    publishes it on commit); None, storing nothing, when its id or key is taken.
+
+    The request goes to the pool its placement chooses; it is held (stored, not published)
+    while no live pool fits it or its tenant is at its `max_running`. With `queue_cap` (a
+    submission), a tenant at its `max_queued` gets `TooManyRequests`."""
     assert request.tenant is not None, "a stored request names its tenant"
     placement = request.placement
     if placement is not None and not (placement.pools or placement.labels):
@@ -179,6 +192,14 @@ async def store_request(
     if placement is not None:
         live = await live_pools(conn, [request.category])
         pool = choose_pool(placement, live.get(request.category, {}))
+    limits = (await limits_of(conn, [request.tenant])).get(request.tenant)
+    if limits:
+        await lock_tenant(conn, request.tenant)
+        usage = await usage_of(conn, request.tenant)
+        if queue_cap and (full := queue_block(limits, usage, request.category)):
+            raise TooManyRequests(full)
+        if running_block(limits, usage, request.category):
+            pool = None  # held until one of the tenant's runs ends
     row = await runs_store.insert_run(
         conn,
         runs_store.NewRun(

@@ -177,7 +177,7 @@ def _contains_mask(value: Any) -> bool:
     responses={
         200: {"model": RunOut, "description": "The run this Idempotency-Key/run_id already made"},
         202: {"description": "Accepted: the run is queued and its request will be published"},
-        **problems(401, 409, 422),
+        **problems(401, 409, 422, 429),
     },
 )
 async def submit_run(
@@ -410,7 +410,7 @@ async def _rerun_pipeline(
     responses={
         200: {"model": RunOut, "description": "The run this Idempotency-Key already made"},
         202: {"description": "Accepted: the new run is queued"},
-        **problems(401, 404, 409, 422),
+        **problems(401, 404, 409, 422, 429),
     },
 )
 async def rerun(

@@ -173,6 +173,8 @@ _PROBLEM_TEXT = {
     413: "The request body is larger than the route's limit (RUNMESH_GATEWAY_MAX_BODY_BYTES)",
     422: "Invalid request; `errors` lists field errors as {loc, msg} (NUL, lone surrogates, "
     "integers past 64 bits and JSON deeper than 64 levels included)",
+    429: "Over a limit of the tenant's (its queued runs); the `Retry-After` header says when "
+    "to try again",
     503: "Not ready",
 }
 

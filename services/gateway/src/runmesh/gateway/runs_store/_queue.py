@@ -11,9 +11,9 @@ from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, Db
 
 # Every tenant's queued runs count: they share the pool's workers. A queue is a category's
 # runs on one pool ('' for the held ones: on none yet; a run produced straight to Kafka has
-# no pool and went to the default one). The partial index `runs_queued` keeps this a scan of
+# no pool stored and went to the default one). The partial index `runs_queued` keeps this a scan of
 # the queued runs of the categories asked about only.
-QUEUE_OF = "coalesce(pool, CASE WHEN placement IS NULL THEN 'default' ELSE '' END)"
+QUEUE_OF = "coalesce(pool, CASE WHEN submitted_via = 'kafka' THEN 'default' ELSE '' END)"
 _POSITIONS = f"""
 SELECT id, position FROM (
     SELECT id, row_number() OVER (
@@ -37,11 +37,12 @@ async def queue_positions(
 
 
 async def lock_held_runs(db: Db, limit: int) -> list[dict[str, Any]]:
-    """Lock up to `limit` held runs (queued, with a placement, on no pool yet), oldest first;
-    rows another transaction holds are skipped."""
+    """Lock up to `limit` held runs (queued, submitted through the gateway, on no pool yet:
+    no live pool fitted them, or their tenant was at its limit), oldest first; rows another
+    transaction holds are skipped."""
     rows = await db.fetch(
-        "SELECT id, category, placement FROM runs.runs"
-        " WHERE state = 'queued' AND placement IS NOT NULL AND pool IS NULL"
+        "SELECT id, tenant, category, placement FROM runs.runs"
+        " WHERE state = 'queued' AND pool IS NULL AND submitted_via <> 'kafka'"
         " ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
         timeout=DB_TIMEOUT_S,

@@ -112,9 +112,14 @@ async def test_over_its_queue_cap_a_submission_is_refused_with_429(
         await until_plugin_known(api)
     args = ["set", tenant, "--category", CATEGORY, "--max-queued", "2"]
     assert await limits_cli(*args) == 0
-    for _ in range(2):
-        response = await submit(api, "echo", {"name": "q", "count": 1})
-        assert response.status_code == 202, response.text
+    body = {"category": CATEGORY, "action": "echo", "params": {"name": "q", "count": 1}}
+    first = await api.post("/v1/runs", json=body, headers={"Idempotency-Key": "first"})
+    assert first.status_code == 202, first.text
+    response = await submit(api, "echo", {"name": "q", "count": 1})
+    assert response.status_code == 202, response.text
+    # At the cap, the same submission again (a client's retry) still answers its run.
+    again = await api.post("/v1/runs", json=body, headers={"Idempotency-Key": "first"})
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
     refused = await submit(api, "echo", {"name": "q", "count": 1})
     assert refused.status_code == 429, refused.text
     assert refused.headers["Retry-After"] == "5"

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 EVENT_TYPE: Final = "worker.presence"
 """`event-type` header of a presence record."""
 _SEND_TIMEOUT_S: Final = 10.0
+_LAST_SEND_TIMEOUT_S: Final = 2.0
 
 
 class PresenceBeacon:
@@ -68,9 +69,12 @@ class PresenceBeacon:
             await asyncio.sleep(self._settings.worker_heartbeat_s)
 
     async def announce(self, state: PresenceState) -> None:
-        """Send one announcement and wait for its acknowledgement (bounded); never raises."""
+        """Send one announcement and wait for its acknowledgement (bounded); never raises.
+        The last ones (`stopping`, `stopped`) wait less: a worker leaving while Kafka is away
+        must not add much to its shutdown (the gateway counts it gone after 3 heartbeats)."""
+        timeout_s = _SEND_TIMEOUT_S if state == "serving" else _LAST_SEND_TIMEOUT_S
         try:
-            async with asyncio.timeout(_SEND_TIMEOUT_S):
+            async with asyncio.timeout(timeout_s):
                 ack = await self._publisher.send(
                     self._topic,
                     self.presence(state),

@@ -197,6 +197,11 @@ async def store_request(
         await lock_tenant(conn, request.tenant)
         usage = await usage_of(conn, request.tenant)
         if queue_cap and (full := queue_block(limits, usage, request.category)):
+            # The same submission again (a client's retry) answers the run it made, not 429.
+            if await runs_store.find_submitted(
+                conn, request.tenant, request.run_id, idempotency_key
+            ):
+                return None
             raise TooManyRequests(full)
         if running_block(limits, usage, request.category):
             pool = None  # held until one of the tenant's runs ends
@@ -220,7 +225,8 @@ async def store_request(
         ),
     )
     if row is not None:
-        # No live pool fits it: held, with the default topic until a dispatcher releases it.
+        # Held (no live pool fits it, or its tenant is at its limit): stored with the default
+        # topic until the placement dispatcher releases it onto its pool's.
         await enqueue(
             conn,
             topic=topics.requests(request.category, pool or DEFAULT_POOL),

@@ -1,0 +1,207 @@
+"""The no-op run's latency: REST submission → its terminal event on the tenant's SSE stream.
+
+An in-process gateway and worker on the embedded sandbox run the test kit's `noop` action (in
+the worker's process, so what is measured is the platform, not a fork). Three ways, each run
+waited for before the next, interleaved so they share the machine's state:
+- rest: `POST /v1/runs`, until `run.succeeded` arrives on `GET /v1/events` of the tenant;
+- limited: the same for a tenant with a limit set (`max_running` far above what it uses), so
+  each submission also reads the tenant's limits and usage under its advisory lock;
+- direct (baseline): a `RunRequest` produced straight to the requests topic with aiokafka,
+  until its `run.succeeded` arrives on the same kind of stream.
+Value = rest p50 in ms, baseline = direct p50, ratio = value / baseline: what the gateway's
+path (validation, outbox, relay) adds over a Kafka producer's. Aims (issue 20): p50 < 50 ms,
+p99 < 150 ms. `--runs N` sets the runs per way (default 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import uvicorn
+
+from runmesh.core.events import RunRequest, encode
+from runmesh.core.kafka import make_producer
+from runmesh.core.settings import Settings
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
+from runmesh.gateway.app import create_app
+from runmesh.gateway.tenant_limits import set_limit
+from runmesh.gateway.tokens import create_token
+from runmesh.sandbox import Sandbox
+from runmesh.sandbox.processes import free_port
+from runmesh.worker import Worker
+from runmesh.worker.process import build_registry
+
+PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins"
+WARM_UP = 10
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class TenantStream:
+    """A tenant's `GET /v1/events`, resolving a future per run when its `run.succeeded` comes."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+        self.open = asyncio.Event()
+
+    def expect(self, run_id: str) -> asyncio.Future[float]:
+        """A future of the time `run_id`'s terminal event arrives (perf_counter)."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting[run_id] = future
+        return future
+
+    async def follow(self) -> None:
+        headers = {"Accept": "text/event-stream"}
+        async with self._http.stream("GET", "/v1/events", headers=headers) as response:
+            self.open.set()
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = orjson.loads(line[5:])
+                if event.get("type") in {"run.succeeded", "run.failed", "run.cancelled"}:
+                    future = self._waiting.pop(str(event["run_id"]), None)
+                    if future is not None and not future.done():
+                        future.set_result(time.perf_counter())
+
+
+Tenant = tuple[httpx.AsyncClient, TenantStream]
+
+
+@contextlib.asynccontextmanager
+async def tenant(base: str, pool: asyncpg.Pool, name: str) -> AsyncIterator[Tenant]:
+    """An API client of a new tenant, and its event stream (open)."""
+    token = await create_token(pool, name)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as http:
+        stream = TenantStream(http)
+        following = asyncio.create_task(stream.follow())
+        await asyncio.wait_for(stream.open.wait(), 60)
+        try:
+            yield http, stream
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+
+
+async def rest_once(http: httpx.AsyncClient, stream: TenantStream) -> float:
+    run_id = str(uuid.uuid4())
+    ended = stream.expect(run_id)
+    began = time.perf_counter()
+    response = await http.post(
+        "/v1/runs", json={"category": "test", "action": "noop", "run_id": run_id}
+    )
+    response.raise_for_status()
+    return (await asyncio.wait_for(ended, 60)) - began
+
+
+async def main(runs: int) -> None:
+    async with Sandbox(Settings()) as sandbox:
+        settings = sandbox.settings.model_copy(
+            update={
+                "topic_prefix": f"b{uuid.uuid4().hex[:8]}",
+                "plugin_path": [PLUGIN],
+                "in_process_plugins": ["testkit"],
+            }
+        )
+        port = free_port()
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.create_task(server.serve())
+        await eventually(lambda: server.started, timeout=60, message="gateway")
+        worker = Worker("test", build_registry(settings), settings)
+        working = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        producer = make_producer(settings.kafka, client_id="bench-direct")
+        await producer.start()
+        topic = Topics(settings.topic_prefix).requests("test")
+        base = f"http://127.0.0.1:{port}"
+        free, limited = f"bench-{uuid.uuid4().hex[:6]}", f"bench-lim-{uuid.uuid4().hex[:6]}"
+        pool = app.state.deps.pool
+        await set_limit(pool, limited, "*", max_running=10_000, max_queued=None)
+        times: dict[str, list[float]] = {"rest": [], "limited": [], "direct": []}
+        try:
+            async with (
+                tenant(base, pool, free) as (http, stream),
+                tenant(base, pool, limited) as (limited_http, limited_stream),
+            ):
+
+                async def known() -> bool:
+                    return (await http.get("/v1/plugins/testkit")).status_code == 200
+
+                await eventually(known, timeout=60, message="testkit never announced")
+
+                async def direct_once() -> float:
+                    request = RunRequest(category="test", action="noop", tenant=free)
+                    ended = stream.expect(str(request.run_id))
+                    began = time.perf_counter()
+                    await producer.send_and_wait(
+                        topic, encode(request), key=str(request.run_id).encode()
+                    )
+                    return (await asyncio.wait_for(ended, 60)) - began
+
+                for index in range(WARM_UP + runs):
+                    rest = await rest_once(http, stream)
+                    lim = await rest_once(limited_http, limited_stream)
+                    direct = await direct_once()
+                    if index >= WARM_UP:
+                        times["rest"].append(rest * 1000)
+                        times["limited"].append(lim * 1000)
+                        times["direct"].append(direct * 1000)
+        finally:
+            await producer.stop()
+            worker.request_stop()
+            await working
+            server.should_exit = True
+            await serving
+    stats = {way: _percentiles(values) for way, values in times.items()}
+    for way, (p50, p99) in stats.items():
+        log(f"{way}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({runs} runs)")
+    value, baseline = stats["rest"][0], stats["direct"][0]
+    print(
+        json.dumps(
+            {
+                "bench": "latency",
+                "value": round(value, 1),
+                "unit": "ms",
+                "baseline": round(baseline, 1),
+                "ratio": round(value / baseline, 3),
+                "runs": runs,
+                "rest_p99_ms": round(stats["rest"][1], 1),
+                "limited_p50_ms": round(stats["limited"][0], 1),
+                "limited_p99_ms": round(stats["limited"][1], 1),
+                "direct_p99_ms": round(stats["direct"][1], 1),
+                "target_p50_ms": 50,
+                "target_p99_ms": 150,
+            }
+        )
+    )
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="runs per way")
+    asyncio.run(main(parser.parse_args().runs))

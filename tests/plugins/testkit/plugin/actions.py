@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -20,6 +21,22 @@ class Noop(Action):
 
     async def start(self) -> dict[str, bool]:
         return {"ok": True}
+
+
+class LogLineParams(BaseModel):
+    message: str = "hello from the action"
+
+
+class LogLine(Action):
+    """Logs `message` with Python's logging, in the thread a sync action runs in."""
+
+    name = "log_line"
+    params_model = LogLineParams
+
+    def start(self) -> dict[str, bool]:
+        params: LogLineParams = self.params  # type: ignore[assignment]
+        logging.getLogger("testkit").warning(params.message)
+        return {"logged": True}
 
 
 class Context(Action):

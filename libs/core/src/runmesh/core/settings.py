@@ -275,6 +275,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
 
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Process logs on stderr: `json` (one object per line, with the run's id, "
+        "tenant and trace id), `text`, or `auto` (text on a terminal, else JSON)",
+    )
+
     # Telemetry: the standard OTel variable, read here so nothing else touches the environment.
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"

@@ -155,9 +155,11 @@ class CliSettings(SettingsPart):
 
 
 class TelemetrySettings(SettingsPart):
-    """Where traces go (`OTEL_EXPORTER_OTLP_ENDPOINT`; unset: not exported)."""
+    """Where traces go (`OTEL_EXPORTER_OTLP_ENDPOINT`; unset: not exported), and the format
+    of process logs (`RUNMESH_LOG_FORMAT`)."""
 
     otel_exporter_otlp_endpoint: str | None
+    log_format: Literal["auto", "json", "text"]
 
 
 class SandboxSettings(SettingsPart):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runmesh.core.errors import ConfigurationError, RunmeshError
+from runmesh.core.logs import configure_logging
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import setup_tracing
 from runmesh.execution.watchdog import LoopWatchdog
@@ -90,15 +91,13 @@ def main(
     """Entry point of a category service (`python -m runmesh.<service>`, `runmesh worker`):
     one worker per category, in one process, serving the built-in plugins and those on
     `RUNMESH_PLUGIN_PATH` and every published version of its category."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     categories = [category] if isinstance(category, str) else list(category)
     name = service or ",".join(categories)
     try:
         if not categories:
             raise ConfigurationError("no category to serve")
         settings = settings if settings is not None else Settings()
+        configure_logging(name, settings.telemetry.log_format)
         registry = build_registry(settings, builtin_plugins)
         metrics = WorkerMetrics()
         watchdog = LoopWatchdog(limit_s=settings.loop_block_limit_s)

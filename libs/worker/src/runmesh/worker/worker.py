@@ -35,6 +35,7 @@ from runmesh.core.kafka import (
     replay_from_start,
 )
 from runmesh.core.kafka.tracked_consumer import Record
+from runmesh.core.logs import bind_run
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.reaching import reaching, without_password
 from runmesh.core.settings import Settings
@@ -353,6 +354,7 @@ class Worker:
 
     async def _process(self, record: Record, request: RunRequest, claim: Claim) -> None:
         """Run one delivered request to its terminal event; never raises into the group."""
+        bind_run(request.run_id, tenant=request.tenant, attempt=claim.attempt)  # this task's logs
         finished = False
         try:
             finished = await self._run_request(record, request, claim)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 import uvicorn
 
 from runmesh.core.db import create_pool
 from runmesh.core.errors import RunmeshError
+from runmesh.core.logs import configure_logging
 from runmesh.core.reaching import reaching, without_password
 from runmesh.core.settings import Settings
 from runmesh.gateway.app import create_app
@@ -22,11 +22,9 @@ def main() -> None:
 
 def serve(settings: Settings | None) -> None:
     """Serve on `RUNMESH_GATEWAY_HOST:RUNMESH_GATEWAY_PORT` until SIGTERM or Ctrl-C."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = settings if settings is not None else Settings()
+        configure_logging("gateway", settings.telemetry.log_format)
         # uvicorn reports a failed start-up as a traceback; a missing or unreachable
         # database is the common case and deserves one line.
         asyncio.run(check_database(settings))
@@ -36,6 +34,7 @@ def serve(settings: Settings | None) -> None:
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_level="info",
+            log_config=None,  # uvicorn's records go through our handler (JSON or text)
             timeout_graceful_shutdown=10,
         )
     except RunmeshError as exc:

@@ -24,27 +24,19 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
 import orjson
-import uvicorn
+from support.mesh import local_mesh
 
 from runmesh.core.events import RunRequest, encode
 from runmesh.core.kafka import make_producer
-from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 from runmesh.core.topics import Topics
-from runmesh.gateway.app import create_app
 from runmesh.gateway.tenant_limits import set_limit
 from runmesh.gateway.tokens import create_token
-from runmesh.sandbox import Sandbox
-from runmesh.sandbox.processes import free_port
-from runmesh.worker import Worker
-from runmesh.worker.process import build_registry
 
-PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins"
 WARM_UP = 10
 
 
@@ -112,36 +104,17 @@ async def rest_once(http: httpx.AsyncClient, stream: TenantStream) -> float:
 
 
 async def main(runs: int) -> None:
-    async with Sandbox(Settings()) as sandbox:
-        settings = sandbox.settings.model_copy(
-            update={
-                "topic_prefix": f"b{uuid.uuid4().hex[:8]}",
-                "plugin_path": [PLUGIN],
-                "in_process_plugins": ["testkit"],
-            }
-        )
-        port = free_port()
-        app = create_app(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        serving = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, timeout=60, message="gateway")
-        worker = Worker("test", build_registry(settings), settings)
-        working = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)
-        producer = make_producer(settings.kafka, client_id="bench-direct")
+    times: dict[str, list[float]] = {"rest": [], "limited": [], "direct": []}
+    async with local_mesh() as mesh:
+        producer = make_producer(mesh.settings.kafka, client_id="bench-direct")
         await producer.start()
-        topic = Topics(settings.topic_prefix).requests("test")
-        base = f"http://127.0.0.1:{port}"
+        topic = Topics(mesh.settings.topic_prefix).requests("test")
         free, limited = f"bench-{uuid.uuid4().hex[:6]}", f"bench-lim-{uuid.uuid4().hex[:6]}"
-        pool = app.state.deps.pool
-        await set_limit(pool, limited, "*", max_running=10_000, max_queued=None)
-        times: dict[str, list[float]] = {"rest": [], "limited": [], "direct": []}
+        await set_limit(mesh.pool, limited, "*", max_running=10_000, max_queued=None)
         try:
             async with (
-                tenant(base, pool, free) as (http, stream),
-                tenant(base, pool, limited) as (limited_http, limited_stream),
+                tenant(mesh.url, mesh.pool, free) as (http, stream),
+                tenant(mesh.url, mesh.pool, limited) as (limited_http, limited_stream),
             ):
 
                 async def known() -> bool:
@@ -168,10 +141,6 @@ async def main(runs: int) -> None:
                         times["direct"].append(direct * 1000)
         finally:
             await producer.stop()
-            worker.request_stop()
-            await working
-            server.should_exit = True
-            await serving
     stats = {way: _percentiles(values) for way, values in times.items()}
     for way, (p50, p99) in stats.items():
         log(f"{way}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({runs} runs)")

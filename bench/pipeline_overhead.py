@@ -23,22 +23,14 @@ import sys
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+from support.mesh import local_mesh  # bench/support, on the script's path
 
-from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
-from runmesh.gateway.app import create_app
 from runmesh.gateway.tokens import create_token
-from runmesh.sandbox import Sandbox
-from runmesh.sandbox.processes import free_port
-from runmesh.worker import Worker
-from runmesh.worker.process import build_registry
 
-PLUGIN = Path(__file__).resolve().parent.parent / "tests" / "plugins"
 STEPS = 5
 ROUNDS = 10
 CANCEL_ROUNDS = 5
@@ -145,53 +137,28 @@ def _ts(text: str) -> float:
 
 
 async def main() -> None:
-    async with Sandbox(Settings()) as sandbox:
-        settings = sandbox.settings.model_copy(
-            update={
-                "topic_prefix": f"b{uuid.uuid4().hex[:8]}",
-                "plugin_path": [PLUGIN],
-                "in_process_plugins": ["testkit"],
-            }
-        )
-        port = free_port()
-        app = create_app(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        serving = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, timeout=60, message="gateway")
-        worker = Worker("test", build_registry(settings), settings)
-        working = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)
-        try:
-            token = await create_token(app.state.deps.pool, f"bench-{uuid.uuid4().hex[:6]}")
-            headers = {"Authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
-            ) as http:
+    async with local_mesh() as mesh:
+        token = await create_token(mesh.pool, f"bench-{uuid.uuid4().hex[:6]}")
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=mesh.url, headers=headers, timeout=60) as http:
 
-                async def known() -> bool:
-                    plugins = (await http.get("/v1/plugins")).json()["items"]
-                    return any(plugin["code"] == "testkit" for plugin in plugins)
+            async def known() -> bool:
+                plugins = (await http.get("/v1/plugins")).json()["items"]
+                return any(plugin["code"] == "testkit" for plugin in plugins)
 
-                await eventually(known, timeout=60, message="testkit never announced")
-                await pipeline_once(http)  # warm-up: topics, consumer groups, connections
-                await glue_once(http)
-                piped, glued, gaps = [], [], []
-                for _ in range(ROUNDS):
-                    seconds, round_gaps = await pipeline_once(http)
-                    piped.append(seconds)
-                    gaps.extend(round_gaps)
-                    glued.append(await glue_once(http))
-                cancels, single_cancels = [], []
-                for _ in range(CANCEL_ROUNDS):
-                    cancels.append(await cancel_pipeline_once(http))
-                    single_cancels.append(await cancel_run_once(http))
-        finally:
-            worker.request_stop()
-            await working
-            server.should_exit = True
-            await serving
+            await eventually(known, timeout=60, message="testkit never announced")
+            await pipeline_once(http)  # warm-up: topics, consumer groups, connections
+            await glue_once(http)
+            piped, glued, gaps = [], [], []
+            for _ in range(ROUNDS):
+                seconds, round_gaps = await pipeline_once(http)
+                piped.append(seconds)
+                gaps.extend(round_gaps)
+                glued.append(await glue_once(http))
+            cancels, single_cancels = [], []
+            for _ in range(CANCEL_ROUNDS):
+                cancels.append(await cancel_pipeline_once(http))
+                single_cancels.append(await cancel_run_once(http))
     value, baseline = statistics.median(piped), statistics.median(glued)
     gaps.sort()
     p50 = statistics.median(gaps)

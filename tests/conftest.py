@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.sdk.trace import TracerProvider
@@ -178,6 +179,16 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def tenant_client(gateway: GatewayHandle, tenant: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An API client of `tenant` (with a fresh token) on `gateway`."""
+    token = await gateway.token(tenant)
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as http:
+        yield http
 
 
 async def until_plugin_known(api: Any, code: str = "testkit", timeout: float = 120) -> None:

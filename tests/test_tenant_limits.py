@@ -16,7 +16,14 @@ from runmesh.cli.__main__ import main
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, WorkerFactory, own_database, until_plugin_known
+from .conftest import (
+    CATEGORY,
+    GatewayHandle,
+    WorkerFactory,
+    own_database,
+    tenant_client,
+    until_plugin_known,
+)
 
 DEADLINE_S = 120.0  # catches a hang
 
@@ -35,10 +42,7 @@ def tenant() -> str:
 
 @pytest.fixture
 async def api(gateway: GatewayHandle, tenant: str) -> AsyncIterator[httpx.AsyncClient]:
-    token = await gateway.token(tenant)
-    async with httpx.AsyncClient(
-        base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with tenant_client(gateway, tenant) as http:
         yield http
 
 

@@ -23,6 +23,7 @@ from .conftest import (
     RunClient,
     WorkerFactory,
     own_database,
+    tenant_client,
     until_plugin_known,
 )
 
@@ -38,10 +39,7 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 async def api(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    token = await gateway.token(f"placement-{uuid.uuid4().hex[:8]}")
-    async with httpx.AsyncClient(
-        base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with tenant_client(gateway, f"placement-{uuid.uuid4().hex[:8]}") as http:
         yield http
 
 

@@ -17,7 +17,14 @@ from runmesh.cli.__main__ import main
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
-from .conftest import CATEGORY, GatewayHandle, WorkerFactory, own_database, until_plugin_known
+from .conftest import (
+    CATEGORY,
+    GatewayHandle,
+    WorkerFactory,
+    own_database,
+    tenant_client,
+    until_plugin_known,
+)
 
 DEADLINE_S = 90.0  # catches a hang; the announcements come every 0.3 s
 
@@ -33,10 +40,7 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 async def api(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    token = await gateway.token(f"presence-{uuid.uuid4().hex[:8]}")
-    async with httpx.AsyncClient(
-        base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
+    async with tenant_client(gateway, f"presence-{uuid.uuid4().hex[:8]}") as http:
         yield http
 
 

@@ -36,39 +36,45 @@ class Usage:
     under_way: dict[str, int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
 
-    def count(self, counts: dict[str, int], category: str) -> int:
+    @staticmethod
+    def count(counts: dict[str, int], category: str) -> int:
         """One category's count, or the total over all of them for `*`."""
         return sum(counts.values()) if category == ALL_CATEGORIES else counts.get(category, 0)
 
 
-def _applying(limits: Sequence[TenantLimit], category: str) -> list[TenantLimit]:
-    return [limit for limit in limits if limit.category in (ALL_CATEGORIES, category)]
-
-
 def running_block(limits: Sequence[TenantLimit], usage: Usage, category: str) -> str | None:
     """Why one more run of `category` may not start now, or None."""
-    for limit in _applying(limits, category):
-        if limit.max_running is None:
-            continue
-        running = usage.count(usage.under_way, limit.category)
-        if running >= limit.max_running:
-            of = "" if limit.category == ALL_CATEGORIES else f" of {limit.category}"
-            return f"tenant limit: {running} of {limit.max_running} runs{of} under way"
-    return None
+    found = _reached(limits, category, "max_running", usage.under_way)
+    if found is None:
+        return None
+    limit, count, of = found
+    return f"tenant limit: {count} of {limit.max_running} runs{of} under way"
 
 
 def queue_block(limits: Sequence[TenantLimit], usage: Usage, category: str) -> str | None:
     """Why one more run of `category` may not even be queued now, or None."""
-    for limit in _applying(limits, category):
-        if limit.max_queued is None:
+    found = _reached(limits, category, "max_queued", usage.queued)
+    if found is None:
+        return None
+    limit, count, of = found
+    return (
+        f"tenant {limit.tenant} has {count} runs{of} queued, its limit ({limit.max_queued}); "
+        "submit again once some have started"
+    )
+
+
+def _reached(
+    limits: Sequence[TenantLimit], category: str, bound: str, counts: dict[str, int]
+) -> tuple[TenantLimit, int, str] | None:
+    """The first limit applying to `category` whose `bound` its counts reached: the limit,
+    the count, and ` of <category>` for a per-category limit."""
+    for limit in limits:
+        most = getattr(limit, bound)
+        if limit.category not in (ALL_CATEGORIES, category) or most is None:
             continue
-        queued = usage.count(usage.queued, limit.category)
-        if queued >= limit.max_queued:
-            of = "" if limit.category == ALL_CATEGORIES else f" of {limit.category}"
-            return (
-                f"tenant {limit.tenant} has {queued} runs{of} queued, its limit "
-                f"({limit.max_queued}); submit again once some have started"
-            )
+        count = Usage.count(counts, limit.category)
+        if count >= most:
+            return limit, count, "" if limit.category == ALL_CATEGORIES else f" of {category}"
     return None
 
 

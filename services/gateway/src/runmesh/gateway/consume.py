@@ -5,14 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
 
+from runmesh.core.errors import DecodeError
+from runmesh.core.events import decode
 from runmesh.core.kafka import commit_owned, ensure_topics, make_consumer
 from runmesh.core.settings_parts import KafkaSettings
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
+
+
+def decoded(records: Records, model: type[M]) -> list[M]:
+    """The records' values as `model`, in order; an undecodable one is logged and skipped:
+    one bad record must not hide the others."""
+    messages = []
+    for record in records:
+        try:
+            messages.append(decode(record.value or b"", model))
+        except DecodeError as exc:
+            log.warning(
+                "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
+            )
+    return messages
 
 
 async def consume_batches(

@@ -6,11 +6,10 @@ import logging
 
 import asyncpg
 
-from runmesh.core.errors import DecodeError
-from runmesh.core.events import PluginManifest, decode
+from runmesh.core.events import PluginManifest
 from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
-from runmesh.gateway.consume import Records, consume_batches
+from runmesh.gateway.consume import Records, consume_batches, decoded
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -64,14 +63,7 @@ class PluginCatalog:
     async def store(self, records: Records) -> None:
         """Upsert the manifests among `records`, in order, in one transaction."""
         rows = []
-        for record in records:
-            try:
-                manifest = decode(record.value or b"", PluginManifest)
-            except DecodeError as exc:
-                log.warning(
-                    "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
-                )
-                continue
+        for manifest in decoded(records, PluginManifest):
             if manifest.archive is not None:
                 continue  # a tenant's published version: the gateway stored it when publishing
             rows.append(

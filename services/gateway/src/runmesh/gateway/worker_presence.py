@@ -10,11 +10,10 @@ from typing import Any, Final
 
 import asyncpg
 
-from runmesh.core.errors import DecodeError
-from runmesh.core.events import MISSED_HEARTBEATS, WorkerPresence, decode
+from runmesh.core.events import MISSED_HEARTBEATS, WorkerPresence
 from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
-from runmesh.gateway.consume import Records, consume_batches
+from runmesh.gateway.consume import Records, consume_batches, decoded
 from runmesh.gateway.runs_store import DB_TIMEOUT_S, Db
 
 log = logging.getLogger(__name__)
@@ -84,16 +83,7 @@ class WorkerPresenceLoop:
     async def store(self, records: Records) -> None:
         """Upsert the latest announcement of each worker among `records`; forget workers not
         heard of for an hour."""
-        latest: dict[tuple[str, str], WorkerPresence] = {}
-        for record in records:
-            try:
-                presence = decode(record.value or b"", WorkerPresence)
-            except DecodeError as exc:
-                log.warning(
-                    "skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
-                )
-                continue
-            latest[(presence.worker, presence.category)] = presence
+        latest = {(p.worker, p.category): p for p in decoded(records, WorkerPresence)}
         rows = [
             (
                 p.worker,

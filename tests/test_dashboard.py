@@ -505,6 +505,14 @@ async def test_a_held_run_says_what_it_waits_for(page: Page, api: Api) -> None:
     await expect(page.locator("#run-queue")).to_have_text(
         f"waiting for a worker of {DEMO_CATEGORY} with labels tpu (none is live)"
     )
+    # The runs list shows its place in its queue, and why it waits on hover.
+    await page.goto("/#/runs?state=queued")
+    position = page.locator(f"tr[data-run-id='{run_id}'] .queue-position")
+    await expect(position).to_have_text(" #1")
+    await expect(position).to_have_attribute(
+        "title", f"waiting for a worker of {DEMO_CATEGORY} with labels tpu (none is live)"
+    )
+    await page.goto(f"/#/runs/{run_id}")
     await page.locator("#cancel-run").click()
     await expect(page.locator("#run-state")).to_have_text("cancelled")
     await expect(page.locator("#run-queue")).to_have_count(0)

@@ -123,6 +123,11 @@ async def test_a_queued_run_says_why_it_waits_until_a_worker_takes_it(
         first["id"]: 1,
         second["id"]: 2,
     }
+    root = ["--gateway-url", gateway.url, "--token", api.headers["Authorization"][7:]]
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, [*root, "runs", "ls", "--state", "queued"]) == 0
+    table = capsys.readouterr().out
+    assert "queued #1" in table and "queued #2" in table, table
 
     messages: list[tuple[str | None, Any]] = []
     first_queue_message = asyncio.Event()
@@ -143,7 +148,6 @@ async def test_a_queued_run_says_why_it_waits_until_a_worker_takes_it(
     async with asyncio.timeout(DEADLINE_S):
         await first_queue_message.wait()
     # The CLI's `runs watch` of the second run says the same, then follows it to its end.
-    root = ["--gateway-url", gateway.url, "--token", api.headers["Authorization"][7:]]
     capsys.readouterr()
     watching = asyncio.create_task(asyncio.to_thread(main, [*root, "runs", "watch", second["id"]]))
     printed: list[str] = []

@@ -52,10 +52,12 @@ def ls(
     table = Table("id", "name", "state", "category", "action", "plugin", "%", "created")
     for run in page.get("items", []):
         percent = run.get("percent")
+        queue = run.get("queue") if run["state"] == "queued" else None
         table.add_row(
             run["id"],
             run.get("name") or "",
-            run["state"],
+            # Its place in its queue; `runs show` and `runs watch` say why it waits.
+            f"queued #{queue['position']}" if queue else run["state"],
             run["category"],
             run["action"],
             run.get("plugin") or "",

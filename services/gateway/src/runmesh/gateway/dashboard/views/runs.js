@@ -80,7 +80,19 @@ function showAge({ run, cells }) {
 
 function fill(row) {
   const { run, cells } = row;
-  replace(cells.state, stateBadge(run.state));
+  // A queued run's place in its queue, and why it waits on hover (the run page says it too).
+  const queue = run.state === "queued" && run.queue;
+  replace(
+    cells.state,
+    stateBadge(run.state),
+    queue
+      ? h(
+          "span",
+          { class: "muted small queue-position", title: queue.reason },
+          ` #${queue.position}`,
+        )
+      : null,
+  );
   replace(cells.plugin, pluginLink(run));
   cells.action.textContent = run.action || "–";
   cells.name.textContent = run.name || "–";

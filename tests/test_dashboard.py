@@ -664,6 +664,33 @@ async def test_metric_charts_overlay_categories_and_append_live_points(
     assert metric_calls == []
 
 
+async def test_a_charts_y_axis_is_named_and_wide_enough_for_its_labels(
+    page: Page, api: Api, stack: GatewayHandle
+) -> None:
+    run_id = uuid.uuid4()
+    events: list[tuple[int, int, str, BaseModel]] = [(1, 1, "run.started", STARTED)]
+    for step in range(1, 4):  # values whose tick labels are long: 1,200,000 and so on
+        tokens = MetricPayload(category="train", values={"tokens": step * 1_200_000}, step=step)
+        events.append((1, step + 1, "run.metric", tokens))
+    await publish(stack, api.tenant, run_id, events)
+    await api.wait_state(str(run_id), "running")
+    await sign_in(page, api.token, f"/#/runs/{run_id}")
+    chart = page.locator("figure.chart[data-name='tokens']")
+    await expect(chart.locator(".series[data-category='train']")).to_have_attribute(
+        "data-points", "3"
+    )
+    # The plot area starts right of the widest tick label (uPlot's fixed 56 px clipped it).
+    plot_left = await chart.locator(".u-over").evaluate("element => element.offsetLeft")
+    widest = await page.evaluate(
+        """() => {
+          const context = document.createElement("canvas").getContext("2d");
+          context.font = "11px system-ui, sans-serif";
+          return context.measureText((3_600_000).toLocaleString()).width;
+        }"""
+    )
+    assert plot_left > widest + 18, (plot_left, widest)  # and room for the axis's name
+
+
 async def test_a_metric_reported_once_is_a_value_not_a_one_point_chart(
     page: Page, api: Api, stack: GatewayHandle
 ) -> None:

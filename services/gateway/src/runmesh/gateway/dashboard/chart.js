@@ -27,7 +27,24 @@ const WHOLE_STEPS = [1, 10, 100, 1e3, 1e4, 1e5, 1e6].flatMap((power) =>
 
 const DARK = matchMedia("(prefers-color-scheme: dark)");
 
-function options(width, { xLabel, labels }) {
+// The y axis as wide as its widest tick label (uPlot's fixed width clipped long numbers such
+// as 12,345.6): uPlot asks again while it lays out, and the text is measured on its canvas.
+function fittedSize(u, values, axisIndex, cycle) {
+  const axis = u.axes[axisIndex];
+  if (cycle > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap + (axis.label ? axis.labelSize : 0);
+  const longest = (values ?? []).reduce(
+    (wide, text) => (text.length > wide.length ? text : wide),
+    "",
+  );
+  if (longest) {
+    u.ctx.font = axis.font[0];
+    size += u.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.ceil(size);
+}
+
+function options(width, { xLabel, yLabel, labels }) {
   const muted = cssColor("--muted", "#5d6675");
   const grid = { stroke: cssColor("--line", "#dde1e7"), width: 1 };
   const axis = { stroke: muted, grid, ticks: grid, font: "11px system-ui, sans-serif" };
@@ -48,20 +65,28 @@ function options(width, { xLabel, labels }) {
     ],
     axes: [
       { ...axis, label: xLabel, labelSize: 20, labelFont: axis.font, incrs: WHOLE_STEPS },
-      { ...axis, size: 56, values: (_, ticks) => ticks.map(show) },
+      {
+        ...axis,
+        label: yLabel,
+        labelSize: 18,
+        labelFont: axis.font,
+        size: fittedSize,
+        values: (_, ticks) => ticks.map(show),
+      },
     ],
     legend: { live: true },
   };
 }
 
 /**
- * A chart in `container` of series `labels` over an x axis named `xLabel`. `setData(xs, ys)`
- * takes the x values (ascending) and one array of y values (or null) per series.
+ * A chart in `container` of series `labels` over an x axis named `xLabel`, values named
+ * `yLabel` (the metric). `setData(xs, ys)` takes the x values (ascending) and one array of y
+ * values (or null) per series.
  */
 export class LineChart {
-  constructor(container, { xLabel, labels }) {
+  constructor(container, { xLabel, yLabel = "", labels }) {
     this.container = container;
-    this.spec = { xLabel, labels };
+    this.spec = { xLabel, yLabel, labels };
     this.data = [[], ...labels.map(() => [])];
     this.plot = this.draw();
     this.resize = new ResizeObserver(() => {

@@ -106,7 +106,11 @@ export function createMetrics(view) {
     const shape = JSON.stringify([metric.xLabel, metric.labels]);
     if (shape !== entry.shape) {
       entry.chart?.destroy();
-      entry.chart = new LineChart(entry.plot, { xLabel: metric.xLabel, labels: metric.labels });
+      entry.chart = new LineChart(entry.plot, {
+        xLabel: metric.xLabel,
+        yLabel: metric.name,
+        labels: metric.labels,
+      });
       entry.shape = shape;
     }
     entry.chart.setData(metric.xs, metric.ys);

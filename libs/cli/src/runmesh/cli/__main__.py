@@ -18,6 +18,7 @@ from runmesh.cli.commands import (
     pipeline,
     plugin,
     runs,
+    schedules,
     serve,
     submit,
     token,
@@ -42,6 +43,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(plugin.app, name="plugin")
 app.add_typer(workers.app)
+app.add_typer(schedules.app, name="schedules")
 app.add_typer(limits.app, name="limits")
 
 

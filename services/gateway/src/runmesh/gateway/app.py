@@ -35,9 +35,11 @@ from runmesh.gateway.routes import (
     pipelines,
     plugins,
     runs,
+    schedules,
     storages,
     workers,
 )
+from runmesh.gateway.schedules.loop import ScheduleLoop
 from runmesh.gateway.supervisor import supervise
 from runmesh.gateway.tokens import TokenCache
 from runmesh.gateway.worker_presence import WorkerPresenceLoop
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
                     settings.kafka, pool, on_change=dispatcher.wake
                 ).run,
                 "placement dispatcher": dispatcher.run,
+                "schedules": ScheduleLoop(deps).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,
                 "pipeline requests": PipelineRequests(deps).run,
@@ -127,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         models,
         workers,
         limits,
+        schedules,
         dashboard,
     ):
         app.include_router(module.router)

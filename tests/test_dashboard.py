@@ -518,6 +518,28 @@ async def test_a_held_run_says_what_it_waits_for(page: Page, api: Api) -> None:
     await expect(page.locator("#run-queue")).to_have_count(0)
 
 
+async def test_the_schedules_page_lists_them_and_pauses_and_resumes(page: Page, api: Api) -> None:
+    body = {
+        "name": "nightly",
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "run": {"category": DEMO_CATEGORY, "action": "count", "params": {"to": 1}},
+    }
+    response = await api.http.post("/v1/schedules", json=body)
+    assert response.status_code == 201, response.text
+    await sign_in(page, api.token, "/#/schedules")
+    row = page.locator("tr[data-schedule='nightly']")
+    await expect(row).to_contain_text("0 3 * * *")
+    await expect(row).to_contain_text("Europe/Berlin")
+    await expect(row.locator("td.num")).to_have_text("0 / 0")
+    await row.get_by_role("button", name="Pause").click()
+    await expect(row.locator("td.next")).to_have_text("paused")
+    await row.get_by_role("button", name="Resume").click()
+    await expect(row.locator("td.next time")).to_have_count(1)
+    paused = await api.http.get(f"/v1/schedules/{response.json()['id']}")
+    assert paused.json()["paused"] is False
+
+
 async def test_the_plugins_page_shows_the_params_schema(page: Page, api: Api) -> None:
     await sign_in(page, api.token, "/#/plugins")
     row = page.locator("tr[data-plugin='hello']")

@@ -1,5 +1,5 @@
 // Routes in the URL's fragment (#/runs, #/runs/{id}, #/plugins, #/plugins/{code},
-// #/models/{id}): each
+// #/models/{id}, #/schedules): each
 // hash change closes the page on screen and opens the one it names, or the sign-in form
 // when there is no token.
 
@@ -12,6 +12,7 @@ import { renderPlugin } from "./views/plugin.js";
 import { renderPlugins } from "./views/plugins.js";
 import { renderRun } from "./views/run/page.js";
 import { renderRuns } from "./views/runs.js";
+import { renderSchedules } from "./views/schedules.js";
 
 let current = null; // the View on screen
 
@@ -21,7 +22,7 @@ export function closeView() {
   current = null;
 }
 
-/** `#/section/id?query` as {section: "runs" | "plugins" | "models", id, query}. */
+/** `#/section/id?query` as {section: "runs" | "plugins" | "models" | "schedules", id, query}. */
 export function parseHash(hash) {
   const [path, search] = (hash.replace(/^#/, "") || "/runs").split("?");
   const parts = path
@@ -34,7 +35,7 @@ export function parseHash(hash) {
         return part;
       }
     });
-  const section = ["plugins", "models"].includes(parts[0]) ? parts[0] : "runs";
+  const section = ["plugins", "models", "schedules"].includes(parts[0]) ? parts[0] : "runs";
   return { section, id: parts[1] || null, query: new URLSearchParams(search || "") };
 }
 
@@ -55,6 +56,7 @@ export function route() {
   if (section === "models" && id) renderModel(current, id);
   else if (section === "plugins" && id) renderPlugin(current, id);
   else if (section === "plugins") renderPlugins(current, query);
+  else if (section === "schedules") renderSchedules(current);
   else if (id) renderRun(current, id);
   else renderRuns(current, query);
   document.title = `runmesh – ${id ? `${section} / ${id}` : section}`;

@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from runmesh.core.events import Placement
 from runmesh.core.pools import DEFAULT_POOL
+from runmesh.gateway.tenant_limits import TenantLimit, Usage, running_block
 
 LivePools: TypeAlias = Mapping[str, Sequence[frozenset[str]]]
 """Pool → the label sets of its live serving workers (of one category)."""
@@ -42,3 +43,28 @@ def held_reason(category: str, placement: Placement) -> str:
     if placement.labels:
         where += f" with labels {', '.join(placement.labels)}"
     return f"waiting for a worker of {category}{where} (none is live)"
+
+
+def place(
+    category: str,
+    placement: Placement | None,
+    live: LivePools,
+    limits: Sequence[TenantLimit] | None = None,
+    usage: Usage | None = None,
+) -> tuple[str | None, str | None]:
+    """Where a run goes now, `(pool, None)`, or why it is held, `(None, reason)`: no live pool
+    fits its placement, or its tenant (`limits`, `usage`) is at its `max_running`. The one
+    decision of the submission, the dispatcher and the queue reasons."""
+    pool = choose_pool(placement, live)
+    if pool is None:
+        assert placement is not None  # without one, the default pool always fits
+        return None, held_reason(category, placement)
+    if limits and usage is not None and (blocked := running_block(limits, usage, category)):
+        return None, blocked
+    return pool, None
+
+
+def stored_placement(row: Mapping[str, object]) -> Placement | None:
+    """A run row's `placement` column as a `Placement` (null: none)."""
+    found = row.get("placement")
+    return None if found is None else Placement.model_validate(found)

@@ -13,12 +13,11 @@ from typing import Final
 
 import asyncpg
 
-from runmesh.core.events import Placement
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
-from runmesh.gateway.placement import choose_pool
+from runmesh.gateway.placement import place, stored_placement
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
-from runmesh.gateway.tenant_limits import Usage, limits_of, lock_tenant, running_block, usage_of
+from runmesh.gateway.tenant_limits import Usage, limits_of, lock_tenant, usage_of
 from runmesh.gateway.worker_presence import live_pools
 
 log = logging.getLogger(__name__)
@@ -94,14 +93,17 @@ class PlacementDispatcher:
                 usages[tenant] = await usage_of(conn, tenant)
             chosen: dict[str, tuple[str, str]] = {}  # run id → (its pool, its pool's topic)
             for row in held:
-                placement = row["placement"] and Placement.model_validate(row["placement"])
-                pool = choose_pool(placement or None, live.get(row["category"], {}))
                 tenant, category = row["tenant"], row["category"]
+                pool, _ = place(
+                    category,
+                    stored_placement(row),
+                    live.get(category, {}),
+                    limits.get(tenant),
+                    usages.get(tenant),
+                )
                 if pool is None:
                     continue
-                if tenant in limits:
-                    if running_block(limits[tenant], usages[tenant], category):
-                        continue
+                if tenant in usages:  # it is under way now: the next of its tenant counts it
                     under_way = usages[tenant].under_way
                     under_way[category] = under_way.get(category, 0) + 1
                 chosen[str(row["id"])] = (pool, self._topics.requests(category, pool))

@@ -8,12 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runmesh.core.events import Placement
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.gateway import runs_store
-from runmesh.gateway.placement import choose_pool, held_reason
+from runmesh.gateway.placement import place, stored_placement
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
-from runmesh.gateway.tenant_limits import limits_of, running_block, usage_of
+from runmesh.gateway.tenant_limits import limits_of, usage_of
 from runmesh.gateway.worker_presence import Capacity, capacities, live_pools
 
 
@@ -125,12 +124,14 @@ async def _held_reasons(
     usages = {tenant: await usage_of(db, tenant) for tenant in limits}
     reasons = {}
     for row in held:
-        placement = None if row["placement"] is None else Placement.model_validate(row["placement"])
-        if choose_pool(placement, live.get(row["category"], {})) is None:
-            assert placement is not None  # without one, the default pool always fits
-            reasons[row["id"]] = held_reason(row["category"], placement)
-        elif row["tenant"] in limits:
-            blocked = running_block(limits[row["tenant"]], usages[row["tenant"]], row["category"])
-            if blocked:
-                reasons[row["id"]] = blocked
+        tenant, category = row["tenant"], row["category"]
+        _, reason = place(
+            category,
+            stored_placement(row),
+            live.get(category, {}),
+            limits.get(tenant),
+            usages.get(tenant),
+        )
+        if reason is not None:
+            reasons[row["id"]] = reason
     return reasons

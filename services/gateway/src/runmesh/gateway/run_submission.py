@@ -27,13 +27,12 @@ from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, TooManyRequests
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, Headers, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
-from runmesh.gateway.placement import choose_pool
+from runmesh.gateway.placement import place
 from runmesh.gateway.run_view import mask_secrets
 from runmesh.gateway.tenant_limits import (
     limits_of,
     lock_tenant,
     queue_block,
-    running_block,
     usage_of,
 )
 from runmesh.gateway.worker_presence import live_pools
@@ -188,11 +187,10 @@ async def store_request(
     placement = request.placement
     if placement is not None and not (placement.pools or placement.labels):
         placement = None
-    pool: str | None = DEFAULT_POOL
-    if placement is not None:
-        live = await live_pools(conn, [request.category])
-        pool = choose_pool(placement, live.get(request.category, {}))
+    # Without a placement the default pool fits, live or not: no need to read the workers.
+    live = {} if placement is None else (await live_pools(conn, [request.category]))
     limits = (await limits_of(conn, [request.tenant])).get(request.tenant)
+    usage = None
     if limits:
         await lock_tenant(conn, request.tenant)
         usage = await usage_of(conn, request.tenant)
@@ -203,8 +201,7 @@ async def store_request(
             ):
                 return None
             raise TooManyRequests(full)
-        if running_block(limits, usage, request.category):
-            pool = None  # held until one of the tenant's runs ends
+    pool, _ = place(request.category, placement, live.get(request.category, {}), limits, usage)
     row = await runs_store.insert_run(
         conn,
         runs_store.NewRun(

@@ -38,7 +38,7 @@ from runmesh.gateway.runs_store._pipelines import (
     set_pipeline_progress,
     step_outcomes,
 )
-from runmesh.gateway.runs_store._queue import QUEUE_OF, lock_held_runs, queue_positions, set_pools
+from runmesh.gateway.runs_store._queue import lock_held_runs, queue_positions, set_pools
 from runmesh.gateway.runs_store._reads import (
     RunFilter,
     artifact_event,
@@ -58,7 +58,6 @@ from runmesh.gateway.runs_store._submissions import NewRun, find_submitted, inse
 __all__ = [
     "DB_TIMEOUT_S",
     "PIPELINE_CATEGORY",
-    "QUEUE_OF",
     "RUN_COLUMNS",
     "Db",
     "LockedRun",

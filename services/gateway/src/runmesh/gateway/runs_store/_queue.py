@@ -13,11 +13,11 @@ from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, Db
 # runs on one pool ('' for the held ones: on none yet; a run produced straight to Kafka has
 # no pool stored and went to the default one). The partial index `runs_queued` keeps this a scan of
 # the queued runs of the categories asked about only.
-QUEUE_OF = "coalesce(pool, CASE WHEN submitted_via = 'kafka' THEN 'default' ELSE '' END)"
+_QUEUE_OF = "coalesce(pool, CASE WHEN submitted_via = 'kafka' THEN 'default' ELSE '' END)"
 _POSITIONS = f"""
 SELECT id, position FROM (
     SELECT id, row_number() OVER (
-        PARTITION BY category, {QUEUE_OF} ORDER BY created_at, id
+        PARTITION BY category, {_QUEUE_OF} ORDER BY created_at, id
     ) AS position
     FROM runs.runs WHERE state = 'queued' AND category = ANY($1::text[])
 ) AS queue WHERE id = ANY($2::uuid[])

@@ -303,6 +303,8 @@ async def test_a_gateway_restarted_mid_pipeline_finishes_it_running_each_step_on
 
         assert pipeline["run"]["state"] == "succeeded", pipeline
         for each in pipeline["steps"]:
+            # This test's own consumer may read a step's events after the gateway did.
+            await events.wait_terminal(uuid.UUID(each["run_id"]), timeout=120)
             run_events = events.events[uuid.UUID(each["run_id"])]
             assert [e.type for e in run_events].count("run.started") == 1, each
     finally:

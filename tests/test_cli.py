@@ -94,7 +94,7 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     token = await gateway.token()
     args = (
         *("submit", "test", "echo", "-p", '{"name": "once", "count": 1}'),
-        *("--max-attempts", "2", "--retry-backoff", "0.5"),
+        *("--max-attempts", "2", "--retry-backoff", "0.5", "--priority", "8", "--lock-all"),
     )
     async with worker():
         await _wait_for_plugins(gateway, token, tmp_path)
@@ -112,9 +112,11 @@ async def test_submit_with_an_idempotency_key_makes_one_run(
     run_id = out1.split()[1]
     assert out2.split()[1] == run_id  # the same run, answered again
     stored = await gateway.app.state.deps.pool.fetchrow(
-        "SELECT max_attempts, retry_backoff_s FROM runs.runs WHERE id = $1", uuid.UUID(run_id)
+        "SELECT max_attempts, retry_backoff_s, priority, resources FROM runs.runs WHERE id = $1",
+        uuid.UUID(run_id),
     )
-    assert tuple(stored) == (2, 0.5)  # --max-attempts, --retry-backoff
+    # --max-attempts, --retry-backoff, --priority, --lock-all
+    assert tuple(stored) == (2, 0.5, 8, {"lock_all": True})
     assert other[0] == 0 and other[1].split()[1] != run_id
 
 

@@ -496,12 +496,14 @@ async def test_a_held_run_says_what_it_waits_for(page: Page, api: Api) -> None:
         "action": "count",
         "params": {"to": 1},
         "placement": {"labels": ["tpu"]},  # no worker of the stack has it
+        "priority": 8,
     }
     response = await api.http.post("/v1/runs", json=body)
     assert response.status_code == 202, response.text
     run_id = response.json()["id"]
     await sign_in(page, api.token, f"/#/runs/{run_id}")
     await expect(page.locator("#run-pool")).to_have_text("none yet")
+    await expect(page.locator("#run-priority")).to_have_text("8")
     await expect(page.locator("#run-queue")).to_have_text(
         f"waiting for a worker of {DEMO_CATEGORY} with labels tpu (none is live)"
     )

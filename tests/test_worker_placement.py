@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from runmesh.cli.__main__ import main
-from runmesh.core.events import FailedPayload, Placement
+from runmesh.core.events import FailedPayload
+from runmesh.core.run_policy import Placement
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 
@@ -100,19 +101,17 @@ async def test_a_run_needing_a_label_waits_until_a_worker_with_it_joins(
             f"waiting for a worker of {CATEGORY} with labels gpu (none is live)"
         )
         assert held["queue"]["pool"] is None
-        # A run without placement still goes to the default pool at once.
+        # A run without placement still goes to the default pool.
         plain = await submit(api, {})
-        assert plain["pool"] == "default"
-        await until_succeeded(api, plain["id"])
+        assert (await until_succeeded(api, plain["id"]))["pool"] == "default"
 
         async with worker(worker_pool="gpu", worker_labels=["gpu"]) as gpu:
             done = await until_succeeded(api, held["id"])
             assert done["pool"] == "gpu"
             assert await worker_of(api, held["id"]) == gpu.worker_id
-            # Live now: the next such run goes to its pool at submission.
+            # Live now: the next such run goes straight to its pool.
             direct = await submit(api, {"labels": ["gpu"]})
-            assert direct["pool"] == "gpu"
-            await until_succeeded(api, direct["id"])
+            assert (await until_succeeded(api, direct["id"]))["pool"] == "gpu"
 
 
 async def test_pools_are_taken_in_order_of_preference(
@@ -127,8 +126,7 @@ async def test_pools_are_taken_in_order_of_preference(
             await until_pools(api, ["big", "small"])
             await until_plugin_known(api)
             first = await submit(api, placement)
-            assert first["pool"] == "big"
-            await until_succeeded(api, first["id"])
+            assert (await until_succeeded(api, first["id"]))["pool"] == "big"
             assert await worker_of(api, first["id"]) == big.worker_id
             # The CLI's way: `--pool` repeated, in order of preference.
             root = ["--gateway-url", gateway.url, "--token", api.headers["Authorization"][7:]]
@@ -140,8 +138,7 @@ async def test_pools_are_taken_in_order_of_preference(
             assert (await api.get(f"/v1/runs/{run_id}")).json()["pool"] == "big"
         await until_pools(api, ["small"])  # big said `stopped` as it left
         second = await submit(api, placement)
-        assert second["pool"] == "small"
-        await until_succeeded(api, second["id"])
+        assert (await until_succeeded(api, second["id"]))["pool"] == "small"
         assert await worker_of(api, second["id"]) == small.worker_id
 
 

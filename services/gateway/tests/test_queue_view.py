@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runmesh.core.events import Placement
+from runmesh.core.run_policy import Placement
 from runmesh.gateway.placement import choose_pool, held_reason
 from runmesh.gateway.queue_view import queue_reason
 from runmesh.gateway.worker_presence import Capacity

@@ -227,9 +227,11 @@ def test_a_succeeded_run_shows_everything_of_the_contract() -> None:
     assert set(body) == {
         "id", "category", "plugin", "plugin_version", "action", "state", "attempt", "params",
         "percent", "progress", "metrics", "result", "error", "created_at", "started_at",
-        "finished_at", "parent_run_id", "retry_reason", "name", "placement", "pool", "queue",
+        "finished_at", "parent_run_id", "retry_reason", "name", "placement", "pool", "priority",
+        "resources", "queue",
     }  # fmt: skip
     assert (body["placement"], body["pool"], body["queue"]) == (None, None, None)
+    assert body["priority"] == 5  # the default
     assert body["name"] == "n"  # its name param, as shown
     assert body["retry_reason"] is None  # a first attempt
     assert body["percent"] == 100.0

@@ -10,7 +10,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from runmesh.core.errors import DecodeError
-from runmesh.core.pools import LABEL_PATTERN, POOL_PATTERN
+from runmesh.core.run_policy import (
+    MAX_ATTEMPTS_BOUND,
+    RETRY_BACKOFF_BOUND_S,
+    Placement,
+    Priority,
+    Resources,
+)
 from runmesh.core.validation import describe_errors
 
 SCHEMA_VERSION = 1
@@ -36,37 +42,8 @@ class WireModel(BaseModel):
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
 
 
-MAX_ATTEMPTS_BOUND: Final = 100
-"""The most starts a request may ask for (a worker caps it at its RUNMESH_MAX_ATTEMPTS)."""
-
-RETRY_BACKOFF_BOUND_S: Final = 3600
-"""The longest first retry backoff a request may ask for (a worker caps every wait at its
-RUNMESH_RETRY_BACKOFF_MAX_S)."""
-
 WORKSPACE_PATTERN: Final = r"^runs/[^/]+/[0-9a-f-]{36}/workspace/$"
 """What a pipeline workspace's key prefix looks like (the worker also checks its tenant)."""
-
-
-PoolName = Annotated[str, Field(pattern=POOL_PATTERN)]
-Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
-
-
-class Placement(BaseModel):
-    """Where a run may start (docs/operations.md "Pools and labels"): a pool of workers of
-    its category, the first of `pools` that has live workers all carrying `labels`."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    pools: list[PoolName] = Field(
-        default_factory=list,
-        max_length=10,
-        description="Pools in order of preference; empty = any pool (`default` first)",
-    )
-    labels: list[Label] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Labels every worker of the chosen pool must have, e.g. `gpu`",
-    )
 
 
 def workspace_prefix(tenant: str, pipeline_run_id: uuid.UUID) -> str:
@@ -113,6 +90,16 @@ class RunRequest(WireModel):
         default=None,
         description="Which pools and labels it needs; the gateway publishes it on its pool's "
         "topic, and a worker without its labels fails it `PlacementMismatch`",
+    )
+    priority: Priority | None = Field(
+        default=None,
+        description="1 (lowest) to 9 (highest), unset = 5: among the queued runs of a pool "
+        "the gateway admits, a higher priority starts first (a request produced straight to "
+        "Kafka is not reordered)",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="What it needs of its worker: `lock_all` runs it alone on the worker",
     )
     workspace: str | None = Field(
         default=None,
@@ -389,6 +376,9 @@ class ActionManifest(BaseModel):
     )
     placement: Placement | None = Field(
         default=None, description="Default pools and labels of its runs (a request's own wins)"
+    )
+    resources: Resources | None = Field(
+        default=None, description="What its runs need of their worker (a request's own wins)"
     )
     inputs: dict[str, list[str]] = Field(
         default_factory=dict, description="Param path → the types it takes in a pipeline"

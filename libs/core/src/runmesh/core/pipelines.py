@@ -18,7 +18,15 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runmesh.core.errors import PipelineReferenceError
-from runmesh.core.events import MAX_ATTEMPTS_BOUND, RETRY_BACKOFF_BOUND_S, JsonObject, Placement
+from runmesh.core.events import JsonObject
+from runmesh.core.pipeline_graph import check_needs, find_cycle
+from runmesh.core.run_policy import (
+    MAX_ATTEMPTS_BOUND,
+    RETRY_BACKOFF_BOUND_S,
+    Placement,
+    Priority,
+    Resources,
+)
 
 __all__ = [
     "MAX_STEPS",
@@ -97,6 +105,12 @@ class PipelineStep(BaseModel):
     placement: Placement | None = Field(
         default=None, description="Pools and labels of the workers the step's run needs"
     )
+    priority: Priority | None = Field(
+        default=None, description="The step's run's priority (1-9); unset: the pipeline's"
+    )
+    resources: Resources | None = Field(
+        default=None, description="What the step's run needs of its worker (`lock_all`)"
+    )
 
 
 class PipelineSpec(BaseModel):
@@ -109,6 +123,9 @@ class PipelineSpec(BaseModel):
     params: JsonObject = Field(
         default_factory=dict,
         description="Pipeline params with their defaults; a submission may override or add",
+    )
+    priority: Priority | None = Field(
+        default=None, description="Priority (1-9) of the steps' runs that set none; unset: 5"
     )
     steps: dict[str, PipelineStep] = Field(
         min_length=1,
@@ -128,8 +145,8 @@ class PipelineSpec(BaseModel):
                     "and hold only a-z, 0-9, _ and - (at most 63 characters)"
                 )
         for name, step in self.steps.items():
-            _check_needs(name, step.needs, names)
-        cycle = _find_cycle({name: step.needs for name, step in self.steps.items()})
+            check_needs(name, step.needs, names)
+        cycle = find_cycle({name: step.needs for name, step in self.steps.items()})
         if cycle is not None:
             raise ValueError(f"steps {' → '.join(cycle)} form a cycle")
         for name, step in self.steps.items():
@@ -341,45 +358,6 @@ def _step_references(step: str, params: JsonObject) -> Iterator[_Reference]:
                 yield reference
     except ValueError as exc:
         raise ValueError(f"step {step!r}: {exc}") from None
-
-
-def _check_needs(name: str, needs: Sequence[str], names: Sequence[str]) -> None:
-    """ValueError unless every need is another step, named once."""
-    seen: set[str] = set()
-    for need in needs:
-        if need == name:
-            raise ValueError(f"step {name!r} needs itself: remove {need!r} from its needs")
-        if need not in names:
-            raise ValueError(
-                f"step {name!r} needs {need!r}, which is not a step of this pipeline "
-                f"(its steps: {', '.join(names)})"
-            )
-        if need in seen:
-            raise ValueError(f"step {name!r} needs {need!r} twice: list it once")
-        seen.add(need)
-
-
-def _find_cycle(needs: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """One cycle of the `needs` graph as `[a, b, a]` (a needs b, b needs a), or None."""
-    on_path: list[str] = []
-    finished: set[str] = set()
-
-    def visit(node: str) -> list[str] | None:
-        on_path.append(node)
-        for need in needs[node]:
-            if need in on_path:
-                return [*on_path[on_path.index(need) :], need]
-            if need not in finished and (cycle := visit(need)) is not None:
-                return cycle
-        on_path.pop()
-        finished.add(node)
-        return None
-
-    # At most MAX_STEPS deep, so the recursion stays far from Python's limit.
-    for node in needs:
-        if node not in finished and (cycle := visit(node)) is not None:
-            return cycle
-    return None
 
 
 def _unneeded_reference(step: str, reference: _Reference, names: Sequence[str]) -> str:

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         "and its open SSE streams close, within this many seconds",
     )
 
+    # Admission (docs/operations.md "Priorities and fair shares")
+    admission_per_slot: float = Field(
+        default=2.0,
+        ge=1,
+        le=100,
+        description="Runs a pool may have started or on their way to its workers, per live "
+        "worker slot; the rest wait in the gateway, where priorities and fair shares order "
+        "them. Higher keeps short runs flowing, lower reorders sooner",
+    )
+
     # Worker runtime
     job_memory_mb: int = Field(default=2048, ge=16, description="Address-space limit of a job")
     cancel_grace_s: float = Field(

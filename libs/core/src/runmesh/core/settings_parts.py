@@ -112,6 +112,7 @@ class GatewaySettings(SettingsPart):
     sse_client_queue: int
     token_cache_ttl_s: float
     tenant: str
+    admission_per_slot: float
 
 
 class PipelineSettings(SettingsPart):

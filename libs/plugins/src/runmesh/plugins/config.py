@@ -9,8 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runmesh.core.errors import PluginError
-from runmesh.core.events import MAX_ATTEMPTS_BOUND, RETRY_BACKOFF_BOUND_S, Placement
 from runmesh.core.pipeline_types import ACCEPTED_TYPE_PATTERN, OUTPUT_TYPE_PATTERN
+from runmesh.core.run_policy import MAX_ATTEMPTS_BOUND, RETRY_BACKOFF_BOUND_S, Placement, Resources
 from runmesh.core.validation import describe_errors
 
 ExecutionMethod = Literal["task", "job", "restapi"]
@@ -58,6 +58,11 @@ class ActionConfig(BaseModel):
         default=None,
         description="Default pools (in order of preference) and labels of the workers this "
         "action's runs need, e.g. `{labels: [gpu]}` (a submission's own wins)",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="What this action's runs need of their worker, e.g. `{lock_all: true}` "
+        "to run alone on it (a submission's own wins)",
     )
     inputs: dict[str, list[AcceptedType]] = Field(
         default_factory=dict,

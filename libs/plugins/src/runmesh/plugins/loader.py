@@ -48,6 +48,7 @@ class LoadedAction:
             max_attempts=self.config.max_attempts,
             retry_backoff_s=self.config.retry_backoff_s,
             placement=self.config.placement,
+            resources=self.config.resources,
             inputs=self.config.inputs,
             outputs=self.config.outputs,
         )

@@ -53,7 +53,9 @@ from runmesh.execution.isolation import run_method
 from runmesh.execution.watchdog import LoopWatchdog
 from runmesh.plugins.registry import PluginRegistry
 from runmesh.worker.attempts import AttemptRunner
+from runmesh.worker.dead_letters import DeadLetters
 from runmesh.worker.emitter import RunEmitter
+from runmesh.worker.exclusive import ExclusiveGate
 from runmesh.worker.ledger import AttemptLedger, Claim
 from runmesh.worker.metrics import WorkerMetrics
 from runmesh.worker.presence import PresenceBeacon
@@ -113,6 +115,8 @@ class Worker:
         self._consumer: TrackedConsumer
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
+        self._dead_letters: DeadLetters
+        self._gate: ExclusiveGate
         self._published = PublishedPlugins(settings.kafka)
         self.watchdog = watchdog or LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
@@ -170,7 +174,7 @@ class Worker:
                 service=self.service,
                 category=self.category,
                 settings=settings.worker,
-                busy=lambda: len(self._running),
+                busy=self._busy_slots,
             )
             async with asyncio.TaskGroup() as group:
                 background = [
@@ -198,6 +202,9 @@ class Worker:
         await producer.start()
         stack.push_async_callback(producer.stop)
         self._publisher = Publisher(producer, max_message_bytes=settings.max_message_bytes)
+        self._dead_letters = DeadLetters(
+            self._publisher, self.topics.dlq(self.category), self.category, self.metrics
+        )
         self._control = await self._start_control(stack)
         await self._published.start()
         stack.push_async_callback(self._published.stop)
@@ -210,6 +217,7 @@ class Worker:
         )
         await self._consumer.start()
         stack.push_async_callback(self._consumer.stop)
+        self._gate = ExclusiveGate(on_hold=self._consumer.hold)
 
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
         """Every worker reads every cancel (no group). The retained ones are read before any
@@ -324,19 +332,8 @@ class Worker:
 
     async def _dead_letter(self, record: Record, reason: str, detail: str) -> None:
         """Copy a record to the category's DLQ with why, then let its offset be committed."""
-        headers = [
-            *record.headers,
-            ("reason", reason.encode()),
-            ("reason-detail", detail[:1000].encode()),
-            ("source-topic", record.topic.encode()),
-            ("source-partition", str(record.partition).encode()),
-            ("source-offset", str(record.offset).encode()),
-        ]
         try:
-            ack = await self._publisher.send_raw(
-                self.topics.dlq(self.category), record.value, key=record.key, headers=headers
-            )
-            await ack
+            await self._dead_letters.copy(record, reason, detail, source=True)
         except Exception:  # the record stays uncommitted and is retried after a restart
             log.exception("could not dead-letter %s:%s", record.partition, record.offset)
             self._consumer.abandon(record)
@@ -349,7 +346,6 @@ class Worker:
             reason,
             detail,
         )
-        self.metrics.child(self.metrics.dlq_records, self.category, reason).inc()
         self._consumer.finish(record)
 
     async def _process(self, record: Record, request: RunRequest, claim: Claim) -> None:
@@ -449,7 +445,8 @@ class Worker:
         policy = self._retries.policy(request)
         limit = policy.max_attempts
         if claim.attempt > limit:
-            await self._dead_letter_copy(record, f"run was started {limit} times")
+            detail = f"run was started {limit} times"
+            await self._dead_letters.copy(record, "max-attempts", detail, source=False)
             return Failed(
                 "MaxAttemptsExceeded",
                 f"run was started {limit} times without finishing ({policy.limit_source}); "
@@ -467,15 +464,15 @@ class Worker:
         if stop is not None and stop.requested:  # cancelled while waiting for its slot
             return stop.outcome()
         stop = self._running.setdefault(request.run_id, StopSignal())
-        return await self._attempts.run(request, claim.attempt, emitter, stop)
+        alone = request.resources is not None and request.resources.lock_all
+        async with self._gate.turn(exclusive=alone, stop=stop) as entered:
+            if not entered:  # stopped while it waited its turn: the worker's stop abandons it
+                return None if stop.kind == "shutdown" else stop.outcome()
+            return await self._attempts.run(request, claim.attempt, emitter, stop)
 
-    async def _dead_letter_copy(self, record: Record, detail: str) -> None:
-        headers = [*record.headers, ("reason", b"max-attempts"), ("reason-detail", detail.encode())]
-        ack = await self._publisher.send_raw(
-            self.topics.dlq(self.category), record.value, key=record.key, headers=headers
-        )
-        await ack
-        self.metrics.child(self.metrics.dlq_records, self.category, "max-attempts").inc()
+    def _busy_slots(self) -> int:
+        """Slots holding a run, as announced: all of them while a run needs the worker alone."""
+        return self.settings.max_concurrent_runs if self._gate.held else len(self._running)
 
     # -- shutdown -----------------------------------------------------------------------------
     async def _drain(self) -> None:

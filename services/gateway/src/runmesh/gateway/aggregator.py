@@ -262,7 +262,7 @@ class Aggregator:
             self._pool.acquire(timeout=runs_store.DB_TIMEOUT_S) as conn,
             conn.transaction(),
         ):
-            await runs_store.insert_kafka_runs(conn, runs)
+            await runs_store.insert_kafka_runs(conn, runs, self._topics.prefix)
             rows = await runs_store.lock_runs(conn, list(runs))
             cols = _event_columns(events, rows)
             inserted = await conn.fetch(_INSERT_EVENTS, *cols)

@@ -12,14 +12,16 @@ from runmesh.catalog import SCHEMA as CATALOG_SCHEMA
 from runmesh.core.db import apply_migrations, create_pool, load_migrations
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import setup_tracing
+from runmesh.core.topics import Topics
+from runmesh.gateway import runs_store
 from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
+from runmesh.gateway.dispatcher import Dispatcher
 from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.pipelines.requests import PipelineRequests
 from runmesh.gateway.pipelines.workspaces import WorkspaceSweeper
-from runmesh.gateway.placement_dispatcher import PlacementDispatcher
 from runmesh.gateway.plugin_catalog import PluginCatalog
 from runmesh.gateway.problems import install_problem_handlers
 from runmesh.gateway.request_guard import RequestGuard, document_guarded_statuses
@@ -63,13 +65,23 @@ def create_app(settings: Settings) -> FastAPI:
             hub = EventHub(settings, pool)
             relay = OutboxRelay(settings.kafka, pool)
             tokens = TokenCache(pool, ttl_s=settings.token_cache_ttl_s)
-            deps = Deps(settings=settings, pool=pool, hub=hub, relay=relay, tokens=tokens)
+            topics = Topics(settings.topic_prefix)
+            await runs_store.adopt_unscoped(pool, topics.prefix)
+            dispatcher = Dispatcher(
+                topics,
+                pool,
+                per_slot=settings.gateway.admission_per_slot,
+                on_release=relay.wake,
+            )
+            deps = Deps(
+                settings=settings,
+                pool=pool,
+                hub=hub,
+                relay=relay,
+                tokens=tokens,
+                dispatcher=dispatcher,
+            )
             app.state.deps = deps
-            dispatcher = PlacementDispatcher(deps.topics, pool, on_release=relay.wake)
-
-            def submitted() -> None:  # pipeline steps: published, or held for the dispatcher
-                relay.wake()
-                dispatcher.wake()
 
             loops = {
                 "event hub": hub.run,
@@ -77,14 +89,14 @@ def create_app(settings: Settings) -> FastAPI:
                     settings.kafka,
                     pool,
                     default_tenant=settings.tenant,
-                    on_requests=submitted,
+                    on_requests=dispatcher.wake,
                     on_ended=dispatcher.wake,
                 ).run,
                 "plugin catalog": PluginCatalog(settings.kafka, pool).run,
                 "worker presence": WorkerPresenceLoop(
                     settings.kafka, pool, on_change=dispatcher.wake
                 ).run,
-                "placement dispatcher": dispatcher.run,
+                "dispatcher": dispatcher.run,
                 "schedules": ScheduleLoop(deps).run,
                 "outbox relay": relay.run,
                 "cancel watchdog": CancelWatchdog(settings, pool).run,

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from runmesh.core.settings import Settings
 from runmesh.core.topics import Topics
+from runmesh.gateway.dispatcher import Dispatcher
 from runmesh.gateway.hub import EventHub
 from runmesh.gateway.outbox import OutboxRelay
 from runmesh.gateway.tokens import TokenCache
@@ -23,6 +24,8 @@ class Deps:
     hub: EventHub
     relay: OutboxRelay
     tokens: TokenCache
+    dispatcher: Dispatcher
+    """Wake it after storing a run: it admits the run onto a pool."""
 
     @property
     def topics(self) -> Topics:

@@ -1,11 +1,10 @@
 """Placing runs on pools of workers (issue 17 item 2, docs/operations.md "Pools and labels").
 
 A run with a `Placement` goes to the first of its pools (any pool, `default` first, when it
-names none) whose live workers of its category all carry its labels: its request is
-published on that pool's requests topic. When no such pool has a live worker, the run is
-held: it stays queued in PostgreSQL with its request unpublished, saying what it waits for,
-until `PlacementDispatcher` finds it a pool. A run without placement goes to the default
-pool's topic at once, as every run did before pools.
+names none) whose live workers of its category all carry its labels; a run without one goes
+to the default pool. `place()` is the one decision of the dispatcher and the queue reasons:
+where a held run goes once its pool has room, or why it waits for more than room (no live
+pool fits its placement, or its tenant is at its limit).
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
-from runmesh.core.events import Placement
 from runmesh.core.pools import DEFAULT_POOL
+from runmesh.core.run_policy import Placement
 from runmesh.gateway.tenant_limits import TenantLimit, Usage, running_block
 
 LivePools: TypeAlias = Mapping[str, Sequence[frozenset[str]]]

@@ -26,11 +26,13 @@ class QueueOut(BaseModel):
     )
     position: int = Field(
         ge=1,
-        description="1 = the next of its queue to start (its category's runs on its pool, or "
-        "its category's held runs); counts every tenant's queued runs",
+        description="1 = the next of its queue to start: its pool's runs sent to it (oldest "
+        "first), then its category's held runs (by priority and fair share); counts every "
+        "tenant's queued runs",
     )
     pool: str | None = Field(
-        description="The pool its request went to; null while held (no live pool fits it)"
+        description="The pool its request went to; null while the gateway holds it (until "
+        "its pool has room, a live pool fits it, or its tenant is under its limit)"
     )
     workers: int = Field(ge=0, description="Live workers serving it (its pool's, if it has one)")
     slots: int = Field(ge=0, description="Their slots (runs at once), all together")
@@ -69,7 +71,7 @@ def queue_reason(category: str, pool: str, position: int, capacity: Capacity) ->
 
 
 async def queue_views(
-    db: runs_store.Db, rows: Sequence[Mapping[str, Any]]
+    db: runs_store.Db, deployment: str, rows: Sequence[Mapping[str, Any]]
 ) -> dict[uuid.UUID, QueueOut]:
     """The `QueueOut` of each queued run among `rows` (pipeline runs have none: their steps
     queue)."""
@@ -79,24 +81,28 @@ async def queue_views(
     if not queued:
         return {}
     categories = sorted({row["category"] for row in queued})
-    positions = await runs_store.queue_positions(db, categories, [row["id"] for row in queued])
-    found = await capacities(db, [(row["category"], _pool_of(row)) for row in queued])
-    held = await _held_reasons(db, [row for row in queued if _pool_of(row) is None])
+    ids = [row["id"] for row in queued]
+    positions = await runs_store.queue_positions(db, deployment, categories, ids)
+    held = await _held_places(db, deployment, [row for row in queued if _pool_of(row) is None])
+    targets = {row["id"]: _pool_of(row) or held[row["id"]][0] for row in queued}
+    found = await capacities(
+        db, deployment, [(row["category"], targets[row["id"]]) for row in queued]
+    )
     views = {}
     for row in queued:
         position = positions.get(row["id"])
         if position is None:
             continue  # it started meanwhile
-        pool = _pool_of(row)
-        capacity = found[(row["category"], pool)]
-        if pool is None:  # held: no live pool fits its placement, or its tenant's limit
-            reason = held.get(row["id"]) or "waiting to be released onto a pool"
-        else:
-            reason = queue_reason(row["category"], pool, position, capacity)
+        category, target = row["category"], targets[row["id"]]
+        capacity = found[(category, target)]
+        _, reason = held.get(row["id"], (None, None))
+        if reason is None:  # admitted, or held only until its pool has room
+            assert target is not None, "a held run without a reason has a pool to go to"
+            reason = queue_reason(category, target, position, capacity)
         views[row["id"]] = QueueOut(
             reason=reason,
             position=position,
-            pool=pool,
+            pool=_pool_of(row),
             workers=capacity.workers,
             slots=capacity.slots,
             busy=capacity.busy,
@@ -113,25 +119,23 @@ def _pool_of(row: Mapping[str, Any]) -> str | None:
     return DEFAULT_POOL if row.get("submitted_via") == "kafka" else None
 
 
-async def _held_reasons(
-    db: runs_store.Db, held: Sequence[Mapping[str, Any]]
-) -> dict[uuid.UUID, str]:
-    """Why each held run waits: no live pool fits its placement, else its tenant's limit."""
+async def _held_places(
+    db: runs_store.Db, deployment: str, held: Sequence[Mapping[str, Any]]
+) -> dict[uuid.UUID, tuple[str | None, str | None]]:
+    """Each held run's `place()`: the pool it goes to once that has room, or why it waits
+    for more than room (no live pool fits its placement, or its tenant's limit)."""
     if not held:
         return {}
-    live = await live_pools(db, [row["category"] for row in held])
+    live = await live_pools(db, deployment, [row["category"] for row in held])
     limits = await limits_of(db, [row["tenant"] for row in held])
     usages = {tenant: await usage_of(db, tenant) for tenant in limits}
-    reasons = {}
-    for row in held:
-        tenant, category = row["tenant"], row["category"]
-        _, reason = place(
-            category,
+    return {
+        row["id"]: place(
+            row["category"],
             stored_placement(row),
-            live.get(category, {}),
-            limits.get(tenant),
-            usages.get(tenant),
+            live.get(row["category"], {}),
+            limits.get(row["tenant"]),
+            usages.get(row["tenant"]),
         )
-        if reason is not None:
-            reasons[row["id"]] = reason
-    return reasons
+        for row in held
+    }

@@ -5,29 +5,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runmesh.core.events import (
+from runmesh.core.events import JsonObject, RunRequest, encode
+from runmesh.core.pools import DEFAULT_POOL
+from runmesh.core.run_policy import (
+    DEFAULT_PRIORITY,
     MAX_ATTEMPTS_BOUND,
     RETRY_BACKOFF_BOUND_S,
-    JsonObject,
     Placement,
-    RunRequest,
-    encode,
+    Priority,
+    Resources,
 )
-from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.deps import Deps
 from runmesh.gateway.errors import Conflict, InvalidRequest, TooManyRequests
 from runmesh.gateway.outbox import REQUEST_EVENT_TYPE, Headers, enqueue, trace_headers
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
-from runmesh.gateway.placement import place
 from runmesh.gateway.run_view import mask_secrets
 from runmesh.gateway.tenant_limits import (
     limits_of,
@@ -35,9 +35,9 @@ from runmesh.gateway.tenant_limits import (
     queue_block,
     usage_of,
 )
-from runmesh.gateway.worker_presence import live_pools
 
 tracer = trace.get_tracer("runmesh.gateway")
+PolicyT = TypeVar("PolicyT", bound=BaseModel)
 
 
 class SubmitRun(BaseModel):
@@ -84,6 +84,16 @@ class SubmitRun(BaseModel):
         description="Pools in order of preference and labels its workers must have; unset: "
         "the action's (config.yaml), else the default pool",
     )
+    priority: Priority | None = Field(
+        default=None,
+        description="1 (lowest) to 9 (highest); among the queued runs of its pool a higher "
+        "priority starts first, and within one the tenants take turns. Unset: 5",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description='What it needs of its worker: `{"lock_all": true}` runs it alone there; '
+        "unset: the action's (config.yaml)",
+    )
     parent_run_id: uuid.UUID | None = Field(default=None, description="A run of this tenant")
     run_id: uuid.UUID | None = Field(
         default=None, description="Choose the run's id: submitting it again answers that run"
@@ -123,7 +133,9 @@ async def submit(
         timeout_s=body.timeout_s,
         max_attempts=body.max_attempts,
         retry_backoff_s=body.retry_backoff_s,
-        placement=body.placement or action_placement(action),
+        placement=body.placement or action_default(action, "placement", Placement),
+        priority=body.priority,
+        resources=body.resources or action_default(action, "resources", Resources),
         parent_run_id=body.parent_run_id,
     )
     size = len(encode(request))
@@ -163,7 +175,7 @@ async def submit(
         )
         if row is None:
             return await _existing(conn, tenant, body, run_id, idempotency_key), False
-    deps.relay.wake()
+    deps.dispatcher.wake()
     return row, True
 
 
@@ -177,31 +189,24 @@ async def store_request(
     headers: Headers | None = None,
     queue_cap: bool = False,
 ) -> dict[str, Any] | None:
-    """Store a queued run and its request in the caller's transaction (the outbox relay
-    publishes it on commit); None, storing nothing, when its id or key is taken.
-
-    The request goes to the pool its placement chooses; it is held (stored, not published)
-    while no live pool fits it or its tenant is at its `max_running`. With `queue_cap` (a
-    submission), a tenant at its `max_queued` gets `TooManyRequests`."""
+    """Store a queued run and its request in the caller's transaction; None, storing
+    nothing, when its id or key is taken. Wake the dispatcher after commit: the request is
+    held until it admits the run onto a pool (`dispatcher`). With `queue_cap` (a submission),
+    a tenant at its `max_queued` gets `TooManyRequests`."""
     assert request.tenant is not None, "a stored request names its tenant"
     placement = request.placement
     if placement is not None and not (placement.pools or placement.labels):
         placement = None
-    # Without a placement the default pool fits, live or not: no need to read the workers.
-    live = {} if placement is None else (await live_pools(conn, [request.category]))
-    limits = (await limits_of(conn, [request.tenant])).get(request.tenant)
-    usage = None
-    if limits:
+    if queue_cap and (limits := (await limits_of(conn, [request.tenant])).get(request.tenant)):
         await lock_tenant(conn, request.tenant)
         usage = await usage_of(conn, request.tenant)
-        if queue_cap and (full := queue_block(limits, usage, request.category)):
+        if full := queue_block(limits, usage, request.category):
             # The same submission again (a client's retry) answers the run it made, not 429.
             if await runs_store.find_submitted(
                 conn, request.tenant, request.run_id, idempotency_key
             ):
                 return None
             raise TooManyRequests(full)
-    pool, _ = place(request.category, placement, live.get(request.category, {}), limits, usage)
     row = await runs_store.insert_run(
         conn,
         runs_store.NewRun(
@@ -218,32 +223,34 @@ async def store_request(
             max_attempts=request.max_attempts,
             retry_backoff_s=request.retry_backoff_s,
             placement=None if placement is None else placement.model_dump(),
-            pool=pool,
+            priority=request.priority or DEFAULT_PRIORITY,
+            resources=None if request.resources is None else request.resources.model_dump(),
+            deployment=topics.prefix,
         ),
     )
     if row is not None:
-        # Held (no live pool fits it, or its tenant is at its limit): stored with the default
-        # topic until the placement dispatcher releases it onto its pool's.
+        # Stored with the default pool's topic; the dispatcher sets its pool's as it admits.
         await enqueue(
             conn,
-            topic=topics.requests(request.category, pool or DEFAULT_POOL),
+            topic=topics.requests(request.category, DEFAULT_POOL),
             key=str(request.run_id),
             message=request,
             event_type=REQUEST_EVENT_TYPE,
             headers=headers,
-            held=pool is None,
+            held=True,
         )
     return row
 
 
-def action_placement(action: Mapping[str, Any]) -> Placement | None:
-    """The placement an action asks for in its config.yaml, if any (a manifest that fails to
-    validate asks for none: the worker announced it, so it is ours, not the caller's)."""
-    found = action.get("placement")
+def action_default(action: Mapping[str, Any], key: str, model: type[PolicyT]) -> PolicyT | None:
+    """What an action's config.yaml asks for under `key` (`placement`, `resources`), if
+    anything (a manifest that fails to validate asks for nothing: the worker announced it, so
+    it is ours, not the caller's)."""
+    found = action.get(key)
     if not isinstance(found, Mapping):
         return None
     try:
-        return Placement.model_validate(found)
+        return model.model_validate(found)
     except ValidationError:
         return None
 

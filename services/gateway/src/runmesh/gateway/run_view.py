@@ -9,7 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runmesh.core.events import TERMINAL_STATES, JsonObject, Placement, RunState
+from runmesh.core.events import TERMINAL_STATES, JsonObject, RunState
+from runmesh.core.run_policy import (
+    DEFAULT_PRIORITY,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    Placement,
+    Resources,
+)
 from runmesh.gateway.queue_view import QueueOut
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
 
@@ -84,6 +91,16 @@ class RunOut(BaseModel):
         default=None,
         description="The pool its request went to; null while held, and for a run produced "
         "straight to Kafka",
+    )
+    priority: int = Field(
+        default=DEFAULT_PRIORITY,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="1 (lowest) to 9 (highest): among the queued runs of its pool, a higher "
+        "priority starts first",
+    )
+    resources: Resources | None = Field(
+        default=None, description="What it asked of its worker (its own or its action's)"
     )
     queue: QueueOut | None = Field(
         default=None, description="While queued: where the run stands and why it waits"
@@ -375,4 +392,6 @@ def run_view(
         parent_run_id=row.get("parent_run_id"),
         placement=row.get("placement"),
         pool=row.get("pool"),
+        priority=row.get("priority") or DEFAULT_PRIORITY,
+        resources=row.get("resources"),
     )

@@ -26,10 +26,11 @@ FORGET_AFTER_S: Final = 3600.0
 # An older announcement (a redelivered batch) never overwrites a newer one.
 _UPSERT = """
 INSERT INTO runs.workers (worker, category, service, pool, labels, slots, busy, state,
-                          heartbeat_s, started_at, sent_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, least($11::timestamptz, now()))
+                          heartbeat_s, started_at, sent_at, deployment)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, least($11::timestamptz, now()), $12)
 ON CONFLICT (worker, category) DO UPDATE SET
-    service = EXCLUDED.service, pool = EXCLUDED.pool, labels = EXCLUDED.labels,
+    deployment = EXCLUDED.deployment, service = EXCLUDED.service, pool = EXCLUDED.pool,
+    labels = EXCLUDED.labels,
     slots = EXCLUDED.slots, busy = EXCLUDED.busy, state = EXCLUDED.state,
     heartbeat_s = EXCLUDED.heartbeat_s, started_at = EXCLUDED.started_at,
     sent_at = EXCLUDED.sent_at
@@ -66,6 +67,7 @@ class WorkerPresenceLoop:
         self._kafka = kafka
         self._pool = pool
         self._topic = Topics(kafka.topic_prefix).workers
+        self._deployment = kafka.topic_prefix
         self._on_change = on_change
         self._seen: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {}
 
@@ -97,6 +99,7 @@ class WorkerPresenceLoop:
                 p.heartbeat_s,
                 p.started_at,
                 p.sent_at,
+                self._deployment,
             )
             for p in latest.values()
         ]
@@ -117,15 +120,17 @@ class WorkerPresenceLoop:
 
 
 async def live_workers(
-    db: Db, *, category: str | None = None, pool: str | None = None
+    db: Db, deployment: str, *, category: str | None = None, pool: str | None = None
 ) -> list[dict[str, Any]]:
-    """The live workers (one row per worker and category), by category, pool and id."""
+    """The live workers of `deployment` (one row per worker and category), by category, pool
+    and id."""
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM runs.workers WHERE {LIVE}"
+        f"SELECT {_COLUMNS} FROM runs.workers WHERE deployment = $3 AND {LIVE}"
         " AND ($1::text IS NULL OR category = $1) AND ($2::text IS NULL OR pool = $2)"
         " ORDER BY category, pool, worker",
         category,
         pool,
+        deployment,
         timeout=DB_TIMEOUT_S,
     )
     return [dict(row) for row in rows]
@@ -146,37 +151,54 @@ class Capacity:
         return max(self.slots - self.busy, 0)
 
 
-async def capacities(
-    db: Db, keys: Sequence[tuple[str, str | None]]
-) -> dict[tuple[str, str | None], Capacity]:
-    """The capacity of each (category, pool) of `keys`, pool None meaning all its pools (an
-    empty one where no worker serves it)."""
+async def pool_capacities(
+    db: Db, deployment: str, categories: Sequence[str]
+) -> dict[tuple[str, str], Capacity]:
+    """(category, pool) → its capacity, for each pool of `categories` with a live serving
+    worker in `deployment`."""
     rows = await db.fetch(
         "SELECT category, pool, count(*) AS workers, sum(slots) AS slots, sum(busy) AS busy"
-        f" FROM runs.workers WHERE {LIVE} AND state = 'serving'"
+        f" FROM runs.workers WHERE deployment = $2 AND {LIVE} AND state = 'serving'"
         " AND category = ANY($1::text[]) GROUP BY category, pool ORDER BY category, pool",
-        sorted({category for category, _ in keys}),
+        sorted(set(categories)),
+        deployment,
         timeout=DB_TIMEOUT_S,
     )
+    return {
+        (row["category"], row["pool"]): Capacity(
+            row["workers"], row["slots"], row["busy"], [row["pool"]]
+        )
+        for row in rows
+    }
+
+
+async def capacities(
+    db: Db, deployment: str, keys: Sequence[tuple[str, str | None]]
+) -> dict[tuple[str, str | None], Capacity]:
+    """The capacity of each (category, pool) of `keys` in `deployment`, pool None meaning
+    all its pools (an empty one where no worker serves it)."""
     found: dict[tuple[str, str | None], Capacity] = {}
-    for row in rows:
-        for key in ((row["category"], row["pool"]), (row["category"], None)):
+    by_pool = await pool_capacities(db, deployment, [category for category, _ in keys])
+    for (category, pool), each in by_pool.items():
+        for key in ((category, pool), (category, None)):
             capacity = found.setdefault(key, Capacity())
-            capacity.workers += row["workers"]
-            capacity.slots += row["slots"]
-            capacity.busy += row["busy"]
-            capacity.pools.append(row["pool"])
+            capacity.workers += each.workers
+            capacity.slots += each.slots
+            capacity.busy += each.busy
+            capacity.pools.append(pool)
     return {key: found.get(key, Capacity()) for key in keys}
 
 
 async def live_pools(
-    db: Db, categories: Sequence[str]
+    db: Db, deployment: str, categories: Sequence[str]
 ) -> dict[str, dict[str, list[frozenset[str]]]]:
-    """Category → pool → the label sets of its live serving workers."""
+    """Category → pool → the label sets of its live serving workers in `deployment`."""
     rows = await db.fetch(
-        f"SELECT category, pool, labels FROM runs.workers WHERE {LIVE} AND state = 'serving'"
+        "SELECT category, pool, labels FROM runs.workers"
+        f" WHERE deployment = $2 AND {LIVE} AND state = 'serving'"
         " AND category = ANY($1::text[])",
         sorted(set(categories)),
+        deployment,
         timeout=DB_TIMEOUT_S,
     )
     found: dict[str, dict[str, list[frozenset[str]]]] = {}

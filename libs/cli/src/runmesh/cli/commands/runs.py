@@ -56,8 +56,9 @@ def ls(
         table.add_row(
             run["id"],
             run.get("name") or "",
-            # Its place in its queue; `runs show` and `runs watch` say why it waits.
-            f"queued #{queue['position']}" if queue else run["state"],
+            # Its place in its queue (and a priority other than everyone's 5); `runs show`
+            # and `runs watch` say why it waits.
+            _queued(queue["position"], run.get("priority")) if queue else run["state"],
             run["category"],
             run["action"],
             run.get("plugin") or "",
@@ -65,6 +66,12 @@ def ls(
             str(run.get("created_at", ""))[:19],
         )
     Console().print(table)
+
+
+def _queued(position: int, priority: int | None) -> str:
+    """`queued #3`, or `queued #3 p8` for a run of another priority than 5."""
+    shown = f"queued #{position}"
+    return shown if priority in (None, 5) else f"{shown} p{priority}"
 
 
 @app.command("show", help="One run as JSON.")

@@ -100,6 +100,17 @@ def submit_command(
             "--label", metavar="LABEL", help="a label its worker must have (e.g. gpu); repeatable"
         ),
     ] = None,
+    priority: int | None = typer.Option(
+        None,
+        "--priority",
+        min=1,
+        max=9,
+        help="1 (lowest) to 9 (highest), default 5: among the queued runs of its pool, a "
+        "higher priority starts first",
+    ),
+    lock_all: bool = typer.Option(
+        False, "--lock-all", help="run it alone on its worker (no other run beside it)"
+    ),
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the run to its end"),
     idempotency_key: str | None = typer.Option(
         None,
@@ -123,6 +134,10 @@ def submit_command(
         body["retry_backoff_s"] = retry_backoff
     if pool or label:  # the gateway checks the names (a 422 naming the bad one)
         body["placement"] = {"pools": pool or [], "labels": label or []}
+    if priority is not None:
+        body["priority"] = priority
+    if lock_all:
+        body["resources"] = {"lock_all": True}
     code = run_async(
         submit(
             load_settings(options=ctx.obj),

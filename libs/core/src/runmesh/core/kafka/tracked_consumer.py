@@ -54,6 +54,7 @@ class TrackedConsumer:
         self._slots: set[tuple[TopicPartition, int]] = set()  # records holding a slot
         self._slot_freed = asyncio.Event()
         self._paused = False
+        self._held = False
         self._commit_lock = asyncio.Lock()
 
     @property
@@ -65,6 +66,16 @@ class TrackedConsumer:
     def busy(self) -> int:
         """Records holding a slot (handed out, not finished or released)."""
         return len(self._slots)
+
+    def hold(self, held: bool) -> None:
+        """While held, hand out no record, as if every slot were busy (a run needs the
+        worker alone); polling goes on, so the group keeps the member."""
+        self._held = held
+        if not held:
+            self._slot_freed.set()
+
+    def _full(self) -> bool:
+        return self._held or self.busy >= self.capacity
 
     async def start(self) -> None:
         """Connect and join the group."""
@@ -90,18 +101,18 @@ class TrackedConsumer:
     def on_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         """Called after a rebalance; keeps a paused consumer paused on its new partitions."""
         self._paused = False
-        if self.busy >= self.capacity and assigned:
+        if self._full() and assigned:
             self._consumer.pause(*assigned)
             self._paused = True
 
     async def fetch(self, timeout_ms: int = 500) -> list[Record]:
         """Up to `capacity - busy` records in offset order per partition; may be empty."""
-        if self.busy >= self.capacity:
+        if self._full():
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_ms / 1000):
                     await self._slot_freed.wait()
-            if self.busy >= self.capacity:
+            if self._full():
                 # Still full: long runs. Pause (so prefetching stops) but keep polling, or the
                 # group would evict a member that looks idle (max.poll.interval).
                 self._pause()

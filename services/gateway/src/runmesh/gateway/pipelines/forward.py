@@ -20,13 +20,14 @@ import asyncpg
 from runmesh.core.events import TERMINAL_STATES, JsonObject, RunRequest, workspace_prefix
 from runmesh.core.notices import NOTIFY_CHANNEL, RunNotice
 from runmesh.core.pipelines import PipelineReferenceError, PipelineSpec, step_params
+from runmesh.core.run_policy import Placement, Resources
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.errors import GatewayError
 from runmesh.gateway.params_validation import KnownPlugins, validate_params
 from runmesh.gateway.pipelines import store
 from runmesh.gateway.pipelines.store import StepRow
-from runmesh.gateway.run_submission import action_placement, store_request
+from runmesh.gateway.run_submission import action_default, store_request
 from runmesh.gateway.run_view import mask_secrets
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,9 @@ def _submit(
         timeout_s=step.timeout_s,
         max_attempts=step.max_attempts,
         retry_backoff_s=step.retry_backoff_s,
-        placement=step.placement or action_placement(action),
+        placement=step.placement or action_default(action, "placement", Placement),
+        priority=step.priority or spec.priority,
+        resources=step.resources or action_default(action, "resources", Resources),
         parent_run_id=run["id"],
         workspace=_workspace_key(workspace),
     )

@@ -75,7 +75,7 @@ async def resume_pipeline(
         workspace = stored.workspace or workspace_uri(deps.settings.s3.bucket, tenant, new_id)
         await store.insert_pipeline(conn, new_id, stored.spec, params, steps, workspace)
         await step_forward(conn, deps.topics, new_id)
-    deps.relay.wake()
+    deps.dispatcher.wake()
     found = await runs_store.get_run(deps.pool, tenant, new_id)
     assert found is not None, "stored above"
     return found

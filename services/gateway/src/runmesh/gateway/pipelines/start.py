@@ -86,7 +86,7 @@ async def start_pipeline(
         spec_json = spec.model_dump(mode="json")
         await store.insert_pipeline(conn, run_id, spec_json, params, steps, workspace)
         await step_forward(conn, deps.topics, run_id)
-    deps.relay.wake()
+    deps.dispatcher.wake()
     found = await runs_store.get_run(deps.pool, tenant, run_id)
     assert found is not None, "stored above"
     return found, True

@@ -220,7 +220,11 @@ class _QueueWatch:
     async def changed(self) -> bytes | None:
         """The message to send if where the run stands changed since the last one."""
         row = await runs_store.get_run(self._deps.pool, self._tenant, self._run_id)
-        queue = (await queue_views(self._deps.pool, [row])).get(self._run_id) if row else None
+        queue = (
+            (await queue_views(self._deps.pool, self._deps.topics.prefix, [row])).get(self._run_id)
+            if row
+            else None
+        )
         if queue is None:
             self.started = True
             return None

@@ -60,7 +60,7 @@ async def _pipeline_out(deps: Deps, tenant: str, row: dict[str, Any]) -> Pipelin
         raise NotFound(f"run {row['id']} is not a pipeline")
     steps = await store.steps_of(deps.pool, row["id"])
     step_runs = await runs_store.get_runs(deps.pool, tenant, [step.run_id for step in steps])
-    run, *step_views = await views(deps.pool, tenant, [row, *step_runs])
+    run, *step_views = await views(deps, tenant, [row, *step_runs])
     percent = {view.id: view.percent for view in step_views}
     return PipelineOut(
         run=run,

@@ -121,13 +121,13 @@ async def fetch_run(db: runs_store.Db, tenant: str, run_id: uuid.UUID) -> dict[s
     return row
 
 
-async def views(db: runs_store.Db, tenant: str, rows: Sequence[Mapping[str, Any]]) -> list[RunOut]:
+async def views(deps: Deps, tenant: str, rows: Sequence[Mapping[str, Any]]) -> list[RunOut]:
     """Run JSON for stored rows, with percent and masking from their action's manifest, and
     a queued run's place in its queue."""
     if not rows:
         return []
-    known = await KnownPlugins.load(db, tenant, {row["category"] for row in rows})
-    queues = await queue_views(db, rows)
+    known = await KnownPlugins.load(deps.pool, tenant, {row["category"] for row in rows})
+    queues = await queue_views(deps.pool, deps.topics.prefix, rows)
     now = datetime.now(UTC)
     result = []
     for row in rows:
@@ -200,7 +200,7 @@ async def submit_run(
         gateway_metrics(request.app).count_submitted(body.category)
     else:
         response.status_code = 200
-    return (await views(deps.pool, tenant, [row]))[0]
+    return (await views(deps, tenant, [row]))[0]
 
 
 @router.get("/runs", response_model=RunList, summary="List runs", responses=problems(401, 422))
@@ -259,7 +259,7 @@ async def list_runs(
     next_cursor = (
         encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     )
-    return RunList(items=await views(deps.pool, tenant, page), next_cursor=next_cursor)
+    return RunList(items=await views(deps, tenant, page), next_cursor=next_cursor)
 
 
 @router.get(
@@ -268,7 +268,7 @@ async def list_runs(
 async def get_run(run_id: RunId, tenant: Tenant, deps: DepsParam) -> RunOut:
     """The run with its state, overall and per-category progress, metrics, result or error."""
     row = await fetch_run(deps.pool, tenant, run_id)
-    return (await views(deps.pool, tenant, [row]))[0]
+    return (await views(deps, tenant, [row]))[0]
 
 
 @router.get(
@@ -387,7 +387,7 @@ async def cancel(
         "queued" if outcome.ended else "running"
     ).inc()
     response.status_code = 200 if outcome.ended else 202
-    return (await views(deps.pool, tenant, [outcome.row]))[0]
+    return (await views(deps, tenant, [outcome.row]))[0]
 
 
 async def _rerun_pipeline(
@@ -429,7 +429,7 @@ async def rerun(
     if original["category"] == runs_store.PIPELINE_CATEGORY:
         row, created = await _rerun_pipeline(deps, tenant, run_id, idempotency_key)
         response.status_code = 202 if created else 200
-        return (await views(deps.pool, tenant, [row]))[0]
+        return (await views(deps, tenant, [row]))[0]
     if not original["action"]:
         raise Conflict(
             f"run {run_id} was submitted through Kafka and failed before it reported its "
@@ -452,6 +452,8 @@ async def rerun(
         max_attempts=original["max_attempts"],
         retry_backoff_s=original["retry_backoff_s"],
         placement=original["placement"],
+        priority=original["priority"],
+        resources=original["resources"],
         parent_run_id=run_id,
     )
     row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
@@ -459,4 +461,4 @@ async def rerun(
         gateway_metrics(request.app).count_submitted(body.category)
     else:
         response.status_code = 200
-    return (await views(deps.pool, tenant, [row]))[0]
+    return (await views(deps, tenant, [row]))[0]

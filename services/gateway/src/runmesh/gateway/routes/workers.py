@@ -62,5 +62,5 @@ async def list_workers(
     """The workers that announced themselves within their last three heartbeats and have
     not stopped. Every tenant sees the same workers: they serve every tenant's runs."""
     del tenant  # authenticated; the answer is the same for every tenant
-    rows = await live_workers(deps.pool, category=category, pool=pool)
+    rows = await live_workers(deps.pool, deps.topics.prefix, category=category, pool=pool)
     return WorkerList(items=[WorkerOut.model_validate(row) for row in rows])

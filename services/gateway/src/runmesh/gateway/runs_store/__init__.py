@@ -38,7 +38,14 @@ from runmesh.gateway.runs_store._pipelines import (
     set_pipeline_progress,
     step_outcomes,
 )
-from runmesh.gateway.runs_store._queue import lock_held_runs, queue_positions, set_pools
+from runmesh.gateway.runs_store._queue import (
+    adopt_unscoped,
+    held_in_order,
+    lock_held_runs,
+    queue_positions,
+    set_pools,
+    under_way,
+)
 from runmesh.gateway.runs_store._reads import (
     RunFilter,
     artifact_event,
@@ -65,6 +72,7 @@ __all__ = [
     "RunFilter",
     "RunUpdate",
     "StepOutcome",
+    "adopt_unscoped",
     "artifact_event",
     "cancelled_before_starting",
     "end_overdue_cancels",
@@ -74,6 +82,7 @@ __all__ = [
     "get_run",
     "get_runs",
     "has_terminal_event",
+    "held_in_order",
     "insert_kafka_runs",
     "insert_pipeline_run",
     "insert_run",
@@ -93,5 +102,6 @@ __all__ = [
     "set_pipeline_progress",
     "set_pools",
     "step_outcomes",
+    "under_way",
     "update_runs",
 ]

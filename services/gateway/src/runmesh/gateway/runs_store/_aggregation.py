@@ -21,8 +21,8 @@ from runmesh.gateway.runs_store._sql import NOTIFY_EACH
 # locks are taken: a concurrent insert of the same run (a second aggregator during a rebalance)
 # then makes this one wait and see the committed row instead of a stale "no row".
 _INSERT_KAFKA_RUNS = """
-INSERT INTO runs.runs (id, tenant, category, action, plugin, submitted_via)
-SELECT d.id, d.tenant, d.category, '', NULL, 'kafka'
+INSERT INTO runs.runs (id, tenant, category, action, plugin, submitted_via, deployment)
+SELECT d.id, d.tenant, d.category, '', NULL, 'kafka', $4
 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS d(id, tenant, category)
 ORDER BY d.id
 ON CONFLICT (id) DO NOTHING
@@ -94,14 +94,16 @@ class RunUpdate:
 
 
 async def insert_kafka_runs(
-    conn: asyncpg.Connection, runs: Mapping[uuid.UUID, tuple[str, str]]
+    conn: asyncpg.Connection, runs: Mapping[uuid.UUID, tuple[str, str]], deployment: str
 ) -> None:
-    """Rows for runs first seen through their events (id → (tenant, category)); known ones stay."""
+    """Rows for runs first seen through their events (id → (tenant, category)) in
+    `deployment`; known ones stay."""
     await conn.execute(
         _INSERT_KAFKA_RUNS,
         list(runs),
         [tenant for tenant, _ in runs.values()],
         [category for _, category in runs.values()],
+        deployment,
     )
 
 

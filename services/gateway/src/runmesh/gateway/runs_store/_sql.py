@@ -12,8 +12,8 @@ DB_TIMEOUT_S: Final = 10.0
 RUN_COLUMNS: Final = (
     "id, tenant, category, plugin, plugin_version, action, state, attempt, retry_reason, params,"
     " params_redacted, progress, metrics, result, error, timeout_s, max_attempts,"
-    " retry_backoff_s, placement, pool, parent_run_id, idempotency_key, submitted_via,"
-    " cancel_requested_at, created_at, started_at, finished_at, updated_at"
+    " retry_backoff_s, placement, pool, priority, resources, parent_run_id, idempotency_key,"
+    " submitted_via, cancel_requested_at, created_at, started_at, finished_at, updated_at"
 )
 """The columns of a run the API shows (`run_view`)."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from runmesh.core.run_policy import DEFAULT_PRIORITY
 from runmesh.gateway.runs_store._sql import DB_TIMEOUT_S, RUN_COLUMNS
 
 
@@ -29,6 +30,9 @@ class NewRun:
     retry_backoff_s: float | None = None
     placement: dict[str, Any] | None = None
     pool: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    resources: dict[str, Any] | None = None
+    deployment: str = ""
 
 
 async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | None:
@@ -37,8 +41,9 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
         f"""
         INSERT INTO runs.runs (id, tenant, category, plugin, action, state, params,
             params_redacted, timeout_s, parent_run_id, idempotency_key, submitted_via,
-            max_attempts, retry_backoff_s, placement, pool)
-        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest', $11, $12, $13, $14)
+            max_attempts, retry_backoff_s, placement, pool, priority, deployment, resources)
+        VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, 'rest', $11, $12, $13, $14,
+            $15, $16, $17)
         ON CONFLICT DO NOTHING
         RETURNING {RUN_COLUMNS}
         """,
@@ -56,6 +61,9 @@ async def insert_run(conn: asyncpg.Connection, run: NewRun) -> dict[str, Any] | 
         run.retry_backoff_s,
         run.placement,
         run.pool,
+        run.priority,
+        run.deployment,
+        run.resources,
         timeout=DB_TIMEOUT_S,
     )
     return None if row is None else dict(row)

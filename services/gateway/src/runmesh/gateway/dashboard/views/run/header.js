@@ -121,6 +121,7 @@ export function createHeader(runId, path, { onRun, refresh }) {
       run.finished_at,
       run.queue?.reason,
       run.pool,
+      run.priority,
     ]);
     if (key === headerKey) return;
     headerKey = key;
@@ -131,6 +132,11 @@ export function createHeader(runId, path, { onRun, refresh }) {
       fact("Plugin", ...pluginLink(run)),
       fact("Action", run.action || "–"),
       fact("Category", run.category),
+      // 5 is everyone's: only a run that asked for another says so.
+      run.priority && run.priority !== 5
+        ? fact("Priority", h("span", { id: "run-priority" }, String(run.priority)))
+        : null,
+      run.resources?.lock_all ? fact("Worker", "alone on it (lock_all)") : null,
       // A run that asked for a placement: the pool it went to, or that it is still held.
       run.placement ? fact("Pool", h("span", { id: "run-pool" }, run.pool ?? "none yet")) : null,
       // Why a queued run waits: no worker of its category, or its place behind busy slots.

@@ -1,0 +1,222 @@
+"""The dispatcher's cost: 2,000 no-op runs through the gateway's admission (priorities, fair
+shares and a tenant limit on) against the same runs produced straight to the requests topic.
+
+An in-process gateway and worker on the embedded sandbox run the test kit's `noop` action (in
+the worker's process, so what is measured is the platform, not a fork).
+- scheduled: `POST /v1/runs` by two tenants, one of them with a `max_running` limit (far
+  above what it uses, so it is read, locked and counted at every admission, never reached),
+  priorities 1-9 in turn, `CONCURRENCY` submissions at a time; every run is held and
+  admitted by the dispatcher as its pool's window has room;
+- direct (baseline): a `RunRequest` per run produced straight to the requests topic with
+  aiokafka, `CONCURRENCY` at a time: no gateway before the worker.
+Throughput = runs / (first submission → last `run.succeeded` on the tenants' SSE streams).
+Value = scheduled throughput, baseline = direct throughput, ratio = value / baseline (aim
+≥ 0.8; the scheduled way includes the REST submission itself). Then, with the worker idle,
+`--latency-runs` single runs: REST answer (`queued`) → `run.started` on the stream, p50 and p99
+(aim p99 < 100 ms when a slot is free). `--runs N` sets the runs per way (default 2,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import operator
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+
+import asyncpg
+import httpx
+import orjson
+from support.mesh import local_mesh
+
+from runmesh.core.events import RunRequest, encode
+from runmesh.core.kafka import make_producer
+from runmesh.core.testing import eventually
+from runmesh.core.topics import Topics
+from runmesh.gateway.tenant_limits import set_limit
+from runmesh.gateway.tokens import create_token
+
+CONCURRENCY = 32
+WARM_UP = 20
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Stream:
+    """A tenant's `GET /v1/events`: the time each run's `run.started` and terminal event came."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self.open = asyncio.Event()
+
+    async def follow(self) -> None:
+        headers = {"Accept": "text/event-stream"}
+        async with self._http.stream("GET", "/v1/events", headers=headers) as response:
+            self.open.set()
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = orjson.loads(line[5:])
+                kind, run_id = event.get("type"), str(event.get("run_id"))
+                if kind == "run.started":
+                    self.started.setdefault(run_id, time.perf_counter())
+                elif kind in {"run.succeeded", "run.failed", "run.cancelled"}:
+                    self.ended.setdefault(run_id, time.perf_counter())
+                else:
+                    continue
+                self.changed.set()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(600):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def tenant(
+    base: str, pool: asyncpg.Pool, name: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Stream]]:
+    """An API client of a new tenant, and its event stream (open)."""
+    token = await create_token(pool, name)
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
+    ) as http:
+        stream = Stream(http)
+        following = asyncio.create_task(stream.follow())
+        await asyncio.wait_for(stream.open.wait(), 60)
+        try:
+            yield http, stream
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+
+
+async def in_parallel(count: int, one: Callable[[int], Awaitable[None]]) -> None:
+    """`one(i)` for i in range(count), `CONCURRENCY` at a time."""
+    next_index = iter(range(count))
+
+    async def lane() -> None:
+        for index in next_index:
+            await one(index)
+
+    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+
+
+async def main(runs: int, latency_runs: int) -> None:
+    async with local_mesh() as mesh:
+        producer = make_producer(mesh.settings.kafka, client_id="bench-direct")
+        await producer.start()
+        topic = Topics(mesh.settings.topic_prefix).requests("test")
+        free, limited = f"bench-{uuid.uuid4().hex[:6]}", f"bench-lim-{uuid.uuid4().hex[:6]}"
+        await set_limit(mesh.pool, limited, "*", max_running=100_000, max_queued=None)
+        try:
+            async with (
+                tenant(mesh.url, mesh.pool, free) as (http, stream),
+                tenant(mesh.url, mesh.pool, limited) as (limited_http, limited_stream),
+            ):
+
+                async def known() -> bool:
+                    return (await http.get("/v1/plugins/testkit")).status_code == 200
+
+                await eventually(known, timeout=60, message="testkit never announced")
+
+                async def scheduled(count: int) -> float:
+                    ids = [str(uuid.uuid4()) for _ in range(count)]
+
+                    async def one(index: int) -> None:
+                        client = limited_http if index % 2 else http
+                        body = {
+                            "category": "test",
+                            "action": "noop",
+                            "run_id": ids[index],
+                            "priority": 1 + index % 9,
+                        }
+                        (await client.post("/v1/runs", json=body)).raise_for_status()
+
+                    began = time.perf_counter()
+                    await in_parallel(count, one)
+                    await stream.until(lambda: all(i in stream.ended for i in ids[::2]))
+                    await limited_stream.until(
+                        lambda: all(i in limited_stream.ended for i in ids[1::2])
+                    )
+                    last = max(
+                        max(stream.ended[i] for i in ids[::2]),
+                        max(limited_stream.ended[i] for i in ids[1::2]),
+                    )
+                    return count / (last - began)
+
+                async def direct(count: int) -> float:
+                    requests = [
+                        RunRequest(category="test", action="noop", tenant=free)
+                        for _ in range(count)
+                    ]
+                    ids = [str(request.run_id) for request in requests]
+
+                    async def one(index: int) -> None:
+                        request = requests[index]
+                        await producer.send_and_wait(
+                            topic, encode(request), key=str(request.run_id).encode()
+                        )
+
+                    began = time.perf_counter()
+                    await in_parallel(count, one)
+                    await stream.until(lambda: all(i in stream.ended for i in ids))
+                    return count / (max(stream.ended[i] for i in ids) - began)
+
+                await scheduled(WARM_UP)
+                await direct(WARM_UP)
+                baseline = await direct(runs)
+                value = await scheduled(runs)
+                log(f"scheduled: {value:.0f} runs/s; direct: {baseline:.0f} runs/s ({runs} runs)")
+
+                waits = []
+                for _ in range(latency_runs):
+                    run_id = str(uuid.uuid4())
+                    body = {"category": "test", "action": "noop", "run_id": run_id}
+                    (await http.post("/v1/runs", json=body)).raise_for_status()
+                    queued = time.perf_counter()
+                    await stream.until(partial(operator.contains, stream.ended, run_id))
+                    waits.append((stream.started[run_id] - queued) * 1000)
+        finally:
+            await producer.stop()
+    ordered = sorted(waits)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    log(f"queued → started with a free slot: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(
+        json.dumps(
+            {
+                "bench": "dispatch_latency",
+                "value": round(value, 1),
+                "unit": "runs/s",
+                "baseline": round(baseline, 1),
+                "ratio": round(value / baseline, 3),
+                "runs": runs,
+                "queued_to_started_p50_ms": round(p50, 1),
+                "queued_to_started_p99_ms": round(p99, 1),
+                "target_ratio": 0.8,
+                "target_p99_ms": 100,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2000, help="runs per way")
+    parser.add_argument("--latency-runs", type=int, default=200, help="single runs timed")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.runs, arguments.latency_runs))

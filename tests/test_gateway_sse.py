@@ -385,9 +385,11 @@ async def test_an_idle_stream_heartbeats_and_a_run_ended_by_the_gateway_ends_it(
     run_id = uuid.uuid4()
     pool = pool_of(gateway)
     await pool.execute(
-        "INSERT INTO runs.runs (id, tenant, category, action) VALUES ($1, $2, 'test', 'echo')",
+        "INSERT INTO runs.runs (id, tenant, category, action, deployment)"
+        " VALUES ($1, $2, 'test', 'echo', $3)",
         run_id,
         settings.tenant,
+        settings.topic_prefix,
     )
     everything: list[Message] = []
 

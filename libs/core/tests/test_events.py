@@ -204,7 +204,7 @@ def test_unknown_fields_are_ignored_at_every_level() -> None:
 
 def test_unknown_fields_of_a_request_are_ignored() -> None:
     raw = wire(RunRequest(run_id=RUN_ID, category="c", action="a", submitted_at=TS))
-    raw["priority"] = "high"
+    raw["colour"] = "blue"  # a field of a later version
 
     assert decode(orjson.dumps(raw), RunRequest) == RunRequest(
         run_id=RUN_ID, category="c", action="a", submitted_at=TS

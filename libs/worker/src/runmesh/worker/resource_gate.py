@@ -1,0 +1,142 @@
+"""What a worker's runs take of it (`resources`, docs/operations.md "Resources and exclusive
+runs"): GPUs and memory out of what the worker declares, or the whole worker (`lock_all`).
+
+Every attempt passes the gate. A run that asks for nothing starts at once unless a run that
+needs the worker alone waits or runs. A run that asks for GPUs or memory starts once they are
+free, in the order such runs arrived; a `lock_all` run once nothing else runs. From the
+moment a run waits, the worker takes no more requests (`on_hold`), so those go to workers
+with room, and a stream of small runs cannot starve a large one. The amounts are what runs
+declare, not what they are measured to use. A run stopped while it waits (cancelled, timed
+out, the worker stopping) leaves the line at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from runmesh.core.run_policy import Resources
+from runmesh.execution import StopSignal
+
+
+@dataclass(slots=True, frozen=True)
+class Capacity:
+    """What a worker offers its runs: GPUs and memory (MiB) at once."""
+
+    gpus: int
+    memory_mb: int
+
+
+def lacking(need: Resources | None, capacity: Capacity) -> str | None:
+    """Why a run asking for `need` can never run on a worker of `capacity`, or None."""
+    if need is None:
+        return None
+    if need.gpus > capacity.gpus:
+        return (
+            f"the run needs {need.gpus} GPUs; this worker has {capacity.gpus} "
+            "(RUNMESH_WORKER_GPUS)"
+        )
+    if need.memory_mb > capacity.memory_mb:
+        return (
+            f"the run needs {need.memory_mb} MiB of memory; this worker offers "
+            f"{capacity.memory_mb} (RUNMESH_WORKER_MEMORY_MB)"
+        )
+    return None
+
+
+class ResourceGate:
+    """Hands out a worker's GPUs, memory and exclusive use to its runs (see the module).
+    `on_hold(True)` is called as the first run begins to wait, `on_hold(False)` once no run
+    waits and none runs alone."""
+
+    def __init__(
+        self, capacity: Capacity, on_hold: Callable[[bool], None] = lambda held: None
+    ) -> None:
+        self._capacity = capacity
+        self._changed = asyncio.Condition()
+        self._running = 0
+        self._gpus = 0
+        self._memory_mb = 0
+        self._alone = False
+        self._waiting: list[object] = []  # the runs waiting for room, first come first
+        self._on_hold = on_hold
+        self._was_held = False
+        self._pokes: set[asyncio.Task[None]] = set()
+
+    @property
+    def held(self) -> bool:
+        """Whether a run waits for room or runs alone: the worker takes nothing else."""
+        return self._alone or bool(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, need: Resources | None, stop: StopSignal) -> AsyncIterator[bool]:
+        """Wait for room for `need` and yield True; yield False, without a turn, if `stop` is
+        requested first. What it took is given back on leaving."""
+        stop.on_request(self._poke)
+        entered = await self._enter(need or Resources(), stop)
+        try:
+            yield entered
+        finally:
+            if entered:
+                async with self._changed:
+                    self._running -= 1
+                    self._gpus -= (need or Resources()).gpus
+                    self._memory_mb -= (need or Resources()).memory_mb
+                    self._alone = False
+                    self._tell()
+
+    async def _enter(self, need: Resources, stop: StopSignal) -> bool:
+        asks = need.lock_all or need.gpus > 0 or need.memory_mb > 0
+        async with self._changed:
+            if not asks and not self.held:  # the common case: nothing asked, nothing waits
+                self._running += 1
+                return True
+            ticket = object()
+            self._waiting.append(ticket)
+            self._tell()
+            try:
+                await self._changed.wait_for(
+                    lambda: stop.requested or (self._waiting[0] is ticket and self._fits(need))
+                )
+            finally:
+                self._waiting.remove(ticket)
+                self._tell()
+            if stop.requested:
+                return False
+            self._running += 1
+            self._gpus += need.gpus
+            self._memory_mb += need.memory_mb
+            self._alone = need.lock_all
+            self._tell()
+            return True
+
+    def _fits(self, need: Resources) -> bool:
+        if self._alone:
+            return False
+        if need.lock_all:
+            return self._running == 0
+        return (
+            self._gpus + need.gpus <= self._capacity.gpus
+            and self._memory_mb + need.memory_mb <= self._capacity.memory_mb
+        )
+
+    def _tell(self) -> None:
+        """Wake the waiters, and tell the consumer when the worker's hold changed (call with
+        the condition's lock held)."""
+        self._changed.notify_all()
+        if self.held != self._was_held:
+            self._was_held = self.held
+            self._on_hold(self._was_held)
+
+    def _poke(self) -> None:
+        """A waiting run was stopped: let the waiters look again."""
+
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        task = asyncio.get_running_loop().create_task(notify())
+        self._pokes.add(task)
+        task.add_done_callback(self._pokes.discard)

@@ -1,19 +1,20 @@
-"""The dispatcher's cost: 2,000 no-op runs through the gateway's admission (priorities, fair
+"""The dispatcher's cost: 2,000 no-op runs admitted through the gateway (priorities, fair
 shares and a tenant limit on) against the same runs produced straight to the requests topic.
 
 An in-process gateway and worker on the embedded sandbox run the test kit's `noop` action (in
-the worker's process, so what is measured is the platform, not a fork).
-- scheduled: `POST /v1/runs` by two tenants, one of them with a `max_running` limit (far
-  above what it uses, so it is read, locked and counted at every admission, never reached),
-  priorities 1-9 in turn, `CONCURRENCY` submissions at a time; every run is held and
-  admitted by the dispatcher as its pool's window has room;
-- direct (baseline): a `RunRequest` per run produced straight to the requests topic with
-  aiokafka, `CONCURRENCY` at a time: no gateway before the worker.
-Throughput = runs / (first submission → last `run.succeeded` on the tenants' SSE streams).
-Value = scheduled throughput, baseline = direct throughput, ratio = value / baseline (aim
-≥ 0.8; the scheduled way includes the REST submission itself). Then, with the worker idle,
-`--latency-runs` single runs: REST answer (`queued`) → `run.started` on the stream, p50 and p99
-(aim p99 < 100 ms when a slot is free). `--runs N` sets the runs per way (default 2,000).
+the worker's process, so what is measured is the platform, not a fork). Each way, the runs
+wait while no worker serves the category, then one worker drains them:
+- scheduled: submitted with `POST /v1/runs` by two tenants, one of them with a `max_running`
+  limit (far above what it uses, so it is read, locked and counted at every admission, never
+  reached), priorities 1-9 in turn; held in PostgreSQL, the dispatcher admits them onto the
+  topic as the pool's window has room;
+- direct (baseline): a `RunRequest` per run produced straight to the requests topic: no
+  gateway before the worker.
+Drain rate = runs / (first `run.started` → last `run.succeeded`, on the tenants' SSE streams).
+Value = scheduled drain rate, baseline = direct drain rate, ratio = value / baseline (aim
+≥ 0.8). The REST submission rate is reported beside. Then, with the worker idle,
+`--latency-runs` single runs: REST answer (`queued`) → `run.started` on the stream, p50 and
+p99 (aim p99 < 100 ms when a slot is free). `--runs N` sets the runs per way (default 2,000).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from functools import partial
 import asyncpg
 import httpx
 import orjson
-from support.mesh import local_mesh
+from support.mesh import local_mesh, mesh_worker
 
 from runmesh.core.events import RunRequest, encode
 from runmesh.core.kafka import make_producer
@@ -115,8 +116,15 @@ async def in_parallel(count: int, one: Callable[[int], Awaitable[None]]) -> None
     await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
 
 
+def drain_rate(streams: list[Stream], ids: list[str]) -> float:
+    """Runs per second from the first `run.started` of `ids` to their last end."""
+    started = [stream.started[i] for stream in streams for i in ids if i in stream.started]
+    ended = [stream.ended[i] for stream in streams for i in ids if i in stream.ended]
+    return len(ids) / (max(ended) - min(started))
+
+
 async def main(runs: int, latency_runs: int) -> None:
-    async with local_mesh() as mesh:
+    async with local_mesh(with_worker=False) as mesh:
         producer = make_producer(mesh.settings.kafka, client_id="bench-direct")
         await producer.start()
         topic = Topics(mesh.settings.topic_prefix).requests("test")
@@ -127,13 +135,30 @@ async def main(runs: int, latency_runs: int) -> None:
                 tenant(mesh.url, mesh.pool, free) as (http, stream),
                 tenant(mesh.url, mesh.pool, limited) as (limited_http, limited_stream),
             ):
+                streams = [stream, limited_stream]
 
-                async def known() -> bool:
-                    return (await http.get("/v1/plugins/testkit")).status_code == 200
+                async def until_ended(ids: list[str]) -> None:
+                    await stream.until(lambda: all(i in stream.ended for i in ids[::2]))
+                    await limited_stream.until(
+                        lambda: all(i in limited_stream.ended for i in ids[1::2])
+                    )
 
-                await eventually(known, timeout=60, message="testkit never announced")
+                async def produce(count: int) -> list[str]:
+                    requests = [
+                        RunRequest(category="test", action="noop", tenant=[free, limited][i % 2])
+                        for i in range(count)
+                    ]
 
-                async def scheduled(count: int) -> float:
+                    async def one(index: int) -> None:
+                        request = requests[index]
+                        await producer.send_and_wait(
+                            topic, encode(request), key=str(request.run_id).encode()
+                        )
+
+                    await in_parallel(count, one)
+                    return [str(request.run_id) for request in requests]
+
+                async def submit(count: int) -> list[str]:
                     ids = [str(uuid.uuid4()) for _ in range(count)]
 
                     async def one(index: int) -> None:
@@ -146,50 +171,45 @@ async def main(runs: int, latency_runs: int) -> None:
                         }
                         (await client.post("/v1/runs", json=body)).raise_for_status()
 
-                    began = time.perf_counter()
                     await in_parallel(count, one)
-                    await stream.until(lambda: all(i in stream.ended for i in ids[::2]))
-                    await limited_stream.until(
-                        lambda: all(i in limited_stream.ended for i in ids[1::2])
+                    return ids
+
+                async with mesh_worker(mesh.settings):  # announces the test kit
+
+                    async def known() -> bool:
+                        return (await http.get("/v1/plugins/testkit")).status_code == 200
+
+                    await eventually(known, timeout=60, message="testkit never announced")
+                    await until_ended(await submit(WARM_UP))
+                    await until_ended(await produce(WARM_UP))
+
+                # Each way: the runs wait (on the topic, or held in the gateway) while no
+                # worker serves them; then one worker drains them.
+                direct_ids = await produce(runs)
+                async with mesh_worker(mesh.settings):
+                    await until_ended(direct_ids)
+                baseline = drain_rate(streams, direct_ids)
+
+                began = time.perf_counter()
+                scheduled_ids = await submit(runs)
+                submit_rate = runs / (time.perf_counter() - began)
+                async with mesh_worker(mesh.settings) as worker:
+                    await until_ended(scheduled_ids)
+                    value = drain_rate(streams, scheduled_ids)
+                    log(
+                        f"drain: scheduled {value:.0f} runs/s, direct {baseline:.0f} runs/s "
+                        f"({runs} runs, {worker.settings.max_concurrent_runs} slots); REST "
+                        f"submissions {submit_rate:.0f}/s"
                     )
-                    last = max(
-                        max(stream.ended[i] for i in ids[::2]),
-                        max(limited_stream.ended[i] for i in ids[1::2]),
-                    )
-                    return count / (last - began)
 
-                async def direct(count: int) -> float:
-                    requests = [
-                        RunRequest(category="test", action="noop", tenant=free)
-                        for _ in range(count)
-                    ]
-                    ids = [str(request.run_id) for request in requests]
-
-                    async def one(index: int) -> None:
-                        request = requests[index]
-                        await producer.send_and_wait(
-                            topic, encode(request), key=str(request.run_id).encode()
-                        )
-
-                    began = time.perf_counter()
-                    await in_parallel(count, one)
-                    await stream.until(lambda: all(i in stream.ended for i in ids))
-                    return count / (max(stream.ended[i] for i in ids) - began)
-
-                await scheduled(WARM_UP)
-                await direct(WARM_UP)
-                baseline = await direct(runs)
-                value = await scheduled(runs)
-                log(f"scheduled: {value:.0f} runs/s; direct: {baseline:.0f} runs/s ({runs} runs)")
-
-                waits = []
-                for _ in range(latency_runs):
-                    run_id = str(uuid.uuid4())
-                    body = {"category": "test", "action": "noop", "run_id": run_id}
-                    (await http.post("/v1/runs", json=body)).raise_for_status()
-                    queued = time.perf_counter()
-                    await stream.until(partial(operator.contains, stream.ended, run_id))
-                    waits.append((stream.started[run_id] - queued) * 1000)
+                    waits = []
+                    for _ in range(latency_runs):
+                        run_id = str(uuid.uuid4())
+                        body = {"category": "test", "action": "noop", "run_id": run_id}
+                        (await http.post("/v1/runs", json=body)).raise_for_status()
+                        queued = time.perf_counter()
+                        await stream.until(partial(operator.contains, stream.ended, run_id))
+                        waits.append((stream.started[run_id] - queued) * 1000)
         finally:
             await producer.stop()
     ordered = sorted(waits)
@@ -205,6 +225,7 @@ async def main(runs: int, latency_runs: int) -> None:
                 "baseline": round(baseline, 1),
                 "ratio": round(value / baseline, 3),
                 "runs": runs,
+                "rest_submissions_per_s": round(submit_rate, 1),
                 "queued_to_started_p50_ms": round(p50, 1),
                 "queued_to_started_p99_ms": round(p99, 1),
                 "target_ratio": 0.8,

@@ -1,6 +1,7 @@
-"""Priorities, fair shares and exclusive runs (issue 17 item 3): with one slot, a tenant's
-backlog cannot starve another tenant, a higher priority starts first, and a `lock_all` run
-never shares its worker. Real Tansu, PostgreSQL and workers."""
+"""Priorities, fair shares and resources (issue 17 items 2 and 3): with one slot, a tenant's
+backlog cannot starve another tenant, a higher priority starts first, a `lock_all` run never
+shares its worker, and a run asking for GPUs waits for a worker offering them and never
+shares one GPU. Real Tansu, PostgreSQL and workers."""
 
 from __future__ import annotations
 
@@ -83,9 +84,11 @@ async def test_one_tenants_backlog_does_not_starve_another(
         # The one slot is busy while both backlogs are submitted.
         blocker = await submit(a, "sleep", {"seconds": 600, "steps": 600})
         await until_running(a, blocker)
-        echo = {"name": "q", "count": 1}
-        a_runs = [await submit(a, "echo", echo) for _ in range(200)]
-        b_runs = [await submit(b, "echo", echo) for _ in range(10)]
+        # Runs of 0.3 s: the window stays at 2 per slot (RUNMESH_ADMISSION_AHEAD_S, 0.5 s,
+        # would widen it for shorter ones).
+        nap = {"seconds": 0.3, "steps": 1}
+        a_runs = [await submit(a, "sleep", nap) for _ in range(200)]
+        b_runs = [await submit(b, "sleep", nap) for _ in range(10)]
         queued = (await run_of(b, b_runs[-1]))["queue"]
         assert queued["position"] > 1, queued
         assert (await a.post(f"/v1/runs/{blocker}/cancel")).status_code == 202
@@ -105,14 +108,14 @@ async def test_a_higher_priority_starts_first(
         await until_plugin_known(api)
         blocker = await submit(api, "sleep", {"seconds": 600, "steps": 600})
         await until_running(api, blocker)
-        echo = {"name": "p", "count": 1}
-        low = [await submit(api, "echo", echo, priority=2) for _ in range(6)]
-        high = [await submit(api, "echo", echo, priority=9) for _ in range(3)]
+        nap = {"seconds": 0.3, "steps": 1}
+        low = [await submit(api, "sleep", nap, priority=2) for _ in range(6)]
+        high = [await submit(api, "sleep", nap, priority=9) for _ in range(3)]
         shown = await run_of(api, high[0])
         assert shown["priority"] == 9
         refused = await api.post(
             "/v1/runs",
-            json={"category": CATEGORY, "action": "echo", "params": echo, "priority": 10},
+            json={"category": CATEGORY, "action": "sleep", "params": nap, "priority": 10},
         )
         assert refused.status_code == 422, refused.text
         assert (await api.post(f"/v1/runs/{blocker}/cancel")).status_code == 202
@@ -159,3 +162,41 @@ async def executed(api: httpx.AsyncClient, run_id: str) -> tuple[datetime, datet
     started = next(e["ts"] for e in events if e["type"] == "run.started")
     last = [e["ts"] for e in events if e["type"] == "run.progress"][-1]
     return datetime.fromisoformat(started), datetime.fromisoformat(last)
+
+
+async def test_a_run_asking_for_gpus_waits_for_a_worker_offering_them(
+    gateway: GatewayHandle, worker: WorkerFactory
+) -> None:
+    async with (
+        tenant_client(gateway, f"g-{uuid.uuid4().hex[:6]}") as api,
+        worker(max_concurrent_runs=4),  # no GPU
+    ):
+        await until_plugin_known(api)
+        nap = {"seconds": 0.6, "steps": 3}
+        gpu = {"resources": {"gpus": 1}}
+        waiting = await submit(api, "sleep", nap, **gpu)
+
+        async def says_why() -> bool:
+            queue = (await run_of(api, waiting))["queue"]
+            return bool(queue) and queue["reason"] == (
+                f"waiting for a worker of {CATEGORY} offering 1 GPU (none is live)"
+            )
+
+        await eventually(says_why, timeout=DEADLINE_S, message="no reason given")
+        async with worker(max_concurrent_runs=4, worker_pool="gpu", worker_gpus=1) as gpus:
+            second = await submit(api, "sleep", nap, **gpu)
+
+            async def both_succeeded() -> bool:
+                states = {(await run_of(api, run_id))["state"] for run_id in (waiting, second)}
+                assert "failed" not in states, states
+                return states == {"succeeded"}
+
+            await eventually(both_succeeded, timeout=DEADLINE_S, message="never ran")
+            workers = (await api.get("/v1/workers", params={"pool": "gpu"})).json()["items"]
+            assert [(w["worker"], w["gpus"]) for w in workers] == [(gpus.worker_id, 1)]
+        # Four slots but one GPU: the two never ran at once.
+        (start_a, end_a), (start_b, end_b) = [
+            await executed(api, run_id) for run_id in (waiting, second)
+        ]
+        assert end_a < start_b or end_b < start_a, (start_a, end_a, start_b, end_b)
+        assert {(await run_of(api, run_id))["pool"] for run_id in (waiting, second)} == {"gpu"}

@@ -35,8 +35,22 @@ class Mesh:
 
 
 @contextlib.asynccontextmanager
-async def local_mesh() -> AsyncIterator[Mesh]:
-    """Start the sandbox, the gateway and a `test` worker; stop them all on leaving."""
+async def mesh_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A `test` worker on the mesh's topics, serving until the block ends."""
+    worker = Worker("test", build_registry(settings), settings)
+    working = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), 60)
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await working
+
+
+@contextlib.asynccontextmanager
+async def local_mesh(*, with_worker: bool = True) -> AsyncIterator[Mesh]:
+    """Start the sandbox, the gateway and (unless `with_worker` is false: see `mesh_worker`)
+    a `test` worker; stop them all on leaving."""
     async with Sandbox(Settings()) as sandbox:
         settings = sandbox.settings.model_copy(
             update={
@@ -52,13 +66,13 @@ async def local_mesh() -> AsyncIterator[Mesh]:
         )
         serving = asyncio.create_task(server.serve())
         await eventually(lambda: server.started, timeout=60, message="gateway")
-        worker = Worker("test", build_registry(settings), settings)
-        working = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)
         try:
-            yield Mesh(settings, f"http://127.0.0.1:{port}", app.state.deps.pool)
+            mesh = Mesh(settings, f"http://127.0.0.1:{port}", app.state.deps.pool)
+            if not with_worker:
+                yield mesh
+                return
+            async with mesh_worker(settings):
+                yield mesh
         finally:
-            worker.request_stop()
-            await working
             server.should_exit = True
             await serving

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from runmesh.core.run_policy import Placement
+from runmesh.core.run_policy import Placement, Resources
 from runmesh.gateway.placement import choose_pool, held_reason
 from runmesh.gateway.queue_view import queue_reason
-from runmesh.gateway.worker_presence import Capacity
+from runmesh.gateway.worker_presence import Capacity, Offer
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_another_pools_queue_is_named() -> None:
     )
 
 
-CPU, GPU = frozenset(), frozenset({"gpu", "cuda12"})
+CPU, GPU = Offer(frozenset()), Offer(frozenset({"gpu", "cuda12"}), gpus=2, memory_mb=8192)
 
 
 @pytest.mark.parametrize(
@@ -80,15 +80,38 @@ CPU, GPU = frozenset(), frozenset({"gpu", "cuda12"})
     ],
 )
 def test_a_run_goes_to_the_first_pool_that_fits(
-    placement: Placement | None, live: dict[str, list[frozenset[str]]], pool: str | None
+    placement: Placement | None, live: dict[str, list[Offer]], pool: str | None
 ) -> None:
     assert choose_pool(placement, live) == pool
 
 
+@pytest.mark.parametrize(
+    ("resources", "live", "pool"),
+    [
+        (Resources(gpus=2), {"default": [CPU], "gpu": [GPU]}, "gpu"),
+        (Resources(gpus=3), {"default": [CPU], "gpu": [GPU]}, None),
+        (Resources(memory_mb=8192), {"gpu": [GPU]}, "gpu"),
+        (Resources(memory_mb=8193), {"gpu": [GPU]}, None),
+        # Every worker of the pool must offer as much.
+        (Resources(gpus=1), {"mixed": [GPU, CPU]}, None),
+        # Run alone: any worker will do, nothing to count.
+        (Resources(lock_all=True), {}, "default"),
+    ],
+)
+def test_a_run_asking_for_gpus_or_memory_goes_where_every_worker_offers_them(
+    resources: Resources, live: dict[str, list[Offer]], pool: str | None
+) -> None:
+    assert choose_pool(None, live, resources) == pool
+
+
 def test_a_held_run_says_what_it_waits_for() -> None:
-    assert held_reason("neural_net", Placement(pools=["a", "b"], labels=["gpu", "cuda12"])) == (
+    placement = Placement(pools=["a", "b"], labels=["gpu", "cuda12"])
+    assert held_reason("neural_net", placement, None) == (
         "waiting for a worker of neural_net in pool a or b with labels gpu, cuda12 (none is live)"
     )
-    assert held_reason("neural_net", Placement(labels=["gpu"])) == (
+    assert held_reason("neural_net", Placement(labels=["gpu"]), None) == (
         "waiting for a worker of neural_net with labels gpu (none is live)"
+    )
+    assert held_reason("train", None, Resources(gpus=1, memory_mb=4096)) == (
+        "waiting for a worker of train offering 1 GPU and 4096 MiB of memory (none is live)"
     )

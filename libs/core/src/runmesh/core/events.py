@@ -447,6 +447,10 @@ class WorkerPresence(WireModel):
     )
     slots: int = Field(ge=0, description="Runs it executes at once (RUNMESH_MAX_CONCURRENT_RUNS)")
     busy: int = Field(ge=0, description="Runs it holds now (running or about to start)")
+    gpus: int = Field(default=0, ge=0, description="GPUs it offers runs (RUNMESH_WORKER_GPUS)")
+    memory_mb: int = Field(
+        default=0, ge=0, description="Memory it offers runs, MiB (RUNMESH_WORKER_MEMORY_MB)"
+    )
     state: PresenceState = Field(
         description="`serving`; `stopping` (draining: takes no new run); `stopped` (gone)"
     )

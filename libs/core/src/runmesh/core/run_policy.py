@@ -1,7 +1,7 @@
 """How a run asks to be run, beyond its action and params (docs/operations.md "Pools and
-labels", "Priorities and fair shares", "Exclusive runs"): where it may start, how urgent it
-is, what it needs of its worker, and the bounds of its retries. Carried by the wire request,
-the REST body, a pipeline step and an action's config.yaml alike."""
+labels", "Priorities and fair shares", "Resources and exclusive runs"): where it may start,
+how urgent it is, what it needs of its worker, and the bounds of its retries. Carried by the
+wire request, the REST body, a pipeline step and an action's config.yaml alike."""
 
 from __future__ import annotations
 
@@ -47,11 +47,29 @@ class Placement(BaseModel):
     )
 
 
+MAX_GPUS: Final = 1024
+MAX_MEMORY_MB: Final = 64 * 1024 * 1024
+"""Bounds of what a run may ask for and a worker may offer (64 TiB)."""
+
+
 class Resources(BaseModel):
-    """What a run needs of the worker it runs on (docs/operations.md "Exclusive runs")."""
+    """What a run needs of the worker it runs on (docs/operations.md "Resources and
+    exclusive runs"): GPUs and memory out of what the worker offers, or all of it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_GPUS,
+        description="GPUs it uses (of its worker's RUNMESH_WORKER_GPUS)",
+    )
+    memory_mb: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_MEMORY_MB,
+        description="Memory it uses, in MiB (of its worker's RUNMESH_WORKER_MEMORY_MB)",
+    )
     lock_all: bool = Field(
         default=False,
         description="Run alone: the worker finishes its other runs first and starts none "

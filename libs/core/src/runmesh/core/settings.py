@@ -179,6 +179,14 @@ class Settings(BaseSettings):
         "worker slot; the rest wait in the gateway, where priorities and fair shares order "
         "them. Higher keeps short runs flowing, lower reorders sooner",
     )
+    admission_ahead_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="A pool whose recent runs are short takes more: as many per slot as fill "
+        "this many seconds at their mean duration (at most 250), so short runs do not leave "
+        "workers idle while the next is admitted",
+    )
 
     # Worker runtime
     job_memory_mb: int = Field(default=2048, ge=16, description="Address-space limit of a job")
@@ -237,6 +245,19 @@ class Settings(BaseSettings):
         le=300,
         description="How often a worker announces itself on `runmesh.workers`; the gateway "
         "counts it gone after three missed announcements",
+    )
+    worker_gpus: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="GPUs a worker offers its runs (`resources.gpus`); the gateway sends a run "
+        "asking for GPUs only to a pool whose workers offer as many",
+    )
+    worker_memory_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="Memory in MiB a worker offers its runs (`resources.memory_mb`); unset: "
+        "the machine's physical memory",
     )
 
     # Worker health (docs/operations.md "Health")

@@ -113,6 +113,7 @@ class GatewaySettings(SettingsPart):
     token_cache_ttl_s: float
     tenant: str
     admission_per_slot: float
+    admission_ahead_s: float
 
 
 class PipelineSettings(SettingsPart):
@@ -144,6 +145,8 @@ class WorkerSettings(SettingsPart):
     worker_pool: str
     worker_labels: list[str]
     worker_heartbeat_s: float
+    worker_gpus: int
+    worker_memory_mb: int | None
     metrics_port: int | None
 
 

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 from runmesh.core.events import PresenceState, WorkerPresence, utcnow
 from runmesh.core.kafka import Publisher
 from runmesh.core.settings_parts import WorkerSettings
+from runmesh.worker.resource_gate import worker_capacity
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class PresenceBeacon:
         self._topic = topic
         self._settings = settings
         self._busy = busy
+        self._capacity = worker_capacity(settings)
         self._identity = {"worker": worker, "service": service, "category": category}
         self._started_at = utcnow()
         self._failing = False
@@ -57,6 +59,8 @@ class PresenceBeacon:
             labels=self._settings.worker_labels,
             slots=slots,
             busy=min(self._busy(), slots),
+            gpus=self._capacity.gpus,
+            memory_mb=self._capacity.memory_mb,
             state=state,
             heartbeat_s=self._settings.worker_heartbeat_s,
             started_at=self._started_at,

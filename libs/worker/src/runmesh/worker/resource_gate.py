@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from runmesh.core.run_policy import Resources
+from runmesh.core.settings_parts import WorkerSettings
 from runmesh.execution import StopSignal
 
 
@@ -29,14 +31,21 @@ class Capacity:
     memory_mb: int
 
 
+def worker_capacity(settings: WorkerSettings) -> Capacity:
+    """What a worker offers: its settings, memory defaulting to the machine's."""
+    memory_mb = settings.worker_memory_mb
+    if memory_mb is None:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return Capacity(gpus=settings.worker_gpus, memory_mb=memory_mb)
+
+
 def lacking(need: Resources | None, capacity: Capacity) -> str | None:
     """Why a run asking for `need` can never run on a worker of `capacity`, or None."""
     if need is None:
         return None
     if need.gpus > capacity.gpus:
         return (
-            f"the run needs {need.gpus} GPUs; this worker has {capacity.gpus} "
-            "(RUNMESH_WORKER_GPUS)"
+            f"the run needs {need.gpus} GPUs; this worker has {capacity.gpus} (RUNMESH_WORKER_GPUS)"
         )
     if need.memory_mb > capacity.memory_mb:
         return (
@@ -64,6 +73,11 @@ class ResourceGate:
         self._on_hold = on_hold
         self._was_held = False
         self._pokes: set[asyncio.Task[None]] = set()
+
+    @property
+    def capacity(self) -> Capacity:
+        """What the worker offers its runs."""
+        return self._capacity
 
     @property
     def held(self) -> bool:

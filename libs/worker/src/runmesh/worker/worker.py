@@ -55,11 +55,11 @@ from runmesh.plugins.registry import PluginRegistry
 from runmesh.worker.attempts import AttemptRunner
 from runmesh.worker.dead_letters import DeadLetters
 from runmesh.worker.emitter import RunEmitter
-from runmesh.worker.exclusive import ExclusiveGate
 from runmesh.worker.ledger import AttemptLedger, Claim
 from runmesh.worker.metrics import WorkerMetrics
 from runmesh.worker.presence import PresenceBeacon
 from runmesh.worker.published_plugins import PublishedPlugins
+from runmesh.worker.resource_gate import ResourceGate, lacking, worker_capacity
 from runmesh.worker.retries import Retries
 from runmesh.worker.tenant_code import TenantCodeGuard
 
@@ -116,7 +116,7 @@ class Worker:
         self._control: AIOKafkaConsumer
         self._ledger: AttemptLedger
         self._dead_letters: DeadLetters
-        self._gate: ExclusiveGate
+        self._gate: ResourceGate
         self._published = PublishedPlugins(settings.kafka)
         self.watchdog = watchdog or LoopWatchdog(limit_s=settings.loop_block_limit_s)
         """Watches the event loop while `run()` serves; its heartbeat feeds `/healthz`."""
@@ -217,7 +217,7 @@ class Worker:
         )
         await self._consumer.start()
         stack.push_async_callback(self._consumer.stop)
-        self._gate = ExclusiveGate(on_hold=self._consumer.hold)
+        self._gate = ResourceGate(worker_capacity(settings.worker), on_hold=self._consumer.hold)
 
     async def _start_control(self, stack: contextlib.AsyncExitStack) -> AIOKafkaConsumer:
         """Every worker reads every cancel (no group). The retained ones are read before any
@@ -464,8 +464,9 @@ class Worker:
         if stop is not None and stop.requested:  # cancelled while waiting for its slot
             return stop.outcome()
         stop = self._running.setdefault(request.run_id, StopSignal())
-        alone = request.resources is not None and request.resources.lock_all
-        async with self._gate.turn(exclusive=alone, stop=stop) as entered:
+        if (short := lacking(request.resources, self._gate.capacity)) is not None:
+            return Failed("InsufficientResources", f"{short}: it cannot run here")
+        async with self._gate.turn(request.resources, stop) as entered:
             if not entered:  # stopped while it waited its turn: the worker's stop abandons it
                 return None if stop.kind == "shutdown" else stop.outcome()
             return await self._attempts.run(request, claim.attempt, emitter, stop)

@@ -14,6 +14,7 @@ from runmesh.core.settings import Settings
 from runmesh.core.telemetry import setup_tracing
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
+from runmesh.gateway.admission import Policy
 from runmesh.gateway.aggregator import Aggregator
 from runmesh.gateway.cancellation import CancelWatchdog
 from runmesh.gateway.deps import Deps
@@ -70,7 +71,10 @@ def create_app(settings: Settings) -> FastAPI:
             dispatcher = Dispatcher(
                 topics,
                 pool,
-                per_slot=settings.gateway.admission_per_slot,
+                policy=Policy(
+                    per_slot=settings.gateway.admission_per_slot,
+                    ahead_s=settings.gateway.admission_ahead_s,
+                ),
                 on_release=relay.wake,
             )
             deps = Deps(

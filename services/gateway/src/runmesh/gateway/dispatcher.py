@@ -19,8 +19,8 @@ import asyncpg
 
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
-from runmesh.gateway.admission import window_of, windows
-from runmesh.gateway.placement import place, stored_placement
+from runmesh.gateway.admission import Policy, Window, window_of, windows
+from runmesh.gateway.placement import place_row
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 from runmesh.gateway.tenant_limits import Usage, limits_of, lock_tenant, usage_of
 from runmesh.gateway.worker_presence import live_pools
@@ -59,13 +59,13 @@ class Dispatcher:
         topics: Topics,
         pool: asyncpg.Pool,
         *,
-        per_slot: float,
+        policy: Policy,
         on_release: Callable[[], None],
         poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
         self._topics = topics
         self._pool = pool
-        self._per_slot = per_slot
+        self._policy = policy
         self._on_release = on_release
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
@@ -95,30 +95,38 @@ class Dispatcher:
         admitted = 0
         async with self._pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
             await conn.execute(_LOCK_DEPLOYMENT, deployment, timeout=DB_TIMEOUT_S)
+            categories = await runs_store.held_categories(conn, deployment)
+            room = await windows(conn, deployment, categories, self._policy)
+            if not any(window.admits() for window in room.values()):
+                return 0  # every pool is full, or none is live: nothing can go
             order = await runs_store.held_in_order(conn, deployment, SCAN_LIMIT)
             for first in range(0, len(order), BATCH_SIZE):
                 held = await runs_store.lock_held_runs(conn, order[first : first + BATCH_SIZE])
-                chosen = await self._choose(conn, held)
+                chosen = await self._choose(conn, held, room)
                 if chosen:
-                    # Stored before the next batch is chosen: it counts these as under way.
+                    # Stored before the next batch is chosen: its tenants' usage counts these.
                     keys = list(chosen)
                     await runs_store.set_pools(conn, keys, [pool for pool, _ in chosen.values()])
                     topics = [topic for _, topic in chosen.values()]
                     await conn.execute(_RELEASE, keys, topics, timeout=DB_TIMEOUT_S)
                     admitted += len(chosen)
+                if not any(window.admits() for window in room.values()):
+                    break
         self.released += admitted
         return admitted
 
     async def _choose(
-        self, conn: asyncpg.Connection, held: list[dict[str, Any]]
+        self,
+        conn: asyncpg.Connection,
+        held: list[dict[str, Any]],
+        room: dict[tuple[str, str], Window],
     ) -> dict[str, tuple[str, str]]:
-        """Which of `held` (locked, in order) may go now, and where: run id → (pool, topic)."""
+        """Which of `held` (locked, in order) may go now, and where: run id → (pool, topic);
+        `room` counts the ones it lets go."""
         if not held:
             return {}
         deployment = self._topics.prefix
-        categories = sorted({row["category"] for row in held})
-        live = await live_pools(conn, deployment, categories)
-        room = await windows(conn, deployment, categories, self._per_slot)
+        live = await live_pools(conn, deployment, sorted({row["category"] for row in held}))
         limits = await limits_of(conn, [row["tenant"] for row in held])
         usages: dict[str, Usage] = {}
         for tenant in sorted(limits):  # in one order: two dispatchers never deadlock
@@ -127,16 +135,10 @@ class Dispatcher:
         chosen: dict[str, tuple[str, str]] = {}
         for row in held:
             tenant, category = row["tenant"], row["category"]
-            pool, _ = place(
-                category,
-                stored_placement(row),
-                live.get(category, {}),
-                limits.get(tenant),
-                usages.get(tenant),
-            )
+            pool, _ = place_row(row, live, limits, usages)
             if pool is None:
                 continue
-            window = window_of(room, category, pool, self._per_slot)
+            window = window_of(room, category, pool, self._policy)
             if not window.admits():
                 continue
             window.take()

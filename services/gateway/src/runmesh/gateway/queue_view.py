@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.gateway import runs_store
-from runmesh.gateway.placement import place, stored_placement
+from runmesh.gateway.placement import place_row
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
 from runmesh.gateway.tenant_limits import limits_of, usage_of
 from runmesh.gateway.worker_presence import Capacity, capacities, live_pools
@@ -123,19 +123,11 @@ async def _held_places(
     db: runs_store.Db, deployment: str, held: Sequence[Mapping[str, Any]]
 ) -> dict[uuid.UUID, tuple[str | None, str | None]]:
     """Each held run's `place()`: the pool it goes to once that has room, or why it waits
-    for more than room (no live pool fits its placement, or its tenant's limit)."""
+    for more than room (no live pool fits its placement and resources, or its tenant's
+    limit)."""
     if not held:
         return {}
     live = await live_pools(db, deployment, [row["category"] for row in held])
     limits = await limits_of(db, [row["tenant"] for row in held])
     usages = {tenant: await usage_of(db, tenant) for tenant in limits}
-    return {
-        row["id"]: place(
-            row["category"],
-            stored_placement(row),
-            live.get(row["category"], {}),
-            limits.get(row["tenant"]),
-            usages.get(row["tenant"]),
-        )
-        for row in held
-    }
+    return {row["id"]: place_row(row, live, limits, usages) for row in held}

@@ -197,7 +197,9 @@ async def store_request(
     placement = request.placement
     if placement is not None and not (placement.pools or placement.labels):
         placement = None
-    if queue_cap and (limits := (await limits_of(conn, [request.tenant])).get(request.tenant)):
+    limits = (await limits_of(conn, [request.tenant])).get(request.tenant) if queue_cap else None
+    # Only a queue cap is checked here (`max_running` is the dispatcher's): no lock without one.
+    if limits and any(limit.max_queued is not None for limit in limits):
         await lock_tenant(conn, request.tenant)
         usage = await usage_of(conn, request.tenant)
         if full := queue_block(limits, usage, request.category):
@@ -224,7 +226,7 @@ async def store_request(
             retry_backoff_s=request.retry_backoff_s,
             placement=None if placement is None else placement.model_dump(),
             priority=request.priority or DEFAULT_PRIORITY,
-            resources=None if request.resources is None else request.resources.model_dump(),
+            resources=_stored(request.resources),
             deployment=topics.prefix,
         ),
     )
@@ -240,6 +242,12 @@ async def store_request(
             held=True,
         )
     return row
+
+
+def _stored(resources: Resources | None) -> dict[str, Any] | None:
+    """What a run asked of its worker, as stored: only what it asked (null: nothing)."""
+    asked = None if resources is None else resources.model_dump(exclude_defaults=True)
+    return asked or None
 
 
 def action_default(action: Mapping[str, Any], key: str, model: type[PolicyT]) -> PolicyT | None:

@@ -4,9 +4,9 @@ reads of the live ones (`GET /v1/workers`, queue reasons, the plugins page)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 
@@ -26,11 +26,11 @@ FORGET_AFTER_S: Final = 3600.0
 # An older announcement (a redelivered batch) never overwrites a newer one.
 _UPSERT = """
 INSERT INTO runs.workers (worker, category, service, pool, labels, slots, busy, state,
-                          heartbeat_s, started_at, sent_at, deployment)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, least($11::timestamptz, now()), $12)
+                          heartbeat_s, started_at, sent_at, deployment, gpus, memory_mb)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, least($11::timestamptz, now()), $12, $13, $14)
 ON CONFLICT (worker, category) DO UPDATE SET
     deployment = EXCLUDED.deployment, service = EXCLUDED.service, pool = EXCLUDED.pool,
-    labels = EXCLUDED.labels,
+    labels = EXCLUDED.labels, gpus = EXCLUDED.gpus, memory_mb = EXCLUDED.memory_mb,
     slots = EXCLUDED.slots, busy = EXCLUDED.busy, state = EXCLUDED.state,
     heartbeat_s = EXCLUDED.heartbeat_s, started_at = EXCLUDED.started_at,
     sent_at = EXCLUDED.sent_at
@@ -44,8 +44,8 @@ LIVE: Final = (
 )
 """SQL condition of a live worker: announced within its last three heartbeats, not gone."""
 _COLUMNS = (
-    "worker, category, service, pool, labels, slots, busy, state, heartbeat_s, started_at,"
-    " sent_at AS last_seen"
+    "worker, category, service, pool, labels, slots, busy, gpus, memory_mb, state, heartbeat_s,"
+    " started_at, sent_at AS last_seen"
 )
 
 
@@ -100,6 +100,8 @@ class WorkerPresenceLoop:
                 p.started_at,
                 p.sent_at,
                 self._deployment,
+                p.gpus,
+                p.memory_mb,
             )
             for p in latest.values()
         ]
@@ -134,6 +136,19 @@ async def live_workers(
         timeout=DB_TIMEOUT_S,
     )
     return [dict(row) for row in rows]
+
+
+@dataclass(slots=True, frozen=True)
+class Offer:
+    """What one live worker offers the runs placed on its pool."""
+
+    labels: frozenset[str]
+    gpus: int = 0
+    memory_mb: int = 0
+
+
+LivePools: TypeAlias = Mapping[str, Sequence[Offer]]
+"""Pool → what each of its live serving workers (of one category) offers."""
 
 
 @dataclass(slots=True)
@@ -189,20 +204,19 @@ async def capacities(
     return {key: found.get(key, Capacity()) for key in keys}
 
 
-async def live_pools(
-    db: Db, deployment: str, categories: Sequence[str]
-) -> dict[str, dict[str, list[frozenset[str]]]]:
-    """Category → pool → the label sets of its live serving workers in `deployment`."""
+async def live_pools(db: Db, deployment: str, categories: Sequence[str]) -> dict[str, LivePools]:
+    """Category → pool → what each of its live serving workers in `deployment` offers."""
     rows = await db.fetch(
-        "SELECT category, pool, labels FROM runs.workers"
+        "SELECT category, pool, labels, gpus, memory_mb FROM runs.workers"
         f" WHERE deployment = $2 AND {LIVE} AND state = 'serving'"
         " AND category = ANY($1::text[])",
         sorted(set(categories)),
         deployment,
         timeout=DB_TIMEOUT_S,
     )
-    found: dict[str, dict[str, list[frozenset[str]]]] = {}
+    found: dict[str, dict[str, list[Offer]]] = {}
     for row in rows:
         pools = found.setdefault(row["category"], {})
-        pools.setdefault(row["pool"], []).append(frozenset(row["labels"]))
-    return found
+        offer = Offer(frozenset(row["labels"]), row["gpus"], row["memory_mb"])
+        pools.setdefault(row["pool"], []).append(offer)
+    return dict(found)

@@ -44,6 +44,15 @@ def worker(
     labels: str = typer.Option(
         "", help="what it offers, comma-separated, e.g. gpu,cuda12 (empty = RUNMESH_WORKER_LABELS)"
     ),
+    gpus: int | None = typer.Option(
+        None, min=0, max=1024, help="GPUs it offers runs (unset = RUNMESH_WORKER_GPUS, else 0)"
+    ),
+    memory_mb: int | None = typer.Option(
+        None,
+        "--memory-mb",
+        min=1,
+        help="memory it offers runs, MiB (unset = RUNMESH_WORKER_MEMORY_MB, else the machine's)",
+    ),
 ) -> None:
     with needs_dev_extra("worker"):
         from runmesh.cli.services import service_main
@@ -56,6 +65,10 @@ def worker(
         fail(f"--pool {pool!r} is not of the form {POOL_PATTERN}")
     if pool:
         update["worker_pool"] = pool
+    if gpus is not None:
+        update["worker_gpus"] = gpus
+    if memory_mb is not None:
+        update["worker_memory_mb"] = memory_mb
     try:
         if labels:
             update["worker_labels"] = parse_labels(labels)

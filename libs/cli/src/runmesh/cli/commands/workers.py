@@ -33,7 +33,11 @@ def workers(
         what = " ".join(f"{k} {v}" for k, v in (("category", category), ("pool", pool)) if v)
         typer.echo(f"no live worker{' of ' + what if what else ''}")
         return
-    table = Table("worker", "category", "pool", "labels", "busy", "state", "last seen")
+    # GPUs only where a worker offers some: the table stays narrow enough for a terminal.
+    gpus = any(worker.get("gpus") for worker in items)
+    table = Table("worker", "category", "pool", "labels", "busy", *(["gpus"] if gpus else []))
+    for column in ("state", "last seen"):
+        table.add_column(column)
     for worker in items:
         table.add_row(
             worker["worker"],
@@ -41,6 +45,7 @@ def workers(
             worker["pool"],
             ",".join(worker.get("labels") or []),
             f"{worker['busy']}/{worker['slots']}",
+            *([str(worker.get("gpus") or 0)] if gpus else []),
             worker["state"],
             str(worker.get("last_seen", ""))[11:19],
         )

@@ -98,6 +98,7 @@ class PipelineRequests:
                 params=request.params,
                 parent_run_id=None,
                 idempotency_key=None,
+                deployment=self._deps.topics.prefix,
                 submitted_via="kafka",
             )
             if row is None:

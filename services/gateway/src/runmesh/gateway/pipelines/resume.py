@@ -63,6 +63,7 @@ async def resume_pipeline(
             params=params,
             parent_run_id=run_id,
             idempotency_key=None,
+            deployment=deps.topics.prefix,
         )
         assert row is not None, "a fresh id"
         steps = [

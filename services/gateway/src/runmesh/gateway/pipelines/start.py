@@ -72,6 +72,7 @@ async def start_pipeline(
             params=params,
             parent_run_id=parent_run_id,
             idempotency_key=idempotency_key,
+            deployment=deps.topics.prefix,
             submitted_via=submitted_via,
         )
         if row is None:

@@ -31,6 +31,8 @@ class WorkerOut(BaseModel):
     labels: list[str]
     slots: int = Field(description="Runs it executes at once")
     busy: int = Field(description="Runs it holds now (as of `last_seen`)")
+    gpus: int = Field(default=0, description="GPUs it offers runs")
+    memory_mb: int = Field(default=0, description="Memory it offers runs, MiB")
     state: str = Field(description="`serving`, or `stopping` (draining: takes no new run)")
     started_at: datetime
     last_seen: datetime = Field(description="Its latest announcement")

@@ -40,9 +40,11 @@ from runmesh.gateway.runs_store._pipelines import (
 )
 from runmesh.gateway.runs_store._queue import (
     adopt_unscoped,
+    held_categories,
     held_in_order,
     lock_held_runs,
     queue_positions,
+    recent_run_seconds,
     set_pools,
     under_way,
 )
@@ -82,6 +84,7 @@ __all__ = [
     "get_run",
     "get_runs",
     "has_terminal_event",
+    "held_categories",
     "held_in_order",
     "insert_kafka_runs",
     "insert_pipeline_run",
@@ -95,6 +98,7 @@ __all__ = [
     "metric_events",
     "notify_ended",
     "queue_positions",
+    "recent_run_seconds",
     "request_cancel",
     "run_exists",
     "run_ids_between",

@@ -34,15 +34,16 @@ async def insert_pipeline_run(
     params: JsonObject,
     parent_run_id: uuid.UUID | None,
     idempotency_key: str | None,
+    deployment: str,
     submitted_via: str = "rest",
 ) -> dict[str, Any] | None:
-    """Store a pipeline's run, `running` from now (`RUN_COLUMNS`); None when its id or
-    idempotency key is taken. `submitted_via`: `rest` or `kafka`."""
+    """Store a pipeline's run in `deployment`, `running` from now (`RUN_COLUMNS`); None when
+    its id or idempotency key is taken. `submitted_via`: `rest` or `kafka`."""
     row = await conn.fetchrow(
         f"""
         INSERT INTO runs.runs (id, tenant, category, action, state, params, params_redacted,
-            parent_run_id, idempotency_key, submitted_via, started_at)
-        VALUES ($1, $2, '{PIPELINE_CATEGORY}', $3, 'running', $4, $4, $5, $6, $7, now())
+            parent_run_id, idempotency_key, submitted_via, started_at, deployment)
+        VALUES ($1, $2, '{PIPELINE_CATEGORY}', $3, 'running', $4, $4, $5, $6, $7, now(), $8)
         ON CONFLICT DO NOTHING
         RETURNING {RUN_COLUMNS}
         """,
@@ -53,6 +54,7 @@ async def insert_pipeline_run(
         parent_run_id,
         idempotency_key,
         submitted_via,
+        deployment,
         timeout=DB_TIMEOUT_S,
     )
     return None if row is None else dict(row)

@@ -25,10 +25,10 @@ FAIR_SHARE_WINDOW_S: Final = 60
 """How long a run that started counts toward its tenant's share after it started."""
 
 # A tenant's fair share: the runs it has had lately — under way, or started within the last
-# FAIR_SHARE_WINDOW_S — plus those of its held runs ahead of this one at the same priority.
-# The held run with the smallest share goes first: tenants take turns, one that has had fewer
-# runs lately catches up, and a run's share does not move as its tenant's earlier runs start
-# (docs/operations.md "Priorities and fair shares"). `$1` is the deployment.
+# FAIR_SHARE_WINDOW_S — plus those of its held runs of the category ahead of this one at the
+# same priority. The held run with the smallest share goes first: tenants take turns, one that
+# has had fewer runs lately catches up, and a run's share does not move as its tenant's
+# earlier runs start (docs/operations.md "Priorities and fair shares"). `$1` is the deployment.
 _FAIR_ORDER: Final = f"""
 busy AS (
     SELECT tenant, count(*) AS n FROM runs.runs
@@ -40,18 +40,18 @@ busy AS (
 ), held AS (
     SELECT r.id, r.category, r.priority, r.created_at,
         coalesce(b.n, 0) + row_number() OVER (
-            PARTITION BY r.tenant, r.priority ORDER BY r.created_at, r.id
+            PARTITION BY r.tenant, r.category, r.priority ORDER BY r.created_at, r.id
         ) AS share
     FROM runs.runs AS r LEFT JOIN busy AS b USING (tenant)
-    WHERE r.deployment = $1 AND r.state = 'queued' AND {_HELD}
+    WHERE r.deployment = $1 AND r.state = 'queued' AND {_HELD} {{categories}}
 )"""
 _HELD_IN_ORDER: Final = f"""
-WITH {_FAIR_ORDER}
+WITH {_FAIR_ORDER.format(categories="")}
 SELECT id FROM held ORDER BY priority DESC, share, created_at, id LIMIT $2
 """
 # A held run stands behind the admitted runs of its category not yet started.
 _POSITIONS: Final = f"""
-WITH {_FAIR_ORDER}, admitted AS (
+WITH {_FAIR_ORDER.format(categories="AND r.category = ANY($2::text[])")}, admitted AS (
     SELECT id, category, row_number() OVER (
         PARTITION BY category, {_QUEUE_OF} ORDER BY created_at, id
     ) AS position
@@ -64,7 +64,6 @@ WITH {_FAIR_ORDER}, admitted AS (
         PARTITION BY h.category ORDER BY h.priority DESC, h.share, h.created_at, h.id
     ) AS position
     FROM held AS h LEFT JOIN ahead AS a USING (category)
-    WHERE h.category = ANY($2::text[])
 )
 SELECT id, position FROM admitted WHERE id = ANY($3::uuid[])
 UNION ALL
@@ -104,6 +103,36 @@ async def under_way(
     return {(row["category"], row["pool"] or ""): row["n"] for row in rows}
 
 
+async def held_categories(db: Db, deployment: str) -> list[str]:
+    """The categories with held runs."""
+    rows = await db.fetch(
+        f"SELECT DISTINCT category FROM runs.runs WHERE deployment = $1 AND state = 'queued'"
+        f" AND {_HELD}",
+        deployment,
+        timeout=DB_TIMEOUT_S,
+    )
+    return sorted(row["category"] for row in rows)
+
+
+async def recent_run_seconds(
+    db: Db, deployment: str, categories: Sequence[str]
+) -> dict[tuple[str, str], float]:
+    """(category, pool) → the mean duration of its runs that started within the last
+    FAIR_SHARE_WINDOW_S and have ended (pools without such runs are left out)."""
+    rows = await db.fetch(
+        f"SELECT category, {_QUEUE_OF} AS pool,"
+        " avg(extract(epoch FROM finished_at - started_at)) AS seconds FROM runs.runs"
+        " WHERE deployment = $1 AND category = ANY($2::text[])"
+        " AND started_at > now() - make_interval(secs => $3) AND finished_at IS NOT NULL"
+        " GROUP BY 1, 2",
+        deployment,
+        sorted(set(categories)),
+        FAIR_SHARE_WINDOW_S,
+        timeout=DB_TIMEOUT_S,
+    )
+    return {(row["category"], row["pool"]): float(row["seconds"]) for row in rows if row["pool"]}
+
+
 async def held_in_order(db: Db, deployment: str, limit: int) -> list[uuid.UUID]:
     """The first `limit` held runs (queued, submitted through the gateway, on no pool yet) in
     the order they are to be admitted: by priority, then fair share, then age."""
@@ -115,7 +144,7 @@ async def lock_held_runs(db: Db, run_ids: Sequence[uuid.UUID]) -> list[dict[str,
     """Lock those of `run_ids` that are still held, in their order; rows another transaction
     holds are skipped."""
     rows = await db.fetch(
-        "SELECT id, tenant, category, placement, priority FROM runs.runs"
+        "SELECT id, tenant, category, placement, resources, priority FROM runs.runs"
         f" WHERE id = ANY($1::uuid[]) AND state = 'queued' AND {_HELD}"
         " FOR UPDATE SKIP LOCKED",
         list(run_ids),

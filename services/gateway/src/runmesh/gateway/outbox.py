@@ -78,7 +78,7 @@ async def enqueue(
 
     The row becomes visible to the relay when the transaction commits; call
     `OutboxRelay.wake()` after that so it is published at once. A `held` row is not
-    published until the placement dispatcher releases it onto its pool's topic.
+    published until the dispatcher admits it onto its pool's topic.
     """
     all_headers = [*(headers if headers is not None else trace_headers())]
     all_headers.append(("event-type", event_type))

@@ -21,27 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import operator
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from collections.abc import Awaitable, Callable
 
-import asyncpg
-import httpx
-import orjson
 from support.mesh import local_mesh, mesh_worker
+from support.tenants import Stream, tenant
 
 from runmesh.core.events import RunRequest, encode
 from runmesh.core.kafka import make_producer
 from runmesh.core.testing import eventually
 from runmesh.core.topics import Topics
 from runmesh.gateway.tenant_limits import set_limit
-from runmesh.gateway.tokens import create_token
 
 CONCURRENCY = 32
 WARM_UP = 20
@@ -49,60 +43,6 @@ WARM_UP = 20
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class Stream:
-    """A tenant's `GET /v1/events`: the time each run's `run.started` and terminal event came."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-        self.started: dict[str, float] = {}
-        self.ended: dict[str, float] = {}
-        self.changed = asyncio.Event()
-        self.open = asyncio.Event()
-
-    async def follow(self) -> None:
-        headers = {"Accept": "text/event-stream"}
-        async with self._http.stream("GET", "/v1/events", headers=headers) as response:
-            self.open.set()
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                event = orjson.loads(line[5:])
-                kind, run_id = event.get("type"), str(event.get("run_id"))
-                if kind == "run.started":
-                    self.started.setdefault(run_id, time.perf_counter())
-                elif kind in {"run.succeeded", "run.failed", "run.cancelled"}:
-                    self.ended.setdefault(run_id, time.perf_counter())
-                else:
-                    continue
-                self.changed.set()
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(600):
-            while not done():
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@contextlib.asynccontextmanager
-async def tenant(
-    base: str, pool: asyncpg.Pool, name: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, Stream]]:
-    """An API client of a new tenant, and its event stream (open)."""
-    token = await create_token(pool, name)
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
-    ) as http:
-        stream = Stream(http)
-        following = asyncio.create_task(stream.follow())
-        await asyncio.wait_for(stream.open.wait(), 60)
-        try:
-            yield http, stream
-        finally:
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
 
 
 async def in_parallel(count: int, one: Callable[[int], Awaitable[None]]) -> None:
@@ -132,8 +72,11 @@ async def main(runs: int, latency_runs: int) -> None:
         await set_limit(mesh.pool, limited, "*", max_running=100_000, max_queued=None)
         try:
             async with (
-                tenant(mesh.url, mesh.pool, free) as (http, stream),
-                tenant(mesh.url, mesh.pool, limited) as (limited_http, limited_stream),
+                tenant(mesh.url, mesh.pool, free, connections=CONCURRENCY) as (http, stream),
+                tenant(mesh.url, mesh.pool, limited, connections=CONCURRENCY) as (
+                    limited_http,
+                    limited_stream,
+                ),
             ):
                 streams = [stream, limited_stream]
 
@@ -208,7 +151,7 @@ async def main(runs: int, latency_runs: int) -> None:
                         body = {"category": "test", "action": "noop", "run_id": run_id}
                         (await http.post("/v1/runs", json=body)).raise_for_status()
                         queued = time.perf_counter()
-                        await stream.until(partial(operator.contains, stream.ended, run_id))
+                        await stream.ended_at(run_id)
                         waits.append((stream.started[run_id] - queued) * 1000)
         finally:
             await producer.stop()

@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
-import orjson
 from support.mesh import local_mesh
+from support.tenants import Stream, tenant
 
 from runmesh.core.events import RunRequest, encode
 from runmesh.core.kafka import make_producer
 from runmesh.core.testing import eventually
 from runmesh.core.topics import Topics
 from runmesh.gateway.tenant_limits import set_limit
-from runmesh.gateway.tokens import create_token
 
 WARM_UP = 10
 
@@ -44,63 +40,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class TenantStream:
-    """A tenant's `GET /v1/events`, resolving a future per run when its `run.succeeded` comes."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-        self._waiting: dict[str, asyncio.Future[float]] = {}
-        self.open = asyncio.Event()
-
-    def expect(self, run_id: str) -> asyncio.Future[float]:
-        """A future of the time `run_id`'s terminal event arrives (perf_counter)."""
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._waiting[run_id] = future
-        return future
-
-    async def follow(self) -> None:
-        headers = {"Accept": "text/event-stream"}
-        async with self._http.stream("GET", "/v1/events", headers=headers) as response:
-            self.open.set()
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                event = orjson.loads(line[5:])
-                if event.get("type") in {"run.succeeded", "run.failed", "run.cancelled"}:
-                    future = self._waiting.pop(str(event["run_id"]), None)
-                    if future is not None and not future.done():
-                        future.set_result(time.perf_counter())
+Tenant = tuple[httpx.AsyncClient, Stream]
 
 
-Tenant = tuple[httpx.AsyncClient, TenantStream]
-
-
-@contextlib.asynccontextmanager
-async def tenant(base: str, pool: asyncpg.Pool, name: str) -> AsyncIterator[Tenant]:
-    """An API client of a new tenant, and its event stream (open)."""
-    token = await create_token(pool, name)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as http:
-        stream = TenantStream(http)
-        following = asyncio.create_task(stream.follow())
-        await asyncio.wait_for(stream.open.wait(), 60)
-        try:
-            yield http, stream
-        finally:
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
-
-
-async def rest_once(http: httpx.AsyncClient, stream: TenantStream) -> float:
+async def rest_once(http: httpx.AsyncClient, stream: Stream) -> float:
     run_id = str(uuid.uuid4())
-    ended = stream.expect(run_id)
     began = time.perf_counter()
     response = await http.post(
         "/v1/runs", json={"category": "test", "action": "noop", "run_id": run_id}
     )
     response.raise_for_status()
-    return (await asyncio.wait_for(ended, 60)) - began
+    return (await stream.ended_at(run_id)) - began
 
 
 async def main(runs: int) -> None:
@@ -124,12 +74,11 @@ async def main(runs: int) -> None:
 
                 async def direct_once() -> float:
                     request = RunRequest(category="test", action="noop", tenant=free)
-                    ended = stream.expect(str(request.run_id))
                     began = time.perf_counter()
                     await producer.send_and_wait(
                         topic, encode(request), key=str(request.run_id).encode()
                     )
-                    return (await asyncio.wait_for(ended, 60)) - began
+                    return (await stream.ended_at(str(request.run_id))) - began
 
                 for index in range(WARM_UP + runs):
                     rest = await rest_once(http, stream)

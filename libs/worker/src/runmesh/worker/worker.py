@@ -472,7 +472,8 @@ class Worker:
             return await self._attempts.run(request, claim.attempt, emitter, stop)
 
     def _busy_slots(self) -> int:
-        """Slots holding a run, as announced: all of them while a run needs the worker alone."""
+        """Slots holding a run, as announced: all of them while a run waits for room or runs
+        alone (the worker takes nothing more meanwhile)."""
         return self.settings.max_concurrent_runs if self._gate.held else len(self._running)
 
     # -- shutdown -----------------------------------------------------------------------------

@@ -27,8 +27,9 @@ dev: bootstrap ## start the embedded sandbox (broker, Postgres, S3) until Ctrl-C
 # service workers stay shared): the suite mostly waits on brokers and processes, not on CPU.
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
+# The slowest tests are listed at the end: the suite must stay under 15 minutes in CI.
 test: bootstrap ## the whole suite, against real broker, Postgres and S3 servers
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --durations=15
 
 test-fast: bootstrap ## the suite without tests marked slow
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 import zipfile
@@ -41,6 +42,30 @@ def test_rows_become_meta_by_stem_with_extensions_dropped() -> None:
         "a": {"weather": "sunny", "taken": "2024-05-01T00:00:00"},
         "b": {"weather": "rain", "taken": None},
     }
+
+
+def test_values_are_read_as_openpyxl_read_them() -> None:
+    # The reader changed (openpyxl → calamine); a unit's meta must not have.
+    data = workbook(
+        ["file", "int", "float", "zero", "day", "moment", "clock", "flag", "none", "text"],
+        ["a", 3, 2.5, 0, date(2024, 5, 1), dt.datetime(2024, 5, 1, 13, 30),  # noqa: DTZ001
+         dt.time(8, 15), True, None, " y "],
+        # Excel keeps no time zone: its moments are naive.
+        ["b", 1.0, -0.0, 0.0, dt.datetime(2024, 5, 1), None, None, False, "", "=1+2"],  # noqa: DTZ001
+    )  # fmt: skip
+    assert parse_workbook(data, "m.xlsx", ExcelLimits()) == {
+        "a": {
+            "int": 3, "float": 2.5, "zero": 0, "day": "2024-05-01T00:00:00",
+            "moment": "2024-05-01T13:30:00", "clock": "08:15:00", "flag": True, "none": None,
+            "text": " y ",
+        },
+        "b": {
+            "int": 1, "float": 0, "zero": 0, "day": "2024-05-01T00:00:00", "moment": None,
+            "clock": None, "flag": False, "none": None, "text": None,  # a formula, no value
+        },
+    }  # fmt: skip
+    meta = parse_workbook(data, "m.xlsx", ExcelLimits())
+    assert type(meta["a"]["int"]) is int and type(meta["b"]["int"]) is int
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,9 @@ from runmesh.storage import Storage, StorageError, StorageNotFound
 from runmesh.upload.errors import MetadataError, MetadataTooLargeError
 from runmesh.upload.strategies.metadata.base import MetadataSource
 
+_EXACT_INTEGERS = 2**53
+"""Floats below this are whole numbers exactly, as Excel wrote them (`3`, not `3.0`)."""
+
 
 @dataclass(slots=True, frozen=True)
 class ExcelLimits:
@@ -59,46 +62,75 @@ class ExcelMetadata(MetadataSource):
 
 def parse_workbook(data: bytes, path: str, limits: ExcelLimits) -> dict[str, dict[str, Any]]:
     """Parse workbook bytes (blocking: call it in a thread)."""
-    from openpyxl import load_workbook  # heavy import, only when a workbook is used
+    # Imported here: only a run that reads a workbook loads the reader.
+    from python_calamine import CalamineError, CalamineWorkbook
 
     if len(data) > limits.max_bytes:
         raise MetadataTooLargeError(f"{path}: {len(data)} bytes, over the {limits.max_bytes} limit")
     _check_unpacked_size(data, path, limits)
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except (CalamineError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise MetadataError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
     try:
-        if not workbook.worksheets:
+        if not workbook.sheet_names:
             raise MetadataError(f"{path}: the workbook has no worksheet")
-        sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = next(rows, None)
-        keys = _header_keys(header, path, sheet.title, limits)
-        result: dict[str, dict[str, Any]] = {}
-        first_row: dict[str, int] = {}
-        for number, row in enumerate(rows, start=2):
-            if number - 1 > limits.max_rows:
-                raise MetadataError(
-                    f"{path}: sheet {sheet.title!r} has more than {limits.max_rows} data rows"
-                )
-            if row is None or all(cell is None for cell in row):
-                continue
-            stem = _stem(row[0])
-            if not stem:
-                raise MetadataError(f"{path}: row {number} has no file name in column A")
-            if stem in first_row:
-                raise MetadataError(
-                    f"{path}: file {stem!r} appears twice (rows {first_row[stem]} and {number})"
-                )
-            first_row[stem] = number
-            result[stem] = {
-                key: _json_value(row[index + 1]) if index + 1 < len(row) else None
-                for index, key in enumerate(keys)
-            }
-        return result
+        try:
+            sheet = workbook.get_sheet_by_index(0)
+            # From A1 (not from the first filled cell), and one row past the limit to tell.
+            rows = sheet.to_python(skip_empty_area=False, nrows=limits.max_rows + 2)
+        except CalamineError as exc:
+            raise MetadataError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+        return _meta(rows, path, sheet.name, limits)
     finally:
         workbook.close()
+
+
+def _meta(
+    rows: list[list[Any]], path: str, sheet: str, limits: ExcelLimits
+) -> dict[str, dict[str, Any]]:
+    """Meta by file stem from a sheet's rows, its first the header."""
+    keys = _header_keys(_cells(rows[0]) if rows else None, path, sheet, limits)
+    result: dict[str, dict[str, Any]] = {}
+    first_row: dict[str, int] = {}
+    for number, raw in enumerate(rows[1:], start=2):
+        if number - 1 > limits.max_rows:
+            raise MetadataError(
+                f"{path}: sheet {sheet!r} has more than {limits.max_rows} data rows"
+            )
+        row = _cells(raw)
+        if all(cell is None for cell in row):
+            continue
+        stem = _stem(row[0])
+        if not stem:
+            raise MetadataError(f"{path}: row {number} has no file name in column A")
+        if stem in first_row:
+            raise MetadataError(
+                f"{path}: file {stem!r} appears twice (rows {first_row[stem]} and {number})"
+            )
+        first_row[stem] = number
+        result[stem] = {
+            key: _json_value(row[index + 1]) if index + 1 < len(row) else None
+            for index, key in enumerate(keys)
+        }
+    return result
+
+
+def _cells(row: list[Any]) -> tuple[Any, ...]:
+    """A row's values as openpyxl read them, so a unit's meta did not change with the reader:
+    an empty cell is None (calamine: ""), a whole number an int (calamine: a float), a
+    date-formatted cell a datetime (calamine: a date when it has no time of day)."""
+    return tuple(_cell(value) for value in row)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value == "":
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INTEGERS:
+        return int(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time())
+    return value
 
 
 def _check_unpacked_size(data: bytes, path: str, limits: ExcelLimits) -> None:

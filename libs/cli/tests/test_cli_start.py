@@ -35,7 +35,8 @@ def imported_by(argv: list[str]) -> list[str]:
     """The modules loaded by a fresh interpreter once `runmesh ARGV` has run."""
     code = (
         "import sys; from runmesh.cli.__main__ import main; "
-        f"code = main({argv!r}); print(sorted(sys.modules))"
+        # A None entry blocks an import (httpx's CLI, see __main__): it loaded nothing.
+        f"code = main({argv!r}); print(sorted(n for n, m in sys.modules.items() if m))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -61,3 +62,12 @@ def test_help_imports_nothing_heavy(argv: list[str]) -> None:
     allowed = TYPER_NEEDS if "typer._adapters" in modules else ()
     heavy = [name for name in modules if is_under(name, FORBIDDEN) and not is_under(name, allowed)]
     assert heavy == [], f"`runmesh {' '.join(argv)}` imported {heavy}"
+
+
+def test_a_request_does_not_import_httpx_s_own_command_line_client() -> None:
+    # httpx imports its CLI (click, pygments through rich) when it can: a tenth of a second of
+    # every `runmesh runs ls` on this machine, for a command runmesh never runs.
+    argv = ["--gateway-url", "http://127.0.0.1:9", "--token", "t", "runs", "ls"]
+    modules = imported_by(argv)
+    assert "httpx" in modules  # the check itself works: the request imported the client
+    assert not [name for name in modules if is_under(name, ("httpx._main", "click", "pygments"))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -25,6 +26,9 @@ from runmesh.cli.commands import (
     workers,
 )
 from runmesh.cli.settings import GatewayOptions
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 app = typer.Typer(
     name="runmesh",
@@ -82,11 +86,24 @@ def _root(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `runmesh` script; returns the exit status."""
+    _without_httpx_cli()
     try:
         app(args=list(argv) if argv is not None else None, prog_name="runmesh")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _without_httpx_cli() -> None:
+    """Keep `import httpx` from importing httpx's own command-line client: `httpx/__init__`
+    imports `httpx._main` when it can, which pulls click, rich's syntax highlighting and
+    pygments (a third of `runmesh runs ls`'s start) for a command runmesh never runs. A None
+    in `sys.modules` makes that import fail, and httpx falls back to a stub. Only before httpx
+    is imported, so a process that already uses it keeps it whole."""
+    if "httpx" not in sys.modules:
+        # Documented import-system behaviour, which typeshed's `sys.modules` type leaves out.
+        modules = cast("dict[str, ModuleType | None]", sys.modules)
+        modules.setdefault("httpx._main", None)
 
 
 if __name__ == "__main__":

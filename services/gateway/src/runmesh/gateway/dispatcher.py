@@ -2,9 +2,9 @@
 onto a pool's requests topic (docs/operations.md "Pools and labels", "Tenant limits",
 "Priorities and fair shares").
 
-It admits held runs in order — higher priority first, then the tenant with the smallest fair
-share (runs under way plus its held runs ahead), then the oldest — each once a live pool fits
-its placement, its tenant is under its limit and that pool's window has room.
+It admits held runs in order — higher priority first, then the smallest fair share (the runs
+its tenant had lately plus its held runs ahead), then the oldest — each once a live pool fits
+its placement and resources, its tenant is under its limit and that pool's window has room.
 """
 
 from __future__ import annotations

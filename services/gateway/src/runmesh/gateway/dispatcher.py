@@ -20,10 +20,8 @@ import asyncpg
 from runmesh.core.topics import Topics
 from runmesh.gateway import runs_store
 from runmesh.gateway.admission import Policy, Window, window_of, windows
-from runmesh.gateway.placement import place_row
+from runmesh.gateway.placement import Placer
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
-from runmesh.gateway.tenant_limits import Usage, limits_of, lock_tenant, usage_of
-from runmesh.gateway.worker_presence import live_pools
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +94,8 @@ class Dispatcher:
         async with self._pool.acquire(timeout=DB_TIMEOUT_S) as conn, conn.transaction():
             await conn.execute(_LOCK_DEPLOYMENT, deployment, timeout=DB_TIMEOUT_S)
             categories = await runs_store.held_categories(conn, deployment)
+            if not categories:
+                return 0  # nothing held: the common case of a wake-up on a run's end
             room = await windows(conn, deployment, categories, self._policy)
             if not any(window.admits() for window in room.values()):
                 return 0  # every pool is full, or none is live: nothing can go
@@ -125,25 +125,17 @@ class Dispatcher:
         `room` counts the ones it lets go."""
         if not held:
             return {}
-        deployment = self._topics.prefix
-        live = await live_pools(conn, deployment, sorted({row["category"] for row in held}))
-        limits = await limits_of(conn, [row["tenant"] for row in held])
-        usages: dict[str, Usage] = {}
-        for tenant in sorted(limits):  # in one order: two dispatchers never deadlock
-            await lock_tenant(conn, tenant)
-            usages[tenant] = await usage_of(conn, tenant)
+        placer = await Placer.load(conn, self._topics.prefix, held, lock=True)
         chosen: dict[str, tuple[str, str]] = {}
         for row in held:
-            tenant, category = row["tenant"], row["category"]
-            pool, _ = place_row(row, live, limits, usages)
+            category = row["category"]
+            pool, _ = placer.place(row)
             if pool is None:
                 continue
             window = window_of(room, category, pool, self._policy)
             if not window.admits():
                 continue
             window.take()
-            if tenant in usages:  # it is under way now: the next of its tenant counts it
-                under_way = usages[tenant].under_way
-                under_way[category] = under_way.get(category, 0) + 1
+            placer.started(row)
             chosen[str(row["id"])] = (pool, self._topics.requests(category, pool))
         return chosen

@@ -10,11 +10,21 @@ pool fits its placement, or its tenant is at its limit).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.run_policy import Placement, Resources
-from runmesh.gateway.tenant_limits import TenantLimit, Usage, running_block
-from runmesh.gateway.worker_presence import LivePools, Offer
+from runmesh.gateway.runs_store import Db
+from runmesh.gateway.tenant_limits import (
+    TenantLimit,
+    Usage,
+    limits_of,
+    lock_tenant,
+    running_block,
+    usage_of,
+)
+from runmesh.gateway.worker_presence import LivePools, Offer, live_pools
 
 
 def choose_pool(
@@ -79,23 +89,49 @@ def place(
     return pool, None
 
 
-def place_row(
-    row: Mapping[str, object],
-    live: Mapping[str, LivePools],
-    limits: Mapping[str, Sequence[TenantLimit]],
-    usages: Mapping[str, Usage],
-) -> tuple[str | None, str | None]:
-    """`place()` of a stored run (`tenant`, `category`, `placement`, `resources`), given the
-    live pools of each category and the limits and usage of each limited tenant."""
-    tenant, category = str(row["tenant"]), str(row["category"])
-    return place(
-        category,
-        stored_placement(row),
-        live.get(category, {}),
-        limits.get(tenant),
-        usages.get(tenant),
-        stored_resources(row),
-    )
+@dataclass(slots=True)
+class Placer:
+    """`place()` for stored runs (`tenant`, `category`, `placement`, `resources`): the live
+    pools of their categories and the limits and usage of their limited tenants, read once
+    for a batch of runs (the dispatcher's, or a page of queue views)."""
+
+    live: Mapping[str, LivePools]
+    limits: Mapping[str, Sequence[TenantLimit]]
+    usages: dict[str, Usage]
+
+    @classmethod
+    async def load(
+        cls, db: Db, deployment: str, rows: Sequence[Mapping[str, Any]], *, lock: bool
+    ) -> Placer:
+        """What placing `rows` needs; with `lock`, each limited tenant's admissions are
+        serialised until the caller's transaction ends (`lock_tenant`)."""
+        live = await live_pools(db, deployment, sorted({row["category"] for row in rows}))
+        limits = await limits_of(db, [row["tenant"] for row in rows])
+        usages: dict[str, Usage] = {}
+        for tenant in sorted(limits):  # in one order: two dispatchers never deadlock
+            if lock:
+                await lock_tenant(db, tenant)
+            usages[tenant] = await usage_of(db, tenant)
+        return cls(live, limits, usages)
+
+    def place(self, row: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """`place()` of one stored run."""
+        tenant, category = str(row["tenant"]), str(row["category"])
+        return place(
+            category,
+            stored_placement(row),
+            self.live.get(category, {}),
+            self.limits.get(tenant),
+            self.usages.get(tenant),
+            stored_resources(row),
+        )
+
+    def started(self, row: Mapping[str, Any]) -> None:
+        """Count a run just admitted as under way: the next of its tenant sees it."""
+        usage = self.usages.get(str(row["tenant"]))
+        if usage is not None:
+            category = str(row["category"])
+            usage.under_way[category] = usage.under_way.get(category, 0) + 1
 
 
 def stored_placement(row: Mapping[str, object]) -> Placement | None:

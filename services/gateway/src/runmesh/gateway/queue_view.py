@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field
 
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.gateway import runs_store
-from runmesh.gateway.placement import place_row
+from runmesh.gateway.placement import Placer
 from runmesh.gateway.runs_store import PIPELINE_CATEGORY
-from runmesh.gateway.tenant_limits import limits_of, usage_of
-from runmesh.gateway.worker_presence import Capacity, capacities, live_pools
+from runmesh.gateway.worker_presence import Capacity, capacities
 
 
 class QueueOut(BaseModel):
@@ -127,7 +126,5 @@ async def _held_places(
     limit)."""
     if not held:
         return {}
-    live = await live_pools(db, deployment, [row["category"] for row in held])
-    limits = await limits_of(db, [row["tenant"] for row in held])
-    usages = {tenant: await usage_of(db, tenant) for tenant in limits}
-    return {row["id"]: place_row(row, live, limits, usages) for row in held}
+    placer = await Placer.load(db, deployment, held, lock=False)
+    return {row["id"]: placer.place(row) for row in held}

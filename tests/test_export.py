@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -52,6 +51,7 @@ from .conftest import (
     service_worker,
     shared_worker_client,
 )
+from .otlp_receiver import otlp_receiver
 
 with warnings.catch_warnings():  # supervision warns at import that OpenCV is not installed
     warnings.simplefilter("ignore")
@@ -597,49 +597,27 @@ async def test_cancel_mid_export_stops_quickly_and_deletes_the_folder(
 async def test_a_jobs_pipeline_steps_are_spans_under_the_run_span(
     settings: Settings, pool: asyncpg.Pool, own_exports: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    received: list[bytes] = []
-
-    async def collector(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # A minimal OTLP/HTTP receiver: the job child exports its spans here.
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        received.append(await reader.readexactly(length))
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(collector, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     storage = await make_destination(pool, tenant, tmp_path)
     unknown = Seeded()
     unknown.project = uuid.uuid4()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    traced = settings.model_copy(update={"otel_exporter_otlp_endpoint": f"http://127.0.0.1:{port}"})
     try:
-        async with export_worker(traced, tracer_provider=provider):
-            request = await own_exports.submit(
-                "export", params_for(storage, unknown, "coco"), tenant=tenant
-            )
-            terminal = await own_exports.wait_terminal(request.run_id, timeout=60)
-        await eventually(lambda: received, timeout=10, message="the job exported no span")
+        async with otlp_receiver() as receiver:
+            traced = settings.model_copy(update={"otel_exporter_otlp_endpoint": receiver.endpoint})
+            async with export_worker(traced, tracer_provider=provider):
+                request = await own_exports.submit(
+                    "export", params_for(storage, unknown, "coco"), tenant=tenant
+                )
+                terminal = await own_exports.wait_terminal(request.run_id, timeout=60)
+            await eventually(receiver.spans, timeout=60, message="the job exported no span")
+            received = receiver.spans()
     finally:
-        server.close()
         provider.shutdown()
     assert terminal.type == "run.failed"
     run_span = next(s for s in exporter.get_finished_spans() if s.name == "run export.export")
-    spans = {
-        span.name: span
-        for body in received
-        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
-        for scope in resource.scope_spans
-        for span in scope.spans
-    }
+    spans = {received_span.span.name: received_span.span for received_span in received}
     assert {"step initialize", "rollback initialize"} <= set(spans)
     step = spans["step initialize"]
     assert step.trace_id == run_span.context.trace_id.to_bytes(16, "big")

@@ -1,25 +1,34 @@
-"""OpenTelemetry tracing set-up and W3C `traceparent` propagation through Kafka headers."""
+"""OpenTelemetry tracing set-up, the client libraries' instrumentation, and W3C
+`traceparent` propagation through Kafka headers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased
 
 from runmesh.core.settings_parts import TelemetrySettings
+from runmesh.core.trace_sampling import WithinRequestOrRun
 
 KafkaHeaders = Sequence[tuple[str, bytes]]
+
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+_clients_traced = False
 
 
 def setup_tracing(telemetry: TelemetrySettings, service_name: str) -> TracerProvider | None:
     """Install a tracer provider exporting over OTLP/HTTP when an endpoint is configured.
 
     Without `OTEL_EXPORTER_OTLP_ENDPOINT` spans are still created (trace ids keep flowing
-    through headers) but nothing is exported. Returns the provider to shut down on exit.
+    through headers) but nothing is exported. With it, the process's Kafka, PostgreSQL and
+    HTTP clients are traced too (`instrument_clients`). Returns the provider to shut down on
+    exit.
     """
     if not telemetry.otel_exporter_otlp_endpoint:
         return None
@@ -28,10 +37,51 @@ def setup_tracing(telemetry: TelemetrySettings, service_name: str) -> TracerProv
     # The endpoint from settings, not the exporter's own reading of the environment: a job
     # child or a test gets the settings it was handed. OTLP/HTTP's base URL + /v1/traces.
     endpoint = telemetry.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(root=WithinRequestOrRun()),
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
+    instrument_clients()
     return provider
+
+
+def instrument_clients() -> None:
+    """Trace every Kafka send and receive, SQL statement and HTTP request of this process.
+
+    The instrumentation patches the client classes, so it is process-wide and happens once;
+    spans go to the global tracer provider. SQL spans name the statement, never its values.
+    """
+    global _clients_traced
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    asyncpg_instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    for instrumentor in (AIOKafkaInstrumentor(), asyncpg_instrumentor, HTTPXClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+    _clients_traced = True
+
+
+@contextlib.contextmanager
+def sending_in_trace(headers: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """The headers to send a record with, within the trace they carry.
+
+    Untraced clients send them as they are. A traced producer opens a send span and writes
+    its own context into the headers: so the span joins the trace the record belongs to
+    (a stored request's, a run's), that trace becomes the current context for the send, and
+    the record's own trace headers are left out rather than sent twice.
+    """
+    if not _clients_traced:
+        yield headers
+        return
+    token = otel_context.attach(extract_context(headers))
+    try:
+        yield [(name, value) for name, value in headers if name not in _TRACE_HEADERS]
+    finally:
+        otel_context.detach(token)
 
 
 def inject_headers(ctx: otel_context.Context | None = None) -> list[tuple[str, bytes]]:

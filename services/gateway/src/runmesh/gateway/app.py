@@ -151,4 +151,22 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(module.router)
     document_guarded_statuses(app)
+    if settings.telemetry.otel_exporter_otlp_endpoint:
+        _trace_requests(app)
     return app
+
+
+def _trace_requests(app: FastAPI) -> None:
+    """A server span per request, parent of what serving it does (SQL, the run's trace).
+
+    Probes and the dashboard's files are left out; so are the per-message ASGI spans, which
+    would add a span per event to every SSE stream. Spans go to the global provider, which
+    the lifespan installs (`setup_tracing`).
+    """
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="/healthz,/readyz,/metrics,/dashboard/",
+        exclude_spans=["receive", "send"],
+    )

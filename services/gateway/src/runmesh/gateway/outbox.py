@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from runmesh.core.events import encode
 from runmesh.core.kafka import ensure_topics, make_producer
 from runmesh.core.settings_parts import KafkaSettings
-from runmesh.core.telemetry import inject_headers
+from runmesh.core.telemetry import inject_headers, sending_in_trace
 from runmesh.gateway import runs_store
 from runmesh.gateway.runs_store import DB_TIMEOUT_S
 
@@ -303,12 +303,13 @@ class OutboxRelay:
             return pending  # handed over in an earlier round: wait for it, do not send twice
         headers = [(str(name), str(value).encode()) for name, value in row["headers"] or ()]
         key: str | None = row["key"]
-        future: asyncio.Future[RecordMetadata] = await producer.send(
-            row["topic"],
-            value=bytes(row["value"]),
-            key=key.encode() if key is not None else None,
-            headers=headers,
-        )
+        with sending_in_trace(headers) as traced:
+            future: asyncio.Future[RecordMetadata] = await producer.send(
+                row["topic"],
+                value=bytes(row["value"]),
+                key=key.encode() if key is not None else None,
+                headers=traced,
+            )
         self._inflight[row_id] = future
         return future
 

@@ -146,9 +146,12 @@ async def submit(
             "put large data in S3 (or another store) and pass its URI in params",
             errors=[{"loc": ["body", "params"], "msg": f"too large ({size} > {limit} bytes)"}],
         )
+    # A traced gateway's request span already continues the caller's trace; without one,
+    # the caller's `traceparent` header is read here.
+    within_request = trace.get_current_span().get_span_context().is_valid
     with tracer.start_as_current_span(
         f"submit {body.category}.{body.action}",
-        context=propagate.extract(dict(carrier)),
+        context=None if within_request else propagate.extract(dict(carrier)),
         kind=SpanKind.PRODUCER,
         attributes={"runmesh.run_id": str(run_id), "runmesh.category": body.category},
     ):

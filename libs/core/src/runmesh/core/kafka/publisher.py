@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from runmesh.core.errors import MessageTooLargeError
 from runmesh.core.events import encode
-from runmesh.core.telemetry import inject_headers
+from runmesh.core.telemetry import inject_headers, sending_in_trace
 
 
 class Publisher:
@@ -64,7 +64,8 @@ class Publisher:
     ) -> asyncio.Future[RecordMetadata]:
         """Enqueue bytes as they are (DLQ copies, replayed events)."""
         raw_key = key.encode() if isinstance(key, str) else key
-        future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            topic, value=value, key=raw_key, headers=headers or []
-        )
+        with sending_in_trace(headers or []) as traced:
+            future: asyncio.Future[RecordMetadata] = await self._producer.send(
+                topic, value=value, key=raw_key, headers=traced
+            )
         return future

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runmesh.core.retries import retried
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 from runmesh.gateway import runs_store
@@ -715,6 +716,15 @@ async def test_health_readiness_metrics_and_openapi(
     async with announced(worker, http):
         await submit(http, "noop")
     await eventually(lambda: _ready(gateway), timeout=30, message="gateway never ready")
+    failures = [ConnectionResetError("reset by peer")]
+
+    async def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    # A request-level retry anywhere in the gateway's process is counted in its /metrics.
+    assert await retried("test.probe", flaky, on=OSError, attempts=2, wait_initial_s=0) == "ok"
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as anonymous:
         ready = (await anonymous.get("/readyz")).json()
         metrics = await anonymous.get("/metrics")
@@ -731,6 +741,7 @@ async def test_health_readiness_metrics_and_openapi(
     assert 'route="/v1/plugins",status="200"' in text
     assert "runmesh_gateway_http_request_duration_seconds_bucket" in text
     assert "runmesh_gateway_outbox_pending" in text
+    assert 'runmesh_retries_total{error="ConnectionResetError",operation="test.probe"} 1.0' in text
     assert {"/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/cancel", "/v1/plugins"} <= set(
         openapi["paths"]
     )

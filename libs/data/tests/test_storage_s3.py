@@ -13,6 +13,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from runmesh.core.retries import RETRIES
 from runmesh.core.settings import Settings
 from runmesh.storage import (
     S3Storage,
@@ -185,8 +186,12 @@ async def test_part_uploads_retry_throttling_and_give_up_on_other_errors(
 
         return call()
 
-    assert await storage._s3.retrying("upload part 1", throttled_twice) == "done"
+    before = RETRIES.snapshot()
+    assert await storage._s3.request("s3.upload_part", "upload part 1", throttled_twice) == "done"
     assert len(calls) == 3
+    after = RETRIES.snapshot()
+    counted = {key: after[key] - before.get(key, 0) for key in after if key[0] == "s3.upload_part"}
+    assert sum(counted.values()) == 2, counted  # each retry counted once, for /metrics
 
     async def missing() -> str:
         calls.append(1)
@@ -194,7 +199,7 @@ async def test_part_uploads_retry_throttling_and_give_up_on_other_errors(
 
     calls.clear()
     with pytest.raises(StorageNotFound, match="upload part 1"):
-        await storage._s3.retrying("upload part 1", missing)
+        await storage._s3.request("s3.upload_part", "upload part 1", missing)
     assert len(calls) == 1
     await storage.close()
 
@@ -213,6 +218,41 @@ async def test_an_unreachable_endpoint_is_unavailable(settings: Settings) -> Non
     assert raised.value.retriable
     with pytest.raises(StorageError, match="closed"):
         await storage.stat("x")
+
+
+async def test_a_failing_request_is_sent_max_attempts_times_not_more() -> None:
+    """botocore's own retries are off: they would multiply the storage's (3 x 4 before)."""
+    requests: list[bytes] = []
+
+    async def always_slow_down(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One answer per connection, before any body (botocore asks `Expect: 100-continue`).
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests.append(head.split(b" ", 2)[1])
+        body = b"<Error><Code>SlowDown</Code><Message>slow down</Message></Error>"
+        writer.write(
+            b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(always_slow_down, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    storage = S3Storage(
+        "bucket",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id="a",
+        secret_access_key="b",
+        max_attempts=3,
+    )
+    try:
+        async with storage:
+            with pytest.raises(StorageUnavailable):
+                await storage.write_bytes("x.txt", b"data")
+    finally:
+        server.close()
+    assert requests == [b"/bucket/x.txt"] * 3
 
 
 def test_credentials_come_in_pairs() -> None:

@@ -97,6 +97,38 @@ def header_only(header: object) -> bytes:
         (encode_frame({"kind": "call", "id": True, "op": "stat", "args": {}}), "'id'"),
         (encode_frame({"kind": "call", "id": 1, "op": "x" * 100, "args": {}}), "'op'"),
         (encode_frame({"kind": "call", "id": 1, "op": "stat", "args": "a"}), "'args'"),
+        (
+            encode_frame(
+                {"kind": "outcome", "status": "succeeded", "result": {}, "retries": {"a": 1}}
+            ),
+            "'retries'",
+        ),
+        (
+            encode_frame(
+                {
+                    "kind": "outcome",
+                    "status": "succeeded",
+                    "result": {},
+                    "retries": [["s3.put", "Err", 1]] * 65,
+                }
+            ),
+            "'retries'",
+        ),
+        *(
+            (
+                encode_frame(
+                    {"kind": "outcome", "status": "succeeded", "result": {}, "retries": [entry]}
+                ),
+                "invalid 'retries' entry",
+            )
+            for entry in (
+                ["s3 put\n{evil}", "Err", 1],
+                ["s3.put", "x" * 65, 1],
+                ["s3.put", "Err", 0],
+                ["s3.put", "Err", True],
+                ["s3.put", "Err"],
+            )
+        ),
     ],
 )
 def test_anything_else_a_job_sends_is_a_protocol_error(frame: bytes, reason: str) -> None:
@@ -116,3 +148,12 @@ def test_the_payloads_a_job_may_report_do_not_include_terminal_ones() -> None:
     )
     with pytest.raises(JobProtocolError):
         decode_job_message(frame)
+
+
+def test_an_outcome_carries_the_jobs_retries() -> None:
+    retries = {("s3.upload_part", "StorageUnavailable"): 3, ("http_storage.get", "Err"): 1}
+    message = decode_job_message(outcome_frame(Succeeded({}), retries))
+    assert isinstance(message, OutcomeMessage)
+    assert message.retries == retries
+    plain = decode_job_message(outcome_frame(Succeeded({})))
+    assert isinstance(plain, OutcomeMessage) and plain.retries == {}

@@ -8,7 +8,6 @@ import builtins
 import contextlib
 import hashlib
 import mimetypes
-import random
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,12 +92,6 @@ def guess_media_type(path: str) -> str | None:
 def format_checksum(hexdigest: str) -> str:
     """`ObjectInfo.checksum` for a SHA-256 hex digest."""
     return f"sha256:{hexdigest}"
-
-
-def backoff_delay(attempt: int, *, base_s: float = 0.2, cap_s: float = 10.0) -> float:
-    """Exponential backoff with full jitter before retry number `attempt` (1, 2, ...)."""
-    # Jitter only spreads retries of many clients; it is not security-sensitive.
-    return random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
 
 
 class StreamHasher:

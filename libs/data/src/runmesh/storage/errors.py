@@ -55,3 +55,8 @@ class StoragePolicyError(StorageAccessDenied):
 class StorageScopeError(StorageAccessDenied):
     """A URI lies outside every storage of the run's tenant and the tenant's own folders of the
     platform bucket: it is not read, whoever wrote it into the catalog or the params."""
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether `exc` is a storage failure that trying again may cure (for `retried`)."""
+    return isinstance(exc, StorageError) and exc.retriable

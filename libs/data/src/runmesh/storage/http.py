@@ -20,10 +20,10 @@ from urllib.parse import quote
 
 import httpx
 
+from runmesh.core.retries import retried
 from runmesh.storage.base import (
     ObjectInfo,
     Storage,
-    backoff_delay,
     format_checksum,
 )
 from runmesh.storage.errors import (
@@ -31,6 +31,7 @@ from runmesh.storage.errors import (
     StorageError,
     StorageNotFound,
     StorageUnavailable,
+    retriable,
 )
 from runmesh.storage.http_guard import (
     AddressPolicy,
@@ -177,35 +178,28 @@ class HttpStorage(Storage):
     async def _open(
         self, method: str, path: str, *, passthrough: frozenset[int] = frozenset()
     ) -> httpx.Response:
-        """An open 2xx response (or one with a `passthrough` status) to `method` on `path`."""
+        """An open 2xx response (or one with a `passthrough` status) to `method` on `path`,
+        asked again with backoff while the server is unreachable or answers 429 or 5xx."""
         url = self._url(path)
-        attempt = 1
-        while True:
-            try:
-                response = await self._follow(method, url)
-            except StorageError as exc:
-                if not exc.retriable or attempt >= self._max_attempts:
-                    raise
-                problem: str = str(exc)
-            else:
-                status = response.status_code
-                if status in passthrough:
-                    return response
-                if status not in _RETRY_STATUS or attempt >= self._max_attempts:
-                    try:
-                        self._raise_for_status(response, url)
-                    except BaseException:
-                        await response.aclose()
-                        raise
-                    return response
-                problem = f"HTTP {status}"
-                await response.aclose()
-            delay = backoff_delay(attempt)
-            _logger.info(
-                "%s %s failed (%s); retry %d in %.2fs", method, url, problem, attempt, delay
-            )
-            await asyncio.sleep(delay)
-            attempt += 1
+        return await retried(
+            f"http_storage.{method.lower()}",
+            lambda: self._open_once(method, url, passthrough),
+            on=retriable,
+            attempts=self._max_attempts,
+        )
+
+    async def _open_once(
+        self, method: str, url: str, passthrough: frozenset[int]
+    ) -> httpx.Response:
+        response = await self._follow(method, url)
+        if response.status_code in passthrough:
+            return response
+        try:
+            self._raise_for_status(response, url)
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, url: str) -> None:

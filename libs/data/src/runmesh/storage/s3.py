@@ -209,8 +209,10 @@ class S3Storage(Storage):
 
     async def _head(self, path: str) -> dict[str, Any]:
         client = await self._s3.get()
-        head: dict[str, Any] = await self._s3.call(
-            f"stat {self._url(path)}", client.head_object(Bucket=self._bucket, Key=self._key(path))
+        head: dict[str, Any] = await self._s3.request(
+            "s3.head_object",
+            f"stat {self._url(path)}",
+            lambda: client.head_object(Bucket=self._bucket, Key=self._key(path)),
         )
         return head
 
@@ -221,11 +223,19 @@ class S3Storage(Storage):
         arguments = {"Bucket": self._bucket, "Prefix": self._directory(path)}
         if delimited:
             arguments["Delimiter"] = "/"
-        pages = aiter(client.get_paginator("list_objects_v2").paginate(**arguments))
-        while (
-            page := await self._s3.call(f"list {self._url(path)}", anext(pages, None))
-        ) is not None:
+        # Page by page with the continuation token rather than botocore's paginator: each
+        # page is then one request that `request` can send again.
+        while True:
+            page: dict[str, Any] = await self._s3.request(
+                "s3.list_objects_v2",
+                f"list {self._url(path)}",
+                lambda: client.list_objects_v2(**arguments),
+            )
             yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            arguments["ContinuationToken"] = token
 
     async def _list(self, path: str, recursive: bool) -> AsyncGenerator[ObjectInfo, None]:
         async for page in self._pages(path, delimited=not recursive):
@@ -260,8 +270,10 @@ class S3Storage(Storage):
     async def _read(self, path: str, chunk_size: int) -> AsyncGenerator[bytes, None]:
         client = await self._s3.get()
         what = f"read {self._url(path)}"
-        response = await self._s3.call(
-            what, client.get_object(Bucket=self._bucket, Key=self._key(path))
+        response = await self._s3.request(
+            "s3.get_object",
+            what,
+            lambda: client.get_object(Bucket=self._bucket, Key=self._key(path)),
         )
         async with response["Body"] as body:
             buffer = bytearray()
@@ -297,9 +309,10 @@ class S3Storage(Storage):
                 )
                 return ObjectInfo(path, hasher.size, hasher.checksum, content_type, None)
         client = await self._s3.get()
-        await self._s3.call(
+        await self._s3.request(
+            "s3.put_object",
             f"write {self._url(path)}",
-            client.put_object(
+            lambda: client.put_object(
                 Bucket=self._bucket,
                 Key=self._key(path),
                 Body=bytes(buffer),
@@ -324,9 +337,10 @@ class S3Storage(Storage):
 
     async def _delete(self, path: str) -> None:
         client = await self._s3.get()
-        await self._s3.call(
+        await self._s3.request(
+            "s3.delete_object",
             f"delete {self._url(path)}",
-            client.delete_object(Bucket=self._bucket, Key=self._key(path)),
+            lambda: client.delete_object(Bucket=self._bucket, Key=self._key(path)),
         )
 
     def _url(self, path: str) -> str:

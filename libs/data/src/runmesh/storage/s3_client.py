@@ -1,11 +1,11 @@
 """The aiobotocore client of one S3 storage: its configuration, and calls through it under a
-deadline, as StorageErrors, retried with backoff where that can help."""
+deadline, as StorageErrors, retried with backoff where that can help (one retry layer:
+botocore's own is off)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,13 +13,11 @@ from aiobotocore.session import get_session
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from runmesh.storage.base import backoff_delay
-from runmesh.storage.errors import StorageError
+from runmesh.core.retries import retried
+from runmesh.storage.errors import StorageError, retriable
 from runmesh.storage.s3_errors import FAILURES, translate
 
 T = TypeVar("T")
-
-_logger = logging.getLogger("runmesh.storage")
 
 
 class S3Client:
@@ -27,9 +25,10 @@ class S3Client:
 
     Requests are signed with `credentials` (`aws_access_key_id`, `aws_secret_access_key`),
     else botocore's chain; `anonymous` sends them unsigned and never looks for keys. Every
-    call has a `timeout_s` deadline; botocore retries calls itself, `retrying` also retries
-    a call on throttling, 5xx and connection errors up to `max_attempts` times. `name` is
-    the storage the client serves, for the error once it is closed.
+    call has a `timeout_s` deadline. `request` sends a request up to `max_attempts` times
+    while it fails with throttling, 5xx or a connection error; botocore's own retries are
+    off, so the two never multiply. `name` is the storage the client serves, for the error
+    once it is closed.
     """
 
     def __init__(
@@ -82,7 +81,8 @@ class S3Client:
         config = Config(
             connect_timeout=min(10.0, self._timeout_s),
             read_timeout=self._timeout_s,
-            retries={"max_attempts": 3, "mode": "standard"},
+            # `request` is the one retry layer: botocore's would multiply its attempts.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=self._max_pool_connections,
             # S3-compatible servers (MinIO, moto) are reached by path, not virtual host, and
             # many reject the CRC checksums botocore adds by default since 1.36.
@@ -100,23 +100,22 @@ class S3Client:
         )
 
     async def call(self, what: str, call: Awaitable[T]) -> T:
-        """Await one S3 call under the timeout, as a StorageError when it fails."""
+        """Await one S3 call under the timeout, as a StorageError when it fails (once: a read
+        of a response's body cannot be sent again)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await call
         except FAILURES as exc:
             raise translate(exc, what) from exc
 
-    async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """`call` retried with backoff while the failure is retriable."""
-        attempt = 1
-        while True:
-            try:
-                return await self.call(what, call())
-            except StorageError as exc:
-                if not exc.retriable or attempt >= self._max_attempts:
-                    raise
-                delay = backoff_delay(attempt)
-                _logger.info("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
-            await asyncio.sleep(delay)
-            attempt += 1
+    async def request(self, operation: str, what: str, make: Callable[[], Awaitable[T]]) -> T:
+        """`make()`'s request, sent again with backoff while its failure is retriable.
+
+        `operation` (`s3.upload_part`) names it in the retry counter, `what` in messages.
+        """
+        return await retried(
+            operation,
+            lambda: self.call(what, make()),
+            on=retriable,
+            attempts=self._max_attempts,
+        )

@@ -118,15 +118,19 @@ class S3Multipart:
         """Upload `buffer` then the rest of `iterator` to `key`, hashing what it reads, then
         attach the checksum (`path` and `where` name the object in messages)."""
         client = await self._s3.get()
-        created = await self._s3.call(
+        created = await self._s3.request(
+            "s3.create_multipart_upload",
             f"start the upload of {where}",
-            client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type),
+            lambda: client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, ContentType=content_type
+            ),
         )
         upload_id: str = created["UploadId"]
         etags: dict[int, str] = {}
 
         async def upload(number: int, data: bytes) -> None:
-            response = await self._s3.retrying(
+            response = await self._s3.request(
+                "s3.upload_part",
                 f"upload part {number} of {where}",
                 lambda: client.upload_part(
                     Bucket=self._bucket,
@@ -166,9 +170,10 @@ class S3Multipart:
         try:
             await _run_in_group(feed)
             parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
-            completed = await self._s3.call(
+            completed = await self._s3.request(
+                "s3.complete_multipart_upload",
                 f"complete the upload of {where}",
-                client.complete_multipart_upload(
+                lambda: client.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=key,
                     UploadId=upload_id,
@@ -183,9 +188,12 @@ class S3Multipart:
     async def _abort(self, key: str, upload_id: str, where: str) -> None:
         client = await self._s3.get()
         try:
-            await self._s3.call(
+            await self._s3.request(
+                "s3.abort_multipart_upload",
                 f"abort the upload of {where}",
-                client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id),
+                lambda: client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id
+                ),
             )
         except StorageError as exc:
             _logger.warning(
@@ -243,9 +251,10 @@ class S3Multipart:
         condition = {"CopySourceIfMatch": etag} if etag else {}
         headers = {"ContentType": content_type} if content_type else {}
         if size <= self._threshold:
-            await self._s3.call(
+            await self._s3.request(
+                "s3.copy_object",
                 f"copy to {where}",
-                client.copy_object(
+                lambda: client.copy_object(
                     Bucket=self._bucket,
                     Key=dst_key,
                     CopySource=source,
@@ -260,9 +269,10 @@ class S3Multipart:
         part_size = max(self._part_size, math.ceil(size / MAX_PARTS))
         if part_size > MAX_PART_SIZE:
             raise StorageTooLarge(f"{where}: {size} bytes is more than S3 can copy")
-        created = await self._s3.call(
+        created = await self._s3.request(
+            "s3.create_multipart_upload",
             f"start the copy to {where}",
-            client.create_multipart_upload(
+            lambda: client.create_multipart_upload(
                 Bucket=self._bucket, Key=dst_key, Metadata=metadata, **headers
             ),
         )
@@ -270,7 +280,8 @@ class S3Multipart:
         etags: dict[int, str] = {}
 
         async def copy_part(number: int, first: int, last: int) -> None:
-            response = await self._s3.retrying(
+            response = await self._s3.request(
+                "s3.upload_part_copy",
                 f"copy part {number} to {where}",
                 lambda: client.upload_part_copy(
                     Bucket=self._bucket,
@@ -295,9 +306,10 @@ class S3Multipart:
         try:
             await _run_in_group(feed)
             parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
-            await self._s3.call(
+            await self._s3.request(
+                "s3.complete_multipart_upload",
                 f"complete the copy to {where}",
-                client.complete_multipart_upload(
+                lambda: client.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=dst_key,
                     UploadId=upload_id,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runmesh.core.events import EventPayload
+from runmesh.core.retries import RETRIES
 from runmesh.execution.job_child import JobSpec, job_main
 from runmesh.execution.job_frames import (
     MAX_FRAME_BYTES,
@@ -267,6 +268,8 @@ async def execute_job(
                 await emit(message.event_type, message.payload)
             elif isinstance(message, OutcomeMessage):
                 outcome = message.outcome
+                if calls is None:  # a confined job's retries are the broker's, counted here
+                    RETRIES.merge(message.retries)
             else:
                 await replies.answer(message)
         await asyncio.to_thread(process.join)

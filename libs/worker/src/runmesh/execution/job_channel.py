@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from runmesh.core.events import EventPayload
+from runmesh.core.retries import RETRIES
 from runmesh.execution.job_frames import (
     MAX_FRAME_BYTES,
     JobProtocolError,
@@ -47,7 +48,7 @@ class JobChannel:
 
     def finish(self, outcome: Outcome) -> None:
         """Send the attempt's outcome; nothing follows it."""
-        self._send(outcome_frame(outcome))
+        self._send(outcome_frame(outcome, RETRIES.snapshot()))
 
     async def call(
         self, op: str, args: dict[str, Any], body: bytes = b""

@@ -8,12 +8,16 @@ length, the header (a JSON object) and a body (raw bytes, e.g. a chunk of a file
 Job → worker: `event` (a report of the action: started, progress, log, metric, artifact; the
 terminal events are the worker's to publish), `outcome` (how the attempt ended, once, last)
 and `call` (a request to the worker's storage broker). Worker → job: `reply` to a call.
+An `outcome` also carries the job's request-level retries, which the worker adds to its own
+count only for a job it runs unconfined (a confined job's storage calls are the broker's).
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
@@ -38,6 +42,9 @@ _MAX_NAME = 256
 _MAX_MESSAGE = 64 * 1024  # a failure's message and traceback are cut to these, never refused
 _MAX_TRACEBACK = 256 * 1024
 _LENGTH = struct.Struct(">I")
+_MAX_RETRY_KEYS = 64
+#: An operation (`s3.upload_part`) or an error type (`StorageUnavailable`) in the retry count.
+_RETRY_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
 
 JOB_EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
     "run.started": StartedPayload,
@@ -63,9 +70,10 @@ class EventMessage:
 
 @dataclass(slots=True, frozen=True)
 class OutcomeMessage:
-    """How the attempt ended."""
+    """How the attempt ended, and the request-level retries the job made meanwhile."""
 
     outcome: Outcome
+    retries: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)
@@ -124,8 +132,8 @@ def event_frame(event_type: str, payload: EventPayload) -> bytes:
     )
 
 
-def outcome_frame(outcome: Outcome) -> bytes:
-    """An `outcome` frame."""
+def outcome_frame(outcome: Outcome, retries: Mapping[tuple[str, str], int] | None = None) -> bytes:
+    """An `outcome` frame, with the job's `retries` (operation, error) -> count."""
     if isinstance(outcome, Succeeded):
         header: dict[str, Any] = {
             "kind": "outcome",
@@ -144,6 +152,10 @@ def outcome_frame(outcome: Outcome) -> bytes:
             "traceback": None if traceback is None else traceback[-_MAX_TRACEBACK:],
             "retryable": outcome.retryable,
         }
+    if retries:
+        header["retries"] = [[op, error, count] for (op, error), count in retries.items()][
+            :_MAX_RETRY_KEYS
+        ]
     return encode_frame(header)
 
 
@@ -199,7 +211,7 @@ def decode_job_message(frame: bytes) -> JobMessage:
             raise JobProtocolError(f"an invalid {event_type} payload: {exc}") from None
         return EventMessage(event_type, payload)  # type: ignore[arg-type]  # one of EventPayload
     if kind == "outcome":
-        return OutcomeMessage(_decode_outcome(header))
+        return OutcomeMessage(_decode_outcome(header), _decode_retries(header.get("retries")))
     if kind == "call":
         args = header.get("args")
         if not isinstance(args, dict):
@@ -230,6 +242,26 @@ def _decode_outcome(header: dict[str, Any]) -> Outcome:
             retryable=header.get("retryable") is True,
         )
     raise JobProtocolError(f"unknown outcome status {status!r}")
+
+
+def _decode_retries(value: object) -> dict[tuple[str, str], int]:
+    if value is None:
+        return {}
+    if not isinstance(value, list) or len(value) > _MAX_RETRY_KEYS:
+        raise JobProtocolError(f"'retries' must be a list of at most {_MAX_RETRY_KEYS} entries")
+    retries: dict[tuple[str, str], int] = {}
+    for entry in value:
+        match entry:
+            case [str(op), str(error), int(count)] if (
+                _RETRY_LABEL.fullmatch(op)
+                and _RETRY_LABEL.fullmatch(error)
+                and not isinstance(count, bool)
+                and 0 < count <= 10**6
+            ):
+                retries[op, error] = count
+            case _:
+                raise JobProtocolError(f"an invalid 'retries' entry {str(entry)[:80]!r}")
+    return retries
 
 
 def decode_reply(frame: bytes) -> ReplyMessage:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from runmesh.core.categories import metric_category
+from runmesh.core.retries import RetryCollector
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
@@ -23,6 +24,7 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.registry.register(RetryCollector())  # this process's request-level retries
         self.runs_started = Counter(
             "runmesh_runs_started",
             "Run attempts started",

@@ -24,6 +24,7 @@ from runmesh.core.kafka import (
     wait_for_assignment,
 )
 from runmesh.core.notices import RunNotice
+from runmesh.core.retries import retried
 from runmesh.core.settings_parts import KafkaSettings
 from runmesh.core.topics import Topics
 from runmesh.core.validation import describe_errors
@@ -38,7 +39,7 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 _EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
 _INT4_MAX = 2**31 - 1
-_DB_RETRIES = 3  # a deadlock (two aggregators during a rebalance) is retried in place
+_DB_ATTEMPTS = 3  # a deadlock (two aggregators during a rebalance) is retried in place
 
 # ORDER BY ord keeps the stream order, so one run's ids grow with its (attempt, seq).
 _INSERT_EVENTS = """
@@ -235,19 +236,14 @@ class Aggregator:
                 await self.store([event])
 
     async def _store_with_retries(self, events: Sequence[DecodedEvent]) -> None:
-        for attempt in range(1, _DB_RETRIES + 1):
-            try:
-                await self._store_once(events)
-            except (
-                asyncpg.DeadlockDetectedError,
-                asyncpg.SerializationError,
-            ) as exc:
-                if attempt == _DB_RETRIES:
-                    raise
-                log.warning("aggregator batch retried after %s", type(exc).__name__)
-                await asyncio.sleep(0.05 * attempt)
-            else:
-                return
+        await retried(
+            "aggregator.store",
+            lambda: self._store_once(events),
+            on=(asyncpg.DeadlockDetectedError, asyncpg.SerializationError),
+            attempts=_DB_ATTEMPTS,
+            wait_initial_s=0.05,
+            wait_max_s=1.0,
+        )
 
     async def _store_once(self, events: Sequence[DecodedEvent]) -> None:
         # A run first seen here is filed under its first event's tenant and category (events

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from runmesh.core.categories import metric_category
+from runmesh.core.retries import RetryCollector
 from runmesh.gateway.errors import GatewayError
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -30,6 +31,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(RetryCollector())
         self.http_requests = Counter(
             "runmesh_gateway_http_requests",
             "HTTP requests answered, by method, route template and status",

@@ -10,6 +10,7 @@ import pytest
 
 from runmesh.core.errors import DependencyUnavailableError
 from runmesh.core.events import RunSucceeded
+from runmesh.core.retries import RETRIES
 from runmesh.core.settings import Settings
 from runmesh.core.testing import eventually
 from runmesh.plugins import PluginRegistry
@@ -33,13 +34,17 @@ async def test_requests_wait_for_the_database_to_come_back(
     try:
         async with worker(database_url=postgres.dsn):
             await postgres.stop()
-            with caplog.at_level(logging.WARNING, logger="runmesh.worker.worker"):
+            with caplog.at_level(logging.WARNING, logger="runmesh.retries"):
                 request = await client.submit("noop")
                 await eventually(
-                    lambda: "attempt ledger unreachable" in caplog.text,
-                    timeout=20,
+                    lambda: "ledger.claim failed (" in caplog.text,
+                    timeout=60,
                     message="the worker should report the unreachable ledger and retry",
                 )
+                claims_retried = sum(
+                    count for (op, _), count in RETRIES.snapshot().items() if op == "ledger.claim"
+                )
+                assert claims_retried >= 1  # what /metrics serves as runmesh_retries_total
                 assert not client.terminal(request.run_id)
                 await postgres.start()  # same data directory and port
                 terminal = await client.wait_terminal(request.run_id, timeout=60)

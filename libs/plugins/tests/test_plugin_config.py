@@ -451,6 +451,18 @@ def test_a_missing_entrypoint_module_names_the_field(tmp_path: Path) -> None:
     assert message.startswith(where + "module 'plugin.missing' not found (")
 
 
+def test_a_missing_platform_module_says_which_install_has_it(tmp_path: Path) -> None:
+    # What a CLI-only install meets in the upload or train templates (runmesh.upload, ...).
+    message, where = _entrypoint_error(
+        tmp_path, "plugin.upload.Train", {"upload.py": "from runmesh.not_installed import Base\n"}
+    )
+
+    assert message == (
+        where + "it imports runmesh.not_installed, which comes with the platform, not with the "
+        "CLI alone: install the CLI with its dev extra (pip install 'runmesh-cli[dev]')"
+    )
+
+
 def test_a_missing_attribute_names_the_field(tmp_path: Path) -> None:
     message, where = _entrypoint_error(tmp_path, "plugin.actions.Nope")
 

@@ -154,6 +154,13 @@ def _import_action(package: str, directory: Path, action: str, entrypoint: str) 
     try:
         module = importlib.import_module(f"{package}.{module_path}")
     except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("runmesh."):
+            # The upload, export, to_task and train templates build on the services' base
+            # classes, which a CLI-only install leaves out.
+            raise PluginError(
+                f"{where}: it imports {exc.name}, which comes with the platform, not with the "
+                "CLI alone: install the CLI with its dev extra (pip install 'runmesh-cli[dev]')"
+            ) from exc
         raise PluginError(f"{where}: module {module_path!r} not found ({exc})") from exc
     except Exception as exc:  # an import-time error in plugin code is a plugin error
         raise PluginError(f"{where}: importing {module_path!r} failed: {exc!r}") from exc

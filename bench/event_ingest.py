@@ -237,7 +237,8 @@ async def main() -> None:
             await apply_migrations(pool, "runs", load_migrations("runmesh.gateway"))
             for _ in range(ROUNDS):
                 # The bench owns this sandbox's database: every round starts from empty tables.
-                await pool.execute("TRUNCATE runs.run_events, runs.runs")
+                # CASCADE: tables that reference runs (pipelines, schedules) are empty here too.
+                await pool.execute("TRUNCATE runs.run_events, runs.runs CASCADE")
                 prefix = f"b{uuid.uuid4().hex[:8]}"
                 settings = sandbox.settings.model_copy(update={"topic_prefix": prefix})
                 topic = Topics(prefix).events

@@ -124,6 +124,7 @@ async def test_a_worker_process_serves_healthz_beside_its_metrics(
             metrics = await probe.get("/metrics")
         assert metrics.status_code == 200
         assert "runmesh_runs_in_flight" in metrics.text
+        assert "# TYPE runmesh_retries_total counter" in metrics.text  # the process's retries
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

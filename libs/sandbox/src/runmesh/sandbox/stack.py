@@ -173,6 +173,7 @@ class Sandbox:
             update["database_url"] = self.postgres.dsn
         if self.broker is not None:
             update["kafka_bootstrap"] = self.broker.bootstrap
+            update.update(_tansu_group_timing(settings))
         self._settings = settings.model_copy(update=update)
         _logger.info(
             "sandbox ready in %.1fs (%s)",
@@ -209,3 +210,19 @@ class Sandbox:
         if failure is not None:
             # Raised outside the except block so that the group is not its context.
             raise failure
+
+
+#: Tansu holds a consumer group's JoinGroup for half the session timeout before it assigns
+#: partitions: with the 10 s default every worker, gateway loop and test consumer waits 5 s to
+#: serve. 6 s (3 s to join) still leaves a stalled event loop 6 s before its heartbeats lapse.
+SANDBOX_SESSION_TIMEOUT_MS = 6_000
+SANDBOX_HEARTBEAT_INTERVAL_MS = 2_000
+
+
+def _tansu_group_timing(settings: Settings) -> dict[str, int]:
+    """The sandbox broker's group timing, where the settings do not name their own."""
+    chosen = {
+        "kafka_session_timeout_ms": SANDBOX_SESSION_TIMEOUT_MS,
+        "kafka_heartbeat_interval_ms": SANDBOX_HEARTBEAT_INTERVAL_MS,
+    }
+    return {name: value for name, value in chosen.items() if name not in settings.model_fields_set}

@@ -183,6 +183,8 @@ class ArtifactPayload(BaseModel):
     size: int | None = Field(default=None, ge=0, description="Bytes")
     checksum: str | None = Field(default=None, description="e.g. sha256:<hex>")
     media_type: str | None = Field(default=None, description="e.g. application/json")
+    type: str | None = Field(default=None, description="What it holds, e.g. report:json")
+    serializer: str | None = Field(default=None, description="What reads it back, e.g. json")
 
 
 class SucceededPayload(BaseModel):

@@ -172,13 +172,23 @@ class Run:
         size: int | None = None,
         checksum: str | None = None,
         media_type: str | None = None,
+        type: str | None = None,
+        serializer: str | None = None,
     ) -> None:
-        """Announce a file the run wrote (by URI: the bytes live in object storage)."""
+        """Announce a file the run wrote (by URI: the bytes live in object storage); a typed
+        artifact (`runmesh.plugins.artifacts.save_artifact`) also says its type and the
+        serializer that reads it back."""
         self._flush_due()
         self._sink.emit(
             "run.artifact",
             ArtifactPayload(
-                name=name, uri=uri, size=size, checksum=checksum, media_type=media_type
+                name=name,
+                uri=uri,
+                size=size,
+                checksum=checksum,
+                media_type=media_type,
+                type=type,
+                serializer=serializer,
             ),
         )
 

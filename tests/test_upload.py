@@ -818,8 +818,10 @@ async def test_a_worker_shutting_down_mid_upload_keeps_the_work_for_attempt_2(
 async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
     settings: Settings, pool: asyncpg.Pool, own_uploads: RunClient, tenant: str, tmp_path: Path
 ) -> None:
-    count = 60
-    many_units(tmp_path, count, 64 * KB)
+    # Enough files that the upload is still going when the stop lands (60 could all be sent,
+    # and their units generated, within the shutdown's grace on a fast moto).
+    count = 300
+    many_units(tmp_path, count, 16 * KB)
     excel(tmp_path / "meta.xlsx", [["file", "weather"], ["u000", "sunny"]])
     storage = await make_storage(pool, tenant, tmp_path)
     collection = await make_collection(pool, tenant)
@@ -835,7 +837,7 @@ async def test_a_re_executed_run_that_fails_early_removes_what_attempt_1_stored(
     async with upload_worker(settings, shutdown_grace_s=0.2, cancel_grace_s=5.0):
         request = await own_uploads.submit("upload", params, tenant=tenant)
 
-        await wait_uploaded(own_uploads, request.run_id, 10 / 120)
+        await wait_uploaded(own_uploads, request.run_id, 10 / (2 * count))
     assert own_uploads.terminal(request.run_id) == []
     prefix = f"{tenant}/{collection}/{request.run_id}"
     kept = await objects(settings, prefix)

@@ -71,19 +71,23 @@ async def test_a_step_receives_the_value_an_earlier_step_saved(
 async def test_an_artifact_of_another_tenant_or_with_changed_bytes_is_refused(
     http: httpx.AsyncClient, settings: Settings, tenant: str
 ) -> None:
-    foreign = {
-        "name": "report.csv",
-        "uri": f"s3://{settings.s3.bucket}/runs/another-tenant/x/artifacts/report.csv",
-        "type": "report:rows",
-        "serializer": "testkit.csv-rows",
-    }
-    refused = await ended(
-        http, (await start(http, {"read": step("read_report", {"report": foreign})}))["run"]["id"]
-    )
-    assert refused["run"]["state"] == "failed", refused
-    error = await error_of(http, refused, "read")
-    assert error["type"] == "ArtifactError", error
-    assert "only the tenant's own runs' artifacts are read" in error["message"]
+    bucket = f"s3://{settings.s3.bucket}"
+    for uri in (
+        f"{bucket}/runs/another-tenant/x/artifacts/report.csv",
+        f"{bucket}/runs/{tenant}/../another-tenant/x/artifacts/report.csv",  # out by `..`
+    ):
+        foreign = {
+            "name": "report.csv",
+            "uri": uri,
+            "type": "report:rows",
+            "serializer": "testkit.csv-rows",
+        }
+        reading = await start(http, {"read": step("read_report", {"report": foreign})})
+        refused = await ended(http, reading["run"]["id"])
+        assert refused["run"]["state"] == "failed", refused
+        error = await error_of(http, refused, "read")
+        assert error["type"] == "ArtifactError", error
+        assert "only the tenant's own runs' artifacts are read" in error["message"]
 
     saved = await ended(
         http, (await start(http, {"save": step("save_report", {"rows": ROWS})}))["run"]["id"]

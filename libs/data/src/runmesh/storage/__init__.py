@@ -29,7 +29,7 @@ from runmesh.storage.factory import (
 )
 from runmesh.storage.file import FileStorage
 from runmesh.storage.http import AddressPolicy, HttpStorage, is_public_address
-from runmesh.storage.policy import StoragePolicy, run_prefixes, tenant_prefixes
+from runmesh.storage.policy import StoragePolicy, own_key, run_prefixes, tenant_prefixes
 from runmesh.storage.s3 import S3Storage
 from runmesh.storage.tenant_uris import Location, StorageRecord, TenantUris
 
@@ -57,6 +57,7 @@ __all__ = [
     "check_storage",
     "is_public_address",
     "open_storage",
+    "own_key",
     "platform_storage",
     "run_prefixes",
     "storage_from_url",

@@ -17,7 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runmesh.core.settings_parts import StorageSettings
-from runmesh.storage.errors import StoragePolicyError
+from runmesh.storage.base import validate_path
+from runmesh.storage.errors import StoragePathError, StoragePolicyError
 
 FILE_ROOTS_SETTING = "RUNMESH_STORAGE_FILE_ROOTS"
 S3_ENDPOINTS_SETTING = "RUNMESH_STORAGE_S3_ENDPOINTS"
@@ -48,6 +49,21 @@ def run_prefixes(tenant: str, run_ids: Iterable[uuid.UUID]) -> tuple[str, ...]:
     if not tenant_prefixes(tenant):
         return ()
     return tuple(f"{kind}/{tenant}/{run_id}/" for run_id in run_ids for kind in ("runs", "models"))
+
+
+def own_key(uri: str, bucket: str, prefixes: Sequence[str]) -> str | None:
+    """The key of `uri` in the platform bucket if it lies under one of `prefixes`, else None:
+    how a URI a run or a tenant named is checked before the platform reads it.
+
+    S3 URIs carry their key as is (`S3Storage.url`), so it is not unquoted."""
+    root = f"s3://{bucket}/"
+    if not uri.startswith(root):
+        return None
+    try:
+        key = validate_path(uri[len(root) :])
+    except StoragePathError:
+        return None  # `..`, `//`: never a key the platform wrote
+    return key if any(key.startswith(prefix) for prefix in prefixes) else None
 
 
 def _endpoint_key(url: str) -> tuple[str, str, int] | None:

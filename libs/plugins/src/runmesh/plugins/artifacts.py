@@ -21,10 +21,11 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Final
-from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from runmesh.core.events import ArtifactPayload
 
 if TYPE_CHECKING:
     from runmesh.plugins.run import Run
@@ -50,17 +51,12 @@ class ArtifactError(Exception):
     serializer refuses, bytes that do not match their checksum, a URI outside the tenant's."""
 
 
-class Artifact(BaseModel):
-    """A saved artifact: where its bytes are, what they are, and how to read them back."""
+class Artifact(ArtifactPayload):
+    """A saved artifact: the `run.artifact` payload of a typed one, which says where its bytes
+    are, what they are, and how to read them back."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    name: str = Field(description="The artifact's name within its run")
-    uri: str = Field(description="s3://<platform bucket>/runs/<tenant>/<run>/artifacts/<name>")
     type: str = Field(description="What it holds, e.g. `report:json`, `dataset:coco`")
     serializer: str = Field(description="The serializer that wrote the bytes, e.g. `json`")
-    checksum: str | None = Field(default=None, description="sha256:<hex> of the bytes")
-    size: int | None = Field(default=None, ge=0, description="Bytes")
 
 
 class ArtifactSerializer(ABC):
@@ -190,20 +186,13 @@ async def save_artifact(
     artifact = Artifact(
         name=name,
         uri=f"s3://{settings.s3_bucket}/{key}",
-        type=type,
-        serializer=chosen.name,
-        checksum=info.checksum,
-        size=info.size,
-    )
-    run.log_artifact(
-        name,
-        artifact.uri,
         size=info.size,
         checksum=info.checksum,
         media_type=chosen.media_type,
         type=type,
         serializer=chosen.name,
     )
+    run.log_artifact(**artifact.model_dump())
     return artifact
 
 
@@ -212,14 +201,13 @@ async def load_artifact(run: Run, artifact: Artifact) -> Any:
 
     Only the tenant's own runs' artifacts are read: a reference is a param, and params are
     the tenant's to write."""
-    from runmesh.storage import platform_storage
+    from runmesh.storage import own_key, platform_storage
     from runmesh.storage.base import StreamHasher
 
     settings = _settings(run)
-    parts = urlsplit(artifact.uri)
-    key = parts.path.lstrip("/")
     own = f"runs/{run.context.tenant}/"
-    if parts.scheme != "s3" or parts.netloc != settings.s3_bucket or not key.startswith(own):
+    key = own_key(artifact.uri, settings.s3_bucket, (own,))
+    if key is None:
         raise ArtifactError(
             f"artifact {artifact.name!r} is at {artifact.uri}, not under "
             f"s3://{settings.s3_bucket}/{own}: only the tenant's own runs' artifacts are read"

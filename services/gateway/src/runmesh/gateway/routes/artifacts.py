@@ -9,7 +9,7 @@ a child run such as a tune trial writes) is served; anything else is a 409.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -26,10 +26,9 @@ from runmesh.storage import (
     Storage,
     StorageError,
     StorageNotFound,
-    StoragePathError,
+    own_key,
     platform_storage,
     run_prefixes,
-    validate_path,
 )
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=MeasuredRoute)
@@ -66,7 +65,7 @@ async def download_artifact(
     if payload.get("media_type") == "inode/directory" or uri.endswith("/"):
         raise Conflict(f"artifact {name!r} is a folder ({uri}), not a file")
     owners = [run_id] if row["parent_run_id"] is None else [run_id, row["parent_run_id"]]
-    key = _own_key(uri, deps.settings.s3_bucket, run_prefixes(tenant, owners))
+    key = own_key(uri, deps.settings.s3_bucket, run_prefixes(tenant, owners))
     if key is None:
         shown = ", ".join(
             f"s3://{deps.settings.s3_bucket}/{prefix}" for prefix in run_prefixes(tenant, [run_id])
@@ -93,20 +92,6 @@ async def download_artifact(
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file_name)}",
         },
     )
-
-
-def _own_key(uri: str, bucket: str, prefixes: Sequence[str]) -> str | None:
-    """The key of `uri` in the platform bucket if it lies under one of `prefixes`, else None.
-
-    S3 URIs carry their key as is (`S3Storage.url`), so it is not unquoted."""
-    root = f"s3://{bucket}/"
-    if not uri.startswith(root):
-        return None
-    try:
-        key = validate_path(uri[len(root) :])
-    except StoragePathError:
-        return None  # `..`, `//`: never a key the platform wrote
-    return key if any(key.startswith(prefix) for prefix in prefixes) else None
 
 
 async def _stream(storage: Storage, key: str) -> AsyncIterator[bytes]:

@@ -15,7 +15,7 @@ UV_SYNC_FLAGS ?=
 
 $(VENV)/.synced: pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
-	$(UV) sync $(UV_SYNC_FLAGS)
+	$(UV) sync --compile-bytecode $(UV_SYNC_FLAGS)
 	@touch $@
 
 bootstrap: $(VENV)/.synced ## install uv and the workspace

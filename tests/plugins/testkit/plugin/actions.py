@@ -184,8 +184,18 @@ class Hog(Action):
 
     def start(self) -> dict[str, object]:
         params: HogParams = self.params  # type: ignore[assignment]
-        blocks = [bytearray(1024 * 1024) for _ in range(params.mb)]
+        # Written, not only reserved: a zeroed block would cost no memory until touched.
+        blocks = [bytearray(b"\x01") * (1024 * 1024) for _ in range(params.mb)]
         return {"allocated": len(blocks)}
+
+
+class VisibleGpus(Action):
+    """Reports the GPUs its process is allowed to see."""
+
+    name = "visible_gpus"
+
+    def start(self) -> dict[str, object]:
+        return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 class Stubborn(Action):

@@ -133,7 +133,7 @@ async def run_dev(
         if not started and task is not None:
             task.cancel()
 
-    # POSIX only, like the sandbox itself (pdeathsig, RLIMIT_AS, the embedded PostgreSQL).
+    # POSIX only, like the sandbox itself (pdeathsig, cgroups, the embedded PostgreSQL).
     installed = [signal.SIGINT, signal.SIGTERM]
     for signum in installed:
         loop.add_signal_handler(signum, on_signal)

@@ -62,13 +62,15 @@ class Resources(BaseModel):
         default=0,
         ge=0,
         le=MAX_GPUS,
-        description="GPUs it uses (of its worker's RUNMESH_WORKER_GPUS)",
+        description="GPUs it uses (of its worker's RUNMESH_WORKER_GPUS); its job sees only "
+        "those (CUDA_VISIBLE_DEVICES)",
     )
     memory_mb: int = Field(
         default=0,
         ge=0,
         le=MAX_MEMORY_MB,
-        description="Memory it uses, in MiB (of its worker's RUNMESH_WORKER_MEMORY_MB)",
+        description="Memory it uses, in MiB (of its worker's RUNMESH_WORKER_MEMORY_MB): its "
+        "job's memory limit, else RUNMESH_JOB_MEMORY_MB",
     )
     lock_all: bool = Field(
         default=False,

@@ -189,7 +189,18 @@ class Settings(BaseSettings):
     )
 
     # Worker runtime
-    job_memory_mb: int = Field(default=2048, ge=16, description="Address-space limit of a job")
+    job_memory_mb: int = Field(
+        default=2048,
+        ge=16,
+        le=64 * 1024 * 1024,
+        description="Memory limit in MiB of a job whose run declares no `resources.memory_mb`",
+    )
+    job_memory_limit: Literal["auto", "cgroup", "rlimit", "off"] = Field(
+        default="auto",
+        description="How a job's memory limit is enforced: `auto`, a cgroup where the worker "
+        "can make one, else none; `cgroup`, or the worker does not start; `rlimit`, "
+        "RLIMIT_DATA (allocations past it raise MemoryError); `off`",
+    )
     cancel_grace_s: float = Field(
         default=5.0, gt=0, description="SIGTERM → SIGKILL delay for a job that ignores cancel"
     )
@@ -252,6 +263,13 @@ class Settings(BaseSettings):
         le=1024,
         description="GPUs a worker offers its runs (`resources.gpus`); the gateway sends a run "
         "asking for GPUs only to a pool whose workers offer as many",
+    )
+    worker_gpu_devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="The GPUs a worker hands its jobs, as CUDA_VISIBLE_DEVICES names them "
+        "(`0,1`, or GPU UUIDs), comma-separated; empty: 0 to RUNMESH_WORKER_GPUS-1. When "
+        "set, RUNMESH_WORKER_GPUS is how many it names",
     )
     worker_memory_mb: int | None = Field(
         default=None,
@@ -337,11 +355,11 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part.strip()]
         return value
 
-    @field_validator("storage_s3_endpoints", mode="before")
+    @field_validator("storage_s3_endpoints", "worker_gpu_devices", mode="before")
     @classmethod
-    def _split_endpoints(cls, value: object) -> object:
+    def _split_words(cls, value: object) -> object:
         if isinstance(value, str):
-            return [url for url in re.split(r"[,\s]+", value) if url]
+            return [word for word in re.split(r"[,\s]+", value) if word]
         return value
 
     @field_validator("worker_labels", mode="before")
@@ -353,6 +371,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_labels(cls, value: list[str]) -> list[str]:
         return parse_labels(",".join(value))
+
+    @field_validator("worker_gpu_devices")
+    @classmethod
+    def _check_devices(cls, value: list[str]) -> list[str]:
+        for device in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", device):
+                raise ValueError(f"{device!r} is not a GPU device id (e.g. 0, or GPU-<uuid>)")
+        if len(set(value)) != len(value):
+            raise ValueError("a GPU device is named twice")
+        return value
 
     @field_validator("in_process_plugins", mode="before")
     @classmethod

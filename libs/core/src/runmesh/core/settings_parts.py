@@ -133,6 +133,7 @@ class WorkerSettings(SettingsPart):
     retry_backoff_s: float
     retry_backoff_max_s: float
     job_memory_mb: int
+    job_memory_limit: Literal["auto", "cgroup", "rlimit", "off"]
     job_sandbox: Literal["landlock", "off"]
     job_network: Literal["catalog", "open"]
     cancel_grace_s: float
@@ -146,6 +147,7 @@ class WorkerSettings(SettingsPart):
     worker_labels: list[str]
     worker_heartbeat_s: float
     worker_gpus: int
+    worker_gpu_devices: list[str]
     worker_memory_mb: int | None
     metrics_port: int | None
 

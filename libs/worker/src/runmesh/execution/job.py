@@ -34,6 +34,7 @@ from runmesh.execution.job_frames import (
     decode_job_message,
     reply_frame,
 )
+from runmesh.execution.memory_limit import MemoryLimit
 from runmesh.execution.outcome import Cancelled, Failed, Outcome
 from runmesh.execution.stop import StopSignal
 from runmesh.storage.brokered import BrokerCallError
@@ -227,10 +228,11 @@ async def execute_job(
     """Run the action in a child process; its `run` calls arrive through `emit`, in order.
 
     The child is forked from the job server (never from the worker: no inherited sockets, locks
-    or event loop), or, with `python`, from that interpreter's server. It is limited to
-    `spec.memory_mb` of address space, sent SIGTERM on a stop request and SIGKILL `grace_s`
-    later. A crash, an exit without an outcome, a kill or a malformed message ends the attempt
-    `failed`; the worker itself is untouched. `calls` serves the job's storage calls.
+    or event loop), or, with `python`, from that interpreter's server. It holds itself to
+    `spec.memory`, and is sent SIGTERM on a stop request and SIGKILL `grace_s` later. A crash,
+    an exit without an outcome, a kill (for memory: `OutOfMemory`) or a malformed message ends
+    the attempt `failed`; the worker itself is untouched. `calls` serves the job's storage
+    calls.
     """
     conn, child_conn = _JOB_CONTEXT.Pipe(duplex=True)
     process: multiprocessing.process.BaseProcess
@@ -284,7 +286,7 @@ async def execute_job(
     if stop.requested and (outcome is None or isinstance(outcome, Cancelled)):
         return stop.outcome()
     if outcome is None:
-        return _crash_outcome(process.exitcode, spec.memory_mb)
+        return _crash_outcome(process.exitcode, spec.memory)
     return outcome
 
 
@@ -392,7 +394,9 @@ async def _stop_process(
         process.kill()
 
 
-def _crash_outcome(exitcode: int | None, memory_mb: int) -> Failed:
+def _crash_outcome(exitcode: int | None, memory: MemoryLimit | None) -> Failed:
+    if memory is not None and memory.exceeded():  # the kernel killed it in its cgroup
+        return Failed("OutOfMemory", memory.message())
     if exitcode is not None and exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
@@ -401,8 +405,11 @@ def _crash_outcome(exitcode: int | None, memory_mb: int) -> Failed:
         how = f"was killed by {name}"
     else:
         how = f"exited with code {exitcode} without reporting a result"
-    return Failed(
-        "JobCrashed",
-        f"the job process {how} (a crash, os._exit, or the {memory_mb} MB memory limit "
-        "RUNMESH_JOB_MEMORY_MB)",
-    )
+    if memory is not None and memory.how == "rlimit":
+        # An allocator that cannot allocate may abort rather than raise MemoryError.
+        return Failed(
+            "JobCrashed",
+            f"the job process {how} (a crash, os._exit, or a library failing to allocate "
+            f"within its memory limit of {memory.mb} MB)",
+        )
+    return Failed("JobCrashed", f"the job process {how} (a crash, or os._exit)")

@@ -6,7 +6,6 @@ import asyncio
 import ctypes
 import inspect
 import os
-import resource
 import signal
 import sys
 import threading
@@ -27,6 +26,7 @@ from runmesh.execution.confinement import Confinement, confine
 from runmesh.execution.job_channel import JobChannel
 from runmesh.execution.job_frames import JobProtocolError
 from runmesh.execution.landlock import LandlockError
+from runmesh.execution.memory_limit import MemoryLimit
 from runmesh.execution.outcome import (
     Failed,
     Outcome,
@@ -49,7 +49,8 @@ class JobSpec:
     params: dict[str, Any]
     run_id: uuid.UUID
     attempt: int
-    memory_mb: int
+    memory: MemoryLimit | None
+    """The job's memory limit, applied before anything else; None: none."""
     progress_interval_s: float
     context: RunContext = field(default_factory=RunContext)
     trace_carrier: dict[str, str] = field(default_factory=dict)
@@ -64,6 +65,8 @@ class JobSpec:
     brokered: bool = False
     """A tenant's code: `context.settings` holds no keys, so the job opens every storage
     through the worker's broker."""
+    gpu_devices: tuple[str, ...] = ()
+    """The GPUs the worker gave the job: its CUDA_VISIBLE_DEVICES, so it sees those only."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -72,8 +75,10 @@ _PR_SET_PDEATHSIG = 1
 def job_main(spec: JobSpec, conn: Connection, worker_pid: int) -> None:
     """Entry point of the spawned child process."""
     _die_with_worker(worker_pid)
-    limit = spec.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if spec.memory is not None:
+        spec.memory.apply()
+    # Set before the plugin is imported: CUDA reads it once, at its first use.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_devices)
     cancel_flag = threading.Event()
     # SIGTERM is the parent's cancel: let the action stop at its next check; the parent sends
     # SIGKILL if it does not within the grace period.
@@ -177,8 +182,10 @@ def _run(
         outcome = result_outcome(result)
     except MemoryError:
         outcome = Failed(
-            "MemoryLimitExceeded",
-            f"the job exceeded its memory limit of {spec.memory_mb} MB (RUNMESH_JOB_MEMORY_MB)",
+            "OutOfMemory",
+            spec.memory.message()
+            if spec.memory is not None
+            else "out of memory: the machine had no more to give (the job had no limit)",
         )
     except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the attempt's failure
         outcome = exception_outcome(exc)

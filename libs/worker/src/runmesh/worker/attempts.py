@@ -19,13 +19,14 @@ from runmesh.core.events import LogPayload, PluginManifest, RunRequest, StartedP
 from runmesh.core.settings import Settings
 from runmesh.execution import Failed, Outcome, StopSignal
 from runmesh.execution.isolation import run_method
+from runmesh.execution.memory_limit import JobCgroups
 from runmesh.execution.outcome import invalid_params
 from runmesh.execution.watchdog import LoopWatchdog
 from runmesh.plugins.redaction import redacted_params
 from runmesh.plugins.registry import PluginRegistry, unknown_action
 from runmesh.plugins.run import RunContext
 from runmesh.worker.emitter import RunEmitter
-from runmesh.worker.execution import ExecutionTarget, execute_target
+from runmesh.worker.execution import ExecutionTarget, JobLimits, execute_target
 from runmesh.worker.metrics import WorkerMetrics
 from runmesh.worker.plugin_install import PluginInstaller
 from runmesh.worker.published_plugins import PublishedPlugins
@@ -62,11 +63,19 @@ class AttemptRunner:
         self.installer = PluginInstaller(settings.plugins, settings.s3)
         self.tenant_code: TenantCodeGuard | None = None
         """Set by the worker once its database pool is open: runs of tenant code need it."""
+        self.job_cgroups: JobCgroups | None = None
+        """Set by the worker at start where it limits jobs' memory with cgroups."""
 
     async def run(
-        self, request: RunRequest, attempt: int, emitter: RunEmitter, stop: StopSignal
+        self,
+        request: RunRequest,
+        attempt: int,
+        emitter: RunEmitter,
+        stop: StopSignal,
+        gpus: tuple[str, ...] = (),
     ) -> Outcome | None:
-        """Run one attempt of `request` to its outcome; None = abandon it (shutdown)."""
+        """Run one attempt of `request` to its outcome, a job of it seeing only the `gpus` the
+        worker gave it; None = abandon it (shutdown)."""
         missing = _missing_labels(request, self.settings.worker_labels)
         if missing:
             # Routed here by the pool's other workers' labels: the pool is misconfigured.
@@ -90,7 +99,7 @@ class AttemptRunner:
             published = await self._find_published(request)
             if published is None:
                 return Failed("UnknownAction", str(exc))
-            return await self._run_published(request, attempt, published, emitter, stop)
+            return await self._run_published(request, attempt, published, emitter, stop, gpus)
         if action.method == "restapi":
             return _not_runnable(action.name, plugin.ref)
         request = with_default_timeout(request, action.config.timeout_s)
@@ -119,7 +128,7 @@ class AttemptRunner:
             directory=plugin.directory,
             cls=action.cls,
         )
-        return await self._execute(request, attempt, target, emitter, stop, params)
+        return await self._execute(request, attempt, target, emitter, stop, gpus, params)
 
     async def _find_published(self, request: RunRequest) -> PluginManifest | None:
         """The tenant's published version a request names, if it names one."""
@@ -135,6 +144,7 @@ class AttemptRunner:
         plugin: PluginManifest,
         emitter: RunEmitter,
         stop: StopSignal,
+        gpus: tuple[str, ...],
     ) -> Outcome | None:
         """Run an action of a published version: install it (once per checksum), then run the
         action as a confined job with the version's interpreter, which validates the params
@@ -185,7 +195,9 @@ class AttemptRunner:
             async with self.tenant_code.access(
                 request.run_id, request.tenant, installed.directory, request.timeout_s
             ) as access:
-                return await self._execute(request, attempt, target, emitter, stop, access=access)
+                return await self._execute(
+                    request, attempt, target, emitter, stop, gpus, access=access
+                )
         except (RunRoleError, MigrationError) as exc:  # the operator's to fix: said once
             return Failed(type(exc).__name__, str(exc))
 
@@ -196,6 +208,7 @@ class AttemptRunner:
         target: ExecutionTarget,
         emitter: RunEmitter,
         stop: StopSignal,
+        gpus: tuple[str, ...],
         params: BaseModel | None = None,
         access: TenantCodeAccess | None = None,
     ) -> Outcome | None:
@@ -228,6 +241,7 @@ class AttemptRunner:
                 params=params,
                 watchdog=self.watchdog,
                 access=access,
+                limits=JobLimits(gpus, self.job_cgroups),
             )
         finally:
             in_flight.dec()

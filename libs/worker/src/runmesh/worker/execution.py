@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +15,46 @@ from runmesh.core.events import RunRequest
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import trace_carrier
 from runmesh.execution import JobSpec, StopSignal, execute_job, execute_task
+from runmesh.execution.memory_limit import JobCgroups, MemoryLimit
 from runmesh.execution.outcome import Outcome
 from runmesh.execution.watchdog import LoopWatchdog
 from runmesh.plugins.action import Action
 from runmesh.plugins.run import Run, RunContext
 from runmesh.worker.emitter import RunEmitter
 from runmesh.worker.tenant_code import TenantCodeAccess
+
+
+@dataclass(slots=True, frozen=True)
+class JobLimits:
+    """What a run's job may use of its worker: the GPUs the worker gave it (the only ones it
+    sees) and, where the worker limits memory with cgroups, where it makes the job's group."""
+
+    gpus: tuple[str, ...] = ()
+    cgroups: JobCgroups | None = None
+
+    def memory_mb(self, request: RunRequest, settings: Settings) -> int:
+        """The run's own `resources.memory_mb`, else the platform's default for a job."""
+        asked = request.resources.memory_mb if request.resources is not None else 0
+        return asked or settings.job_memory_mb
+
+    @contextlib.asynccontextmanager
+    async def memory(
+        self, request: RunRequest, attempt: int, settings: Settings
+    ) -> AsyncIterator[MemoryLimit | None]:
+        """The job's memory limit for its lifetime: its own cgroup, made now and removed
+        after (with anything the job left running in it), or the opt-in RLIMIT."""
+        mb = self.memory_mb(request, settings)
+        if self.cgroups is not None:
+            cgroups = self.cgroups
+            limit = await asyncio.to_thread(cgroups.limit, f"{request.run_id}-{attempt}", mb)
+            try:
+                yield limit
+            finally:
+                await asyncio.to_thread(cgroups.remove, limit)
+        elif settings.job_memory_limit == "rlimit":
+            yield MemoryLimit(mb=mb, how="rlimit")
+        else:
+            yield None
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,37 +83,42 @@ async def execute_target(
     params: BaseModel | None = None,
     watchdog: LoopWatchdog | None = None,
     access: TenantCodeAccess | None = None,
+    limits: JobLimits | None = None,
 ) -> Outcome:
     """Run `target` for one attempt of `request` until it ends or `stop` takes effect.
 
     A task needs the validated `params`; a job gets the request's raw params (a published
     version's job validates them itself). A tenant's code runs with `access`: confined, its
-    storages served by the access's broker.
+    storages served by the access's broker. A job is held to `limits`; an action run in the
+    worker (a task) shares the worker's memory and GPUs.
     """
     if target.method == "job":
-        spec = JobSpec(
-            plugin_dir=str(target.directory),
-            action=target.action,
-            params=request.params,
-            run_id=request.run_id,
-            attempt=attempt,
-            memory_mb=settings.job_memory_mb,
-            progress_interval_s=settings.progress_interval_s,
-            context=context,
-            trace_carrier=trace_carrier(),
-            validates_params=target.python is not None,
-            parent_run_id=request.parent_run_id,
-            confinement=None if access is None else access.confinement,
-            brokered=access is not None,
-        )
-        return await execute_job(
-            spec,
-            emitter.emit_async,
-            stop,
-            grace_s=settings.cancel_grace_s,
-            python=target.python,
-            calls=None if access is None else access.broker,
-        )
+        limits = limits or JobLimits()
+        async with limits.memory(request, attempt, settings) as memory:
+            spec = JobSpec(
+                plugin_dir=str(target.directory),
+                action=target.action,
+                params=request.params,
+                run_id=request.run_id,
+                attempt=attempt,
+                memory=memory,
+                gpu_devices=limits.gpus,
+                progress_interval_s=settings.progress_interval_s,
+                context=context,
+                trace_carrier=trace_carrier(),
+                validates_params=target.python is not None,
+                parent_run_id=request.parent_run_id,
+                confinement=None if access is None else access.confinement,
+                brokered=access is not None,
+            )
+            return await execute_job(
+                spec,
+                emitter.emit_async,
+                stop,
+                grace_s=settings.cancel_grace_s,
+                python=target.python,
+                calls=None if access is None else access.broker,
+            )
     if target.cls is None or params is None:
         raise RuntimeError(f"{target.code} {target.action}: a task needs its class")
     cancel_flag = threading.Event()

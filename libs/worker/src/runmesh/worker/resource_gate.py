@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from runmesh.core.errors import ConfigurationError
 from runmesh.core.run_policy import Resources
 from runmesh.core.settings_parts import WorkerSettings
 from runmesh.execution import StopSignal
@@ -29,6 +30,17 @@ class Capacity:
 
     gpus: int
     memory_mb: int
+    gpu_devices: tuple[str, ...] = ()
+    """The GPUs' names for CUDA_VISIBLE_DEVICES; empty: `0` to `gpus - 1`."""
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The name of each GPU, as a job's CUDA_VISIBLE_DEVICES lists it."""
+        return self.gpu_devices or tuple(str(index) for index in range(self.gpus))
+
+
+class CapacityError(ConfigurationError):
+    """A worker's GPU settings contradict each other."""
 
 
 def worker_capacity(settings: WorkerSettings) -> Capacity:
@@ -36,7 +48,15 @@ def worker_capacity(settings: WorkerSettings) -> Capacity:
     memory_mb = settings.worker_memory_mb
     if memory_mb is None:
         memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    return Capacity(gpus=settings.worker_gpus, memory_mb=memory_mb)
+    devices = tuple(settings.worker_gpu_devices)
+    if devices and settings.worker_gpus not in (0, len(devices)):
+        raise CapacityError(
+            f"RUNMESH_WORKER_GPUS is {settings.worker_gpus} but RUNMESH_WORKER_GPU_DEVICES names "
+            f"{len(devices)}: set one, or both alike"
+        )
+    return Capacity(
+        gpus=len(devices) or settings.worker_gpus, memory_mb=memory_mb, gpu_devices=devices
+    )
 
 
 def lacking(need: Resources | None, capacity: Capacity) -> str | None:
@@ -69,6 +89,7 @@ class ResourceGate:
         self._gpus = 0
         self._memory_mb = 0
         self._alone = False
+        self._free_devices = list(capacity.devices)
         self._waiting: list[object] = []  # the runs waiting for room, first come first
         self._on_hold = on_hold
         self._was_held = False
@@ -85,28 +106,34 @@ class ResourceGate:
         return self._alone or bool(self._waiting)
 
     @contextlib.asynccontextmanager
-    async def turn(self, need: Resources | None, stop: StopSignal) -> AsyncIterator[bool]:
-        """Wait for room for `need` and yield True; yield False, without a turn, if `stop` is
+    async def turn(
+        self, need: Resources | None, stop: StopSignal
+    ) -> AsyncIterator[tuple[str, ...] | None]:
+        """Wait for room for `need` and yield the GPUs it was given (empty when it asked for
+        none; a `lock_all` run gets them all); yield None, without a turn, if `stop` is
         requested first. What it took is given back on leaving."""
         stop.on_request(self._poke)
-        entered = await self._enter(need or Resources(), stop)
+        need = need or Resources()
+        devices = await self._enter(need, stop)
         try:
-            yield entered
+            yield devices
         finally:
-            if entered:
+            if devices is not None:
                 async with self._changed:
                     self._running -= 1
-                    self._gpus -= (need or Resources()).gpus
-                    self._memory_mb -= (need or Resources()).memory_mb
+                    self._gpus -= need.gpus
+                    self._memory_mb -= need.memory_mb
+                    if not need.lock_all:
+                        self._free_devices.extend(devices)
                     self._alone = False
                     self._tell()
 
-    async def _enter(self, need: Resources, stop: StopSignal) -> bool:
+    async def _enter(self, need: Resources, stop: StopSignal) -> tuple[str, ...] | None:
         asks = need.lock_all or need.gpus > 0 or need.memory_mb > 0
         async with self._changed:
             if not asks and not self.held:  # the common case: nothing asked, nothing waits
                 self._running += 1
-                return True
+                return ()
             ticket = object()
             self._waiting.append(ticket)
             self._tell()
@@ -118,13 +145,17 @@ class ResourceGate:
                 self._waiting.remove(ticket)
                 self._tell()
             if stop.requested:
-                return False
+                return None
             self._running += 1
             self._gpus += need.gpus
             self._memory_mb += need.memory_mb
             self._alone = need.lock_all
             self._tell()
-            return True
+            if need.lock_all:  # alone on the worker: every GPU is its own
+                return self._capacity.devices
+            devices = tuple(self._free_devices[: need.gpus])
+            del self._free_devices[: need.gpus]
+            return devices
 
     def _fits(self, need: Resources) -> bool:
         if self._alone:

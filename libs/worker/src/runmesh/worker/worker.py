@@ -49,6 +49,7 @@ from runmesh.execution import (
     warm_job_server,
 )
 from runmesh.execution.isolation import run_method
+from runmesh.execution.memory_limit import open_job_cgroups
 from runmesh.execution.watchdog import LoopWatchdog
 from runmesh.plugins.registry import PluginRegistry
 from runmesh.worker.attempts import AttemptRunner
@@ -151,6 +152,10 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             self.watchdog.start()
             stack.callback(self.watchdog.stop)
+            cgroups = await asyncio.to_thread(open_job_cgroups, settings.job_memory_limit)
+            if cgroups is not None:
+                self._attempts.job_cgroups = cgroups
+                stack.callback(cgroups.close)
             async with reaching(f"PostgreSQL at {without_password(settings.database_url)}"):
                 pool = await create_pool(settings.database, min_size=1, max_size=4)
                 stack.push_async_callback(pool.close)
@@ -455,10 +460,10 @@ class Worker:
         stop = self._running.setdefault(request.run_id, StopSignal())
         if (short := lacking(request.resources, self._gate.capacity)) is not None:
             return Failed("InsufficientResources", f"{short}: it cannot run here")
-        async with self._gate.turn(request.resources, stop) as entered:
-            if not entered:  # stopped while it waited its turn: the worker's stop abandons it
+        async with self._gate.turn(request.resources, stop) as gpus:
+            if gpus is None:  # stopped while it waited its turn: the worker's stop abandons it
                 return None if stop.kind == "shutdown" else stop.outcome()
-            return await self._attempts.run(request, claim.attempt, emitter, stop)
+            return await self._attempts.run(request, claim.attempt, emitter, stop, gpus)
 
     def _busy_slots(self) -> int:
         """Slots holding a run, as announced: all of them while a run waits for room or runs

@@ -39,7 +39,9 @@ def test_a_jobs_group_is_made_under_the_workers_own_with_its_limit(
     mountinfo, membership = fake_host(tmp_path, unified=unified)
     cgroups = JobCgroups.open(mountinfo, membership)
     own = tmp_path / ("unified" if unified else "memory") / "pod" / "worker"
-    assert cgroups.folder == own / f"runmesh-jobs-{os.getpid()}"
+    assert cgroups.folder.parent == own
+    assert cgroups.folder.name.startswith(f"runmesh-jobs-{os.getpid()}-")
+    assert JobCgroups.open(mountinfo, membership).folder != cgroups.folder  # one per worker
     limit = cgroups.limit("run-1", 1024)
     group = Path(limit.cgroup or "")
     assert group.parent == cgroups.folder and limit.mb == 1024 and limit.how == "cgroup"
@@ -81,3 +83,15 @@ def test_an_oom_kill_in_the_group_is_read_back(
 
 def test_an_rlimit_is_never_read_as_an_oom_kill() -> None:
     assert MemoryLimit(mb=512, how="rlimit").exceeded() is False
+
+
+def test_the_folders_of_dead_workers_are_swept(tmp_path: Path) -> None:
+    mountinfo, membership = fake_host(tmp_path, unified=False)
+    own = tmp_path / "memory" / "pod" / "worker"
+    dead = own / "runmesh-jobs-999999999-0a1b2c3d"  # no such process
+    (dead / "run-1").mkdir(parents=True)
+    alive = own / f"runmesh-jobs-{os.getpid()}-0a1b2c3d"
+    alive.mkdir()
+    JobCgroups.open(mountinfo, membership)
+    assert not dead.exists()
+    assert alive.exists()

@@ -9,8 +9,8 @@ Where no cgroup can be made, `RUNMESH_JOB_MEMORY_LIMIT=rlimit` sets `RLIMIT_DATA
 counts private writable memory (heap, anonymous maps), not reservations, and an allocation
 past it raises `MemoryError`.
 
-The worker side (`JobCgroups`) makes one folder per worker process beside its own cgroup and
-one group per job inside it; the job joins its group itself, first thing (before the plugin
+The worker side (`JobCgroups`) makes one folder per worker beside its own cgroup and one
+group per job inside it; the job joins its group itself, first thing (before the plugin
 is imported), by writing `0` to its `cgroup.procs`. Writes here are to sysfs: fast, and made
 from the worker's threads, never its event loop.
 """
@@ -24,6 +24,7 @@ import os
 import resource
 import signal
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -106,7 +107,9 @@ class JobCgroups:
         hierarchy = _own_hierarchy(mountinfo, membership)
         parent = _v2_parent(hierarchy.own) if hierarchy.version == 2 else hierarchy.own
         _sweep_stale(parent)
-        folder = parent / f"{_JOBS_FOLDER}{os.getpid()}"
+        # One folder per worker, not per process: a process may run several workers, and
+        # each removes its own folder when it stops.
+        folder = parent / f"{_JOBS_FOLDER}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             folder.mkdir(exist_ok=True)
             if hierarchy.version == 2:
@@ -231,7 +234,7 @@ def _v2_parent(own: Path) -> Path:
 def _sweep_stale(parent: Path) -> None:
     """Remove the folders of workers that died without removing theirs (SIGKILL)."""
     for folder in parent.glob(f"{_JOBS_FOLDER}*"):
-        pid = folder.name.removeprefix(_JOBS_FOLDER)
+        pid = folder.name.removeprefix(_JOBS_FOLDER).partition("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             for group in [child for child in folder.iterdir() if child.is_dir()]:
                 _remove_group(group)

@@ -153,9 +153,10 @@ class ResourceGate:
             self._tell()
             if need.lock_all:  # alone on the worker: every GPU is its own
                 return self._capacity.devices
-            devices = tuple(self._free_devices[: need.gpus])
+            devices = self._free_devices[: need.gpus]
             del self._free_devices[: need.gpus]
-            return devices
+            order = self._capacity.devices
+            return tuple(sorted(devices, key=order.index))  # in the worker's order
 
     def _fits(self, need: Resources) -> bool:
         if self._alone:

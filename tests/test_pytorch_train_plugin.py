@@ -97,6 +97,8 @@ async def test_the_example_trains_through_the_mesh_and_the_builtin_serves_its_mo
             )
             tested = await client.wait_terminal(test.run_id, timeout=120)
             assert tested.type == "run.succeeded", tested
-            assert tested.payload.result["report"]["accuracy"] >= 0.8  # type: ignore[attr-defined]
+            report = tested.payload.result["report"]  # type: ignore[attr-defined]
+            assert report["box_classification"]["accuracy"] >= 0.8
+            assert report["detection"]["map_50"] >= 0.3
     finally:
         await client.stop()

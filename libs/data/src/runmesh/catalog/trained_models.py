@@ -145,3 +145,22 @@ async def list_models(
     """The tenant's models, newest first, after the keyset position `before`."""
     rows = await fetch_newest_first(conn, "models", _COLUMNS, tenant, before, limit)
     return [_model(row) for row in rows]
+
+
+async def record_test(
+    conn: Executor, tenant: str, model_id: uuid.UUID, metrics: Mapping[str, float]
+) -> ModelRow | None:
+    """Add a `test` run's scores to the model's metrics (a later test's replace an earlier's
+    of the same names); None when the model is gone."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE catalog.models SET metrics = metrics || $3::text::jsonb
+        WHERE tenant = $1 AND id = $2
+        RETURNING {_COLUMNS}
+        """,
+        tenant,
+        model_id,
+        orjson.dumps(dict(metrics)).decode(),
+        timeout=_TIMEOUT_S,
+    )
+    return None if row is None else _model(row)

@@ -103,12 +103,20 @@ class InferenceParams(BaseModel):
 
 
 class EvaluateParams(BaseModel):
-    """Evaluate a registered model on a dataset's boxes: per-class precision, recall, F1."""
+    """Evaluate a registered model's detections on a dataset's boxes: mAP, per-class AP,
+    precision and recall at a threshold."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: uuid.UUID = Field(description="A registered model")
     dataset: DatasetRef
+    confidence_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="The score a detection needs to count in precision and recall (mAP ranks "
+        "every detection, whatever its score)",
+    )
 
 
 TunedName = Literal[

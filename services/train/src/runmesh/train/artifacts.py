@@ -14,11 +14,15 @@ import asyncio
 import re
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
+from runmesh.catalog.trained_models import ModelRow
 from runmesh.core.settings import Settings
 from runmesh.storage import Storage, StorageError, TenantUris, platform_storage
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.model import Detector
+from runmesh.train.model.onnx_detector import AnyDetector, OnnxDetector, OnnxModelError
+from runmesh.train.model.onnx_layouts import OnnxLayout
 
 MAX_MODEL_BYTES = 1024 * 1024 * 1024
 _CHECKPOINT = re.compile(r"epoch-(\d{6})\.npz$")
@@ -78,16 +82,39 @@ class RunArtifacts:
         return StoredFile(self.storage.url(path), info.size, info.checksum)
 
 
-async def load_detector(uri: str, uris: TenantUris) -> Detector:
-    """The detector whose weights are at `uri` (a registered model's `artifact_uri`), read
-    through the run's tenant's storages and folders only."""
+async def read_model_file(
+    uri: str, uris: TenantUris, *, what: str = "the model's weights"
+) -> bytes:
+    """The bytes of a model file at `uri`, read through the run's tenant's storages and
+    folders only."""
     try:
         storage, path = uris.open(uri)
         async with asyncio.timeout(_TIMEOUT_S):
-            data = await storage.read_bytes(path, max_bytes=MAX_MODEL_BYTES)
+            return await storage.read_bytes(path, max_bytes=MAX_MODEL_BYTES)
     except (StorageError, OSError, TimeoutError) as exc:
-        raise ModelNotFoundError(f"cannot read the model's weights at {uri}: {exc}") from exc
+        raise ModelNotFoundError(f"cannot read {what} at {uri}: {exc}") from exc
+
+
+async def load_detector(uri: str, uris: TenantUris) -> Detector:
+    """The built-in detector whose weights are at `uri` (a registered model's
+    `artifact_uri`)."""
+    data = await read_model_file(uri, uris)
     try:
         return await asyncio.to_thread(Detector.from_bytes, data)
     except ValueError as exc:
         raise ModelNotFoundError(f"{uri} is not a model of the built-in trainer: {exc}") from exc
+
+
+async def load_model(model: ModelRow, uris: TenantUris, *, batch_size: int = 8) -> AnyDetector:
+    """The detector of a registered model: an imported ONNX file (`params.format` `onnx`,
+    read by its `params.layout`) or the built-in trainer's weights."""
+    if model.params.get("format") != "onnx":
+        return await load_detector(model.artifact_uri, uris)
+    data = await read_model_file(model.artifact_uri, uris)
+    layout = cast("OnnxLayout", model.params.get("layout"))
+    try:
+        return await asyncio.to_thread(
+            OnnxDetector, data, layout, model.classes, batch_size=batch_size
+        )
+    except OnnxModelError as exc:
+        raise ModelNotFoundError(f"model {model.id}: {exc}") from exc

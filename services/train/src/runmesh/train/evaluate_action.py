@@ -19,11 +19,12 @@ import orjson
 
 from runmesh.catalog import trained_models
 from runmesh.plugins import Action, Run
-from runmesh.train.artifacts import load_detector
+from runmesh.train.artifacts import load_model
 from runmesh.train.dataset import Sample, load_dataset
 from runmesh.train.errors import ModelNotFoundError
 from runmesh.train.model.detection_metrics import ImageTruth, detection_report
 from runmesh.train.model.detector import Detection, Detector
+from runmesh.train.model.onnx_detector import AnyDetector
 from runmesh.train.params import EvaluateParams
 from runmesh.train.resources import run_resources
 from runmesh.train.trainer import evaluate_boxes
@@ -54,7 +55,7 @@ class BaseTest(Action[EvaluateParams]):
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
                 raise ModelNotFoundError(f"model: model {params.model} not found")
-            detector = await load_detector(model.artifact_uri, uris)
+            detector = await load_model(model, uris)
             dataset = await load_dataset(
                 params.dataset,
                 tenant=tenant,
@@ -77,7 +78,6 @@ class BaseTest(Action[EvaluateParams]):
                 detector.classes,
                 threshold=params.confidence_threshold,
             )
-            report = await asyncio.to_thread(evaluate_boxes, detector, tested)
             values = {
                 "map": detection["map"],
                 "map_50": detection["map_50"],
@@ -95,25 +95,31 @@ class BaseTest(Action[EvaluateParams]):
                     model.id,
                     {f"test_{name}": value for name, value in values.items()},
                 )
-            matrix = {"classes": detector.classes, "matrix": report["confusion_matrix"]}
-            stored = await artifacts.save_file("confusion_matrix.json", orjson.dumps(matrix))
-            run.log_artifact(
-                "confusion_matrix",
-                stored.uri,
-                size=stored.size,
-                checksum=stored.checksum,
-                media_type="application/json",
-            )
+            boxes: dict[str, object] | None = None
+            matrix_uri = None
+            if isinstance(detector, Detector):  # an imported ONNX model only detects
+                report = await asyncio.to_thread(evaluate_boxes, detector, tested)
+                boxes = dict(report)
+                matrix = {"classes": detector.classes, "matrix": report["confusion_matrix"]}
+                stored = await artifacts.save_file("confusion_matrix.json", orjson.dumps(matrix))
+                run.log_artifact(
+                    "confusion_matrix",
+                    stored.uri,
+                    size=stored.size,
+                    checksum=stored.checksum,
+                    media_type="application/json",
+                )
+                matrix_uri = stored.uri
             return {
                 "model_id": str(model.id),
                 "images": len(tested),
-                "report": {"detection": dict(detection), "box_classification": dict(report)},
-                "confusion_matrix_uri": stored.uri,
+                "report": {"detection": dict(detection), "box_classification": boxes},
+                "confusion_matrix_uri": matrix_uri,
             }
 
 
 async def _detect_all(
-    run: Run, detector: Detector, samples: Sequence[Sample]
+    run: Run, detector: AnyDetector, samples: Sequence[Sample]
 ) -> list[list[Detection]]:
     """The detector's detections on each image, every one down to `SCORE_FLOOR` (mAP ranks
     them all; precision and recall keep those at the threshold)."""

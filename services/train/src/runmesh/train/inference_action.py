@@ -9,7 +9,7 @@ large message through Kafka. An image that cannot be read is an error line, not 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import orjson
 from PIL import Image
@@ -17,10 +17,11 @@ from PIL import Image
 from runmesh.catalog import trained_models
 from runmesh.plugins import Action
 from runmesh.storage import StorageError, TenantUris
-from runmesh.train.artifacts import load_detector
-from runmesh.train.dataset import MAX_IMAGE_BYTES, decode_image
+from runmesh.train.artifacts import load_model
+from runmesh.train.dataset import MAX_IMAGE_BYTES, ImageArray, decode_image
 from runmesh.train.errors import DatasetError, ModelNotFoundError
-from runmesh.train.model import Detector
+from runmesh.train.model import Detection
+from runmesh.train.model.onnx_detector import AnyDetector
 from runmesh.train.params import InferenceParams
 from runmesh.train.resources import run_resources
 
@@ -58,21 +59,17 @@ class BaseInference(Action[InferenceParams]):
                 model = await trained_models.get_model(conn, tenant, params.model)
             if model is None:
                 raise ModelNotFoundError(f"model: model {params.model} not found")
-            detector = await load_detector(model.artifact_uri, uris)
+            detector = await load_model(model, uris, batch_size=params.batch_size)
             images = await _read_list(params.images_uri, settings, uris)
             run.log_message_with_code("INFERENCE_STARTED", model.id, len(images))
             lines: list[bytes] = []
             detections = failed = 0
             limit = asyncio.Semaphore(params.max_concurrency)
 
-            async def one(key: Any, uri: str) -> dict[str, Any]:
-                async with limit:
-                    return await _predict(key, uri, detector, params, settings, uris)
-
             for start in range(0, len(images), _CHUNK):
                 run.check_cancelled()
                 chunk = images[start : start + _CHUNK]
-                for line in await asyncio.gather(*(one(key, uri) for key, uri in chunk)):
+                for line in await _predict_chunk(chunk, detector, params, uris, limit):
                     lines.append(orjson.dumps(line))
                     if "error" in line:
                         failed += 1
@@ -124,32 +121,64 @@ async def _read_list(uri: str, settings: Any, uris: TenantUris) -> list[tuple[An
     return images
 
 
-async def _predict(
-    key: Any,
-    uri: str,
-    detector: Detector,
+async def _predict_chunk(
+    chunk: list[tuple[Any, str]],
+    detector: AnyDetector,
     params: InferenceParams,
-    settings: Any,
     uris: TenantUris,
-) -> dict[str, Any]:
-    try:
-        storage, path = uris.open(uri)
-        async with asyncio.timeout(120):
-            data = await storage.read_bytes(path, max_bytes=MAX_IMAGE_BYTES)
-        pixels = await asyncio.to_thread(decode_image, data)
-    except (StorageError, OSError, TimeoutError, Image.DecompressionBombError) as exc:
-        return {"key": key, "error": f"cannot read {uri}: {type(exc).__name__}: {exc}"}
-    found = await asyncio.to_thread(
-        detector.detect,
-        pixels,
-        threshold=params.confidence_threshold,
-        max_detections=params.max_detections,
-    )
-    return {
-        "key": key,
-        "width": int(pixels.shape[1]),
-        "height": int(pixels.shape[0]),
-        "detections": [
-            {"class_name": d.class_name, "bbox": list(d.box), "score": d.score} for d in found
-        ],
+    limit: asyncio.Semaphore,
+) -> list[dict[str, Any]]:
+    """The prediction lines of a chunk of images, in order: the images are read at once
+    (`max_concurrency`), then detected `batch_size` at a time, batches side by side."""
+
+    async def read(key: Any, uri: str) -> ImageArray | dict[str, Any]:
+        async with limit:
+            try:
+                storage, path = uris.open(uri)
+                async with asyncio.timeout(120):
+                    data = await storage.read_bytes(path, max_bytes=MAX_IMAGE_BYTES)
+                return await asyncio.to_thread(decode_image, data)
+            except (StorageError, OSError, TimeoutError, Image.DecompressionBombError) as exc:
+                return {"key": key, "error": f"cannot read {uri}: {type(exc).__name__}: {exc}"}
+
+    read_back = await asyncio.gather(*(read(key, uri) for key, uri in chunk))
+    readable = [i for i, item in enumerate(read_back) if not isinstance(item, dict)]
+
+    async def detect(indices: list[int]) -> list[list[Detection]]:
+        async with limit:
+            return await asyncio.to_thread(
+                detector.detect_batch,
+                [cast("ImageArray", read_back[i]) for i in indices],
+                threshold=params.confidence_threshold,
+                max_detections=params.max_detections,
+            )
+
+    batches = [
+        readable[start : start + params.batch_size]
+        for start in range(0, len(readable), params.batch_size)
+    ]
+    found = {
+        index: detections
+        for batch, results in zip(
+            batches, await asyncio.gather(*(detect(b) for b in batches)), strict=True
+        )
+        for index, detections in zip(batch, results, strict=True)
     }
+    lines: list[dict[str, Any]] = []
+    for index, (key, _) in enumerate(chunk):
+        item = read_back[index]
+        if isinstance(item, dict):
+            lines.append(item)
+            continue
+        lines.append(
+            {
+                "key": key,
+                "width": int(item.shape[1]),
+                "height": int(item.shape[0]),
+                "detections": [
+                    {"class_name": d.class_name, "bbox": list(d.box), "score": d.score}
+                    for d in found[index]
+                ],
+            }
+        )
+    return lines

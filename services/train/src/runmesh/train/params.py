@@ -7,6 +7,8 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runmesh.train.model.onnx_layouts import OnnxLayout
+
 DatasetFormat: TypeAlias = Literal["auto", "dm", "coco", "yolo", "pascal_voc"]
 _Uri = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^(s3|file)://")]
 
@@ -100,6 +102,36 @@ class InferenceParams(BaseModel):
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     max_detections: int = Field(default=100, ge=1, le=10_000, description="Per image")
     max_concurrency: int = Field(default=8, ge=1, le=64, description="Images read at once")
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Images per model call, for an imported ONNX model that takes batches",
+    )
+
+
+class ImportModelParams(BaseModel):
+    """Register a detector trained elsewhere, as an ONNX file in a storage the tenant owns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"\S", description="The model's name (unique)"
+    )
+    description: str = Field(default="", max_length=2000)
+    uri: _Uri = Field(description="The .onnx file, in a storage of the tenant's")
+    layout: OnnxLayout = Field(
+        description="How its outputs are laid out (docs/train.md#import_model)"
+    )
+    classes: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=10_000, description="Its class names, in output order"
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ImportModelParams:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be distinct")
+        return self
 
 
 class EvaluateParams(BaseModel):

@@ -47,7 +47,7 @@ def _positions(extent: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def _nms(
+def nms(
     boxes: npt.NDArray[np.float64], scores: npt.NDArray[np.float64], iou_max: float
 ) -> list[int]:
     """Greedy NMS: indices kept, best score first; ties keep the earlier index (stable)."""
@@ -57,11 +57,11 @@ def _nms(
         best = int(order[0])
         kept.append(best)
         rest = order[1:]
-        order = rest[iou_one_to_many(_as_box(boxes[best]), boxes[rest]) <= iou_max]
+        order = rest[iou_one_to_many(as_box(boxes[best]), boxes[rest]) <= iou_max]
     return kept
 
 
-def _as_box(row: npt.NDArray[np.float64]) -> Box:
+def as_box(row: npt.NDArray[np.float64]) -> Box:
     """One `(4,)` array row as a `Box` tuple of Python floats."""
     x, y, w, h = (float(v) for v in row)
     return (x, y, w, h)
@@ -112,6 +112,19 @@ class Detector:
         # Two sizes shrunk to the same clipped size would score the same windows twice.
         return list(dict.fromkeys(out))
 
+    def detect_batch(
+        self,
+        images: Sequence[npt.NDArray[np.uint8]],
+        *,
+        threshold: float,
+        max_detections: int = 100,
+    ) -> list[list[Detection]]:
+        """`detect` for each image (the network scores one image's windows as a batch)."""
+        return [
+            self.detect(image, threshold=threshold, max_detections=max_detections)
+            for image in images
+        ]
+
     def detect(
         self,
         image: npt.NDArray[np.uint8],
@@ -139,9 +152,9 @@ class Detector:
             selected = np.flatnonzero(keep & (labels == class_index))
             if selected.size == 0:
                 continue
-            for i in _nms(boxes[selected], scores[selected], nms_iou):
+            for i in nms(boxes[selected], scores[selected], nms_iou):
                 row = selected[i]
-                found.append(Detection(name, _as_box(boxes[row]), float(scores[row])))
+                found.append(Detection(name, as_box(boxes[row]), float(scores[row])))
         # Stable sort on score only: equal scores keep class order, then NMS order.
         found.sort(key=lambda d: -d.score)
         return found[:max_detections]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runmesh.train.evaluate_action import BaseTest
+from runmesh.train.import_action import BaseImportModel
 from runmesh.train.inference_action import BaseInference
 from runmesh.train.train_action import BaseTrain
 from runmesh.train.trial_action import BaseTuneTrial
@@ -27,3 +28,7 @@ class Tune(BaseTune):
 
 class TuneTrial(BaseTuneTrial):
     """One trial of a tune run (see `runmesh.train.trial_action.BaseTuneTrial`)."""
+
+
+class ImportModel(BaseImportModel):
+    """Register an ONNX detector (see `runmesh.train.import_action.BaseImportModel`)."""

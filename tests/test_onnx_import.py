@@ -5,24 +5,42 @@ classes is refused at import. Real broker, PostgreSQL, moto S3 and service proce
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import numpy as np
 import pytest
 
 from runmesh.catalog import annotation, trained_models
+from runmesh.cli.__main__ import main
 from runmesh.core.settings import Settings
 from runmesh.storage import platform_storage
 from runmesh.to_task import BUILTIN_PLUGIN as TO_TASK_PLUGIN
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 
-from .conftest import RunClient, service_worker
+from .conftest import (
+    GatewayHandle,
+    RunClient,
+    own_database,
+    service_worker,
+    tenant_client,
+    until_plugin_known,
+)
 from .onnx_models import yolo
 from .test_to_task_inference import shapes_project
 from .test_train import CLASSES
 
 DEADLINE_S = 180.0  # catches a hang: two service processes start and run on a loaded machine
+
+
+@pytest.fixture
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """A database of the test's own: the train plugin its gateway learns stays out of the
+    plugin lists other tests count."""
+    async with own_database(settings) as own:
+        yield own
 
 
 @pytest.fixture
@@ -118,3 +136,47 @@ async def test_an_imported_yolo_model_pre_annotates_tasks_with_its_boxes(
     finally:
         await nets.stop()
         await to_tasks.stop()
+
+
+async def test_the_cli_imports_through_post_v1_models_and_lists_the_model(
+    settings: Settings,
+    gateway: GatewayHandle,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with platform_storage(settings.s3) as bucket:
+        await bucket.write_bytes(f"{tenant}/imports/detector.onnx", green_circle_model())
+        model_uri = bucket.url(f"{tenant}/imports/detector.onnx")
+    async with (
+        tenant_client(gateway, tenant) as api,
+        service_worker(settings, "neural_net", TRAIN_PLUGIN, service="train"),
+    ):
+        await until_plugin_known(api, "runmesh-train", timeout=DEADLINE_S)
+        root = ["--gateway-url", gateway.url, "--token", api.headers["Authorization"][7:]]
+        argv = ["model", "import", model_uri, "--name", "cli-yolo", "--layout", "yolov8"]
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, [*root, *argv, "--classes", ",".join(CLASSES), "-w"])
+        assert code == 0, capsys.readouterr()
+        listed = (await api.get("/v1/models")).json()["items"]
+        assert [(m["name"], m["action"], m["classes"]) for m in listed] == [
+            ("cli-yolo", "import_model", CLASSES)
+        ]
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, [*root, "model", "ls"]) == 0
+        assert "cli-yolo" in capsys.readouterr().out
+
+        # A layout runmesh cannot read is refused before any run: 422 naming the field.
+        bad = await api.post(
+            "/v1/models",
+            json={"name": "x", "uri": model_uri, "layout": "yolov9", "classes": CLASSES},
+        )
+        assert bad.status_code == 422, bad.text
+        assert any(error["loc"][-1] == "layout" for error in bad.json()["errors"]), bad.json()
+        # The same Idempotency-Key answers the run it made.
+        body = {"name": "again", "uri": model_uri, "layout": "yolov8", "classes": CLASSES}
+        key = {"Idempotency-Key": f"import-{tenant}"}
+        first = await api.post("/v1/models", json=body, headers=key)
+        second = await api.post("/v1/models", json=body, headers=key)
+        assert (first.status_code, second.status_code) == (202, 200)
+        assert first.json()["id"] == second.json()["id"]
+        assert first.json()["action"] == "import_model"

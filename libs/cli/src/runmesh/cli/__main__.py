@@ -16,6 +16,7 @@ import typer
 from runmesh.cli.commands import (
     dev,
     limits,
+    model,
     pipeline,
     plugin,
     runs,
@@ -49,6 +50,7 @@ app.add_typer(plugin.app, name="plugin")
 app.add_typer(workers.app)
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(limits.app, name="limits")
+app.add_typer(model.app, name="model")
 
 
 def configure_logging(verbose: bool) -> None:

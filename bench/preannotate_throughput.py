@@ -41,6 +41,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
@@ -89,7 +90,7 @@ def model_bytes() -> bytes:
     bias[4:] = -1.5
     scale = np.ones((1, outputs, 1), dtype=np.float32)
     scale[0, :4, 0] = 64.0
-    constants = {
+    constants: dict[str, npt.NDArray[Any]] = {
         "w1": (rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32),
         "w2": (rng.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32),
         "w3": (rng.standard_normal((outputs, 16, 1, 1)) * 0.5).astype(np.float32),
@@ -117,7 +118,8 @@ def model_bytes() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def png(rng: np.random.Generator) -> bytes:

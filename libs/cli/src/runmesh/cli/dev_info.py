@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from runmesh.core.processes import pid_alive
 from runmesh.core.settings import Settings
 
 DEV_FILE = "dev.json"
@@ -60,12 +60,8 @@ def read_dev_info(settings: Settings) -> DevInfo | None:
         info = DevInfo.model_validate_json(path.read_text())
     except (OSError, ValidationError):
         return None
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(info.pid):
         return None  # left by a `runmesh dev` that was killed
-    except PermissionError:
-        pass  # alive, another user's
     return info
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from runmesh.core.processes import pid_alive
 from runmesh.core.settings import Settings
 from runmesh.sandbox.errors import SandboxError
 from runmesh.sandbox.postgres import EmbeddedPostgres
@@ -39,16 +40,6 @@ _TEMP_PREFIX = "runmesh-sandbox-"
 _OWNER_FILE = ".owner-pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_directories() -> int:
     """Remove temporary sandbox directories whose process died without cleaning up (SIGKILL)."""
     removed = 0
@@ -57,7 +48,7 @@ def _remove_stale_directories() -> int:
             owner = int((path / _OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue  # not a sandbox's, or one being created right now
-        if not _alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed

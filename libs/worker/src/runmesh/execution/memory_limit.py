@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from runmesh.core.errors import ConfigurationError
+from runmesh.core.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def _sweep_stale(parent: Path) -> None:
     """Remove the folders of workers that died without removing theirs (SIGKILL)."""
     for folder in parent.glob(f"{_JOBS_FOLDER}*"):
         pid = folder.name.removeprefix(_JOBS_FOLDER).partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             for group in [child for child in folder.iterdir() if child.is_dir()]:
                 _remove_group(group)
             with contextlib.suppress(OSError):
@@ -258,16 +259,6 @@ def _remove_group(group: Path) -> None:
         else:
             return
     log.warning("could not remove the job cgroup %s", group)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _words(path: Path) -> set[str]:

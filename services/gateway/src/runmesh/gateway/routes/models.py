@@ -16,9 +16,9 @@ from runmesh.gateway.auth import Tenant
 from runmesh.gateway.deps import Deps, get_deps
 from runmesh.gateway.errors import NotFound
 from runmesh.gateway.routes.pagination import cursor_page, decode_cursor
-from runmesh.gateway.routes.runs import IdempotencyKey, views
-from runmesh.gateway.routes.support import MeasuredRoute, gateway_metrics, problems
-from runmesh.gateway.run_submission import SubmitRun, submit
+from runmesh.gateway.routes.runs import IdempotencyKey, submitted
+from runmesh.gateway.routes.support import MeasuredRoute, problems
+from runmesh.gateway.run_submission import SubmitRun
 from runmesh.gateway.run_view import RunOut
 
 router = APIRouter(prefix="/v1", route_class=MeasuredRoute)
@@ -143,9 +143,4 @@ async def import_model(
     submission = SubmitRun(
         category="neural_net", action="import_model", params=body.model_dump(mode="json")
     )
-    row, created = await submit(deps, tenant, submission, idempotency_key, request.headers)
-    if created:
-        gateway_metrics(request.app).count_submitted(submission.category)
-    else:
-        response.status_code = 200
-    return (await views(deps, tenant, [row]))[0]
+    return await submitted(deps, tenant, submission, idempotency_key, request, response)

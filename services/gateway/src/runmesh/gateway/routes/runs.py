@@ -121,6 +121,24 @@ async def fetch_run(db: runs_store.Db, tenant: str, run_id: uuid.UUID) -> dict[s
     return row
 
 
+async def submitted(
+    deps: Deps,
+    tenant: str,
+    body: SubmitRun,
+    idempotency_key: str | None,
+    request: Request,
+    response: Response,
+) -> RunOut:
+    """Submit `body` and answer with its run: 202 for a new one (counted), 200 for the run
+    an Idempotency-Key or run_id made before."""
+    row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
+    if created:
+        gateway_metrics(request.app).count_submitted(body.category)
+    else:
+        response.status_code = 200
+    return (await views(deps, tenant, [row]))[0]
+
+
 async def views(deps: Deps, tenant: str, rows: Sequence[Mapping[str, Any]]) -> list[RunOut]:
     """Run JSON for stored rows, with percent and masking from their action's manifest, and
     a queued run's place in its queue."""
@@ -195,12 +213,7 @@ async def submit_run(
     category, plugin or action and invalid params are 422 with the known names or field
     errors; a request over RUNMESH_MAX_MESSAGE_BYTES is 422 (put large data in S3).
     """
-    row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
-    if created:
-        gateway_metrics(request.app).count_submitted(body.category)
-    else:
-        response.status_code = 200
-    return (await views(deps, tenant, [row]))[0]
+    return await submitted(deps, tenant, body, idempotency_key, request, response)
 
 
 @router.get("/runs", response_model=RunList, summary="List runs", responses=problems(401, 422))
@@ -456,9 +469,4 @@ async def rerun(
         resources=original["resources"],
         parent_run_id=run_id,
     )
-    row, created = await submit(deps, tenant, body, idempotency_key, request.headers)
-    if created:
-        gateway_metrics(request.app).count_submitted(body.category)
-    else:
-        response.status_code = 200
-    return (await views(deps, tenant, [row]))[0]
+    return await submitted(deps, tenant, body, idempotency_key, request, response)

@@ -5,6 +5,7 @@ files a job's group is limited with, and reading an OOM kill back. The kernel's 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,11 @@ def test_the_folders_of_dead_workers_are_swept(tmp_path: Path) -> None:
     JobCgroups.open(mountinfo, membership)
     assert not dead.exists()
     assert alive.exists()
+
+
+def test_a_group_that_cannot_be_made_is_a_memory_limit_error(tmp_path: Path) -> None:
+    mountinfo, membership = fake_host(tmp_path, unified=True)
+    cgroups = JobCgroups.open(mountinfo, membership)
+    shutil.rmtree(cgroups.folder)  # gone under the worker
+    with pytest.raises(MemoryLimitError, match="cannot make the cgroup"):
+        cgroups.limit("run-1", 512)

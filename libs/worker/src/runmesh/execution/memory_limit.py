@@ -120,17 +120,23 @@ class JobCgroups:
         return cls(hierarchy, folder)
 
     def limit(self, name: str, mb: int) -> MemoryLimit:
-        """A new group `name` limited to `mb` MiB, without swap."""
+        """A new group `name` limited to `mb` MiB, without swap; `MemoryLimitError` if the
+        group cannot be made (the folder gone, the hierarchy full)."""
         path = self.folder / name
-        path.mkdir(exist_ok=True)
         size = str(mb * _MB)
-        if self._version == 2:
-            (path / "memory.max").write_text(size)
-            with contextlib.suppress(OSError):  # no swap accounting on this host
+        try:
+            path.mkdir(exist_ok=True)
+            (path / ("memory.max" if self._version == 2 else "memory.limit_in_bytes")).write_text(
+                size
+            )
+        except OSError as exc:
+            _remove_group(path)
+            raise MemoryLimitError(f"cannot make the cgroup {path}: {exc.strerror}") from exc
+        # No swap beyond the limit, where the host accounts for swap at all.
+        with contextlib.suppress(OSError):
+            if self._version == 2:
                 (path / "memory.swap.max").write_text("0")
-        else:
-            (path / "memory.limit_in_bytes").write_text(size)
-            with contextlib.suppress(OSError):  # memsw only with swap accounting on
+            else:
                 (path / "memory.memsw.limit_in_bytes").write_text(size)
         return MemoryLimit(mb=mb, how="cgroup", cgroup=str(path), version=self._version)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +13,8 @@ from runmesh.core.events import RunRequest
 from runmesh.core.settings import Settings
 from runmesh.core.telemetry import trace_carrier
 from runmesh.execution import JobSpec, StopSignal, execute_job, execute_task
-from runmesh.execution.memory_limit import JobCgroups, MemoryLimit
-from runmesh.execution.outcome import Outcome
+from runmesh.execution.memory_limit import JobCgroups, MemoryLimit, MemoryLimitError
+from runmesh.execution.outcome import Failed, Outcome
 from runmesh.execution.watchdog import LoopWatchdog
 from runmesh.plugins.action import Action
 from runmesh.plugins.run import Run, RunContext
@@ -37,24 +35,20 @@ class JobLimits:
         asked = request.resources.memory_mb if request.resources is not None else 0
         return asked or settings.job_memory_mb
 
-    @contextlib.asynccontextmanager
     async def memory(
         self, request: RunRequest, attempt: int, settings: Settings
-    ) -> AsyncIterator[MemoryLimit | None]:
-        """The job's memory limit for its lifetime: its own cgroup, made now and removed
-        after (with anything the job left running in it), or the opt-in RLIMIT."""
+    ) -> MemoryLimit | None:
+        """The job's memory limit: a cgroup of its own, made now (`release` removes it), or
+        the opt-in RLIMIT; `MemoryLimitError` when its group cannot be made."""
         mb = self.memory_mb(request, settings)
         if self.cgroups is not None:
-            cgroups = self.cgroups
-            limit = await asyncio.to_thread(cgroups.limit, f"{request.run_id}-{attempt}", mb)
-            try:
-                yield limit
-            finally:
-                await asyncio.to_thread(cgroups.remove, limit)
-        elif settings.job_memory_limit == "rlimit":
-            yield MemoryLimit(mb=mb, how="rlimit")
-        else:
-            yield None
+            return await asyncio.to_thread(self.cgroups.limit, f"{request.run_id}-{attempt}", mb)
+        return MemoryLimit(mb=mb, how="rlimit") if settings.job_memory_limit == "rlimit" else None
+
+    async def release(self, memory: MemoryLimit | None) -> None:
+        """After the job: remove its group, with anything it left running there."""
+        if self.cgroups is not None and memory is not None:
+            await asyncio.to_thread(self.cgroups.remove, memory)
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,7 +88,11 @@ async def execute_target(
     """
     if target.method == "job":
         limits = limits or JobLimits()
-        async with limits.memory(request, attempt, settings) as memory:
+        try:
+            memory = await limits.memory(request, attempt, settings)
+        except MemoryLimitError as exc:
+            return Failed("MemoryLimitError", f"the worker cannot limit the job's memory: {exc}")
+        try:
             spec = JobSpec(
                 plugin_dir=str(target.directory),
                 action=target.action,
@@ -119,6 +117,8 @@ async def execute_target(
                 python=target.python,
                 calls=None if access is None else access.broker,
             )
+        finally:
+            await limits.release(memory)
     if target.cls is None or params is None:
         raise RuntimeError(f"{target.code} {target.action}: a task needs its class")
     cancel_flag = threading.Event()

@@ -15,12 +15,19 @@ def _constant(name: str, value: npt.NDArray[np.generic]) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
 
 
-def yolo(raw: npt.NDArray[np.float32], *, size: int = 64, batch: int | str = "batch") -> bytes:
-    """A YOLO export with input `[batch, 3, size, size]` whose output is `raw` (shape
-    `[1, rows, cols]`) for every image of the batch: `[batch, rows, cols]`."""
+def yolo(
+    raw: npt.NDArray[np.float32],
+    *,
+    size: int = 64,
+    batch: int | str = "batch",
+    input_type: int = TensorProto.FLOAT,
+) -> bytes:
+    """A YOLO export with input `[batch, 3, size, size]` (of `input_type`) whose output is
+    `raw` (shape `[1, rows, cols]`) for every image of the batch: `[batch, rows, cols]`."""
     rows, cols = raw.shape[1], raw.shape[2]
     nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[1, 2, 3], keepdims=1),
         _constant("flat", np.array([-1, 1, 1], dtype=np.int64)),
         helper.make_node("Reshape", ["mean", "flat"], ["per_image"]),
         _constant("zero", np.array(0.0, dtype=np.float32)),
@@ -31,7 +38,7 @@ def yolo(raw: npt.NDArray[np.float32], *, size: int = 64, batch: int | str = "ba
     graph = helper.make_graph(
         nodes,
         "yolo",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("images", input_type, [batch, 3, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, rows, cols])],
     )
     return _model(graph)

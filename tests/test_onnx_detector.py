@@ -7,6 +7,7 @@ detector of its layout is refused with a message. The models are built in the te
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from runmesh.train.model import Detection
@@ -59,7 +60,7 @@ def test_a_batch_goes_through_in_calls_of_batch_size() -> None:
         calls.append(len(next(iter(feed.values()))))
         return run(names, feed)
 
-    detector._session.run = counted  # type: ignore[method-assign]
+    detector._session.run = counted
     found = detector.detect_batch([WIDE] * 5, threshold=0.5)
     assert calls == [2, 2, 1]
     assert all(image == found[0] for image in found) and len(found) == 5
@@ -100,3 +101,9 @@ def test_what_is_not_a_detector_of_its_layout_is_refused() -> None:
         OnnxDetector(yolo(yolov8_rows()), "torchvision", CLASSES)
     with pytest.raises(OnnxModelError, match=r"a yolov8 output is \[4 \+ 3 classes, N\]"):
         OnnxDetector(yolo(yolov8_rows()), "yolov8", [*CLASSES, "bird"]).detect(WIDE, threshold=0.5)
+
+
+def test_a_float16_input_is_refused_with_how_to_export_it() -> None:
+    half = yolo(yolov8_rows(), input_type=onnx.TensorProto.FLOAT16)
+    with pytest.raises(OnnxModelError, match=r"its input is a tensor\(float16\); .* float32"):
+        OnnxDetector(half, "yolov8", CLASSES)

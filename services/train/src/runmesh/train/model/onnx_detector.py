@@ -77,6 +77,11 @@ class OnnxDetector:
         if len(inputs) != 1:
             raise OnnxModelError(f"it has {len(inputs)} inputs; a detector has one (the image)")
         self._input = inputs[0].name
+        if inputs[0].type != "tensor(float)":
+            raise OnnxModelError(
+                f"its input is a {inputs[0].type}; runmesh feeds float32 images (export the "
+                "model with a float32 input)"
+            )
         shape = list(inputs[0].shape)
         self._check_input(shape)
         self._size = _fixed_size(shape)
@@ -122,22 +127,23 @@ class OnnxDetector:
         self, images: Sequence[npt.NDArray[np.uint8]], threshold: float, limit: int
     ) -> list[list[Detection]]:
         if self.layout == "torchvision":
-            tensor = np.ascontiguousarray(images[0].transpose(2, 0, 1), dtype=np.float32) / 255
-            boxes, labels, scores = self._session.run(self._outputs, {self._input: tensor})
+            tensor = np.ascontiguousarray(images[0].transpose(2, 0, 1), dtype=np.float32)
+            tensor /= np.float32(255)
+            boxes, labels, scores = self._call(tensor)
             found = self._listed(
                 boxes, scores, np.asarray(labels) - 1, _SAME, images[0], threshold, limit
             )
             return [found]
         fits: list[_Letterbox]
         if self.layout == "boxes_scores_classes" and self._size is None:
-            tensor = images[0].transpose(2, 0, 1)[None].astype(np.float32) / 255
+            tensor = images[0].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
             fits = [_SAME]
         else:
             size = self._size or _DEFAULT_SIZE
             boxed = [_letterbox(image, size) for image in images]
             tensor = np.stack([pixels for pixels, _ in boxed])
             fits = [fit for _, fit in boxed]
-        outputs = self._session.run(self._outputs, {self._input: tensor})
+        outputs = self._call(tensor)
         if self.layout == "boxes_scores_classes":
             boxes, scores, classes = outputs  # a leading batch axis of 1, or none
             found = self._listed(boxes, scores, classes, fits[0], images[0], threshold, limit)
@@ -147,6 +153,13 @@ class OnnxDetector:
             self._from_yolo(raw[index], fits[index], image, threshold, limit)
             for index, image in enumerate(images)
         ]
+
+    def _call(self, tensor: npt.NDArray[np.float32]) -> list[Any]:
+        try:
+            return list(self._session.run(self._outputs, {self._input: tensor}))
+        except Exception as exc:  # onnxruntime's own errors: a file that does not run
+            shape = list(tensor.shape)
+            raise OnnxModelError(f"onnxruntime failed on an input of {shape}: {exc}") from exc
 
     def _from_yolo(
         self,

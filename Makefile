@@ -31,6 +31,16 @@ PYTEST_PARALLEL := -n 2 --dist loadfile
 test: bootstrap ## the whole suite, against real broker, Postgres and S3 servers
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --durations=15
 
+# torch is no dependency of any service (a plugin's own requirement): this target puts it into
+# .venv with pip, which takes a wheel lying on the machine's disk where there is one
+# (/opt/wheels here: the CPU build, 0.75 GB installed) and PyPI's otherwise (a CUDA build of
+# several GB on Linux x86_64; TORCH_SPEC may name another build). `uv sync` removes it again.
+TORCH_SPEC ?= torch==2.13.0
+test-torch: bootstrap ## the PyTorch plugin's tests, with torch installed into .venv
+	python3 -m pip --python $(VENV)/bin/python install --quiet "$(TORCH_SPEC)"
+	$(PY) -c "import torch; print('torch', torch.__version__)"
+	$(VENV)/bin/pytest tests/test_pytorch_train_plugin.py
+
 test-fast: bootstrap ## the suite without tests marked slow
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not slow"
 

@@ -46,6 +46,7 @@ def job_groups(worker: Worker) -> list[str]:
     return sorted(child.name for child in cgroups.folder.iterdir() if child.is_dir())
 
 
+@pytest.mark.slow  # writes 3 GiB twice per mode
 @pytest.mark.parametrize("mode", ["cgroup", "rlimit"])
 async def test_3_gb_succeeds_under_a_4_gb_limit_and_fails_clearly_under_1_gb(
     mode: str, client: RunClient, worker: WorkerFactory

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,17 @@ from runmesh.to_task import BUILTIN_PLUGIN as TO_TASK_PLUGIN
 from runmesh.train import BUILTIN_PLUGIN as TRAIN_PLUGIN
 from runmesh.train.model import encode_png, make_synthetic_image
 
-from .conftest import GatewayHandle, RunClient, ServiceProcesses, service_worker
+from .conftest import GatewayHandle, RunClient, ServiceProcesses, own_database, service_worker
 from .test_to_task import params_for, seed
 from .test_train import CLASSES, coco_dataset, train_params
+
+
+@pytest.fixture
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """A database of the module's tests' own: the train plugin their gateway learns stays out
+    of the plugin lists other tests count."""
+    async with own_database(settings) as own:
+        yield own
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from runmesh.cli.errors import CliError
+from runmesh.cli.settings import GatewayOptions, load_settings, require_gateway
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +40,13 @@ class StreamMessage:
     id: int | None
     event: str
     data: dict[str, Any]
+
+
+def command_client(options: GatewayOptions | None) -> GatewayClient:
+    """The client a command talks to the gateway with: the root `--gateway-url` / `--token`
+    options (a command's `ctx.obj`) over the environment and a running `runmesh dev`."""
+    url, token = require_gateway(load_settings(options=options))
+    return GatewayClient(url, token)
 
 
 class GatewayClient:

@@ -9,18 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from runmesh.cli.exits import run_async
-from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings, require_gateway
+from runmesh.cli.gateway_client import command_client
 from runmesh.cli.watch import watch_run
 
 app = typer.Typer(help="Models: import an ONNX detector, list the registered ones.")
 
 _LAYOUTS = "yolov8, yolov5, torchvision or boxes_scores_classes (docs/train.md#import_model)"
-
-
-def _client(ctx: typer.Context) -> GatewayClient:
-    url, token = require_gateway(load_settings(options=ctx.obj))
-    return GatewayClient(url, token)
 
 
 @app.command(
@@ -50,7 +44,7 @@ def import_command(
     console = Console()
 
     async def go() -> int:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             run: dict[str, Any] = await api.request("POST", "/v1/models", json=body)
             console.print(f"run {run['id']} {run['state']}", markup=False, highlight=False)
             if not wait:
@@ -65,7 +59,7 @@ def ls_command(
     ctx: typer.Context, limit: int = typer.Option(20, min=1, max=200, help="how many")
 ) -> None:
     async def go() -> dict[str, Any]:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             page: dict[str, Any] = await api.request("GET", "/v1/models", params={"limit": limit})
             return page
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail, run_async
-from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.gateway_client import GatewayClient, command_client
 from runmesh.cli.pipeline_file import load_definition
 from runmesh.cli.pipeline_view import follow_pipeline, print_steps
 from runmesh.cli.settings import load_settings, require_gateway
@@ -109,8 +109,7 @@ def resume_command(
 @app.command("show", help="A pipeline run, its definition and its steps, as JSON.")
 def show_command(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
-        url, token = require_gateway(load_settings(options=ctx.obj))
-        async with GatewayClient(url, token) as api:
+        async with command_client(ctx.obj) as api:
             return await api.request("GET", f"/v1/pipelines/{run_id}")
 
     typer.echo(orjson.dumps(run_async(go()), option=orjson.OPT_INDENT_2).decode())

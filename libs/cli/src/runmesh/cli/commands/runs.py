@@ -10,17 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from runmesh.cli.exits import run_async
-from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings, require_gateway
+from runmesh.cli.gateway_client import command_client
 from runmesh.cli.watch import watch_run
 
 app = typer.Typer(help="List, inspect, follow, cancel and rerun runs.", no_args_is_help=True)
-
-
-def _client(ctx: typer.Context) -> GatewayClient:
-    # ctx.obj: the root `--gateway-url` / `--token` options.
-    url, token = require_gateway(load_settings(options=ctx.obj))
-    return GatewayClient(url, token)
 
 
 @app.command("ls", help="Runs, newest first.")
@@ -42,7 +35,7 @@ def ls(
             "name": name,
             "limit": limit,
         }
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             page: dict[str, Any] = await api.request(
                 "GET", "/v1/runs", params={k: v for k, v in params.items() if v is not None}
             )
@@ -77,7 +70,7 @@ def _queued(position: int, priority: int | None) -> str:
 @app.command("show", help="One run as JSON.")
 def show(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             return await api.run(run_id)
 
     typer.echo(orjson.dumps(run_async(go()), option=orjson.OPT_INDENT_2).decode())
@@ -92,7 +85,7 @@ def logs(
     async def go() -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []
         after: int | None = None
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             while True:
                 params: dict[str, Any] = {"limit": 500}
                 if level:
@@ -113,7 +106,7 @@ def logs(
 @app.command("watch", help="Follow a run live; exit 0 only if it succeeds.")
 def watch(ctx: typer.Context, run_id: str) -> None:
     async def go() -> int:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             return await watch_run(api, run_id, Console(), debug=ctx.obj.verbose)
 
     raise typer.Exit(run_async(go()))
@@ -122,7 +115,7 @@ def watch(ctx: typer.Context, run_id: str) -> None:
 @app.command("cancel", help="Cancel a queued or running run.")
 def cancel(ctx: typer.Context, run_id: str) -> None:
     async def go() -> Any:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             return await api.request("POST", f"/v1/runs/{run_id}/cancel")
 
     run = run_async(go())
@@ -136,7 +129,7 @@ def rerun(
     ctx: typer.Context, run_id: str, wait: bool = typer.Option(False, "--wait", "-w")
 ) -> None:
     async def go() -> int:
-        async with _client(ctx) as api:
+        async with command_client(ctx.obj) as api:
             run = await api.request("POST", f"/v1/runs/{run_id}/rerun")
             typer.echo(f"run {run['id']} {run['state']} (rerun of {run_id})")
             if not wait:

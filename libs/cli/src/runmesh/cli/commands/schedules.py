@@ -14,9 +14,8 @@ from runmesh.cli.commands.pipeline import parse_param
 from runmesh.cli.commands.submit import parse_params
 from runmesh.cli.errors import CliError
 from runmesh.cli.exits import fail, run_async
-from runmesh.cli.gateway_client import GatewayClient
+from runmesh.cli.gateway_client import command_client
 from runmesh.cli.pipeline_file import load_definition
-from runmesh.cli.settings import load_settings, require_gateway
 
 app = typer.Typer(
     help="Schedules: a run or a pipeline at each tick of a cron expression.", no_args_is_help=True
@@ -24,8 +23,7 @@ app = typer.Typer(
 
 
 async def _call(ctx: typer.Context, method: str, path: str, body: Any = None) -> Any:
-    url, token = require_gateway(load_settings(options=ctx.obj))
-    async with GatewayClient(url, token) as api:
+    async with command_client(ctx.obj) as api:
         return await api.request(method, path, **({} if body is None else {"json": body}))
 
 

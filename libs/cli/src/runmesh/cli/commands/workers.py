@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runmesh.cli.exits import run_async
-from runmesh.cli.gateway_client import GatewayClient
-from runmesh.cli.settings import load_settings, require_gateway
+from runmesh.cli.gateway_client import command_client
 
 app = typer.Typer()
 
@@ -22,9 +21,8 @@ def workers(
     pool: str | None = typer.Option(None, help="only those of this pool"),
 ) -> None:
     async def go() -> dict[str, Any]:
-        url, token = require_gateway(load_settings(options=ctx.obj))
         params = {k: v for k, v in {"category": category, "pool": pool}.items() if v}
-        async with GatewayClient(url, token) as api:
+        async with command_client(ctx.obj) as api:
             page: dict[str, Any] = await api.request("GET", "/v1/workers", params=params)
             return page
 

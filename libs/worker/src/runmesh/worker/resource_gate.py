@@ -86,7 +86,6 @@ class ResourceGate:
         self._capacity = capacity
         self._changed = asyncio.Condition()
         self._running = 0
-        self._gpus = 0
         self._memory_mb = 0
         self._alone = False
         self._free_devices = list(capacity.devices)
@@ -121,7 +120,6 @@ class ResourceGate:
             if devices is not None:
                 async with self._changed:
                     self._running -= 1
-                    self._gpus -= need.gpus
                     self._memory_mb -= need.memory_mb
                     if not need.lock_all:
                         self._free_devices.extend(devices)
@@ -147,7 +145,6 @@ class ResourceGate:
             if stop.requested:
                 return None
             self._running += 1
-            self._gpus += need.gpus
             self._memory_mb += need.memory_mb
             self._alone = need.lock_all
             self._tell()
@@ -164,7 +161,7 @@ class ResourceGate:
         if need.lock_all:
             return self._running == 0
         return (
-            self._gpus + need.gpus <= self._capacity.gpus
+            need.gpus <= len(self._free_devices)
             and self._memory_mb + need.memory_mb <= self._capacity.memory_mb
         )
 
